@@ -1,0 +1,256 @@
+/**
+ * SigLIP / SigLIP 2 fixed-resolution image tower and the text tower (shared by
+ * NaFlex checkpoints), built as ONNX graphs from config + checkpoint weights.
+ *
+ * Reference: transformers `models/siglip/modeling_siglip.py`
+ * (SiglipVisionEmbeddings, SiglipVisionTransformer, SiglipTextEmbeddings,
+ * SiglipTextTransformer); spec §1.3 and §1.6. Tensor names mirror the checkpoint keys.
+ */
+import { Graph } from "../graph/graph.js";
+import { CARRY_IN, CARRY_OUT, Pipeline, ort, type RuntimeOptions } from "../graph/runtime.js";
+import { SiglipError } from "../errors.js";
+import type { Checkpoint, WeightStore } from "../weights/checkpoint.js";
+import { fixresGrid, type TextConfig, type VisionConfig } from "../weights/config.js";
+import {
+  WeightLoader, encoderLayer, encoderLayerBytes, encoderLayerShapes, mapHead, mapHeadShapes, type LayerDims,
+} from "./blocks.js";
+
+/** Options for building a tower. */
+export interface TowerOptions extends RuntimeOptions {
+  /** Also output every layer's hidden state (`hidden_states.{i}`) and `last_hidden_state`. */
+  outputHiddenStates?: boolean;
+  /** Split the tower into several ONNX models when its fp32 weights exceed this many bytes (default 1.5 GiB; protobuf's limit is 2 GiB). */
+  maxStageBytes?: number;
+}
+
+/** What a tower run returns. Arrays are row-major float32. */
+export interface TowerOutput {
+  /** (B, Dout): image pooled output / text head output, not normalised. */
+  pooled: Float32Array;
+  /** (B, S, D) after the final LayerNorm, when requested. */
+  lastHiddenState?: Float32Array;
+  /** Per-layer (B, S, D): index 0 = embeddings, i = output of block i (before the final LN), when requested. */
+  hiddenStates?: Float32Array[];
+}
+
+const DEFAULT_STAGE_BYTES = 1.5 * 1024 ** 3;
+
+function dims(c: VisionConfig | TextConfig): LayerDims {
+  return { hidden: c.hidden_size, inter: c.intermediate_size, heads: c.num_attention_heads, eps: c.layer_norm_eps, act: c.hidden_act };
+}
+
+/** Name a value as a graph output. */
+function emit(g: Graph, value: string, name: string, dimsOut: Array<number | string>): void {
+  g.node("Identity", [value], { outputs: [name] });
+  g.output(name, "float32", dimsOut);
+}
+
+/**
+ * Encoder stack split into stages by weight size. `begin` builds the embeddings in
+ * the first graph and returns (B, S, D); `end` builds the outputs in the last one.
+ */
+function buildStages(
+  store: WeightStore,
+  name: string,
+  prefix: string,
+  c: VisionConfig | TextConfig,
+  seq: number | string,
+  opts: TowerOptions,
+  begin: (w: WeightLoader) => string,
+  end: (w: WeightLoader, x: string) => void,
+): Graph[] {
+  const d = dims(c);
+  const layerBytes = encoderLayerBytes(d);
+  const budget = opts.maxStageBytes ?? DEFAULT_STAGE_BYTES;
+  const stages: Graph[] = [];
+  let g = new Graph(`${name}.0`);
+  let w = new WeightLoader(g, store);
+  let x = begin(w);
+  const hsDims = ["batch", seq, d.hidden];
+  if (opts.outputHiddenStates) emit(g, x, "hidden_states.0", hsDims);
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    if (g.initializerBytes > 0 && g.initializerBytes + layerBytes > budget) {
+      emit(g, x, CARRY_OUT, hsDims);
+      stages.push(g);
+      g = new Graph(`${name}.${stages.length}`);
+      w = new WeightLoader(g, store);
+      x = g.input(CARRY_IN, "float32", hsDims);
+    }
+    x = encoderLayer(w, x, `${prefix}.encoder.layers.${i}`, d);
+    if (opts.outputHiddenStates) emit(g, x, `hidden_states.${i + 1}`, hsDims);
+  }
+  end(w, x);
+  stages.push(g);
+  return stages;
+}
+
+function readOutputs(out: Record<string, ort.Tensor>, layers: number, withHidden: boolean): TowerOutput {
+  const r: TowerOutput = { pooled: out["pooler_output"]!.data as Float32Array };
+  if (withHidden) {
+    r.lastHiddenState = out["last_hidden_state"]!.data as Float32Array;
+    r.hiddenStates = Array.from({ length: layers + 1 }, (_, i) => out[`hidden_states.${i}`]!.data as Float32Array);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vision tower, fixed resolution (model_type "siglip")
+
+/** Checkpoint keys and shapes the FixRes image tower needs. */
+export function fixresVisionShapes(v: VisionConfig): Array<[string, number[]]> {
+  const D = v.hidden_size;
+  const P = v.patch_size;
+  const N = fixresGrid(v) ** 2;
+  const out: Array<[string, number[]]> = [
+    ["vision_model.embeddings.patch_embedding.weight", [D, v.num_channels, P, P]],
+    ["vision_model.embeddings.patch_embedding.bias", [D]],
+    ["vision_model.embeddings.position_embedding.weight", [N, D]],
+    ["vision_model.post_layernorm.weight", [D]],
+    ["vision_model.post_layernorm.bias", [D]],
+  ];
+  for (let i = 0; i < v.num_hidden_layers; i++) out.push(...encoderLayerShapes(`vision_model.encoder.layers.${i}`, { hidden: D, inter: v.intermediate_size }));
+  out.push(...mapHeadShapes("vision_model.head", { hidden: D, inter: v.intermediate_size }));
+  return out;
+}
+
+/** Image tower of a fixed-resolution checkpoint: pixel_values (B, 3, R, R) → pooled (B, D). */
+export class FixresVisionTower {
+  private constructor(
+    readonly config: VisionConfig,
+    private readonly pipeline: Pipeline,
+    private readonly withHidden: boolean,
+  ) {}
+
+  static async load(ckpt: Checkpoint, opts: TowerOptions = {}): Promise<FixresVisionTower> {
+    const v = ckpt.config.vision_config;
+    if (!v.vision_use_head) {
+      throw new SiglipError("checkpoint", `${ckpt.dir}/config.json: vision_use_head=false checkpoints have no pooled image embedding`, { subject: ckpt.dir });
+    }
+    const store = ckpt.weights;
+    store.checkAll(fixresVisionShapes(v));
+    const D = v.hidden_size;
+    const P = v.patch_size;
+    const G = fixresGrid(v);
+    const N = G * G;
+    const R = v.image_size;
+    const stages = buildStages(store, "vision", "vision_model", v, N, opts,
+      (w) => {
+        const g = w.g;
+        const px = g.input("pixel_values", "float32", ["batch", 3, R, R]);
+        // Conv2d(3→D, kernel P, stride P, no padding): trailing pixels that do not fill a patch are dropped.
+        const conv = g.op("Conv", [px, w.tensor("vision_model.embeddings.patch_embedding.weight", [D, 3, P, P]), w.tensor("vision_model.embeddings.patch_embedding.bias", [D])], {
+          kernel_shape: { ints: [P, P] }, strides: { ints: [P, P] },
+        }); // (B, D, G, G)
+        const patches = g.transpose(g.reshape(conv, [0, D, N]), [0, 2, 1]); // (B, N, D), row-major grid
+        return g.add(patches, w.tensor("vision_model.embeddings.position_embedding.weight", [N, D]));
+      },
+      (w, x) => {
+        const last = w.layerNorm(x, "vision_model.post_layernorm", D, v.layer_norm_eps); // (B, N, D)
+        if (opts.outputHiddenStates) emit(w.g, last, "last_hidden_state", ["batch", N, D]);
+        emit(w.g, mapHead(w, last, "vision_model.head", dims(v)), "pooler_output", ["batch", D]);
+      });
+    const pipeline = await Pipeline.create(stages, opts);
+    return new FixresVisionTower(v, pipeline, opts.outputHiddenStates ?? false);
+  }
+
+  get stageCount(): number {
+    return this.pipeline.stageCount;
+  }
+
+  /** Run on a batch of preprocessed images, (batch, 3, R, R) float32. */
+  async run(pixelValues: Float32Array, batch: number): Promise<TowerOutput> {
+    const R = this.config.image_size;
+    const t = new ort.Tensor("float32", pixelValues, [batch, 3, R, R]);
+    const out = await this.pipeline.run({ pixel_values: t });
+    return readOutputs(out, this.config.num_hidden_layers, this.withHidden);
+  }
+
+  async release(): Promise<void> {
+    await this.pipeline.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text tower (both families)
+
+/** Checkpoint keys and shapes the text tower needs. */
+export function textShapes(t: TextConfig): Array<[string, number[]]> {
+  const D = t.hidden_size;
+  const out: Array<[string, number[]]> = [
+    ["text_model.embeddings.token_embedding.weight", [t.vocab_size, D]],
+    ["text_model.embeddings.position_embedding.weight", [t.max_position_embeddings, D]],
+    ["text_model.final_layer_norm.weight", [D]],
+    ["text_model.final_layer_norm.bias", [D]],
+    ["text_model.head.weight", [t.projection_size, D]],
+    ["text_model.head.bias", [t.projection_size]],
+  ];
+  for (let i = 0; i < t.num_hidden_layers; i++) out.push(...encoderLayerShapes(`text_model.encoder.layers.${i}`, { hidden: D, inter: t.intermediate_size }));
+  return out;
+}
+
+/**
+ * Text tower: input_ids (B, T) → head output (B, projection_size). No attention mask;
+ * pooled at the last position. The 256k-row token table stays on disk: the rows a
+ * batch needs are read and gathered here, the graph starts at the embeddings.
+ */
+export class TextTower {
+  private constructor(
+    readonly config: TextConfig,
+    private readonly store: WeightStore,
+    private readonly pipeline: Pipeline,
+    private readonly withHidden: boolean,
+  ) {}
+
+  static async load(ckpt: Checkpoint, opts: TowerOptions = {}): Promise<TextTower> {
+    const t = ckpt.config.text_config;
+    const store = ckpt.weights;
+    store.checkAll(textShapes(t));
+    const D = t.hidden_size;
+    const T = t.max_position_embeddings;
+    const stages = buildStages(store, "text", "text_model", t, T, opts,
+      (w) => {
+        const emb = w.g.input("inputs_embeds", "float32", ["batch", T, D]);
+        return w.g.add(emb, w.tensor("text_model.embeddings.position_embedding.weight", [T, D])); // (B, T, D)
+      },
+      (w, x) => {
+        const g = w.g;
+        const last = w.layerNorm(x, "text_model.final_layer_norm", D, t.layer_norm_eps); // (B, T, D)
+        if (opts.outputHiddenStates) emit(g, last, "last_hidden_state", ["batch", T, D]);
+        const pooled = g.gather(last, g.init(g.fresh("last_position"), BigInt64Array.of(BigInt(T - 1)), []), 1); // (B, D)
+        emit(g, w.linear(pooled, "text_model.head", D, t.projection_size), "pooler_output", ["batch", t.projection_size]);
+      });
+    const pipeline = await Pipeline.create(stages, opts);
+    return new TextTower(t, store, pipeline, opts.outputHiddenStates ?? false);
+  }
+
+  get sequenceLength(): number {
+    return this.config.max_position_embeddings;
+  }
+
+  /** Token embeddings for a flat (B·T) id array, reading only the distinct rows from disk. */
+  embedTokens(ids: ArrayLike<number>): Float32Array {
+    const D = this.config.hidden_size;
+    const unique = [...new Set(Array.from(ids))];
+    const rows = this.store.rowsFloat32("text_model.embeddings.token_embedding.weight", unique);
+    const at = new Map(unique.map((id, i) => [id, i]));
+    const out = new Float32Array(ids.length * D);
+    for (let i = 0; i < ids.length; i++) {
+      const r = at.get(ids[i]!)!;
+      out.set(rows.subarray(r * D, (r + 1) * D), i * D);
+    }
+    return out;
+  }
+
+  /** Run on token ids, flat (batch·T) with T = max_position_embeddings. */
+  async run(ids: ArrayLike<number>, batch: number): Promise<TowerOutput> {
+    const T = this.sequenceLength;
+    if (ids.length !== batch * T) throw new Error(`internal: expected ${batch}×${T} token ids, got ${ids.length}`);
+    const emb = new ort.Tensor("float32", this.embedTokens(ids), [batch, T, this.config.hidden_size]);
+    const out = await this.pipeline.run({ inputs_embeds: emb });
+    return readOutputs(out, this.config.num_hidden_layers, this.withHidden);
+  }
+
+  async release(): Promise<void> {
+    await this.pipeline.release();
+  }
+}

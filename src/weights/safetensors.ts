@@ -1,0 +1,276 @@
+/**
+ * A validating, streaming reader for the safetensors format
+ * (https://github.com/huggingface/safetensors#format).
+ *
+ * Layout: 8-byte little-endian u64 header length N, N bytes of JSON header
+ * `{ name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }`,
+ * then the data block; offsets are relative to the start of the data block.
+ *
+ * The whole header is validated before any tensor is used (length bound, JSON,
+ * dtype known, shape × dtype size = byte length, offsets inside the file and not
+ * overlapping). Tensors are read one at a time with positional reads: the file is
+ * never copied into memory as a whole.
+ */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { SiglipError } from "../errors.js";
+
+/** Element types that can appear in a safetensors file. */
+export type SafetensorsDType =
+  | "F64" | "F32" | "F16" | "BF16"
+  | "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL";
+
+const DTYPE_BYTES: Record<SafetensorsDType, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+};
+
+/** Header entry of one tensor. `begin`/`end` are absolute file offsets. */
+export interface TensorInfo {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/** Largest header we accept (the reference implementation uses the same 100 MB bound). */
+export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+/** Number of elements of a shape (1 for a scalar). */
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function bad(file: string, problem: string): SiglipError {
+  return new SiglipError("checkpoint", `${file}: malformed safetensors file: ${problem}`, { subject: file });
+}
+
+/** One opened safetensors file. Call {@link SafetensorsFile.close} when done. */
+export class SafetensorsFile {
+  readonly path: string;
+  readonly size: number;
+  readonly metadata: Record<string, string>;
+  private readonly tensors: Map<string, TensorInfo>;
+  private fd: number | null;
+
+  private constructor(path: string, fd: number, size: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+    this.path = path;
+    this.fd = fd;
+    this.size = size;
+    this.tensors = tensors;
+    this.metadata = metadata;
+  }
+
+  /** Open and validate `path`. Throws a {@link SiglipError} naming the file on any problem. */
+  static open(path: string): SafetensorsFile {
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new SiglipError("checkpoint", `${path}: cannot open weights file (${code ?? String(e)})`, { subject: path, cause: e });
+    }
+    try {
+      const size = fstatSync(fd).size;
+      const { tensors, metadata } = parseHeader(path, fd, size);
+      return new SafetensorsFile(path, fd, size, tensors, metadata);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  /** Names of all tensors in the file. */
+  names(): string[] {
+    return [...this.tensors.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new SiglipError("checkpoint", `${this.path}: tensor ${name} is missing`, { subject: name });
+    return t;
+  }
+
+  /** Raw little-endian bytes of a tensor (a fresh, aligned buffer). */
+  readBytes(name: string): Uint8Array {
+    const t = this.info(name);
+    return this.readRange(t.begin, t.end - t.begin, new Uint8Array(t.end - t.begin));
+  }
+
+  /** Read `length` bytes at absolute file offset `position` into `into`. */
+  readRange(position: number, length: number, into: Uint8Array): Uint8Array {
+    if (this.fd === null) throw new Error(`${this.path} is closed`);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.fd, into, done, length - done, position + done);
+      if (n <= 0) throw bad(this.path, `unexpected end of file at byte ${position + done}`);
+      done += n;
+    }
+    return into;
+  }
+
+  /** A tensor converted to float32 (F32, F16, BF16, F64 and integer types accepted). */
+  readFloat32(name: string): Float32Array {
+    const t = this.info(name);
+    const out = new Float32Array(numel(t.shape));
+    if (t.dtype === "F32") {
+      this.readRange(t.begin, t.end - t.begin, new Uint8Array(out.buffer));
+      return out;
+    }
+    convertToFloat32(this.readBytes(name), t.dtype, out, 0);
+    return out;
+  }
+
+  /**
+   * Rows `rows` of a 2-D tensor as float32, (rows.length, cols) row-major, reading only
+   * those rows from disk (used for the 256k-row token table).
+   */
+  readRowsFloat32(name: string, rows: ArrayLike<number>): Float32Array {
+    const t = this.info(name);
+    if (t.shape.length !== 2) throw new SiglipError("checkpoint", `${this.path}: tensor ${name} is not 2-D`, { subject: name });
+    const [nRows, cols] = t.shape as [number, number];
+    const bpe = DTYPE_BYTES[t.dtype];
+    const rowBytes = cols * bpe;
+    const out = new Float32Array(rows.length * cols);
+    const buf = new Uint8Array(rowBytes);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (!Number.isInteger(r) || r < 0 || r >= nRows) {
+        throw new SiglipError("input", `token id ${r} is outside the table ${name} (${nRows} rows)`, { subject: name });
+      }
+      this.readRange(t.begin + r * rowBytes, rowBytes, buf);
+      convertToFloat32(buf, t.dtype, out, i * cols);
+    }
+    return out;
+  }
+
+  close(): void {
+    if (this.fd !== null) {
+      closeSync(this.fd);
+      this.fd = null;
+    }
+  }
+}
+
+function parseHeader(path: string, fd: number, size: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  if (size < 8) throw bad(path, `file is ${size} bytes, too short for the 8-byte header length`);
+  const lenBuf = Buffer.alloc(8);
+  readSync(fd, lenBuf, 0, 8, 0);
+  const n = lenBuf.readBigUInt64LE(0);
+  if (n > BigInt(MAX_HEADER_BYTES)) throw bad(path, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  const headerLen = Number(n);
+  if (headerLen < 2) throw bad(path, `header length ${headerLen} is too small`);
+  if (8 + headerLen > size) throw bad(path, `header length ${headerLen} runs past the end of the ${size}-byte file (truncated?)`);
+  const headerBuf = Buffer.alloc(headerLen);
+  readSync(fd, headerBuf, 0, headerLen, 8);
+  let header: unknown;
+  try {
+    header = JSON.parse(headerBuf.toString("utf8"));
+  } catch (e) {
+    throw bad(path, `header is not valid JSON (${(e as Error).message})`);
+  }
+  if (header === null || typeof header !== "object" || Array.isArray(header)) throw bad(path, "header is not a JSON object");
+
+  const dataStart = 8 + headerLen;
+  const dataLen = size - dataStart;
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      if (raw !== null && typeof raw === "object" && !Array.isArray(raw)) metadata = raw as Record<string, string>;
+      else throw bad(path, "__metadata__ is not an object");
+      continue;
+    }
+    if (raw === null || typeof raw !== "object") throw bad(path, `entry ${name} is not an object`);
+    const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof e.dtype !== "string" || !(e.dtype in DTYPE_BYTES)) throw bad(path, `tensor ${name} has unknown dtype ${JSON.stringify(e.dtype)}`);
+    const dtype = e.dtype as SafetensorsDType;
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw bad(path, `tensor ${name} has an invalid shape ${JSON.stringify(e.shape)}`);
+    }
+    const shape = e.shape as number[];
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o) && o >= 0) || off[0] > off[1]) {
+      throw bad(path, `tensor ${name} has invalid data_offsets ${JSON.stringify(off)}`);
+    }
+    const [b, en] = off as [number, number];
+    if (en > dataLen) throw bad(path, `tensor ${name} ends at byte ${dataStart + en}, past the end of the ${size}-byte file (truncated?)`);
+    const expected = numel(shape) * DTYPE_BYTES[dtype];
+    if (en - b !== expected) {
+      throw bad(path, `tensor ${name}: ${dtype} × [${shape.join(", ")}] needs ${expected} bytes but data_offsets span ${en - b}`);
+    }
+    tensors.set(name, { name, dtype, shape, begin: dataStart + b, end: dataStart + en });
+  }
+  // Tensors must not overlap (the format requires a dense, ordered data block).
+  const sorted = [...tensors.values()].sort((x, y) => x.begin - y.begin);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    const cur = sorted[i]!;
+    if (cur.begin < prev.end) throw bad(path, `tensors ${prev.name} and ${cur.name} overlap`);
+  }
+  return { tensors, metadata };
+}
+
+/** Convert little-endian raw bytes of `dtype` into float32, writing at `out[offset...]`. */
+export function convertToFloat32(bytes: Uint8Array, dtype: SafetensorsDType, out: Float32Array, offset: number): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = bytes.byteLength / DTYPE_BYTES[dtype];
+  switch (dtype) {
+    case "F32":
+      for (let i = 0; i < n; i++) out[offset + i] = view.getFloat32(i * 4, true);
+      return;
+    case "F64":
+      for (let i = 0; i < n; i++) out[offset + i] = view.getFloat64(i * 8, true);
+      return;
+    case "F16":
+      for (let i = 0; i < n; i++) out[offset + i] = halfToFloat(view.getUint16(i * 2, true));
+      return;
+    case "BF16": {
+      const u32 = new Uint32Array(1);
+      const f32 = new Float32Array(u32.buffer);
+      for (let i = 0; i < n; i++) {
+        u32[0] = view.getUint16(i * 2, true) << 16;
+        out[offset + i] = f32[0]!;
+      }
+      return;
+    }
+    case "I64":
+      for (let i = 0; i < n; i++) out[offset + i] = Number(view.getBigInt64(i * 8, true));
+      return;
+    case "I32":
+      for (let i = 0; i < n; i++) out[offset + i] = view.getInt32(i * 4, true);
+      return;
+    case "I16":
+      for (let i = 0; i < n; i++) out[offset + i] = view.getInt16(i * 2, true);
+      return;
+    case "I8":
+      for (let i = 0; i < n; i++) out[offset + i] = view.getInt8(i);
+      return;
+    case "U64":
+      for (let i = 0; i < n; i++) out[offset + i] = Number(view.getBigUint64(i * 8, true));
+      return;
+    case "U32":
+      for (let i = 0; i < n; i++) out[offset + i] = view.getUint32(i * 4, true);
+      return;
+    case "U16":
+      for (let i = 0; i < n; i++) out[offset + i] = view.getUint16(i * 2, true);
+      return;
+    case "U8":
+    case "BOOL":
+      for (let i = 0; i < n; i++) out[offset + i] = bytes[i]!;
+      return;
+  }
+}
+
+/** IEEE 754 binary16 → number (exact). */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
