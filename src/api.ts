@@ -1,0 +1,303 @@
+/**
+ * The library API: load a checkpoint once, then embed images and texts, score
+ * image–text pairs and run zero-shot classification.
+ *
+ * ```ts
+ * import { SigLIP2 } from "siglip2";
+ * const model = await SigLIP2.load("google/siglip2-base-patch16-224"); // or a local directory
+ * const [img] = await model.embedImages(["cat.jpg"]);
+ * const [txt] = await model.embedTexts(["a photo of a cat"]);
+ * const results = await model.classify(["cat.jpg"], ["cat", "dog"]);
+ * ```
+ *
+ * Towers are built lazily: image-only use never reads the text weights, and
+ * text-only use never builds the image tower.
+ */
+import { SiglipError } from "./errors.js";
+import { resolveModel, type ResolveOptions } from "./hub/download.js";
+import { FixresVisionTower, TextTower, type TowerOptions } from "./models/siglip.js";
+import {
+  decodeImage, parseImageProcessorConfig, preprocessFixed,
+  type ImageProcessorConfig, type ResizeBackend, type RgbImage,
+} from "./preprocess/index.js";
+import { logitsPerImage, l2normalize, rows, sigmoid, type LogitParams } from "./tasks/similarity.js";
+import { GemmaTokenizer } from "./tokenizer/gemma.js";
+import { Checkpoint } from "./weights/checkpoint.js";
+import type { SiglipConfig } from "./weights/config.js";
+
+/** An image: a file path, encoded bytes (JPEG, PNG, WebP, GIF, AVIF, TIFF) or decoded RGB pixels. */
+export type ImageInput = string | Uint8Array | RgbImage;
+
+/** Options for {@link SigLIP2.load}. */
+export interface LoadOptions extends Omit<ResolveOptions, "parts"> {
+  /** onnxruntime intra-op threads (default: all cores). */
+  threads?: number;
+  /** Resize arithmetic: "torch" (transformers 5.x default, torchvision backend) or "pil". Default "torch". */
+  resampler?: ResizeBackend;
+  /** Lowercase texts before tokenizing (default true: SigLIP 2 was trained on lowercased text). */
+  lowercase?: boolean;
+  /** Images per forward pass (default 8). */
+  imageBatchSize?: number;
+  /** Texts per forward pass (default 32). */
+  textBatchSize?: number;
+  /** Largest image accepted, in pixels (default 100 megapixels). */
+  maxImagePixels?: number;
+  /** Advanced: build options for the towers (hidden-state outputs, stage splitting). */
+  tower?: Omit<TowerOptions, "threads">;
+}
+
+/** Options for embedding calls. */
+export interface EmbedOptions {
+  /** L2-normalise (default true). `false` returns the raw pooled output. */
+  normalize?: boolean;
+}
+
+/** Options for text calls. */
+export interface TextOptions extends EmbedOptions {
+  /** Override the model-wide lowercase setting. */
+  lowercase?: boolean;
+}
+
+/** One label's score for one image. */
+export interface LabelScore {
+  label: string;
+  /** `cos · exp(logit_scale) + logit_bias`. */
+  logit: number;
+  /** `sigmoid(logit)`: independent per label (SigLIP uses no softmax). */
+  probability: number;
+}
+
+/** Options for {@link SigLIP2.classify}. */
+export interface ClassifyOptions {
+  /** Prompt template; `{}` is replaced by the label. Default `This is a photo of {}.` */
+  template?: string;
+  lowercase?: boolean;
+}
+
+export const DEFAULT_TEMPLATE = "This is a photo of {}.";
+
+/** A loaded SigLIP 2 checkpoint. */
+export class SigLIP2 {
+  private vision?: Promise<FixresVisionTower>;
+  private text?: Promise<TextTower>;
+  private tokenizerP?: Promise<GemmaTokenizer>;
+  private imageCfg?: ImageProcessorConfig;
+  private readonly labelCache = new Map<string, Float32Array[]>();
+
+  private constructor(
+    /** The checkpoint (directory, config, weights). */
+    readonly checkpoint: Checkpoint,
+    /** The name the model was loaded by (Hub id or directory). */
+    readonly modelId: string,
+    private readonly opts: LoadOptions,
+  ) {}
+
+  /**
+   * Load a checkpoint from a local directory or a Hub id (`org/name`, downloaded
+   * into the Hugging Face cache). Only config files are read here; weights are
+   * read when a tower is first used.
+   */
+  static async load(model: string, options: LoadOptions = {}): Promise<SigLIP2> {
+    const dir = await resolveModel(model, options);
+    const ckpt = new Checkpoint(dir);
+    if (ckpt.config.model_type === "siglip2") {
+      throw new SiglipError("checkpoint", `${dir}: NaFlex (model_type "siglip2") checkpoints are not supported yet; use a fixed-resolution checkpoint`, { subject: dir });
+    }
+    return new SigLIP2(ckpt, model, options);
+  }
+
+  get config(): SiglipConfig {
+    return this.checkpoint.config;
+  }
+
+  /** Embedding dimension (image side; the text head projects to the same size). */
+  get dim(): number {
+    return this.config.vision_config.hidden_size;
+  }
+
+  /** Image preprocessing settings from preprocessor_config.json (or the config's image_size). */
+  get imageProcessorConfig(): ImageProcessorConfig {
+    this.imageCfg ??= parseImageProcessorConfig(
+      this.checkpoint.preprocessorConfig,
+      this.config.vision_config.image_size,
+      `${this.checkpoint.dir}/preprocessor_config.json`,
+    );
+    return this.imageCfg;
+  }
+
+  private towerOptions(): TowerOptions {
+    const o: TowerOptions = { ...(this.opts.tower ?? {}) };
+    if (this.opts.threads !== undefined) o.threads = this.opts.threads;
+    return o;
+  }
+
+  /** The image tower (built on first use). */
+  visionTower(): Promise<FixresVisionTower> {
+    this.vision ??= FixresVisionTower.load(this.checkpoint, this.towerOptions());
+    return this.vision;
+  }
+
+  /** The text tower (built on first use). */
+  textTower(): Promise<TextTower> {
+    this.text ??= TextTower.load(this.checkpoint, this.towerOptions());
+    return this.text;
+  }
+
+  /** The checkpoint's tokenizer (loaded on first use). */
+  tokenizer(): Promise<GemmaTokenizer> {
+    this.tokenizerP ??= GemmaTokenizer.fromFile(this.checkpoint.tokenizerPath());
+    return this.tokenizerP;
+  }
+
+  /** Decode an image input to RGB (paths and bytes via sharp, with EXIF orientation). */
+  async decode(input: ImageInput, name?: string): Promise<RgbImage> {
+    if (typeof input === "string" || input instanceof Uint8Array) {
+      const o: { name?: string; maxPixels?: number } = {};
+      if (name !== undefined) o.name = name;
+      if (this.opts.maxImagePixels !== undefined) o.maxPixels = this.opts.maxImagePixels;
+      return decodeImage(input, o);
+    }
+    return input;
+  }
+
+  /** Preprocess one decoded image to the model's pixel_values (3, R, R). */
+  pixelValues(img: RgbImage): Float32Array {
+    return preprocessFixed(img, this.imageProcessorConfig, this.opts.resampler ?? "torch");
+  }
+
+  /** Embed images; one vector per input, in order. Throws a SiglipError naming the first bad image. */
+  async embedImages(images: ImageInput[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+    const settled = await this.embedImagesSettled(images, options);
+    return settled.map((r) => {
+      if (r instanceof Error) throw r;
+      return r;
+    });
+  }
+
+  /**
+   * Embed images, reporting bad inputs instead of throwing: the result holds, per
+   * input and in order, either its embedding or the SiglipError that explains why
+   * it could not be read. `onBatch` is called after every forward pass with the
+   * number of inputs done so far (for progress bars and streaming output).
+   */
+  async embedImagesSettled(
+    images: ImageInput[],
+    options: EmbedOptions = {},
+    onBatch?: (done: number, results: Array<Float32Array | SiglipError>) => void,
+  ): Promise<Array<Float32Array | SiglipError>> {
+    const tower = await this.visionTower();
+    const R = tower.config.image_size;
+    const per = 3 * R * R;
+    const bs = Math.max(1, this.opts.imageBatchSize ?? 8);
+    const results: Array<Float32Array | SiglipError> = new Array(images.length);
+    for (let s = 0; s < images.length; s += bs) {
+      const good: number[] = [];
+      const px: Float32Array[] = [];
+      for (let i = s; i < Math.min(s + bs, images.length); i++) {
+        try {
+          px.push(this.pixelValues(await this.decode(images[i]!)));
+          good.push(i);
+        } catch (e) {
+          if (!(e instanceof SiglipError)) throw e;
+          results[i] = e;
+        }
+      }
+      if (good.length > 0) {
+        const batch = new Float32Array(good.length * per);
+        px.forEach((p, j) => batch.set(p, j * per));
+        const r = await tower.run(batch, good.length);
+        const vecs = rows(r.pooled, tower.config.hidden_size);
+        good.forEach((i, j) => {
+          results[i] = options.normalize === false ? vecs[j]! : l2normalize(vecs[j]!);
+        });
+      }
+      onBatch?.(Math.min(s + bs, images.length), results);
+    }
+    return results;
+  }
+
+  /** Token ids (64 per text: content, EOS, right padding with 0; no BOS). */
+  async tokenize(texts: string[], options: { lowercase?: boolean } = {}): Promise<Int32Array[]> {
+    const tok = await this.tokenizer();
+    const length = this.config.text_config.max_position_embeddings;
+    const lowercase = options.lowercase ?? this.opts.lowercase ?? true;
+    return texts.map((t) => tok.encode(t, { lowercase, length }));
+  }
+
+  /** Embed texts; one vector (projection_size) per input, in order. */
+  async embedTexts(texts: string[], options: TextOptions = {}): Promise<Float32Array[]> {
+    const ids = await this.tokenize(texts, options.lowercase !== undefined ? { lowercase: options.lowercase } : {});
+    const tower = await this.textTower();
+    const T = tower.sequenceLength;
+    const bs = Math.max(1, this.opts.textBatchSize ?? 32);
+    const out: Float32Array[] = [];
+    for (let s = 0; s < ids.length; s += bs) {
+      const chunk = ids.slice(s, s + bs);
+      const flat = new Int32Array(chunk.length * T);
+      chunk.forEach((c, i) => flat.set(c, i * T));
+      const r = await tower.run(flat, chunk.length);
+      out.push(...rows(r.pooled, tower.config.projection_size));
+    }
+    return options.normalize === false ? out : out.map(l2normalize);
+  }
+
+  /** `logit_scale` and `logit_bias` from the checkpoint. */
+  logitParams(): LogitParams {
+    const w = this.checkpoint.weights;
+    return { logitScale: w.float32("logit_scale", [1])[0]!, logitBias: w.float32("logit_bias", [1])[0]! };
+  }
+
+  /**
+   * Logits and sigmoid probabilities for every (image, text) pair, from
+   * L2-normalised embeddings. Arrays are indexed [image][text].
+   */
+  similarity(imageEmbeds: Float32Array[], textEmbeds: Float32Array[]): { logits: number[][]; probabilities: number[][] } {
+    const logits = logitsPerImage(imageEmbeds, textEmbeds, this.logitParams());
+    return { logits, probabilities: logits.map((r) => r.map(sigmoid)) };
+  }
+
+  /** Normalised label embeddings for a label set, cached per (labels, template, lowercase). */
+  async labelEmbeddings(labels: string[], options: ClassifyOptions = {}): Promise<Float32Array[]> {
+    if (labels.length === 0) throw new SiglipError("input", "no labels given");
+    const template = options.template ?? DEFAULT_TEMPLATE;
+    const lowercase = options.lowercase ?? this.opts.lowercase ?? true;
+    const key = JSON.stringify([template, lowercase, labels]);
+    let e = this.labelCache.get(key);
+    if (!e) {
+      e = await this.embedTexts(labels.map((l) => applyTemplate(template, l)), { lowercase });
+      this.labelCache.set(key, e);
+    }
+    return e;
+  }
+
+  /**
+   * Zero-shot classification: per image, every label's logit and sigmoid
+   * probability, sorted by probability (highest first).
+   */
+  async classify(images: ImageInput[], labels: string[], options: ClassifyOptions = {}): Promise<LabelScore[][]> {
+    const labelEmb = await this.labelEmbeddings(labels, options);
+    const imgEmb = await this.embedImages(images);
+    return this.scoreLabels(imgEmb, labels, labelEmb);
+  }
+
+  /** Score normalised image embeddings against label embeddings (sorted per image). */
+  scoreLabels(imageEmbeds: Float32Array[], labels: string[], labelEmbeds: Float32Array[]): LabelScore[][] {
+    const { logits } = this.similarity(imageEmbeds, labelEmbeds);
+    return logits.map((row) =>
+      row.map((logit, j) => ({ label: labels[j]!, logit, probability: sigmoid(logit) })).sort((a, b) => b.probability - a.probability),
+    );
+  }
+
+  /** Free the onnxruntime sessions and close the weight files. */
+  async close(): Promise<void> {
+    if (this.vision) await (await this.vision).release();
+    if (this.text) await (await this.text).release();
+    this.checkpoint.close();
+  }
+}
+
+/** Fill a prompt template: every `{}` becomes the label. */
+export function applyTemplate(template: string, label: string): string {
+  if (!template.includes("{}")) throw new SiglipError("input", `template ${JSON.stringify(template)} has no {} placeholder for the label`);
+  return template.split("{}").join(label);
+}

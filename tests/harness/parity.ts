@@ -1,0 +1,189 @@
+/**
+ * llm.c-style parity harness: run our engine on a fixture checkpoint and diff every
+ * stage against the golden tensors that transformers wrote
+ * (tools/reference/make_fixtures.py). Used by tests/model-parity.test.ts and by
+ * tools/parity-table.ts (which prints the README's table).
+ *
+ * Tolerances are spec §7.2.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { SigLIP2 } from "../../src/api.js";
+import { SafetensorsFile } from "../../src/weights/safetensors.js";
+
+import { FIXTURES, REPO } from "./paths.js";
+
+export { FIXTURES, REPO };
+
+export interface Manifest {
+  fixture: string;
+  model_dir: string;
+  images: string[];
+  texts: string[];
+  zero_shot?: { labels: string[]; template: string; images: string[] };
+}
+
+export function loadManifest(name: string): Manifest {
+  return JSON.parse(readFileSync(join(FIXTURES, "goldens", `${name}.json`), "utf8")) as Manifest;
+}
+
+/** One compared stage. */
+export interface StageResult {
+  stage: string;
+  /** Max absolute difference (for ids/pixels: number of mismatching elements when `exact`). */
+  maxAbs: number;
+  /** Allowed max-abs. */
+  tol: number;
+  exact: boolean;
+  /** Smallest per-row cosine similarity, for hidden states and pooled outputs. */
+  minCos?: number;
+  ok: boolean;
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!);
+    if (!(d <= m)) m = d; // NaN propagates as Infinity-like failure
+  }
+  return Number.isNaN(m) ? Infinity : m;
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+/** Smallest cosine between corresponding rows of length `d`. */
+function minRowCos(a: ArrayLike<number>, b: ArrayLike<number>, d: number): number {
+  let min = 1;
+  for (let r = 0; r * d < a.length; r++) {
+    let ab = 0, aa = 0, bb = 0;
+    for (let i = r * d; i < (r + 1) * d; i++) {
+      ab += a[i]! * b[i]!;
+      aa += a[i]! * a[i]!;
+      bb += b[i]! * b[i]!;
+    }
+    const c = aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb);
+    min = Math.min(min, c);
+  }
+  return min;
+}
+
+function concat(vs: ArrayLike<number>[]): Float64Array {
+  const n = vs.reduce((a, v) => a + v.length, 0);
+  const out = new Float64Array(n);
+  let o = 0;
+  for (const v of vs) {
+    for (let i = 0; i < v.length; i++) out[o + i] = v[i]!;
+    o += v.length;
+  }
+  return out;
+}
+
+class Collector {
+  readonly results: StageResult[] = [];
+  constructor(private readonly golden: SafetensorsFile) {}
+
+  has(name: string): boolean {
+    return this.golden.has(name);
+  }
+
+  ref(name: string): Float32Array {
+    return this.golden.readFloat32(name);
+  }
+
+  exact(stage: string, ours: ArrayLike<number>, golden = stage): void {
+    const ref = this.ref(golden);
+    let bad = ours.length === ref.length ? 0 : Infinity;
+    for (let i = 0; i < Math.min(ours.length, ref.length); i++) if (ours[i] !== ref[i]) bad++;
+    this.results.push({ stage, maxAbs: bad, tol: 0, exact: true, ok: bad === 0 });
+  }
+
+  /** Hidden states / pooled outputs: max-abs ≤ 1e-4·max(1, ‖ref‖∞) and row cosine ≥ minCos. */
+  relative(stage: string, ours: ArrayLike<number>, d: number, minCos: number, golden = stage): void {
+    const ref = this.ref(golden);
+    const m = maxAbsDiff(ours, ref);
+    const tol = 1e-4 * Math.max(1, maxAbs(ref));
+    const c = ours.length === ref.length ? minRowCos(ours, ref, d) : -1;
+    this.results.push({ stage, maxAbs: m, tol, exact: false, minCos: c, ok: m <= tol && c >= minCos });
+  }
+
+  absolute(stage: string, ours: ArrayLike<number>, tol: number, golden = stage): void {
+    const m = maxAbsDiff(ours, this.ref(golden));
+    this.results.push({ stage, maxAbs: m, tol, exact: false, ok: m <= tol });
+  }
+}
+
+/** Run every stage of one fixture and compare. */
+export async function measureFixture(name: string, opts: { maxStageBytes?: number } = {}): Promise<StageResult[]> {
+  const man = loadManifest(name);
+  const golden = SafetensorsFile.open(join(FIXTURES, "goldens", `${name}.safetensors`));
+  const c = new Collector(golden);
+  const tower = opts.maxStageBytes !== undefined ? { outputHiddenStates: true, maxStageBytes: opts.maxStageBytes } : { outputHiddenStates: true };
+  const model = await SigLIP2.load(join(REPO, man.model_dir), { tower });
+  try {
+    const cfg = model.config;
+    const imagePaths = man.images.map((p) => join(REPO, p));
+
+    // ---- text: ids (both lowercase modes), every layer, pooled, normalised
+    const ids = await model.tokenize(man.texts, { lowercase: false });
+    c.exact("text.input_ids", concat(ids));
+    const idsLower = await model.tokenize(man.texts, { lowercase: true });
+    c.exact("text.input_ids_lower", concat(idsLower));
+    const tt = await model.textTower();
+    const T = tt.sequenceLength;
+    const flat = new Int32Array(ids.length * T);
+    ids.forEach((v, i) => flat.set(v, i * T));
+    const to = await tt.run(flat, ids.length);
+    const Dt = cfg.text_config.hidden_size;
+    to.hiddenStates!.forEach((h, i) => c.relative(`text.hidden_states.${i}`, h, Dt, 0.99999));
+    c.relative("text.last_hidden_state", to.lastHiddenState!, Dt, 0.99999);
+    c.relative("text.pooler_output", to.pooled, cfg.text_config.projection_size, 0.999999);
+    const textEmb = await model.embedTexts(man.texts, { lowercase: false });
+    c.absolute("text.embeds", concat(textEmb), 1e-5);
+    if (c.has("text_lower.embeds")) c.absolute("text_lower.embeds", concat(await model.embedTexts(man.texts, { lowercase: true })), 1e-5);
+
+    // ---- image: pixel values (bit-exact), every layer, pooled, normalised
+    const decoded = await Promise.all(imagePaths.map((p) => model.decode(p)));
+    const px = concat(decoded.map((d) => model.pixelValues(d)));
+    c.exact("image.pixel_values", px);
+    const vt = await model.visionTower();
+    const vo = await vt.run(Float32Array.from(px), decoded.length);
+    const Dv = cfg.vision_config.hidden_size;
+    vo.hiddenStates!.forEach((h, i) => c.relative(`image.hidden_states.${i}`, h, Dv, 0.99999));
+    c.relative("image.last_hidden_state", vo.lastHiddenState!, Dv, 0.99999);
+    c.relative("image.pooler_output", vo.pooled, Dv, 0.999999);
+    const imgEmb = await model.embedImages(imagePaths);
+    c.absolute("image.embeds", concat(imgEmb), 1e-5);
+
+    // ---- joint
+    const sim = model.similarity(imgEmb, textEmb);
+    c.absolute("logits_per_image", sim.logits.flat(), 1e-3);
+    c.absolute("probs_per_image", sim.probabilities.flat(), 1e-4);
+
+    if (c.has("image_pil.pixel_values")) {
+      const pil = await SigLIP2.load(join(REPO, man.model_dir), { resampler: "pil" });
+      c.exact("image_pil.pixel_values", concat(decoded.map((d) => pil.pixelValues(d))));
+      c.absolute("image_pil.embeds", concat(await pil.embedImages(imagePaths)), 1e-5);
+      await pil.close();
+    }
+    if (man.zero_shot && c.has("zeroshot.logits")) {
+      const zs = man.zero_shot;
+      const scores = await model.classify(zs.images.map((p) => join(REPO, p)), zs.labels, { template: zs.template, lowercase: false });
+      // back to label order for the comparison
+      const logits = scores.flatMap((s) => zs.labels.map((l) => s.find((x) => x.label === l)!.logit));
+      const probs = scores.flatMap((s) => zs.labels.map((l) => s.find((x) => x.label === l)!.probability));
+      c.absolute("zeroshot.logits", logits, 1e-3);
+      c.absolute("zeroshot.probs", probs, 1e-4);
+    }
+  } finally {
+    await model.close();
+    golden.close();
+  }
+  return c.results;
+}
+
+export const FIXTURE_NAMES = ["fixres-f32", "fixres-f16", "fixres-bf16", "fixres-sharded", "fixres-odd"];
