@@ -1,0 +1,269 @@
+/**
+ * `preprocessor_config.json` for fixed-resolution SigLIP (2) checkpoints
+ * (`SiglipImageProcessor`, spec §4.2), resolved the way transformers 5.x resolves it.
+ */
+import { SiglipError } from "../errors.js";
+
+/** Resolved image-processor settings (SiglipImageProcessor semantics). */
+export interface ImageProcessorConfig {
+  doResize: boolean;
+  /** Target height. With `shortestEdge` set this is only nominal (`shortestEdge`); use {@link resizeTarget}. */
+  height: number;
+  /** Target width. With `shortestEdge` set this is only nominal (`shortestEdge`); use {@link resizeTarget}. */
+  width: number;
+  /** PIL resampling code; only 2 (bilinear) is supported. */
+  resample: number;
+  doRescale: boolean;
+  rescaleFactor: number;
+  doNormalize: boolean;
+  imageMean: [number, number, number];
+  imageStd: [number, number, number];
+  /**
+   * Set when `size` was `{shortest_edge}` (or a bare integer, which HF reads as
+   * `{shortest_edge}` for SigLIP): the shorter side is resized to this and the aspect ratio
+   * kept, so the output size depends on the image (see {@link resizeTarget}).
+   */
+  shortestEdge?: number;
+  /** With `shortestEdge`: `size.longest_edge`, the cap on the longer side (HF `get_size_with_aspect_ratio`). */
+  longestEdge?: number;
+}
+
+/** PIL resampling code for bilinear, the only filter this port reproduces. */
+export const RESAMPLE_BILINEAR = 2;
+
+const RESAMPLE_NAMES: Record<number, string> = {
+  0: "nearest",
+  1: "lanczos",
+  2: "bilinear",
+  3: "bicubic",
+  4: "box",
+  5: "hamming",
+};
+
+/** `SiglipImageProcessor` class defaults (transformers 5.x) for absent keys. */
+const CLASS_DEFAULTS = {
+  doResize: true,
+  size: { height: 224, width: 224 },
+  resample: 3, // PILImageResampling.BICUBIC (the SigLIP 2 Hub configs override it with 2)
+  doRescale: true,
+  rescaleFactor: 1 / 255,
+  doNormalize: true,
+  imageMean: [0.5, 0.5, 0.5] as [number, number, number],
+  imageStd: [0.5, 0.5, 0.5] as [number, number, number],
+};
+
+function fail(source: string, problem: string): never {
+  throw new SiglipError("checkpoint", `${source}: ${problem}`, { subject: source });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function posInt(v: unknown, source: string, what: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) fail(source, `${what} must be a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** A boolean switch: absent → class default; null → false (HF keeps the None, which is falsy). */
+function bool(v: unknown, dflt: boolean, source: string, key: string): boolean {
+  if (v === undefined) return dflt;
+  if (v === null) return false;
+  if (typeof v !== "boolean") fail(source, `${key} must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function triple(v: unknown, dflt: [number, number, number], source: string, key: string): [number, number, number] {
+  if (v === undefined || v === null) return [...dflt];
+  if (typeof v === "number" && Number.isFinite(v)) return [v, v, v];
+  if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "number" && Number.isFinite(x))) {
+    return [v[0] as number, v[1] as number, v[2] as number];
+  }
+  fail(source, `${key} must be a number or a list of 3 numbers, got ${JSON.stringify(v)}`);
+}
+
+/**
+ * Parse `preprocessor_config.json` contents with `SiglipImageProcessor` semantics (transformers
+ * 5.x): absent keys take the class defaults; an explicit `null` is kept as `None` (so a null
+ * `do_*` switch is off, and a null value that a switched-on step needs is an error). `size`
+ * may be `{height, width}`, `[height, width]`, `{shortest_edge}`, `{shortest_edge, longest_edge}` or an integer (= `{shortest_edge}`, as HF
+ * reads it for SigLIP). Only `resample: 2` (bilinear) is supported when resizing.
+ *
+ * @param json  the parsed JSON, or `undefined` when the checkpoint has no preprocessor config:
+ *              then the SigLIP 2 Hub settings are used (bilinear resize to `fallbackSize`²,
+ *              rescale 1/255, mean = std = 0.5).
+ * @param fallbackSize  the vision `image_size` from config.json.
+ * @param source  file name for error messages.
+ */
+export function parseImageProcessorConfig(
+  json: unknown | undefined,
+  fallbackSize: number,
+  source = "preprocessor_config.json",
+): ImageProcessorConfig {
+  if (json === undefined) {
+    const s = posInt(fallbackSize, source, "the fallback image size (vision image_size)");
+    return {
+      doResize: true,
+      height: s,
+      width: s,
+      resample: RESAMPLE_BILINEAR,
+      doRescale: true,
+      rescaleFactor: 1 / 255,
+      doNormalize: true,
+      imageMean: [0.5, 0.5, 0.5],
+      imageStd: [0.5, 0.5, 0.5],
+    };
+  }
+  if (!isObject(json)) fail(source, "expected a JSON object");
+  const j = json;
+
+  const doResize = bool(j.do_resize, CLASS_DEFAULTS.doResize, source, "do_resize");
+  const doRescale = bool(j.do_rescale, CLASS_DEFAULTS.doRescale, source, "do_rescale");
+  const doNormalize = bool(j.do_normalize, CLASS_DEFAULTS.doNormalize, source, "do_normalize");
+
+  // An explicit null is an explicit None in transformers: it replaces the class default and
+  // is an error where the value is needed (HF raises "... must be specified if ... is True").
+  const needed = (key: string, flag: string) => fail(source, `${key} is null but ${flag} is true`);
+
+  let rescaleFactor = CLASS_DEFAULTS.rescaleFactor;
+  if (j.rescale_factor === null) {
+    if (doRescale) needed("rescale_factor", "do_rescale");
+  } else if (j.rescale_factor !== undefined) {
+    if (typeof j.rescale_factor !== "number" || !Number.isFinite(j.rescale_factor) || j.rescale_factor === 0) {
+      fail(source, `rescale_factor must be a non-zero number, got ${JSON.stringify(j.rescale_factor)}`);
+    }
+    rescaleFactor = j.rescale_factor;
+  }
+
+  let resample = CLASS_DEFAULTS.resample;
+  if (j.resample === null) {
+    if (doResize) needed("resample", "do_resize");
+    resample = RESAMPLE_BILINEAR; // unused without resizing
+  } else if (j.resample !== undefined) {
+    if (typeof j.resample !== "number" || !Number.isInteger(j.resample)) {
+      fail(source, `resample must be an integer PIL resampling code, got ${JSON.stringify(j.resample)}`);
+    }
+    resample = j.resample;
+  }
+  if (doResize && resample !== RESAMPLE_BILINEAR) {
+    const nm = RESAMPLE_NAMES[resample] ?? "unknown";
+    const absent = j.resample === undefined ? " (the SiglipImageProcessor default when the key is absent)" : "";
+    fail(source, `resample ${resample} (${nm})${absent} is not supported; only 2 (bilinear) is implemented`);
+  }
+
+  if (doNormalize && (j.image_mean === null || j.image_std === null)) {
+    needed(j.image_mean === null ? "image_mean" : "image_std", "do_normalize");
+  }
+  const imageMean = triple(j.image_mean, CLASS_DEFAULTS.imageMean, source, "image_mean");
+  const imageStd = triple(j.image_std, CLASS_DEFAULTS.imageStd, source, "image_std");
+  if (doNormalize && imageStd.some((s) => s === 0)) fail(source, "image_std contains 0 (division by zero)");
+
+  if (j.do_center_crop === true) fail(source, "do_center_crop is not supported by SiglipImageProcessor parity");
+  if (j.do_pad === true) fail(source, "do_pad is not supported by SiglipImageProcessor parity");
+
+  let height = CLASS_DEFAULTS.size.height;
+  let width = CLASS_DEFAULTS.size.width;
+  let shortestEdge: number | undefined;
+  let longestEdge: number | undefined;
+  const size = j.size;
+  if (size === null) {
+    if (doResize) needed("size", "do_resize");
+  } else if (size === undefined) {
+    // class default {height: 224, width: 224}
+  } else if (typeof size === "number") {
+    // get_size_dict(int, default_to_square=False) -> {shortest_edge: int}
+    shortestEdge = posInt(size, source, "size");
+  } else if (Array.isArray(size)) {
+    if (size.length !== 2) fail(source, `size as a list must be [height, width], got ${JSON.stringify(size)}`);
+    height = posInt(size[0], source, "size[0] (height)");
+    width = posInt(size[1], source, "size[1] (width)");
+  } else if (isObject(size)) {
+    const keys = Object.keys(size)
+      .filter((k) => size[k] !== null && size[k] !== undefined)
+      .sort()
+      .join(",");
+    if (keys === "height,width") {
+      height = posInt(size.height, source, "size.height");
+      width = posInt(size.width, source, "size.width");
+    } else if (keys === "shortest_edge") {
+      shortestEdge = posInt(size.shortest_edge, source, "size.shortest_edge");
+    } else if (keys === "longest_edge,shortest_edge") {
+      shortestEdge = posInt(size.shortest_edge, source, "size.shortest_edge");
+      longestEdge = posInt(size.longest_edge, source, "size.longest_edge");
+    } else {
+      fail(source, `unsupported size keys {${keys}} (supported: {height, width}, {shortest_edge}, {shortest_edge, longest_edge})`);
+    }
+  } else {
+    fail(source, `size must be an object, a list or an integer, got ${JSON.stringify(size)}`);
+  }
+  if (shortestEdge !== undefined) {
+    height = shortestEdge;
+    width = shortestEdge;
+  }
+
+  const cfg: ImageProcessorConfig = {
+    doResize,
+    height,
+    width,
+    resample,
+    doRescale,
+    rescaleFactor,
+    doNormalize,
+    imageMean,
+    imageStd,
+  };
+  if (shortestEdge !== undefined) cfg.shortestEdge = shortestEdge;
+  if (longestEdge !== undefined) cfg.longestEdge = longestEdge;
+  return cfg;
+}
+
+/** Python's round() (half to even) for the HF size helpers. */
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/**
+ * The (height, width) an image of `imgHeight` × `imgWidth` is resized to under `cfg`
+ * (HF `get_resize_output_image_size` / `get_size_with_aspect_ratio` for `shortest_edge`
+ * sizes; the fixed `height`/`width` otherwise; the input size when `doResize` is false).
+ */
+export function resizeTarget(cfg: ImageProcessorConfig, imgHeight: number, imgWidth: number): [number, number] {
+  if (!cfg.doResize) return [imgHeight, imgWidth];
+  const se = cfg.shortestEdge;
+  if (se === undefined) return [cfg.height, cfg.width];
+  const h = imgHeight;
+  const w = imgWidth;
+  if (cfg.longestEdge === undefined) {
+    // get_resize_output_image_size(size=se, default_to_square=False)
+    const short = w <= h ? w : h;
+    const long = w <= h ? h : w;
+    const newLong = Math.trunc((se * long) / short);
+    return w <= h ? [newLong, se] : [se, newLong];
+  }
+  // get_size_with_aspect_ratio((h, w), se, longest_edge)
+  let size = se;
+  let rawSize: number | undefined;
+  const minOrig = Math.min(h, w);
+  const maxOrig = Math.max(h, w);
+  if ((maxOrig / minOrig) * size > cfg.longestEdge) {
+    rawSize = (cfg.longestEdge * minOrig) / maxOrig;
+    size = roundHalfEven(rawSize);
+  }
+  let oh: number;
+  let ow: number;
+  if ((h <= w && h === size) || (w <= h && w === size)) {
+    oh = h;
+    ow = w;
+  } else if (w < h) {
+    ow = size;
+    oh = rawSize !== undefined ? Math.trunc((rawSize * h) / w) : Math.trunc((size * h) / w);
+  } else {
+    oh = size;
+    ow = rawSize !== undefined ? Math.trunc((rawSize * w) / h) : Math.trunc((size * w) / h);
+  }
+  return [oh, ow];
+}
