@@ -133,13 +133,19 @@ export class SigLIP2 {
 
   /** The image tower (built on first use). */
   visionTower(): Promise<FixresVisionTower> {
-    this.vision ??= FixresVisionTower.load(this.checkpoint, this.towerOptions());
+    this.vision ??= FixresVisionTower.load(this.checkpoint, this.towerOptions()).catch((e: unknown) => {
+      this.vision = undefined; // a failed build is not cached
+      throw e;
+    });
     return this.vision;
   }
 
   /** The text tower (built on first use). */
   textTower(): Promise<TextTower> {
-    this.text ??= TextTower.load(this.checkpoint, this.towerOptions());
+    this.text ??= TextTower.load(this.checkpoint, this.towerOptions()).catch((e: unknown) => {
+      this.text = undefined;
+      throw e;
+    });
     return this.text;
   }
 
@@ -290,8 +296,10 @@ export class SigLIP2 {
 
   /** Free the onnxruntime sessions and close the weight files. */
   async close(): Promise<void> {
-    if (this.vision) await (await this.vision).release();
-    if (this.text) await (await this.text).release();
+    for (const t of [this.vision, this.text]) {
+      const tower = await t?.catch(() => undefined);
+      await tower?.release();
+    }
     this.checkpoint.close();
   }
 }
