@@ -87,10 +87,10 @@ describe("safetensors header validation", () => {
     const k = "text_model.embeddings.token_embedding.weight";
     const all = f.readFloat32(k);
     const D = f.info(k).shape[1]!;
-    const rows = f.readRowsFloat32(k, [5, 0, 2047]);
+    const rows = f.readRowsFloat32(k, [5, 0, 1023]);
     assert.deepEqual(Array.from(rows.subarray(0, D)), Array.from(all.subarray(5 * D, 6 * D)));
-    assert.deepEqual(Array.from(rows.subarray(2 * D)), Array.from(all.subarray(2047 * D, 2048 * D)));
-    assert.throws(() => f.readRowsFloat32(k, [2048]), SiglipError);
+    assert.deepEqual(Array.from(rows.subarray(2 * D)), Array.from(all.subarray(1023 * D, 1024 * D)));
+    assert.throws(() => f.readRowsFloat32(k, [1024]), SiglipError);
     f.close();
   });
 });
