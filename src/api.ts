@@ -15,10 +15,11 @@
  */
 import { SiglipError } from "./errors.js";
 import { resolveModel, type ResolveOptions } from "./hub/download.js";
-import { FixresVisionTower, TextTower, type TowerOptions } from "./models/siglip.js";
+import { FixresVisionTower, TextTower, type TowerOptions, type VisionResult } from "./models/siglip.js";
+import { NaflexVisionTower, type NaflexTowerOptions } from "./models/siglip2.js";
 import {
-  decodeImage, parseImageProcessorConfig, preprocessFixed,
-  type ImageProcessorConfig, type ResizeBackend, type RgbImage,
+  decodeImage, parseImageProcessorConfig, parseNaflexProcessorConfig, preprocessFixed, preprocessNaflex,
+  type ImageProcessorConfig, type NaflexPatches, type NaflexProcessorConfig, type ResizeBackend, type RgbImage,
 } from "./preprocess/index.js";
 import { logitsPerImage, l2normalize, rows, sigmoid, type LogitParams } from "./tasks/similarity.js";
 import { GemmaTokenizer } from "./tokenizer/gemma.js";
@@ -42,8 +43,27 @@ export interface LoadOptions extends Omit<ResolveOptions, "parts"> {
   textBatchSize?: number;
   /** Largest image accepted, in pixels (default 100 megapixels). */
   maxImagePixels?: number;
+  /** NaFlex only: patch budget per image (default: the checkpoint's `max_num_patches`). */
+  maxPatches?: number;
+  /** NaFlex only: reproduce PyTorch-CPU's w = 1 position-resize quirk for exact transformers parity (default false). */
+  torchCpuCompat?: boolean;
   /** Advanced: build options for the towers (hidden-state outputs, stage splitting). */
   tower?: Omit<TowerOptions, "threads">;
+}
+
+/** One image's outputs. */
+export interface ImageFeatures {
+  /** The image embedding (L2-normalised unless `normalize: false`). */
+  embedding: Float32Array;
+  /** Patch grid (rows, columns): the fixed grid, or the image's NaFlex grid. */
+  gridH: number;
+  gridW: number;
+  /**
+   * Patch features when requested: the last hidden state (after the final LayerNorm)
+   * of every valid patch, (gridH·gridW, D) row-major; patch n is at row ⌊n / gridW⌋,
+   * column n mod gridW.
+   */
+  patches?: Float32Array;
 }
 
 /** Options for embedding calls. */
@@ -51,6 +71,17 @@ export interface EmbedOptions {
   /** L2-normalise (default true). `false` returns the raw pooled output. */
   normalize?: boolean;
 }
+
+/** Options for image calls. */
+export interface ImageOptions extends EmbedOptions {
+  /** NaFlex only: patch budget for this call. */
+  maxPatches?: number;
+  /** Also return patch features (default false). */
+  patches?: boolean;
+}
+
+/** How many batches of NaFlex images are sorted by length together (shape grouping). */
+const GROUP_WINDOW_BATCHES = 4;
 
 /** Options for text calls. */
 export interface TextOptions extends EmbedOptions {
@@ -78,10 +109,11 @@ export const DEFAULT_TEMPLATE = "This is a photo of {}.";
 
 /** A loaded SigLIP 2 checkpoint. */
 export class SigLIP2 {
-  private vision?: Promise<FixresVisionTower>;
+  private vision?: Promise<FixresVisionTower | NaflexVisionTower>;
   private text?: Promise<TextTower>;
   private tokenizerP?: Promise<GemmaTokenizer>;
   private imageCfg?: ImageProcessorConfig;
+  private naflexCfg?: NaflexProcessorConfig;
   private readonly labelCache = new Map<string, Float32Array[]>();
 
   private constructor(
@@ -99,11 +131,7 @@ export class SigLIP2 {
    */
   static async load(model: string, options: LoadOptions = {}): Promise<SigLIP2> {
     const dir = await resolveModel(model, options);
-    const ckpt = new Checkpoint(dir);
-    if (ckpt.config.model_type === "siglip2") {
-      throw new SiglipError("checkpoint", `${dir}: NaFlex (model_type "siglip2") checkpoints are not supported yet; use a fixed-resolution checkpoint`, { subject: dir });
-    }
-    return new SigLIP2(ckpt, model, options);
+    return new SigLIP2(new Checkpoint(dir), model, options);
   }
 
   get config(): SiglipConfig {
@@ -115,7 +143,12 @@ export class SigLIP2 {
     return this.config.vision_config.hidden_size;
   }
 
-  /** Image preprocessing settings from preprocessor_config.json (or the config's image_size). */
+  /** True for NaFlex checkpoints (model_type "siglip2"). */
+  get isNaflex(): boolean {
+    return this.config.model_type === "siglip2";
+  }
+
+  /** Fixed-resolution preprocessing settings from preprocessor_config.json (or the config's image_size). */
   get imageProcessorConfig(): ImageProcessorConfig {
     this.imageCfg ??= parseImageProcessorConfig(
       this.checkpoint.preprocessorConfig,
@@ -125,15 +158,29 @@ export class SigLIP2 {
     return this.imageCfg;
   }
 
-  private towerOptions(): TowerOptions {
-    const o: TowerOptions = { ...(this.opts.tower ?? {}) };
+  /** NaFlex preprocessing settings from preprocessor_config.json (patch size, default budget). */
+  get naflexProcessorConfig(): NaflexProcessorConfig {
+    this.naflexCfg ??= parseNaflexProcessorConfig(
+      this.checkpoint.preprocessorConfig,
+      this.config.vision_config.patch_size,
+      `${this.checkpoint.dir}/preprocessor_config.json`,
+    );
+    return this.naflexCfg;
+  }
+
+  private towerOptions(): NaflexTowerOptions {
+    const o: NaflexTowerOptions = { ...(this.opts.tower ?? {}) };
     if (this.opts.threads !== undefined) o.threads = this.opts.threads;
+    if (this.opts.torchCpuCompat !== undefined) o.torchCpuCompat = this.opts.torchCpuCompat;
     return o;
   }
 
-  /** The image tower (built on first use). */
-  visionTower(): Promise<FixresVisionTower> {
-    this.vision ??= FixresVisionTower.load(this.checkpoint, this.towerOptions()).catch((e: unknown) => {
+  /** The image tower (built on first use): fixed-resolution or NaFlex by model_type. */
+  visionTower(): Promise<FixresVisionTower | NaflexVisionTower> {
+    this.vision ??= (this.isNaflex
+      ? NaflexVisionTower.load(this.checkpoint, this.towerOptions())
+      : FixresVisionTower.load(this.checkpoint, this.towerOptions())
+    ).catch((e: unknown) => {
       this.vision = undefined; // a failed build is not cached
       throw e;
     });
@@ -166,14 +213,26 @@ export class SigLIP2 {
     return input;
   }
 
-  /** Preprocess one decoded image to the model's pixel_values (3, R, R). */
+  /** Fixed resolution: preprocess one decoded image to pixel_values (3, R, R). */
   pixelValues(img: RgbImage): Float32Array {
     return preprocessFixed(img, this.imageProcessorConfig, this.opts.resampler ?? "torch");
   }
 
+  /** NaFlex: resize within the patch budget, normalise and patchify (unpadded). */
+  naflexPatches(img: RgbImage, maxPatches?: number): NaflexPatches {
+    const budget = maxPatches ?? this.opts.maxPatches ?? this.naflexProcessorConfig.maxNumPatches;
+    if (!Number.isInteger(budget) || budget < 1) throw new SiglipError("input", `max patches must be a positive integer, got ${budget}`);
+    return preprocessNaflex(img, this.naflexProcessorConfig, budget, this.opts.resampler ?? "torch");
+  }
+
   /** Embed images; one vector per input, in order. Throws a SiglipError naming the first bad image. */
-  async embedImages(images: ImageInput[], options: EmbedOptions = {}): Promise<Float32Array[]> {
-    const settled = await this.embedImagesSettled(images, options);
+  async embedImages(images: ImageInput[], options: ImageOptions = {}): Promise<Float32Array[]> {
+    return (await this.imageFeatures(images, options)).map((f) => f.embedding);
+  }
+
+  /** Embeddings plus (with `patches: true`) patch features. Throws on the first bad image. */
+  async imageFeatures(images: ImageInput[], options: ImageOptions = {}): Promise<ImageFeatures[]> {
+    const settled = await this.imageFeaturesSettled(images, options);
     return settled.map((r) => {
       if (r instanceof Error) throw r;
       return r;
@@ -183,41 +242,63 @@ export class SigLIP2 {
   /**
    * Embed images, reporting bad inputs instead of throwing: the result holds, per
    * input and in order, either its embedding or the SiglipError that explains why
-   * it could not be read. `onBatch` is called after every forward pass with the
+   * it could not be read. `onBatch` is called as results become final with the
    * number of inputs done so far (for progress bars and streaming output).
    */
   async embedImagesSettled(
     images: ImageInput[],
-    options: EmbedOptions = {},
+    options: ImageOptions = {},
     onBatch?: (done: number, results: Array<Float32Array | SiglipError>) => void,
   ): Promise<Array<Float32Array | SiglipError>> {
+    const view = (rs: Array<ImageFeatures | SiglipError>) => rs.map((r) => (r instanceof SiglipError ? r : r?.embedding));
+    const rs = await this.imageFeaturesSettled(images, options, onBatch && ((done, r) => onBatch(done, view(r) as Array<Float32Array | SiglipError>)));
+    return view(rs) as Array<Float32Array | SiglipError>;
+  }
+
+  /**
+   * The image pipeline behind every image call. Inputs are decoded and preprocessed
+   * one window at a time; NaFlex images in a window are sorted by sequence length
+   * and batched with similar lengths, each batch padded only to its longest image.
+   */
+  async imageFeaturesSettled(
+    images: ImageInput[],
+    options: ImageOptions = {},
+    onBatch?: (done: number, results: Array<ImageFeatures | SiglipError>) => void,
+  ): Promise<Array<ImageFeatures | SiglipError>> {
     const tower = await this.visionTower();
-    const R = tower.config.image_size;
-    const per = 3 * R * R;
     const bs = Math.max(1, this.opts.imageBatchSize ?? 8);
-    const results: Array<Float32Array | SiglipError> = new Array(images.length);
-    for (let s = 0; s < images.length; s += bs) {
-      const good: number[] = [];
-      const px: Float32Array[] = [];
-      for (let i = s; i < Math.min(s + bs, images.length); i++) {
+    const window = tower instanceof NaflexVisionTower ? bs * GROUP_WINDOW_BATCHES : bs;
+    const results: Array<ImageFeatures | SiglipError> = new Array(images.length);
+    const finish = (i: number, r: VisionResult): void => {
+      const f: ImageFeatures = { embedding: options.normalize === false ? r.pooled : l2normalize(r.pooled), gridH: r.gridH, gridW: r.gridW };
+      if (options.patches) f.patches = r.patches;
+      results[i] = f;
+    };
+    for (let s = 0; s < images.length; s += window) {
+      const end = Math.min(s + window, images.length);
+      const prepared: Array<{ i: number; input: Float32Array | NaflexPatches }> = [];
+      for (let i = s; i < end; i++) {
         try {
-          px.push(this.pixelValues(await this.decode(images[i]!)));
-          good.push(i);
+          const img = await this.decode(images[i]!);
+          prepared.push({ i, input: tower instanceof NaflexVisionTower ? this.naflexPatches(img, options.maxPatches) : this.pixelValues(img) });
         } catch (e) {
           if (!(e instanceof SiglipError)) throw e;
           results[i] = e;
         }
       }
-      if (good.length > 0) {
-        const batch = new Float32Array(good.length * per);
-        px.forEach((p, j) => batch.set(p, j * per));
-        const r = await tower.run(batch, good.length);
-        const vecs = rows(r.pooled, tower.config.hidden_size);
-        good.forEach((i, j) => {
-          results[i] = options.normalize === false ? vecs[j]! : l2normalize(vecs[j]!);
-        });
+      if (tower instanceof NaflexVisionTower) {
+        const seq = (p: { input: Float32Array | NaflexPatches }) => (p.input as NaflexPatches).gridH * (p.input as NaflexPatches).gridW;
+        prepared.sort((a, b) => seq(a) - seq(b) || a.i - b.i);
+        for (let k = 0; k < prepared.length; k += bs) {
+          const group = prepared.slice(k, k + bs);
+          const out = await tower.encode(group.map((p) => p.input as NaflexPatches));
+          group.forEach((p, j) => finish(p.i, out[j]!));
+        }
+      } else if (prepared.length > 0) {
+        const out = await tower.encode(prepared.map((p) => p.input as Float32Array));
+        prepared.forEach((p, j) => finish(p.i, out[j]!));
       }
-      onBatch?.(Math.min(s + bs, images.length), results);
+      onBatch?.(end, results);
     }
     return results;
   }

@@ -7,7 +7,7 @@
  * code is then 1. A fatal problem (bad checkpoint, bad usage) exits with 2.
  */
 import { Command, Option } from "commander";
-import { SigLIP2, DEFAULT_TEMPLATE, type LoadOptions } from "../api.js";
+import { SigLIP2, DEFAULT_TEMPLATE, type ImageFeatures, type ImageOptions, type LoadOptions } from "../api.js";
 import { SiglipError, errorMessage } from "../errors.js";
 import { Progress } from "./progress.js";
 
@@ -34,6 +34,8 @@ interface CommonOpts {
   lowercase: boolean;
   offline?: boolean;
   revision?: string;
+  maxPatches?: number;
+  torchCpuCompat?: boolean;
 }
 
 function intArg(name: string) {
@@ -52,7 +54,9 @@ function withModelOptions(cmd: Command): Command {
     .addOption(new Option("--resampler <backend>", "resize arithmetic: torch (transformers default) or pil").choices(["torch", "pil"]))
     .option("--batch-size <n>", "inputs per forward pass", intArg("--batch-size"))
     .option("--revision <rev>", "Hub revision (branch, tag or commit)")
-    .option("--offline", "never contact the Hub; use the local cache only");
+    .option("--offline", "never contact the Hub; use the local cache only")
+    .option("--max-patches <n>", "NaFlex patch budget per image (default: the checkpoint's max_num_patches)", intArg("--max-patches"))
+    .option("--torch-cpu-compat", "NaFlex: reproduce PyTorch-CPU's position-resize quirk for 1-column grids (exact transformers parity)");
 }
 
 async function loadModel(o: CommonOpts): Promise<SigLIP2> {
@@ -65,18 +69,25 @@ async function loadModel(o: CommonOpts): Promise<SigLIP2> {
   }
   if (o.offline) opts.offline = true;
   if (o.revision !== undefined) opts.revision = o.revision;
-  return SigLIP2.load(o.model, opts);
+  if (o.maxPatches !== undefined) opts.maxPatches = o.maxPatches;
+  if (o.torchCpuCompat) opts.torchCpuCompat = true;
+  const model = await SigLIP2.load(o.model, opts);
+  if (o.maxPatches !== undefined && !model.isNaflex) {
+    process.stderr.write(`${PROG}: note: --max-patches applies to NaFlex checkpoints only; ignored for ${o.model}\n`);
+  }
+  return model;
 }
 
 /** Embed images in batches, printing each result as soon as its batch is done. */
 async function embedImageFiles(
   model: SigLIP2,
   paths: string[],
-  emit: (path: string, embedding: Float32Array) => void,
+  options: ImageOptions,
+  emit: (path: string, features: ImageFeatures) => void,
 ): Promise<void> {
   const progress = new Progress(paths.length, "images");
   let printed = 0;
-  await model.embedImagesSettled(paths, {}, (done, results) => {
+  await model.imageFeaturesSettled(paths, options, (done, results) => {
     for (; printed < done; printed++) {
       const r = results[printed]!;
       if (r instanceof SiglipError) reportInput(r);
@@ -87,16 +98,24 @@ async function embedImageFiles(
   progress.stop();
 }
 
-async function cmdEmbed(o: CommonOpts & { image?: string[]; text?: string[]; maxPatches?: number }): Promise<void> {
+/** Patch features as JSON: one entry per valid patch with its grid position. */
+function patchesJson(f: ImageFeatures): Array<{ row: number; col: number; features: number[] }> {
+  const n = f.gridH * f.gridW;
+  const d = f.patches!.length / n;
+  return Array.from({ length: n }, (_, k) => ({ row: Math.floor(k / f.gridW), col: k % f.gridW, features: Array.from(f.patches!.subarray(k * d, (k + 1) * d)) }));
+}
+
+async function cmdEmbed(o: CommonOpts & { image?: string[]; text?: string[]; patches?: boolean }): Promise<void> {
   const images = o.image ?? [];
   const texts = o.text ?? [];
   if (images.length === 0 && texts.length === 0) throw new SiglipError("usage", "nothing to embed: give --image PATH ... and/or --text TEXT ...");
   const model = await loadModel(o);
-  if (o.maxPatches !== undefined && model.config.model_type !== "siglip2") {
-    process.stderr.write(`${PROG}: note: --max-patches applies to NaFlex checkpoints only; ignored for ${o.model}\n`);
-  }
   if (images.length > 0) {
-    await embedImageFiles(model, images, (input, e) => out({ kind: "image", input, embedding: Array.from(e) }));
+    await embedImageFiles(model, images, { patches: Boolean(o.patches) }, (input, f) => {
+      const line: Record<string, unknown> = { kind: "image", input, embedding: Array.from(f.embedding) };
+      if (o.patches) Object.assign(line, { grid: [f.gridH, f.gridW], patches: patchesJson(f) });
+      out(line);
+    });
   }
   if (texts.length > 0) {
     const progress = new Progress(texts.length, "texts");
@@ -116,8 +135,8 @@ async function cmdClassify(imagesArg: string[], o: CommonOpts & { labels: string
   const cls: { template?: string } = {};
   if (o.template !== undefined) cls.template = o.template;
   const labelEmb = await model.labelEmbeddings(labels, cls);
-  await embedImageFiles(model, imagesArg, (input, e) => {
-    const [scores] = model.scoreLabels([e], labels, labelEmb);
+  await embedImageFiles(model, imagesArg, {}, (input, f) => {
+    const [scores] = model.scoreLabels([f.embedding], labels, labelEmb);
     out({ input, scores });
   });
   await model.close();
@@ -144,7 +163,7 @@ function buildProgram(): Command {
   withModelOptions(program.command("embed").description("print one JSON line per input: {kind, input, embedding} (L2-normalised)"))
     .option("--image <paths...>", "image files (repeatable)")
     .option("--text <texts...>", "texts (repeatable; the empty string is valid)")
-    .option("--max-patches <n>", "NaFlex patch budget (default: the checkpoint's max_num_patches)", intArg("--max-patches"))
+    .option("--patches", "also print patch features: grid [rows, cols] and per patch {row, col, features} (last hidden state)")
     .action((opts) => cmdEmbed(opts));
 
   withModelOptions(program.command("classify").description("zero-shot classification: per image {input, scores:[{label, logit, probability}]}, sigmoid per label"))

@@ -27,67 +27,87 @@ export interface TowerOptions extends RuntimeOptions {
 export interface TowerOutput {
   /** (B, Dout): image pooled output / text head output, not normalised. */
   pooled: Float32Array;
-  /** (B, S, D) after the final LayerNorm, when requested. */
-  lastHiddenState?: Float32Array;
+  /** (B, S, D) after the final LayerNorm. */
+  lastHiddenState: Float32Array;
   /** Per-layer (B, S, D): index 0 = embeddings, i = output of block i (before the final LN), when requested. */
   hiddenStates?: Float32Array[];
 }
 
+/** One image's outputs from a vision tower. */
+export interface VisionResult {
+  /** MAP-head output (D), not normalised. */
+  pooled: Float32Array;
+  /** Patch grid rows and columns. */
+  gridH: number;
+  gridW: number;
+  /** Patch features: the valid rows of last_hidden_state, (gridH·gridW, D), row-major over the grid. */
+  patches: Float32Array;
+}
+
 const DEFAULT_STAGE_BYTES = 1.5 * 1024 ** 3;
 
-function dims(c: VisionConfig | TextConfig): LayerDims {
+export function dims(c: VisionConfig | TextConfig): LayerDims {
   return { hidden: c.hidden_size, inter: c.intermediate_size, heads: c.num_attention_heads, eps: c.layer_norm_eps, act: c.hidden_act };
 }
 
 /** Name a value as a graph output. */
-function emit(g: Graph, value: string, name: string, dimsOut: Array<number | string>): void {
+export function emit(g: Graph, value: string, name: string, dimsOut: Array<number | string>): void {
   g.node("Identity", [value], { outputs: [name] });
   g.output(name, "float32", dimsOut);
+}
+
+/** An additive attention mask fed to every stage: 0 for keys to keep, a large negative for padding keys. */
+export interface KeyMaskInput {
+  name: string;
+  dims: Array<number | string>;
 }
 
 /**
  * Encoder stack split into stages by weight size. `begin` builds the embeddings in
  * the first graph and returns (B, S, D); `end` builds the outputs in the last one.
+ * With `keyMask`, every stage takes the mask as an input and every layer uses it.
  */
-function buildStages(
+export function buildStages(
   store: WeightStore,
   name: string,
   prefix: string,
   c: VisionConfig | TextConfig,
   seq: number | string,
   opts: TowerOptions,
-  begin: (w: WeightLoader) => string,
-  end: (w: WeightLoader, x: string) => void,
+  begin: (w: WeightLoader, mask?: string) => string,
+  end: (w: WeightLoader, x: string, mask?: string) => void,
+  keyMask?: KeyMaskInput,
 ): Graph[] {
   const d = dims(c);
   const layerBytes = encoderLayerBytes(d);
   const budget = opts.maxStageBytes ?? DEFAULT_STAGE_BYTES;
   const stages: Graph[] = [];
-  let g = new Graph(`${name}.0`);
-  let w = new WeightLoader(g, store);
-  let x = begin(w);
+  const open = (): [Graph, WeightLoader, string | undefined] => {
+    const g = new Graph(`${name}.${stages.length}`);
+    return [g, new WeightLoader(g, store), keyMask ? g.input(keyMask.name, "float32", keyMask.dims) : undefined];
+  };
+  let [g, w, mask] = open();
+  let x = begin(w, mask);
   const hsDims = ["batch", seq, d.hidden];
   if (opts.outputHiddenStates) emit(g, x, "hidden_states.0", hsDims);
   for (let i = 0; i < c.num_hidden_layers; i++) {
     if (g.initializerBytes > 0 && g.initializerBytes + layerBytes > budget) {
       emit(g, x, CARRY_OUT, hsDims);
       stages.push(g);
-      g = new Graph(`${name}.${stages.length}`);
-      w = new WeightLoader(g, store);
+      [g, w, mask] = open();
       x = g.input(CARRY_IN, "float32", hsDims);
     }
-    x = encoderLayer(w, x, `${prefix}.encoder.layers.${i}`, d);
+    x = encoderLayer(w, x, `${prefix}.encoder.layers.${i}`, d, mask);
     if (opts.outputHiddenStates) emit(g, x, `hidden_states.${i + 1}`, hsDims);
   }
-  end(w, x);
+  end(w, x, mask);
   stages.push(g);
   return stages;
 }
 
-function readOutputs(out: Record<string, ort.Tensor>, layers: number, withHidden: boolean): TowerOutput {
-  const r: TowerOutput = { pooled: out["pooler_output"]!.data as Float32Array };
+export function readOutputs(out: Record<string, ort.Tensor>, layers: number, withHidden: boolean): TowerOutput {
+  const r: TowerOutput = { pooled: out["pooler_output"]!.data as Float32Array, lastHiddenState: out["last_hidden_state"]!.data as Float32Array };
   if (withHidden) {
-    r.lastHiddenState = out["last_hidden_state"]!.data as Float32Array;
     r.hiddenStates = Array.from({ length: layers + 1 }, (_, i) => out[`hidden_states.${i}`]!.data as Float32Array);
   }
   return r;
@@ -146,7 +166,7 @@ export class FixresVisionTower {
       },
       (w, x) => {
         const last = w.layerNorm(x, "vision_model.post_layernorm", D, v.layer_norm_eps); // (B, N, D)
-        if (opts.outputHiddenStates) emit(w.g, last, "last_hidden_state", ["batch", N, D]);
+        emit(w.g, last, "last_hidden_state", ["batch", N, D]);
         emit(w.g, mapHead(w, last, "vision_model.head", dims(v)), "pooler_output", ["batch", D]);
       });
     const pipeline = await Pipeline.create(stages, opts);
@@ -155,6 +175,24 @@ export class FixresVisionTower {
 
   get stageCount(): number {
     return this.pipeline.stageCount;
+  }
+
+  /** Encode preprocessed images (each (3, R, R) float32) as one batch. */
+  async encode(pixelValues: Float32Array[]): Promise<VisionResult[]> {
+    const R = this.config.image_size;
+    const per = 3 * R * R;
+    const batch = new Float32Array(pixelValues.length * per);
+    pixelValues.forEach((p, i) => batch.set(p, i * per));
+    const out = await this.run(batch, pixelValues.length);
+    const D = this.config.hidden_size;
+    const G = fixresGrid(this.config);
+    const n = G * G * D;
+    return pixelValues.map((_, i) => ({
+      pooled: out.pooled.slice(i * D, (i + 1) * D),
+      gridH: G,
+      gridW: G,
+      patches: out.lastHiddenState.slice(i * n, (i + 1) * n),
+    }));
   }
 
   /** Run on a batch of preprocessed images, (batch, 3, R, R) float32. */
@@ -215,7 +253,7 @@ export class TextTower {
       (w, x) => {
         const g = w.g;
         const last = w.layerNorm(x, "text_model.final_layer_norm", D, t.layer_norm_eps); // (B, T, D)
-        if (opts.outputHiddenStates) emit(g, last, "last_hidden_state", ["batch", T, D]);
+        emit(g, last, "last_hidden_state", ["batch", T, D]);
         const pooled = g.gather(last, g.init(g.fresh("last_position"), BigInt64Array.of(BigInt(T - 1)), []), 1); // (B, D)
         emit(g, w.linear(pooled, "text_model.head", D, t.projection_size), "pooler_output", ["batch", t.projection_size]);
       });

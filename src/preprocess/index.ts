@@ -19,6 +19,13 @@ export {
 } from "./resize.js";
 export { normalizeToChw } from "./normalize.js";
 export { parseImageProcessorConfig, resizeTarget, RESAMPLE_BILINEAR, type ImageProcessorConfig } from "./config.js";
+export {
+  naflexTargetSize,
+  parseNaflexProcessorConfig,
+  preprocessNaflex,
+  type NaflexPatches,
+  type NaflexProcessorConfig,
+} from "./naflex.js";
 
 /**
  * Full fixed-resolution pipeline (spec §4.2): resize to the configured size (no aspect

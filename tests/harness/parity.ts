@@ -6,9 +6,12 @@
  *
  * Tolerances are spec §7.2.
  */
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SigLIP2 } from "../../src/api.js";
+import type { FixresVisionTower } from "../../src/models/siglip.js";
+import type { NaflexVisionTower } from "../../src/models/siglip2.js";
 import { SafetensorsFile } from "../../src/weights/safetensors.js";
 
 import { FIXTURES, REPO } from "./paths.js";
@@ -168,7 +171,7 @@ export async function measureFixture(name: string, opts: { maxStageBytes?: numbe
     const to = await tt.run(flat, ids.length);
     const Dt = cfg.text_config.hidden_size;
     to.hiddenStates!.forEach((h, i) => c.relative(`text.hidden_states.${i}`, h, Dt, 0.99999));
-    c.relative("text.last_hidden_state", to.lastHiddenState!, Dt, 0.99999);
+    c.relative("text.last_hidden_state", to.lastHiddenState, Dt, 0.99999);
     c.relative("text.pooler_output", to.pooled, cfg.text_config.projection_size, 0.999999);
     const textEmb = await model.embedTexts(man.texts, { lowercase: false });
     c.absolute("text.embeds", concat(textEmb), 1e-5);
@@ -178,11 +181,11 @@ export async function measureFixture(name: string, opts: { maxStageBytes?: numbe
     const decoded = await Promise.all(imagePaths.map((p) => model.decode(p)));
     const px = concat(decoded.map((d) => model.pixelValues(d)));
     c.exact("image.pixel_values", px);
-    const vt = await model.visionTower();
+    const vt = (await model.visionTower()) as FixresVisionTower;
     const vo = await vt.run(Float32Array.from(px), decoded.length);
     const Dv = cfg.vision_config.hidden_size;
     vo.hiddenStates!.forEach((h, i) => c.relative(`image.hidden_states.${i}`, h, Dv, 0.99999));
-    c.relative("image.last_hidden_state", vo.lastHiddenState!, Dv, 0.99999);
+    c.relative("image.last_hidden_state", vo.lastHiddenState, Dv, 0.99999);
     c.relative("image.pooler_output", vo.pooled, Dv, 0.999999);
     const imgEmb = await model.embedImages(imagePaths);
     c.absolute("image.embeds", concat(imgEmb), 1e-5);
@@ -216,3 +219,88 @@ export async function measureFixture(name: string, opts: { maxStageBytes?: numbe
 }
 
 export const FIXTURE_NAMES = ["fixres-f32", "fixres-f16", "fixres-bf16", "fixres-sharded", "fixres-odd"];
+
+// ---------------------------------------------------------------------------------------------
+// NaFlex fixtures (tools/reference/make_naflex_fixtures.py)
+
+interface NaflexManifest extends Manifest {
+  budgets: Record<string, { max_num_patches: number; grids: Array<[number, number]>; pixel_valid_sha256: string[] }>;
+  quirk_image?: { path: string; budget: number; grid: [number, number]; pixel_valid_sha256: string };
+}
+
+function sha256(a: Float32Array): string {
+  return createHash("sha256").update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest("hex");
+}
+
+/** Every stage of a NaFlex fixture, per patch budget, plus the w = 1 quirk case in both modes. */
+export async function measureNaflexFixture(name: string, opts: { maxStageBytes?: number } = {}): Promise<StageResult[]> {
+  const man = loadManifest(name) as NaflexManifest;
+  const golden = SafetensorsFile.open(join(FIXTURES, "goldens", `${name}.safetensors`));
+  const c = new Collector(golden, man.omitted_tensors);
+  const tower = opts.maxStageBytes !== undefined ? { outputHiddenStates: true, maxStageBytes: opts.maxStageBytes } : { outputHiddenStates: true };
+  const dir = join(REPO, man.model_dir);
+  const model = await SigLIP2.load(dir, { tower });
+  try {
+    const cfg = model.config;
+    const D = cfg.vision_config.hidden_size;
+    const ids = await model.tokenize(man.texts, { lowercase: false });
+    c.exact("text.input_ids", concat(ids));
+    c.exact("text.input_ids_lower", concat(await model.tokenize(man.texts, { lowercase: true })));
+    const textEmb = await model.embedTexts(man.texts, { lowercase: false });
+    c.absolute("text.embeds", concat(textEmb), 1e-5);
+    c.absolute("text_lower.embeds", concat(await model.embedTexts(man.texts, { lowercase: true })), 1e-5);
+    c.relative("text.pooler_output", concat(await model.embedTexts(man.texts, { lowercase: false, normalize: false })), cfg.text_config.projection_size, 0.999999);
+
+    const paths = man.images.map((p) => join(REPO, p));
+    const decoded = await Promise.all(paths.map((p) => model.decode(p)));
+    const vt = (await model.visionTower()) as NaflexVisionTower;
+    for (const [key, b] of Object.entries(man.budgets)) {
+      const M = b.max_num_patches;
+      const patches = decoded.map((d) => model.naflexPatches(d, M));
+      c.exact(`${key}.spatial_shapes`, patches.flatMap((p) => [p.gridH, p.gridW]));
+      const badHash = patches.filter((p, i) => sha256(p.patches) !== b.pixel_valid_sha256[i]).length;
+      c.results.push({ stage: `${key}.pixel_values (sha256)`, maxAbs: badHash, tol: 0, exact: true, ok: badHash === 0 });
+      patches.forEach((p, i) => {
+        if (c.has(`${key}.pixel_values.valid.${i}`)) c.exact(`${key}.pixel_values.valid.${i}`, p.patches);
+        if (c.has(`${key}.position_embeddings.${i}`)) c.absolute(`${key}.position_embeddings.${i}`, vt.positions(p.gridH, p.gridW), 1e-6);
+      });
+      const batch = vt.prepareBatch(patches);
+      const out = await vt.run(batch);
+      const valid = (t: Float32Array, i: number) => t.subarray(i * batch.length * D, (i * batch.length + patches[i]!.gridH * patches[i]!.gridW) * D);
+      patches.forEach((_, i) => {
+        out.hiddenStates!.forEach((h, l) => {
+          if (c.has(`${key}.hidden_states.${l}.${i}`)) c.relative(`${key}.hidden_states.${l}.${i}`, valid(h, i), D, 0.99999);
+        });
+        if (c.has(`${key}.last_hidden_state.${i}`)) c.relative(`${key}.last_hidden_state.${i}`, valid(out.lastHiddenState, i), D, 0.99999);
+      });
+      c.relative(`${key}.pooler_output`, out.pooled, D, 0.999999);
+      const emb = await model.embedImages(paths, { maxPatches: M });
+      c.absolute(`${key}.embeds`, concat(emb), 1e-5);
+      c.absolute(`${key}.logits_per_image`, model.similarity(emb, textEmb).logits.flat(), 1e-3);
+    }
+
+    if (man.quirk_image) {
+      const q = man.quirk_image;
+      const qPath = join(REPO, q.path);
+      const img = await model.decode(qPath);
+      const p = model.naflexPatches(img, q.budget);
+      c.exact("quirk_m256.spatial_shapes", [p.gridH, p.gridW]);
+      // default: mathematically correct resize
+      c.absolute("quirk_m256.position_embeddings_correct.0", vt.positions(p.gridH, p.gridW), 1e-6);
+      c.absolute("quirk_m256.embeds_correct", concat(await model.embedImages([qPath], { maxPatches: q.budget })), 1e-5);
+      // compat switch: PyTorch-CPU's output
+      const compat = await SigLIP2.load(dir, { torchCpuCompat: true });
+      const ct = (await compat.visionTower()) as NaflexVisionTower;
+      c.absolute("quirk_m256.position_embeddings.0", ct.positions(p.gridH, p.gridW), 1e-6);
+      c.absolute("quirk_m256.embeds", concat(await compat.embedImages([qPath], { maxPatches: q.budget })), 1e-5);
+      await compat.close();
+    }
+  } finally {
+    await model.close();
+    golden.close();
+    c.close();
+  }
+  return c.results;
+}
+
+export const NAFLEX_FIXTURE_NAMES = ["naflex-f32", "naflex-grid"];

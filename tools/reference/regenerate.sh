@@ -56,5 +56,8 @@ done
 echo "== make_fixtures.py" >&2
 "$PY" "$ROOT/tools/reference/make_fixtures.py" || status=1
 
+echo "== make_naflex_fixtures.py" >&2
+"$PY" "$ROOT/tools/reference/make_naflex_fixtures.py" || status=1
+
 du -sh "$ROOT/tests/fixtures" >&2
 exit $status

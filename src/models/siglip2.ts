@@ -1,0 +1,167 @@
+/**
+ * SigLIP 2 NaFlex image tower (model_type "siglip2"): variable patch grids that keep
+ * an image's aspect ratio, a linear patch embedding, a learned position grid
+ * resized per image, and a key-padding mask in every layer and in the MAP head.
+ * The text tower is the shared one in ./siglip.ts.
+ *
+ * Reference: transformers `models/siglip2/modeling_siglip2.py`
+ * (Siglip2VisionEmbeddings, Siglip2VisionModel, Siglip2MultiheadAttentionPoolingHead);
+ * spec §1.4. Tensor names mirror the checkpoint keys.
+ *
+ * Batches are padded only to the longest sequence in the batch (not to the patch
+ * budget): padded keys are masked, so valid outputs do not depend on the padding.
+ */
+import { Pipeline, ort } from "../graph/runtime.js";
+import { SiglipError } from "../errors.js";
+import type { NaflexPatches } from "../preprocess/naflex.js";
+import type { Checkpoint } from "../weights/checkpoint.js";
+import type { VisionConfig } from "../weights/config.js";
+import { encoderLayerShapes, mapHead, mapHeadShapes } from "./blocks.js";
+import { resizePositionGrid } from "./position-resize.js";
+import { buildStages, dims, emit, readOutputs, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
+
+/** Additive mask value for padding keys (transformers uses float32's lowest value). */
+export const MASKED = -3.4028234663852886e38;
+
+/** Options for NaFlex towers. */
+export interface NaflexTowerOptions extends TowerOptions {
+  /** Reproduce PyTorch-CPU's w = 1 position-resize quirk (spec §1.4), for parity with transformers on CPU. Off by default. */
+  torchCpuCompat?: boolean;
+}
+
+/** Checkpoint keys and shapes the NaFlex image tower needs. */
+export function naflexVisionShapes(v: VisionConfig): Array<[string, number[]]> {
+  const D = v.hidden_size;
+  const F = v.num_channels * v.patch_size * v.patch_size;
+  const out: Array<[string, number[]]> = [
+    ["vision_model.embeddings.patch_embedding.weight", [D, F]],
+    ["vision_model.embeddings.patch_embedding.bias", [D]],
+    ["vision_model.embeddings.position_embedding.weight", [v.num_patches, D]],
+    ["vision_model.post_layernorm.weight", [D]],
+    ["vision_model.post_layernorm.bias", [D]],
+  ];
+  for (let i = 0; i < v.num_hidden_layers; i++) out.push(...encoderLayerShapes(`vision_model.encoder.layers.${i}`, { hidden: D, inter: v.intermediate_size }));
+  out.push(...mapHeadShapes("vision_model.head", { hidden: D, inter: v.intermediate_size }));
+  return out;
+}
+
+/** Inputs of one padded batch, as fed to the graph. */
+export interface NaflexBatch {
+  /** (B, L, 3·P·P) patches, zero rows after each image's valid rows. */
+  pixelValues: Float32Array;
+  /** (B, L, D) resized position embeddings; rows after the valid ones repeat row 0. */
+  positions: Float32Array;
+  /** (B, 1, 1, L) additive key mask. */
+  keyMask: Float32Array;
+  batch: number;
+  length: number;
+}
+
+/** Image tower of a NaFlex checkpoint: patchified images → pooled (B, D) and patch features. */
+export class NaflexVisionTower {
+  private constructor(
+    readonly config: VisionConfig,
+    /** The learned position table (num_patches, D). */
+    private readonly positionTable: Float32Array,
+    private readonly pipeline: Pipeline,
+    private readonly opts: NaflexTowerOptions,
+  ) {}
+
+  static async load(ckpt: Checkpoint, opts: NaflexTowerOptions = {}): Promise<NaflexVisionTower> {
+    const v = ckpt.config.vision_config;
+    if (!v.vision_use_head) {
+      throw new SiglipError("checkpoint", `${ckpt.dir}/config.json: vision_use_head=false checkpoints have no pooled image embedding`, { subject: ckpt.dir });
+    }
+    const store = ckpt.weights;
+    store.checkAll(naflexVisionShapes(v));
+    const D = v.hidden_size;
+    const F = 3 * v.patch_size * v.patch_size;
+    const stages = buildStages(store, "vision", "vision_model", v, "seq", opts,
+      (w) => {
+        const g = w.g;
+        const px = g.input("pixel_values", "float32", ["batch", "seq", F]);
+        const pos = g.input("position_embeddings", "float32", ["batch", "seq", D]);
+        // Linear(3·P·P → D) on channel-fastest patch rows (padding rows become just the bias).
+        return g.add(w.linear(px, "vision_model.embeddings.patch_embedding", F, D), pos); // (B, L, D)
+      },
+      (w, x, mask) => {
+        const last = w.layerNorm(x, "vision_model.post_layernorm", D, v.layer_norm_eps); // (B, L, D)
+        emit(w.g, last, "last_hidden_state", ["batch", "seq", D]);
+        emit(w.g, mapHead(w, last, "vision_model.head", dims(v), mask), "pooler_output", ["batch", D]);
+      },
+      { name: "key_mask", dims: ["batch", 1, 1, "seq"] });
+    const pipeline = await Pipeline.create(stages, opts);
+    const table = store.float32("vision_model.embeddings.position_embedding.weight", [v.num_patches, D]);
+    return new NaflexVisionTower(v, table, pipeline, opts);
+  }
+
+  /** Side of the learned position grid (√num_patches). */
+  get positionGridSize(): number {
+    return Math.round(Math.sqrt(this.config.num_patches));
+  }
+
+  /** The position table resized to an (h, w) grid: (h·w, D). */
+  positions(h: number, w: number): Float32Array {
+    const o: { torchCpuCompat?: boolean } = {};
+    if (this.opts.torchCpuCompat !== undefined) o.torchCpuCompat = this.opts.torchCpuCompat;
+    return resizePositionGrid(this.positionTable, this.positionGridSize, this.config.hidden_size, h, w, o);
+  }
+
+  /** Pad images to a common length (default: the longest in the batch) and build the graph inputs. */
+  prepareBatch(images: NaflexPatches[], length?: number): NaflexBatch {
+    const D = this.config.hidden_size;
+    const F = 3 * this.config.patch_size * this.config.patch_size;
+    const L = length ?? Math.max(...images.map((p) => p.gridH * p.gridW));
+    const B = images.length;
+    const pixelValues = new Float32Array(B * L * F);
+    const positions = new Float32Array(B * L * D);
+    const keyMask = new Float32Array(B * L);
+    images.forEach((p, b) => {
+      const n = p.gridH * p.gridW;
+      if (n > L) throw new Error(`internal: image with ${n} patches in a batch padded to ${L}`);
+      pixelValues.set(p.patches, b * L * F);
+      const pos = this.positions(p.gridH, p.gridW);
+      positions.set(pos, b * L * D);
+      for (let r = n; r < L; r++) positions.set(pos.subarray(0, D), (b * L + r) * D); // padding rows: row 0
+      keyMask.fill(MASKED, b * L + n, (b + 1) * L);
+    });
+    return { pixelValues, positions, keyMask, batch: B, length: L };
+  }
+
+  /** Run one prepared batch. */
+  async run(b: NaflexBatch): Promise<TowerOutput> {
+    const D = this.config.hidden_size;
+    const F = 3 * this.config.patch_size * this.config.patch_size;
+    const out = await this.pipeline.run({
+      pixel_values: new ort.Tensor("float32", b.pixelValues, [b.batch, b.length, F]),
+      position_embeddings: new ort.Tensor("float32", b.positions, [b.batch, b.length, D]),
+      key_mask: new ort.Tensor("float32", b.keyMask, [b.batch, 1, 1, b.length]),
+    });
+    return readOutputs(out, this.config.num_hidden_layers, this.opts.outputHiddenStates ?? false);
+  }
+
+  /** Encode patchified images as one batch padded to the longest. */
+  async encode(images: NaflexPatches[]): Promise<VisionResult[]> {
+    const b = this.prepareBatch(images);
+    const out = await this.run(b);
+    const D = this.config.hidden_size;
+    return images.map((p, i) => {
+      const n = p.gridH * p.gridW;
+      const start = i * b.length * D;
+      return {
+        pooled: out.pooled.slice(i * D, (i + 1) * D),
+        gridH: p.gridH,
+        gridW: p.gridW,
+        patches: out.lastHiddenState.slice(start, start + n * D),
+      };
+    });
+  }
+
+  get stageCount(): number {
+    return this.pipeline.stageCount;
+  }
+
+  async release(): Promise<void> {
+    await this.pipeline.release();
+  }
+}
