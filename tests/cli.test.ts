@@ -172,3 +172,52 @@ describe("siglip2 CLI", () => {
     assert.match(r.stderr, /\n\s+at /);
   });
 });
+
+describe("siglip2 CLI on NaFlex checkpoints and patch features", () => {
+  const NF = join(FIXTURES, "models", "naflex-f32");
+  const nman = loadManifest("naflex-f32");
+  const ngold = SafetensorsFile.open(join(FIXTURES, "goldens", "naflex-f32.safetensors"));
+  const nimg = (i: number) => join(REPO, nman.images[i]!);
+
+  it("embed uses the checkpoint's budget by default and --max-patches overrides it", () => {
+    const D = 32;
+    for (const [args, key] of [[[], "m64"], [["--max-patches", "576"], "m576"]] as const) {
+      const r = run(["embed", "--model", NF, ...args, "--image", nimg(1), nimg(5)]);
+      assert.equal(r.code, 0, r.stderr);
+      const g = ngold.readFloat32(`${key}.embeds`);
+      [1, 5].forEach((gi, k) => assert.ok(maxAbs(r.lines[k].embedding, g.subarray(gi * D, (gi + 1) * D)) < 1e-5, `${key} image ${gi}`));
+    }
+  });
+
+  it("--patches prints the grid and every valid patch with its position (NaFlex)", () => {
+    const r = run(["embed", "--model", NF, "--patches", "--image", nimg(1)]);
+    assert.equal(r.code, 0, r.stderr);
+    const l = r.lines[0];
+    assert.deepEqual(l.grid, [6, 10]); // landscape 72×40 at budget 64, from transformers' spatial_shapes
+    assert.equal(l.patches.length, 60);
+    assert.deepEqual([l.patches[13].row, l.patches[13].col], [1, 3]);
+    const ref = ngold.readFloat32("m64.last_hidden_state.1");
+    const flat = l.patches.flatMap((p: any) => p.features);
+    assert.ok(maxAbs(flat, ref) < 1e-4);
+  });
+
+  it("--patches on a fixed-resolution checkpoint gives the whole grid (last hidden state)", () => {
+    const r = run(["embed", "--model", F32, "--patches", "--image", img(3)]);
+    assert.equal(r.code, 0, r.stderr);
+    const l = r.lines[0];
+    assert.deepEqual(l.grid, [4, 4]);
+    assert.equal(l.patches.length, 16);
+    const ref = golden.readFloat32("image.last_hidden_state").subarray(3 * 16 * 32, 4 * 16 * 32);
+    assert.ok(maxAbs(l.patches.flatMap((p: any) => p.features), ref) < 1e-4);
+    assert.deepEqual([l.patches[7].row, l.patches[7].col], [1, 3]);
+  });
+
+  it("classify works on NaFlex checkpoints; --max-patches on a fixed-resolution checkpoint is noted, not fatal", () => {
+    const r = run(["classify", "--model", NF, "--labels", "cat", "dog", "--", nimg(0), nimg(3)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.lines.length, 2);
+    const f = run(["embed", "--model", F32, "--max-patches", "256", "--image", img(0)]);
+    assert.equal(f.code, 0);
+    assert.match(f.stderr, /NaFlex checkpoints only/);
+  });
+});
