@@ -21,6 +21,8 @@ import {
   decodeImage, parseImageProcessorConfig, parseNaflexProcessorConfig, preprocessFixed, preprocessNaflex,
   type ImageProcessorConfig, type NaflexPatches, type NaflexProcessorConfig, type ResizeBackend, type RgbImage,
 } from "./preprocess/index.js";
+import { PreprocessPool } from "./preprocess/pool.js";
+import { prepareImage, type PrepareTask, type Prepared } from "./preprocess/task.js";
 import { logitsPerImage, l2normalize, rows, sigmoid, type LogitParams } from "./tasks/similarity.js";
 import { GemmaTokenizer } from "./tokenizer/gemma.js";
 import { Checkpoint } from "./weights/checkpoint.js";
@@ -45,6 +47,17 @@ export interface LoadOptions extends Omit<ResolveOptions, "parts"> {
   maxImagePixels?: number;
   /** NaFlex only: patch budget per image (default: the checkpoint's `max_num_patches`). */
   maxPatches?: number;
+  /**
+   * Weight precision: "fp32" (default, exact transformers parity) or "int8" (dynamic
+   * quantisation of every linear layer: several times faster on CPUs with VNNI, about a
+   * quarter of the memory, cosine to fp32 embeddings ≈ 0.99+).
+   */
+  dtype?: "fp32" | "int8";
+  /**
+   * Worker threads that decode and preprocess images while the model runs (default 0:
+   * on the main thread, still overlapped with inference). The CLI uses 1.
+   */
+  workers?: number;
   /** NaFlex only: reproduce PyTorch-CPU's w = 1 position-resize quirk for exact transformers parity (default false). */
   torchCpuCompat?: boolean;
   /** Advanced: build options for the towers (hidden-state outputs, stage splitting). */
@@ -114,6 +127,7 @@ export class SigLIP2 {
   private tokenizerP?: Promise<GemmaTokenizer>;
   private imageCfg?: ImageProcessorConfig;
   private naflexCfg?: NaflexProcessorConfig;
+  private pool?: PreprocessPool;
   private readonly labelCache = new Map<string, Float32Array[]>();
 
   private constructor(
@@ -172,6 +186,7 @@ export class SigLIP2 {
     const o: NaflexTowerOptions = { ...(this.opts.tower ?? {}) };
     if (this.opts.threads !== undefined) o.threads = this.opts.threads;
     if (this.opts.torchCpuCompat !== undefined) o.torchCpuCompat = this.opts.torchCpuCompat;
+    if (this.opts.dtype !== undefined) o.dtype = this.opts.dtype;
     return o;
   }
 
@@ -266,41 +281,70 @@ export class SigLIP2 {
     onBatch?: (done: number, results: Array<ImageFeatures | SiglipError>) => void,
   ): Promise<Array<ImageFeatures | SiglipError>> {
     const tower = await this.visionTower();
+    const naflex = tower instanceof NaflexVisionTower;
     const bs = Math.max(1, this.opts.imageBatchSize ?? 8);
-    const window = tower instanceof NaflexVisionTower ? bs * GROUP_WINDOW_BATCHES : bs;
+    const window = naflex ? bs * GROUP_WINDOW_BATCHES : bs;
     const results: Array<ImageFeatures | SiglipError> = new Array(images.length);
     const finish = (i: number, r: VisionResult): void => {
       const f: ImageFeatures = { embedding: options.normalize === false ? r.pooled : l2normalize(r.pooled), gridH: r.gridH, gridW: r.gridW };
       if (options.patches) f.patches = r.patches;
       results[i] = f;
     };
-    for (let s = 0; s < images.length; s += window) {
-      const end = Math.min(s + window, images.length);
-      const prepared: Array<{ i: number; input: Float32Array | NaflexPatches }> = [];
-      for (let i = s; i < end; i++) {
-        try {
-          const img = await this.decode(images[i]!);
-          prepared.push({ i, input: tower instanceof NaflexVisionTower ? this.naflexPatches(img, options.maxPatches) : this.pixelValues(img) });
-        } catch (e) {
-          if (!(e instanceof SiglipError)) throw e;
-          results[i] = e;
-        }
+    // Prepare window k+1 (in workers, or on the main thread while onnxruntime computes) during window k.
+    const prepareWindow = async (start: number): Promise<Array<{ i: number; p: Prepared }>> => {
+      const end = Math.min(start + window, images.length);
+      const jobs: Array<Promise<{ i: number; p: Prepared } | null>> = [];
+      for (let i = start; i < end; i++) {
+        jobs.push(this.prepare(images[i]!, options.maxPatches).then(
+          (p) => ({ i, p }),
+          (e: unknown) => {
+            if (!(e instanceof SiglipError)) throw e;
+            results[i] = e;
+            return null;
+          },
+        ));
+        if (!this.pool) await jobs[jobs.length - 1]; // main thread: one at a time
       }
-      if (tower instanceof NaflexVisionTower) {
-        const seq = (p: { input: Float32Array | NaflexPatches }) => (p.input as NaflexPatches).gridH * (p.input as NaflexPatches).gridW;
-        prepared.sort((a, b) => seq(a) - seq(b) || a.i - b.i);
+      return (await Promise.all(jobs)).filter((x): x is { i: number; p: Prepared } => x !== null);
+    };
+    let next: Promise<Array<{ i: number; p: Prepared }>> | null = prepareWindow(0);
+    for (let s = 0; s < images.length; s += window) {
+      const prepared = await next!;
+      next = s + window < images.length ? prepareWindow(s + window) : null;
+      if (naflex) {
+        prepared.sort((a, b) => a.p.data.length - b.p.data.length || a.i - b.i);
         for (let k = 0; k < prepared.length; k += bs) {
           const group = prepared.slice(k, k + bs);
-          const out = await tower.encode(group.map((p) => p.input as NaflexPatches));
-          group.forEach((p, j) => finish(p.i, out[j]!));
+          const out = await tower.encode(group.map(({ p }) => ({ patches: p.data, gridH: p.gridH, gridW: p.gridW })));
+          group.forEach((g, j) => finish(g.i, out[j]!));
         }
       } else if (prepared.length > 0) {
-        const out = await tower.encode(prepared.map((p) => p.input as Float32Array));
-        prepared.forEach((p, j) => finish(p.i, out[j]!));
+        const out = await tower.encode(prepared.map(({ p }) => p.data));
+        prepared.forEach((g, j) => finish(g.i, out[j]!));
       }
-      onBatch?.(end, results);
+      onBatch?.(Math.min(s + window, images.length), results);
     }
     return results;
+  }
+
+  /** Decode and preprocess one input for this checkpoint (in a worker when `workers` > 0). */
+  private prepare(input: ImageInput, maxPatches?: number): Promise<Prepared> {
+    const task: PrepareTask = { input, kind: this.isNaflex ? "naflex" : "fixed", backend: this.opts.resampler ?? "torch" };
+    if (this.opts.maxImagePixels !== undefined) task.maxPixels = this.opts.maxImagePixels;
+    if (this.isNaflex) {
+      task.naflex = this.naflexProcessorConfig;
+      const budget = maxPatches ?? this.opts.maxPatches ?? task.naflex.maxNumPatches;
+      if (!Number.isInteger(budget) || budget < 1) return Promise.reject(new SiglipError("input", `max patches must be a positive integer, got ${budget}`));
+      task.budget = budget;
+    } else {
+      task.fixed = this.imageProcessorConfig;
+    }
+    const workers = this.opts.workers ?? 0;
+    if (workers > 0 && typeof input === "string") {
+      this.pool ??= new PreprocessPool(workers);
+      return this.pool.prepare(task);
+    }
+    return prepareImage(task);
   }
 
   /** Token ids (64 per text: content, EOS, right padding with 0; no BOS). */
@@ -377,7 +421,13 @@ export class SigLIP2 {
 
   /** Free the onnxruntime sessions and close the weight files. */
   async close(): Promise<void> {
-    for (const t of [this.vision, this.text]) {
+    const pool = this.pool;
+    const towers = [this.vision, this.text];
+    this.pool = undefined;
+    this.vision = undefined;
+    this.text = undefined;
+    await pool?.close();
+    for (const t of towers) {
       const tower = await t?.catch(() => undefined);
       await tower?.release();
     }

@@ -8,11 +8,11 @@
 import { Message } from "./protobuf.js";
 
 /** Element types we use. Values are ONNX TensorProto.DataType codes. */
-export const DataType = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10 } as const;
+export const DataType = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11 } as const;
 export type DTypeName = keyof typeof DataType;
 
 export type Dim = number | string;
-export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Int8Array;
 
 /** An attribute value, tagged with its ONNX type. */
 export type Attr =
@@ -22,7 +22,8 @@ export type Attr =
   | { floats: number[] }
   | { string: string };
 
-interface NodeDef {
+/** One node, as returned by {@link Graph.view}. */
+export interface NodeDef {
   op: string;
   inputs: string[];
   outputs: string[];
@@ -31,13 +32,15 @@ interface NodeDef {
   domain: string;
 }
 
-interface ValueDef {
+/** A graph input or output, as returned by {@link Graph.view}. */
+export interface ValueDef {
   name: string;
   dtype: DTypeName;
   dims: Dim[];
 }
 
-interface InitDef {
+/** An initializer, as returned by {@link Graph.view}. */
+export interface InitDef {
   name: string;
   dtype: DTypeName;
   dims: number[];
@@ -46,8 +49,10 @@ interface InitDef {
 
 function dtypeOf(data: TensorData): DTypeName {
   if (data instanceof Float32Array) return "float32";
+  if (data instanceof Float64Array) return "float64";
   if (data instanceof BigInt64Array) return "int64";
   if (data instanceof Int32Array) return "int32";
+  if (data instanceof Int8Array) return "int8";
   return "uint8";
 }
 
@@ -133,7 +138,20 @@ export class Graph {
     return this.op("LayerNormalization", [x, weight, bias], { axis: { int: -1 }, epsilon: { float: eps } });
   }
 
-  /** Serialise as an ONNX ModelProto (IR 8, opset 17 + com.microsoft 1). */
+  /**
+   * Read-only view of the graph built so far: nodes in insertion (topological) order, inputs,
+   * outputs and initializers (data arrays are shared, not copied). For graph analyses such as
+   * reverse-mode autodiff (src/graph/autodiff.ts).
+   */
+  view(): { nodes: readonly Readonly<NodeDef>[]; inputs: readonly Readonly<ValueDef>[]; outputs: readonly Readonly<ValueDef>[]; initializers: ReadonlyMap<string, Readonly<InitDef>> } {
+    return { nodes: this.nodes, inputs: this.inputs, outputs: this.outputs, initializers: this.inits };
+  }
+
+  /**
+   * Serialise as an ONNX ModelProto (IR 8, opset 17 + com.microsoft 1). The graph gives
+   * up its initializers while doing so (they move into the returned bytes), so call
+   * this once.
+   */
   toModelBytes(producer = "siglip2"): Uint8Array {
     const graph = new Message();
     for (const n of this.nodes) {
@@ -159,6 +177,7 @@ export class Graph {
     model.int(1, 8).string(2, producer).message(7, graph);
     model.message(8, new Message().string(1, "").int(2, 17));
     model.message(8, new Message().string(1, "com.microsoft").int(2, 1));
+    this.inits.clear(); // the weight arrays now live only in the message chunks, released by finish()
     return model.finish();
   }
 }

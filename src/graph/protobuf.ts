@@ -13,6 +13,7 @@ export interface Encoded {
   length: number;
 }
 
+const EMPTY = new Uint8Array(0);
 const WIRE_VARINT = 0;
 const WIRE_I64 = 1;
 const WIRE_LEN = 2;
@@ -78,11 +79,16 @@ export class Message {
     return this;
   }
 
+  /** A nested message. Its chunks move into this one (a Message argument is left empty). */
   message(field: number, m: Message | Encoded): this {
     const e = m instanceof Message ? m.encoded() : m;
     this.tag(field, WIRE_LEN);
     this.push(varint(e.length));
     for (const p of e.parts) this.push(p);
+    if (m instanceof Message) {
+      m.parts.length = 0;
+      m.len = 0;
+    }
     return this;
   }
 
@@ -108,14 +114,22 @@ export class Message {
     return { parts: this.parts, length: this.len };
   }
 
-  /** Join all chunks into one buffer. */
+  /**
+   * Join all chunks into one buffer. The message lets go of each chunk once it is
+   * copied, so large weight arrays can be collected while the buffer fills (the
+   * message is empty afterwards).
+   */
   finish(): Uint8Array {
     const out = new Uint8Array(this.len);
     let off = 0;
-    for (const p of this.parts) {
+    for (let i = 0; i < this.parts.length; i++) {
+      const p = this.parts[i]!;
       out.set(p, off);
       off += p.length;
+      this.parts[i] = EMPTY;
     }
+    this.parts.length = 0;
+    this.len = 0;
     return out;
   }
 }

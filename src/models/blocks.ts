@@ -20,24 +20,65 @@ export function transpose2d(w: Float32Array, rows: number, cols: number): Float3
   return out;
 }
 
+/**
+ * How linear layers and attention are expressed in the graph.
+ * - `fused` (inference default): onnxruntime contrib ops — `Attention` (packed QKV
+ *   projection + attention), `FastGelu` (bias + tanh-GELU). Not differentiable here.
+ * - `int8`: weights quantised per output channel to int8 (symmetric), activations
+ *   quantised dynamically (`DynamicQuantizeMatMul`); attention scores stay fp32.
+ * - neither: standard ONNX ops only (what training differentiates).
+ */
+export interface BuildMode {
+  fused?: boolean;
+  int8?: boolean;
+}
+
+/** Symmetric per-column int8 quantisation of a (rows, cols) matrix: returns values and per-column scales. */
+export function quantizeColumns(w: Float32Array, rows: number, cols: number): { q: Int8Array; scale: Float32Array } {
+  const scale = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) scale[c] = Math.max(scale[c]!, Math.abs(w[r * cols + c]!));
+  }
+  for (let c = 0; c < cols; c++) scale[c] = scale[c]! > 0 ? scale[c]! / 127 : 1;
+  const q = new Int8Array(w.length);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) q[r * cols + c] = Math.max(-127, Math.min(127, Math.round(w[r * cols + c]! / scale[c]!)));
+  }
+  return { q, scale };
+}
+
 /** Loads checkpoint tensors into a graph as initializers named after their keys. */
 export class WeightLoader {
-  constructor(readonly g: Graph, readonly store: WeightStore) {}
+  constructor(readonly g: Graph, readonly store: WeightStore, readonly mode: BuildMode = {}) {}
 
   /** A tensor as-is, shape-checked. */
   tensor(key: string, shape: number[]): string {
     return this.g.init(key, this.store.float32(key, shape), shape);
   }
 
+  /** A PyTorch Linear weight (out, in), transposed once here to (in, out). */
+  weightT(key: string, inF: number, outF: number): Float32Array {
+    return transpose2d(this.store.float32(`${key}.weight`, [outF, inF]), outF, inF);
+  }
+
   /**
-   * `y = x·Wᵀ + b` for a PyTorch Linear stored as weight (out, in) and bias (out):
-   * the weight is transposed once here to (in, out) for MatMul.
+   * `x·Wᵀ` (+ bias unless `bias: false`) for a PyTorch Linear stored as weight (out, in)
+   * and bias (out). `wT` overrides the transposed weight (in, out), e.g. packed QKV.
    */
+  matmul(x: string, name: string, wT: Float32Array, inF: number, outF: number, bias?: string): string {
+    const g = this.g;
+    if (this.mode.int8) {
+      const { q, scale } = quantizeColumns(wT, inF, outF);
+      const qName = g.init(`${name}.int8`, q, [inF, outF]);
+      const sName = g.init(`${name}.scale`, scale, [outF]);
+      return g.node("DynamicQuantizeMatMul", [x, qName, sName, "", ...(bias ? [bias] : [])], { domain: "com.microsoft" })[0]!;
+    }
+    const y = g.matmul(x, g.init(`${name}.T`, wT, [inF, outF]));
+    return bias ? g.add(y, bias) : y;
+  }
+
   linear(x: string, key: string, inF: number, outF: number): string {
-    const w = this.store.float32(`${key}.weight`, [outF, inF]);
-    const wT = this.g.init(`${key}.weight.T`, transpose2d(w, outF, inF), [inF, outF]);
-    const b = this.tensor(`${key}.bias`, [outF]);
-    return this.g.add(this.g.matmul(x, wT), b);
+    return this.matmul(x, `${key}.weight`, this.weightT(key, inF, outF), inF, outF, this.tensor(`${key}.bias`, [outF]));
   }
 
   layerNorm(x: string, key: string, dim: number, eps: number): string {
@@ -59,7 +100,15 @@ export function gelu(g: Graph, u: string, act: HiddenAct): string {
 
 /** SiglipMLP: fc1 (D→M) → GELU → fc2 (M→D). */
 export function mlp(w: WeightLoader, x: string, key: string, dim: number, inter: number, act: HiddenAct): string {
-  const h = gelu(w.g, w.linear(x, `${key}.fc1`, dim, inter), act);
+  let h: string;
+  if ((w.mode.fused || w.mode.int8) && act === "gelu_pytorch_tanh") {
+    // bias + tanh-GELU in one contrib op
+    const b = w.tensor(`${key}.fc1.bias`, [inter]);
+    const y = w.matmul(x, `${key}.fc1.weight`, w.weightT(`${key}.fc1`, dim, inter), dim, inter);
+    h = w.g.node("FastGelu", [y, b], { domain: "com.microsoft" })[0]!;
+  } else {
+    h = gelu(w.g, w.linear(x, `${key}.fc1`, dim, inter), act);
+  }
   return w.linear(h, `${key}.fc2`, inter, dim);
 }
 
@@ -89,14 +138,46 @@ export function attention(g: Graph, q: string, k: string, v: string, dims: { hid
   return g.reshape(g.transpose(ctx, [0, 2, 1, 3]), [0, 0, dims.hidden]); // (B, Sq, D)
 }
 
+/**
+ * Attention block of one layer on h (B, S, D) → (B, S, D) before out_proj.
+ * Fused mode: one contrib `Attention` op over the packed q;k;v projection, with the
+ * int32 key mask (B, S) when given. Otherwise q, k, v projections + {@link attention}.
+ */
+function selfAttention(w: WeightLoader, h: string, key: string, d: LayerDims, mask?: LayerMask): string {
+  const g = w.g;
+  const D = d.hidden;
+  if (w.mode.fused && !w.mode.int8) {
+    const parts = ["q_proj", "k_proj", "v_proj"].map((p) => w.weightT(`${key}.self_attn.${p}`, D, D)); // each (D, D)
+    const packed = new Float32Array(D * 3 * D); // (D, 3D): row r = [q_r | k_r | v_r]
+    for (let r = 0; r < D; r++) parts.forEach((p, j) => packed.set(p.subarray(r * D, (r + 1) * D), r * 3 * D + j * D));
+    const bias = new Float32Array(3 * D);
+    ["q_proj", "k_proj", "v_proj"].forEach((p, j) => bias.set(w.store.float32(`${key}.self_attn.${p}.bias`, [D]), j * D));
+    const inputs = [h, g.init(`${key}.self_attn.qkv.weight.T`, packed, [D, 3 * D]), g.init(`${key}.self_attn.qkv.bias`, bias, [3 * D])];
+    if (mask) inputs.push(mask.keep);
+    return g.node("Attention", inputs, { domain: "com.microsoft", attrs: { num_heads: { int: d.heads }, mask_filter_value: { float: MASK_FILTER } } })[0]!;
+  }
+  const q = w.linear(h, `${key}.self_attn.q_proj`, D, D);
+  const k = w.linear(h, `${key}.self_attn.k_proj`, D, D);
+  const v = w.linear(h, `${key}.self_attn.v_proj`, D, D);
+  return attention(g, q, k, v, d, mask?.additive);
+}
+
+/** Additive value for masked keys in the fused Attention op (float32 lowest, as transformers). */
+const MASK_FILTER = -3.4028234663852886e38;
+
+/** A key-padding mask in the two forms the attention paths use. */
+export interface LayerMask {
+  /** (B, S) int32, 1 = real key, 0 = padding (fused Attention op). */
+  keep: string;
+  /** (B, 1, 1, S) float32, 0 or a large negative (standard path, MAP head). */
+  additive: string;
+}
+
 /** SiglipEncoderLayer (pre-LN): x + attn(LN1(x)), then + mlp(LN2(x)). x: (B, S, D). */
-export function encoderLayer(w: WeightLoader, x: string, key: string, d: LayerDims, keyMask?: string): string {
+export function encoderLayer(w: WeightLoader, x: string, key: string, d: LayerDims, mask?: LayerMask): string {
   const g = w.g;
   const h = w.layerNorm(x, `${key}.layer_norm1`, d.hidden, d.eps);
-  const q = w.linear(h, `${key}.self_attn.q_proj`, d.hidden, d.hidden);
-  const k = w.linear(h, `${key}.self_attn.k_proj`, d.hidden, d.hidden);
-  const v = w.linear(h, `${key}.self_attn.v_proj`, d.hidden, d.hidden);
-  const a = w.linear(attention(g, q, k, v, d, keyMask), `${key}.self_attn.out_proj`, d.hidden, d.hidden);
+  const a = w.linear(selfAttention(w, h, key, d, mask), `${key}.self_attn.out_proj`, d.hidden, d.hidden);
   const x1 = g.add(x, a);
   const h2 = w.layerNorm(x1, `${key}.layer_norm2`, d.hidden, d.eps);
   return g.add(x1, mlp(w, h2, `${key}.mlp`, d.hidden, d.inter, d.act));
@@ -129,9 +210,10 @@ export function mapHead(w: WeightLoader, x: string, key: string, d: LayerDims, k
   const inW = w.store.float32(`${key}.attention.in_proj_weight`, [3 * D, D]);
   const inB = w.store.float32(`${key}.attention.in_proj_bias`, [3 * D]);
   const part = (i: number, name: string): string => {
-    const wT = g.init(`${key}.attention.in_proj_weight.${name}.T`, transpose2d(inW.subarray(i * D * D, (i + 1) * D * D), D, D), [D, D]);
+    const wT = transpose2d(inW.subarray(i * D * D, (i + 1) * D * D), D, D);
     const b = g.init(`${key}.attention.in_proj_bias.${name}`, inB.slice(i * D, (i + 1) * D), [D]);
-    return name === "q" ? g.add(g.matmul(w.tensor(`${key}.probe`, [1, 1, D]), wT), b) : g.add(g.matmul(x, wT), b);
+    if (name === "q") return g.add(g.matmul(w.tensor(`${key}.probe`, [1, 1, D]), g.init(`${key}.attention.in_proj_weight.q.T`, wT, [D, D])), b);
+    return w.matmul(x, `${key}.attention.in_proj_weight.${name}`, wT, D, D, b);
   };
   const q = part(0, "q"); // (1, 1, D), broadcast over the batch
   const k = part(1, "k"); // (B, S, D)

@@ -12,7 +12,7 @@ import { SiglipError } from "../errors.js";
 import type { Checkpoint, WeightStore } from "../weights/checkpoint.js";
 import { fixresGrid, type TextConfig, type VisionConfig } from "../weights/config.js";
 import {
-  WeightLoader, encoderLayer, encoderLayerBytes, encoderLayerShapes, mapHead, mapHeadShapes, type LayerDims,
+  WeightLoader, encoderLayer, encoderLayerBytes, encoderLayerShapes, mapHead, mapHeadShapes, type BuildMode, type LayerDims, type LayerMask,
 } from "./blocks.js";
 
 /** Options for building a tower. */
@@ -21,6 +21,18 @@ export interface TowerOptions extends RuntimeOptions {
   outputHiddenStates?: boolean;
   /** Split the tower into several ONNX models when its fp32 weights exceed this many bytes (default 1.5 GiB; protobuf's limit is 2 GiB). */
   maxStageBytes?: number;
+  /**
+   * Weight precision: "fp32" (default; exact parity) or "int8" (dynamic quantisation of every
+   * linear layer: faster, smaller, cosine ≈ 0.99+ to fp32).
+   */
+  dtype?: "fp32" | "int8";
+  /** Use onnxruntime's fused contrib ops (Attention, FastGelu) for fp32. Default true. */
+  fused?: boolean;
+}
+
+/** Graph build mode for inference towers. */
+export function buildMode(opts: TowerOptions): BuildMode {
+  return { fused: opts.fused ?? true, int8: opts.dtype === "int8" };
 }
 
 /** What a tower run returns. Arrays are row-major float32. */
@@ -56,10 +68,18 @@ export function emit(g: Graph, value: string, name: string, dimsOut: Array<numbe
   g.output(name, "float32", dimsOut);
 }
 
-/** An additive attention mask fed to every stage: 0 for keys to keep, a large negative for padding keys. */
+/** A key-padding mask fed to every stage: (B, S) int32, 1 = real token, 0 = padding. */
 export interface KeyMaskInput {
   name: string;
   dims: Array<number | string>;
+}
+
+/** Declare the int32 key mask input of a stage and derive its additive (B, 1, 1, S) form. */
+function maskInputs(g: Graph, m: KeyMaskInput): LayerMask {
+  const keep = g.input(m.name, "int32", m.dims);
+  const f = g.op("Cast", [keep], { to: { int: 1 } }); // float32
+  const additive = g.reshape(g.mul(g.sub(g.constF(1), f), g.constF(-3.4028234663852886e38)), [0, 1, 1, -1]);
+  return { keep, additive };
 }
 
 /**
@@ -74,20 +94,21 @@ export function buildStages(
   c: VisionConfig | TextConfig,
   seq: number | string,
   opts: TowerOptions,
-  begin: (w: WeightLoader, mask?: string) => string,
-  end: (w: WeightLoader, x: string, mask?: string) => void,
+  begin: (w: WeightLoader) => string,
+  end: (w: WeightLoader, x: string, mask?: LayerMask) => void,
   keyMask?: KeyMaskInput,
 ): Graph[] {
   const d = dims(c);
   const layerBytes = encoderLayerBytes(d);
   const budget = opts.maxStageBytes ?? DEFAULT_STAGE_BYTES;
+  const mode = buildMode(opts);
   const stages: Graph[] = [];
-  const open = (): [Graph, WeightLoader, string | undefined] => {
+  const open = (): [Graph, WeightLoader, LayerMask | undefined] => {
     const g = new Graph(`${name}.${stages.length}`);
-    return [g, new WeightLoader(g, store), keyMask ? g.input(keyMask.name, "float32", keyMask.dims) : undefined];
+    return [g, new WeightLoader(g, store, mode), keyMask ? maskInputs(g, keyMask) : undefined];
   };
   let [g, w, mask] = open();
-  let x = begin(w, mask);
+  let x = begin(w);
   const hsDims = ["batch", seq, d.hidden];
   if (opts.outputHiddenStates) emit(g, x, "hidden_states.0", hsDims);
   for (let i = 0; i < c.num_hidden_layers; i++) {

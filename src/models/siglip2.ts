@@ -20,9 +20,6 @@ import { encoderLayerShapes, mapHead, mapHeadShapes } from "./blocks.js";
 import { resizePositionGrid } from "./position-resize.js";
 import { buildStages, dims, emit, readOutputs, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
 
-/** Additive mask value for padding keys (transformers uses float32's lowest value). */
-export const MASKED = -3.4028234663852886e38;
-
 /** Options for NaFlex towers. */
 export interface NaflexTowerOptions extends TowerOptions {
   /** Reproduce PyTorch-CPU's w = 1 position-resize quirk (spec §1.4), for parity with transformers on CPU. Off by default. */
@@ -51,8 +48,8 @@ export interface NaflexBatch {
   pixelValues: Float32Array;
   /** (B, L, D) resized position embeddings; rows after the valid ones repeat row 0. */
   positions: Float32Array;
-  /** (B, 1, 1, L) additive key mask. */
-  keyMask: Float32Array;
+  /** (B, L) key mask: 1 for real patches, 0 for padding. */
+  keyMask: Int32Array;
   batch: number;
   length: number;
 }
@@ -87,9 +84,9 @@ export class NaflexVisionTower {
       (w, x, mask) => {
         const last = w.layerNorm(x, "vision_model.post_layernorm", D, v.layer_norm_eps); // (B, L, D)
         emit(w.g, last, "last_hidden_state", ["batch", "seq", D]);
-        emit(w.g, mapHead(w, last, "vision_model.head", dims(v), mask), "pooler_output", ["batch", D]);
+        emit(w.g, mapHead(w, last, "vision_model.head", dims(v), mask?.additive), "pooler_output", ["batch", D]);
       },
-      { name: "key_mask", dims: ["batch", 1, 1, "seq"] });
+      { name: "key_mask", dims: ["batch", "seq"] });
     const pipeline = await Pipeline.create(stages, opts);
     const table = store.float32("vision_model.embeddings.position_embedding.weight", [v.num_patches, D]);
     return new NaflexVisionTower(v, table, pipeline, opts);
@@ -115,7 +112,7 @@ export class NaflexVisionTower {
     const B = images.length;
     const pixelValues = new Float32Array(B * L * F);
     const positions = new Float32Array(B * L * D);
-    const keyMask = new Float32Array(B * L);
+    const keyMask = new Int32Array(B * L);
     images.forEach((p, b) => {
       const n = p.gridH * p.gridW;
       if (n > L) throw new Error(`internal: image with ${n} patches in a batch padded to ${L}`);
@@ -123,7 +120,7 @@ export class NaflexVisionTower {
       const pos = this.positions(p.gridH, p.gridW);
       positions.set(pos, b * L * D);
       for (let r = n; r < L; r++) positions.set(pos.subarray(0, D), (b * L + r) * D); // padding rows: row 0
-      keyMask.fill(MASKED, b * L + n, (b + 1) * L);
+      keyMask.fill(1, b * L, b * L + n);
     });
     return { pixelValues, positions, keyMask, batch: B, length: L };
   }
@@ -135,7 +132,7 @@ export class NaflexVisionTower {
     const out = await this.pipeline.run({
       pixel_values: new ort.Tensor("float32", b.pixelValues, [b.batch, b.length, F]),
       position_embeddings: new ort.Tensor("float32", b.positions, [b.batch, b.length, D]),
-      key_mask: new ort.Tensor("float32", b.keyMask, [b.batch, 1, 1, b.length]),
+      key_mask: new ort.Tensor("int32", b.keyMask, [b.batch, b.length]),
     });
     return readOutputs(out, this.config.num_hidden_layers, this.opts.outputHiddenStates ?? false);
   }
