@@ -4,7 +4,7 @@
  * and in-memory image bytes.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { SigLIP2, applyTemplate } from "../src/api.js";
@@ -102,5 +102,41 @@ describe("library API", () => {
   it("templates need a {} placeholder", () => {
     assert.equal(applyTemplate("This is a photo of {}.", "cat"), "This is a photo of cat.");
     assert.throws(() => applyTemplate("a photo", "cat"), SiglipError);
+  });
+});
+
+describe("model cache", () => {
+  it("a second load uses the cached ONNX files; changed weights never hit a stale entry", async () => {
+    const cacheDir = join(copyFixture("fixres-f32"), "..", "cache");
+    const d = copyFixture("fixres-f32");
+    const first = await SigLIP2.load(d, { tower: { cacheDir } });
+    const [a] = await first.embedImages([img(2)]);
+    await first.close();
+    const entries = readdirSync(cacheDir);
+    assert.equal(entries.length, 1);
+    assert.ok(readdirSync(join(cacheDir, entries[0]!)).includes("stage-0.onnx.data"));
+
+    const second = await SigLIP2.load(d, { tower: { cacheDir } });
+    const [b] = await second.embedImages([img(2)]);
+    await second.close();
+    assert.deepEqual(b, a);
+    assert.equal(readdirSync(cacheDir).length, 1, "the second load built nothing new");
+
+    // rewrite the weights with a changed patch embedding: a new cache entry, new results
+    const src = SafetensorsFile.open(join(d, "model.safetensors"));
+    const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const n of src.names()) tensors[n] = { shape: src.info(n).shape, data: src.readFloat32(n) };
+    src.close();
+    tensors["vision_model.embeddings.patch_embedding.bias"]!.data[0]! += 1;
+    writeSafetensors(join(d, "model.safetensors"), tensors);
+    const third = await SigLIP2.load(d, { tower: { cacheDir } });
+    const [c] = await third.embedImages([img(2)]);
+    await third.close();
+    assert.equal(readdirSync(cacheDir).length, 2);
+    assert.ok(maxAbs(c!, a!) > 1e-4);
+    const nocache = await SigLIP2.load(d, { tower: { cacheDir: null } });
+    const [e] = await nocache.embedImages([img(2)]);
+    await nocache.close();
+    assert.ok(maxAbs(e!, c!) < 1e-7);
   });
 });

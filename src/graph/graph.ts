@@ -5,6 +5,8 @@
  *
  * Op semantics: https://onnx.ai/onnx/operators/ (default domain, opset 17).
  */
+import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
+import { basename } from "node:path";
 import { Message } from "./protobuf.js";
 
 /** Element types we use. Values are ONNX TensorProto.DataType codes. */
@@ -152,7 +154,11 @@ export class Graph {
    * up its initializers while doing so (they move into the returned bytes), so call
    * this once.
    */
-  toModelBytes(producer = "siglip2"): Uint8Array {
+  toModelBytes(
+    producer = "siglip2",
+    external?: (t: InitDef) => { location: string; offset: number; length: number } | null,
+    sink?: (bytes: Uint8Array) => void,
+  ): Uint8Array {
     const graph = new Message();
     for (const n of this.nodes) {
       const m = new Message();
@@ -167,7 +173,15 @@ export class Graph {
     for (const t of this.inits.values()) {
       const m = new Message();
       m.packedInts(1, t.dims).int(2, DataType[t.dtype]).string(8, t.name);
-      m.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+      const ext = external?.(t);
+      if (ext) {
+        for (const [k, v] of [["location", ext.location], ["offset", String(ext.offset)], ["length", String(ext.length)]] as const) {
+          m.message(13, new Message().string(1, k).string(2, v));
+        }
+        m.int(14, 1); // data_location = EXTERNAL
+      } else {
+        m.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+      }
       graph.message(5, m);
     }
     for (const v of this.inputs) graph.message(11, encodeValueInfo(v));
@@ -178,7 +192,36 @@ export class Graph {
     model.message(8, new Message().string(1, "").int(2, 17));
     model.message(8, new Message().string(1, "com.microsoft").int(2, 1));
     this.inits.clear(); // the weight arrays now live only in the message chunks, released by finish()
-    return model.finish();
+    const bytes = model.finish();
+    sink?.(bytes);
+    return bytes;
+  }
+}
+
+/** Alignment of external tensors in the weights file (lets onnxruntime memory-map them). */
+const EXTERNAL_ALIGN = 65536;
+
+/**
+ * Write the graph as `<path>` (ONNX protobuf) plus `<path>.data` holding every initializer
+ * of at least `minExternalBytes` at 64 KiB-aligned offsets, so that onnxruntime can
+ * memory-map the weights instead of copying them. Gives up the initializers like
+ * {@link Graph.toModelBytes}.
+ */
+export function writeModelFiles(g: Graph, path: string, minExternalBytes = 1024): void {
+  const dataPath = `${path}.data`;
+  const fd = openSync(dataPath, "w");
+  let offset = 0;
+  try {
+    g.toModelBytes("siglip2", (t) => {
+      if (t.data.byteLength < minExternalBytes) return null;
+      offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+      writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), 0, t.data.byteLength, offset);
+      const entry = { location: basename(dataPath), offset, length: t.data.byteLength };
+      offset += t.data.byteLength;
+      return entry;
+    }, (bytes) => writeFileSync(path, bytes));
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -10,12 +10,19 @@ import type { Graph } from "../graph/graph.js";
 import type { HiddenAct } from "../weights/config.js";
 import type { WeightStore } from "../weights/checkpoint.js";
 
-/** Transpose a row-major (rows, cols) matrix. */
+/** Transpose a row-major (rows, cols) matrix (in cache-friendly 32×32 tiles). */
 export function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(w.length);
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    for (let c = 0; c < cols; c++) out[c * rows + r] = w[base + c]!;
+  const T = 32;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(r0 + T, rows);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(c0 + T, cols);
+      for (let r = r0; r < r1; r++) {
+        const base = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = w[base + c]!;
+      }
+    }
   }
   return out;
 }

@@ -35,6 +35,17 @@ export function buildMode(opts: TowerOptions): BuildMode {
   return { fused: opts.fused ?? true, int8: opts.dtype === "int8" };
 }
 
+/** Cache key of a tower: checkpoint identity plus every option that changes the graphs. */
+export function towerKey(tower: string, ckpt: Checkpoint, opts: TowerOptions): unknown {
+  return { tower, ckpt: ckpt.fingerprint(), mode: buildMode(opts), hidden: opts.outputHiddenStates ?? false, stage: opts.maxStageBytes ?? DEFAULT_STAGE_BYTES };
+}
+
+/** Runtime options for a tower: fused/int8 graphs need only onnxruntime's basic optimisations. */
+export function runtimeOptions(opts: TowerOptions): TowerOptions {
+  const m = buildMode(opts);
+  return { optimizationLevel: m.fused || m.int8 ? "basic" : "all", ...opts };
+}
+
 /** What a tower run returns. Arrays are row-major float32. */
 export interface TowerOutput {
   /** (B, Dout): image pooled output / text head output, not normalised. */
@@ -174,7 +185,7 @@ export class FixresVisionTower {
     const G = fixresGrid(v);
     const N = G * G;
     const R = v.image_size;
-    const stages = buildStages(store, "vision", "vision_model", v, N, opts,
+    const build = () => buildStages(store, "vision", "vision_model", v, N, opts,
       (w) => {
         const g = w.g;
         const px = g.input("pixel_values", "float32", ["batch", 3, R, R]);
@@ -190,7 +201,7 @@ export class FixresVisionTower {
         emit(w.g, last, "last_hidden_state", ["batch", N, D]);
         emit(w.g, mapHead(w, last, "vision_model.head", dims(v)), "pooler_output", ["batch", D]);
       });
-    const pipeline = await Pipeline.create(stages, opts);
+    const pipeline = await Pipeline.cached(towerKey("vision-fixres", ckpt, opts), build, runtimeOptions(opts));
     return new FixresVisionTower(v, pipeline, opts.outputHiddenStates ?? false);
   }
 
@@ -266,7 +277,7 @@ export class TextTower {
     store.checkAll(textShapes(t));
     const D = t.hidden_size;
     const T = t.max_position_embeddings;
-    const stages = buildStages(store, "text", "text_model", t, T, opts,
+    const build = () => buildStages(store, "text", "text_model", t, T, opts,
       (w) => {
         const emb = w.g.input("inputs_embeds", "float32", ["batch", T, D]);
         return w.g.add(emb, w.tensor("text_model.embeddings.position_embedding.weight", [T, D])); // (B, T, D)
@@ -278,7 +289,7 @@ export class TextTower {
         const pooled = g.gather(last, g.init(g.fresh("last_position"), BigInt64Array.of(BigInt(T - 1)), []), 1); // (B, D)
         emit(g, w.linear(pooled, "text_model.head", D, t.projection_size), "pooler_output", ["batch", t.projection_size]);
       });
-    const pipeline = await Pipeline.create(stages, opts);
+    const pipeline = await Pipeline.cached(towerKey("text", ckpt, opts), build, runtimeOptions(opts));
     return new TextTower(t, store, pipeline, opts.outputHiddenStates ?? false);
   }
 

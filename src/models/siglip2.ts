@@ -18,7 +18,7 @@ import type { Checkpoint } from "../weights/checkpoint.js";
 import type { VisionConfig } from "../weights/config.js";
 import { encoderLayerShapes, mapHead, mapHeadShapes } from "./blocks.js";
 import { resizePositionGrid } from "./position-resize.js";
-import { buildStages, dims, emit, readOutputs, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
+import { buildStages, dims, emit, readOutputs, runtimeOptions, towerKey, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
 
 /** Options for NaFlex towers. */
 export interface NaflexTowerOptions extends TowerOptions {
@@ -73,7 +73,7 @@ export class NaflexVisionTower {
     store.checkAll(naflexVisionShapes(v));
     const D = v.hidden_size;
     const F = 3 * v.patch_size * v.patch_size;
-    const stages = buildStages(store, "vision", "vision_model", v, "seq", opts,
+    const build = () => buildStages(store, "vision", "vision_model", v, "seq", opts,
       (w) => {
         const g = w.g;
         const px = g.input("pixel_values", "float32", ["batch", "seq", F]);
@@ -87,7 +87,7 @@ export class NaflexVisionTower {
         emit(w.g, mapHead(w, last, "vision_model.head", dims(v), mask?.additive), "pooler_output", ["batch", D]);
       },
       { name: "key_mask", dims: ["batch", "seq"] });
-    const pipeline = await Pipeline.create(stages, opts);
+    const pipeline = await Pipeline.cached(towerKey("vision-naflex", ckpt, opts), build, runtimeOptions(opts));
     const table = store.float32("vision_model.embeddings.position_embedding.weight", [v.num_patches, D]);
     return new NaflexVisionTower(v, table, pipeline, opts);
   }

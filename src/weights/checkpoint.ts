@@ -136,6 +136,14 @@ export class WeightStore {
     for (const [n, s] of expected) this.checkShape(n, s);
   }
 
+  /** Identity of the weight files (paths, sizes, modification times) for cache keys. */
+  fingerprint(): Array<[string, number, number]> {
+    return [...this.files.keys()].sort().map((p) => {
+      const st = statSync(p);
+      return [p, st.size, st.mtimeMs];
+    });
+  }
+
   /** Total bytes on disk of the named tensors. */
   bytes(names: readonly string[]): number {
     let total = 0;
@@ -176,6 +184,11 @@ export class Checkpoint {
   get weights(): WeightStore {
     if (!this.store) this.store = WeightStore.openDir(this.dir);
     return this.store;
+  }
+
+  /** Identity of this checkpoint (config + weight files) for the model cache. */
+  fingerprint(): unknown {
+    return { dir: this.dir, config: this.config, weights: this.weights.fingerprint() };
   }
 
   /** Path of tokenizer.json; throws a clear error when absent. */
