@@ -12,7 +12,7 @@
  * reference measured in this run, since machines are noisy.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { homedir, cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,6 +40,8 @@ function json(cmd: string, args: string[]): any {
   const line = r.stdout.trim().split("\n").pop()!;
   return JSON.parse(line);
 }
+const modelCache = join(cache, "onnx-cache");
+process.env["SIGLIP2_CACHE"] = modelCache; // our processes build and reuse their ONNX models here
 const ours = (args: string[]) => json(process.execPath, ["--import", "tsx", "bench/ours.ts", ...args, "--threads", String(threads), "--min-seconds", String(minSeconds)]);
 const ref = (args: string[]) => json(python, ["bench/reference_bench.py", ...args, "--threads", String(threads), "--min-seconds", String(minSeconds)]);
 
@@ -51,7 +53,7 @@ execFileSync(python, ["tools/reference/make_bench_checkpoints.py", ...towers], {
 // ---- 2. GEMM peak in this run (the better of onnxruntime's and PyTorch's fp32 GEMM)
 const gemmOurs = ours(["gemm"]).gflops as number;
 const gemmRef = ref(["gemm"]).gflops as number;
-const peak = Math.max(gemmOurs, gemmRef);
+let peak = Math.max(gemmOurs, gemmRef);
 log(`bench: fp32 GEMM peak ${peak.toFixed(0)} GFLOP/s (onnxruntime ${gemmOurs.toFixed(0)}, torch ${gemmRef.toFixed(0)})`);
 
 // ---- analytic FLOPs per item (multiply-add = 2 FLOPs)
@@ -79,12 +81,17 @@ const loads: Array<{ name: string; ours: number; ref: number; oursRss: number; r
 for (const row of rows) {
   const dir = join(cache, row.model);
   log(`bench: ${row.name}`);
+  ours(["warm", "--model", dir, "--tower", row.tower]);
+  ours(["warm", "--model", dir, "--tower", row.tower, "--dtype", "int8"]);
   const o = ours(["throughput", "--model", dir, "--tower", row.tower, "--batches", row.batches, ...row.args]);
   const q = ours(["throughput", "--model", dir, "--tower", row.tower, "--batches", row.batches, "--dtype", "int8", ...row.args]);
   const r = ref(["throughput", "--model", dir, "--tower", row.tower, "--batches", row.batches, ...row.refArgs]);
   for (const b of row.batches.split(",")) results.push({ row, batch: b, ours: o.batches[b].items_per_s, int8: q.batches[b].items_per_s, ref: r.batches[b].items_per_s });
   loads.push({ name: row.name, ours: o.load_s, ref: r.load_s, oursRss: o.peak_rss_mb, refRss: r.peak_rss_mb });
 }
+
+// GEMM again after the tower runs (machines drift): the peak is the best of both measurements
+peak = Math.max(peak, ours(["gemm"]).gflops as number, ref(["gemm"]).gflops as number);
 
 // ---- int8 accuracy on the bench inputs
 const cosImg = ours(["cosine", "--model", join(cache, "b16-224"), "--tower", "vision"]);
@@ -109,15 +116,17 @@ const photoFiles = readdirSync(photos).filter((f) => f.endsWith(".jpg")).sort().
 const cli = join(REPO, "dist", "cli", "main.js");
 function timeCli(args: string[]): { secs: number; rss: number } {
   const t0 = performance.now();
-  const r = spawnSync("/usr/bin/time", ["-f", "%M", process.execPath, cli, ...args], { encoding: "utf8", maxBuffer: 256 << 20 });
+  const r = spawnSync("/usr/bin/time", ["-f", "%M", process.execPath, cli, ...args], { encoding: "utf8", maxBuffer: 256 << 20, env: { ...process.env, SIGLIP2_CACHE: modelCache } });
   if (r.status !== 0) throw new Error(`siglip2 ${args.join(" ")} failed: ${r.stderr}`);
   const rss = Number(r.stderr.trim().split("\n").pop()) / 1024;
   return { secs: (performance.now() - t0) / 1000, rss };
 }
 const b16 = join(cache, "b16-224");
 log("bench: CLI cold start and memory (one image)");
-timeCli(["embed", "--model", b16, "--image", photoFiles[0]!, "--threads", String(threads)]); // warm the page cache
+rmSync(modelCache, { recursive: true, force: true });
+const firstRun = timeCli(["embed", "--model", b16, "--image", photoFiles[0]!, "--threads", String(threads)]); // builds the model cache
 const one = timeCli(["embed", "--model", b16, "--image", photoFiles[0]!, "--threads", String(threads)]);
+timeCli(["embed", "--model", b16, "--dtype", "int8", "--image", photoFiles[0]!, "--threads", String(threads)]);
 const oneInt8 = timeCli(["embed", "--model", b16, "--dtype", "int8", "--image", photoFiles[0]!, "--threads", String(threads)]);
 const tRef = performance.now();
 const refOne = ref(["folder", "--model", b16, "--folder", photos, "--batch", "1", "--limit", "1"]);
@@ -143,11 +152,13 @@ console.log(`\nGFLOP per item (analytic): ${rows.map((r) => `${r.name} ${f1(r.fl
 console.log(`int8 vs fp32 cosine (16 bench inputs): image min ${cosImg.min.toFixed(4)} mean ${cosImg.mean.toFixed(4)}; text min ${cosTxt.min.toFixed(4)} mean ${cosTxt.mean.toFixed(4)}\n`);
 console.log("| job | ours | transformers | ours/transformers |");
 console.log("|---|---|---|---|");
-for (const l of loads) console.log(`| model load, ${l.name} (s) | ${f2(l.ours)} | ${f2(l.ref)} | ${f2(l.ours / l.ref)} |`);
+for (const l of loads) console.log(`| model load (ours: cached), ${l.name} (s) | ${f2(l.ours)} | ${f2(l.ref)} | ${f2(l.ours / l.ref)} |`);
 for (const l of loads) console.log(`| peak RSS, ${l.name} benchmark (MB) | ${l.oursRss.toFixed(0)} | ${l.refRss.toFixed(0)} | ${f2(l.oursRss / l.refRss)} |`);
 console.log(`| peak RSS, embed 1 image B/16, fp32 (MB) | ${one.rss.toFixed(0)} | ${refOne.peak_rss_mb.toFixed(0)} | ${f2(one.rss / refOne.peak_rss_mb)} |`);
 console.log(`| peak RSS, embed 1 image B/16, int8 (MB) | ${oneInt8.rss.toFixed(0)} | ${refOne.peak_rss_mb.toFixed(0)} (fp32) | ${f2(oneInt8.rss / refOne.peak_rss_mb)} |`);
-console.log(`| process start → first B/16 image embedding, weights in page cache (s) | ${f2(one.secs)} | ${f2(refOneWall)} | ${f2(one.secs / refOneWall)} |`);
+console.log(`| peak RSS, embed 1 image B/16, first run (builds the model cache) (MB) | ${firstRun.rss.toFixed(0)} | ${refOne.peak_rss_mb.toFixed(0)} | ${f2(firstRun.rss / refOne.peak_rss_mb)} |`);
+console.log(`| process start → exit, embed 1 image B/16, first run (builds the model cache) (s) | ${f2(firstRun.secs)} | ${f2(refOneWall)} | ${f2(firstRun.secs / refOneWall)} |`);
+console.log(`| process start → exit, embed 1 image B/16, model cached, weights in page cache (s) | ${f2(one.secs)} | ${f2(refOneWall)} | ${f2(one.secs / refOneWall)} |`);
 console.log(`| embed a folder of 64 JPEG photos, end to end (process start to exit), fp32 (s) | ${f2(folder.secs)} | ${f2(refFolderWall)} | speed-up ${f2(refFolderWall / folder.secs)}× |`);
 console.log(`| embed a folder of 64 JPEG photos, end to end (process start to exit), int8 (s) | ${f2(folderInt8.secs)} | ${f2(refFolderWall)} (fp32) | speed-up ${f2(refFolderWall / folderInt8.secs)}× |`);
 console.log(`\n(transformers' folder job: ${refFolder.images} images, ${f2(refFolder.seconds)} s inside Python after start-up; peak RSS ${refFolder.peak_rss_mb.toFixed(0)} MB vs ours ${folder.rss.toFixed(0)} MB)`);
