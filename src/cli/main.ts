@@ -10,10 +10,16 @@ import { Command, Option } from "commander";
 import { SigLIP2, DEFAULT_TEMPLATE, type ImageFeatures, type ImageOptions, type LoadOptions } from "../api.js";
 import { SiglipError, errorMessage } from "../errors.js";
 import { Progress } from "./progress.js";
+import { registerTrainCommand } from "./train-cmd.js";
+import { registerIndexCommand } from "./index-cmd.js";
+import { registerSearchCommand } from "./search-cmd.js";
+import { registerServeCommand } from "./serve-cmd.js";
 
 const PROG = "siglip2";
 let debug = false;
 let inputFailures = 0;
+/** Every model a command loaded: closed at exit whatever happened (worker threads, sessions). */
+const openModels: SigLIP2[] = [];
 
 function out(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -36,6 +42,8 @@ interface CommonOpts {
   revision?: string;
   maxPatches?: number;
   torchCpuCompat?: boolean;
+  dtype?: "fp32" | "int8";
+  workers?: number;
 }
 
 function intArg(name: string) {
@@ -56,6 +64,12 @@ function withModelOptions(cmd: Command): Command {
     .option("--revision <rev>", "Hub revision (branch, tag or commit)")
     .option("--offline", "never contact the Hub; use the local cache only")
     .option("--max-patches <n>", "NaFlex patch budget per image (default: the checkpoint's max_num_patches)", intArg("--max-patches"))
+    .addOption(new Option("--dtype <dtype>", "weight precision: fp32 (exact parity) or int8 (faster, cosine ≈ 0.99+ to fp32)").choices(["fp32", "int8"]))
+    .option("--workers <n>", "worker threads for image decoding and preprocessing (default 1)", (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new SiglipError("usage", `--workers must be a non-negative integer, got ${JSON.stringify(v)}`);
+      return n;
+    })
     .option("--torch-cpu-compat", "NaFlex: reproduce PyTorch-CPU's position-resize quirk for 1-column grids (exact transformers parity)");
 }
 
@@ -71,7 +85,10 @@ async function loadModel(o: CommonOpts): Promise<SigLIP2> {
   if (o.revision !== undefined) opts.revision = o.revision;
   if (o.maxPatches !== undefined) opts.maxPatches = o.maxPatches;
   if (o.torchCpuCompat) opts.torchCpuCompat = true;
+  if (o.dtype !== undefined) opts.dtype = o.dtype;
+  opts.workers = o.workers ?? 1;
   const model = await SigLIP2.load(o.model, opts);
+  openModels.push(model);
   if (o.maxPatches !== undefined && !model.isNaflex) {
     process.stderr.write(`${PROG}: note: --max-patches applies to NaFlex checkpoints only; ignored for ${o.model}\n`);
   }
@@ -175,6 +192,12 @@ function buildProgram(): Command {
   withModelOptions(program.command("tokenize").description("print {input, ids} per text: 64 ids, EOS then padding, no BOS"))
     .argument("<texts...>", "texts (the empty string is valid)")
     .action((texts: string[], opts) => cmdTokenize(texts, opts));
+
+  const ctx = { withModelOptions, loadModel, reportInput };
+  registerIndexCommand(program, ctx);
+  registerSearchCommand(program, ctx);
+  registerServeCommand(program, ctx);
+  registerTrainCommand(program);
   return program;
 }
 
@@ -191,6 +214,8 @@ async function main(): Promise<void> {
     if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
     process.exitCode = 2;
     return;
+  } finally {
+    for (const m of openModels.splice(0)) await m.close().catch(() => undefined);
   }
   if (inputFailures > 0) {
     process.stderr.write(`${PROG}: ${inputFailures} input${inputFailures > 1 ? "s" : ""} failed\n`);

@@ -46,6 +46,7 @@ EOF
 status=0
 for script in "$ROOT"/tools/reference/*_goldens.py; do
   [[ -e "$script" ]] || continue
+  [[ "$(basename "$script")" == train_goldens.py ]] && continue  # needs the model fixtures: run last
   echo "== $(basename "$script")" >&2
   if ! "$PY" "$script"; then
     echo "!! $(basename "$script") failed" >&2
@@ -58,6 +59,12 @@ echo "== make_fixtures.py" >&2
 
 echo "== make_naflex_fixtures.py" >&2
 "$PY" "$ROOT/tools/reference/make_naflex_fixtures.py" || status=1
+
+# Training goldens: PyTorch autograd on fixres-f32, then transformers loading the checkpoint that our
+# trainer writes (tools/make-trained-fixture.ts, deterministic).
+echo "== make-trained-fixture.ts + train_goldens.py" >&2
+(cd "$ROOT" && npx tsx tools/make-trained-fixture.ts) || status=1
+"$PY" "$ROOT/tools/reference/train_goldens.py" || status=1
 
 du -sh "$ROOT/tests/fixtures" >&2
 exit $status

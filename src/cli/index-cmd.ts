@@ -1,0 +1,102 @@
+/**
+ * `siglip2 index DIR ... --model M [--db PATH] [--table NAME]`: build or update the
+ * image index (see src/search/indexer.ts for what a run does and why it is safe to
+ * interrupt). stdout: one JSON summary line; stderr: progress bar, one line per
+ * unreadable file, a human summary.
+ */
+import type { Command } from "commander";
+import { SiglipError } from "../errors.js";
+import type { IndexSummary } from "../search/indexer.js";
+import type { ImageStore } from "../search/store.js";
+import { DEFAULT_DB_HELP, DEFAULT_TABLE, note, type CliContext, type ModelOpts } from "./context.js";
+import { Progress } from "./progress.js";
+
+interface IndexOpts extends ModelOpts {
+  db?: string;
+  table: string;
+  rebuild?: boolean;
+}
+
+function humanSummary(s: IndexSummary, seconds: number, where: string): string {
+  const parts = [`${s.added} new`, `${s.updated} changed`, `${s.removed} removed`, `${s.unchanged} unchanged`];
+  if (s.touched) parts.push(`${s.touched} touched (same content)`);
+  if (s.reused) parts.push(`${s.reused} ${s.reused === 1 ? "copy" : "copies"} of indexed content (vector reused)`);
+  if (s.failed) parts.push(`${s.failed} unreadable`);
+  if (s.recovered) parts.push(`${s.recovered} duplicate rows from an interrupted run cleaned up`);
+  return `${s.interrupted ? "interrupted; checked" : "checked"} ${s.found} file${s.found === 1 ? "" : "s"} in ${seconds.toFixed(1)} s (${s.embedded} embedded): ${parts.join(", ")}; ${where} holds ${s.total} images`;
+}
+
+async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise<void> {
+  if (roots.length === 0) throw new SiglipError("usage", "no folders given: siglip2 index DIR [DIR ...] --model M");
+  // LanceDB is loaded only by the commands that use it (it adds ~0.3 s to start-up).
+  const { embeddingSetup, modelName } = await import("../search/identity.js");
+  const { buildIndex, DEFAULT_INDEX_BATCH, openForIndexing } = await import("../search/indexer.js");
+  const { TableLock } = await import("../search/lock.js");
+  const { ImageStore, defaultDbPath } = await import("../search/store.js");
+  const dbPath = o.db ?? defaultDbPath();
+  const t0 = Date.now();
+  const lock = TableLock.acquire(dbPath, o.table);
+  let stop = false;
+  const onSignal = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    note("stopping after the current batch (press Ctrl-C again to quit at once; a re-run continues where this one stopped)");
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  let model;
+  let store: ImageStore | undefined;
+  try {
+    // An existing table fixes the image settings unless the user chose them.
+    const meta = o.rebuild ? undefined : await ImageStore.peekMeta(dbPath, o.table);
+    const opts: ModelOpts = { ...o };
+    if (meta && opts.resampler === undefined) opts.resampler = meta.resampler;
+    if (meta?.maxPatches !== undefined && opts.maxPatches === undefined) opts.maxPatches = meta.maxPatches;
+    if (meta?.dtype !== undefined && opts.dtype === undefined) opts.dtype = meta.dtype;
+    model = await ctx.loadModel(opts);
+    const setupOpts: { revision?: string; resampler?: "torch" | "pil"; maxPatches?: number; dtype?: "fp32" | "int8" } = {};
+    if (opts.revision !== undefined) setupOpts.revision = opts.revision;
+    if (opts.dtype !== undefined) setupOpts.dtype = opts.dtype;
+    if (opts.resampler !== undefined) setupOpts.resampler = opts.resampler;
+    if (opts.maxPatches !== undefined) setupOpts.maxPatches = opts.maxPatches;
+    const setup = await embeddingSetup(model, modelName(o.model), setupOpts);
+    store = await openForIndexing(dbPath, o.table, setup, { rebuild: Boolean(o.rebuild) });
+    let progress: Progress | undefined;
+    const summary = await buildIndex(model, store, roots, {
+      batchSize: o.batchSize ?? DEFAULT_INDEX_BATCH,
+      ...(setup.maxPatches !== undefined ? { maxPatches: setup.maxPatches } : {}),
+      onError: (e) => ctx.reportInput(e),
+      onPlan: (plan) => {
+        if (plan.recovered > 0) note(`cleaned up ${plan.recovered} duplicate rows left by an interrupted run`);
+        progress = new Progress(plan.toProcess, "images");
+      },
+      onProgress: (done) => progress?.update(done),
+      shouldStop: () => stop,
+    });
+    progress?.stop();
+    const seconds = (Date.now() - t0) / 1000;
+    process.stdout.write(`${JSON.stringify({ db: dbPath, table: o.table, model: setup.model, fingerprint: setup.fingerprint, ...summary, seconds })}\n`);
+    note(humanSummary(summary, seconds, store.where));
+    if (summary.interrupted) {
+      note("interrupted: every finished batch is saved; run the same command again to finish");
+      process.exitCode = 130;
+    }
+  } finally {
+    store?.close();
+    await model?.close();
+    lock.release();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+export function registerIndexCommand(program: Command, ctx: CliContext): void {
+  ctx
+    .withModelOptions(program.command("index").description("index the images under folders (recursively) for search; re-runs update only what changed"))
+    .argument("<dirs...>", "folders (or image files) to index")
+    .option("--db <path>", `database folder (default: ${DEFAULT_DB_HELP})`)
+    .option("--table <name>", "table in the database (one model per table)", DEFAULT_TABLE)
+    .option("--rebuild", "drop the table first and index from scratch (e.g. to switch models)")
+    .addHelpText("after", "\nImages are written in batches of --batch-size files (default 32), one atomic commit each; interrupting is safe.")
+    .action((dirs: string[], opts: IndexOpts) => cmdIndex(ctx, dirs, opts));
+}

@@ -1,0 +1,224 @@
+/**
+ * Building and updating an image index.
+ *
+ * A run:
+ * 1. cleans up after an interrupted run: where a path has two rows (killed between
+ *    writing a changed file's new row and deleting its old one) the newest is kept;
+ * 2. walks the folders; a file whose size and mtime match its row is unchanged and
+ *    is not even read;
+ * 3. for the others, in batches of `batchSize` files: hashes each file (SHA-256,
+ *    streamed). If the content is already in the table (a touched, copied or renamed
+ *    file) its stored vector is reused; the rest are embedded. The batch's rows are
+ *    written in ONE LanceDB commit, then the rows they replace are deleted;
+ * 4. deletes the rows of files that are gone (under the folders given only);
+ * 5. compacts the table.
+ *
+ * Every commit leaves a consistent table, so a run killed at any point (Ctrl-C,
+ * kill -9, power loss) loses at most the batch in flight, and the next run picks up
+ * exactly what is left. Unreadable files are reported through `onError` and skipped.
+ */
+import { resolve } from "node:path";
+import type { SigLIP2 } from "../api.js";
+import { SiglipError } from "../errors.js";
+import { assertSameModel, type EmbeddingSetup } from "./identity.js";
+import { ImageStore, type ImageRow, type StoredImage } from "./store.js";
+import { isUnder, sha256File, walkImages, type WalkedFile } from "./walk.js";
+
+/** Files per write batch (one LanceDB commit each). */
+export const DEFAULT_INDEX_BATCH = 32;
+/** Compact the table after this many write batches (each batch adds a fragment). */
+const COMPACT_EVERY = 64;
+
+export interface IndexOptions {
+  /** Files per write batch (default 32). */
+  batchSize?: number;
+  /** NaFlex patch budget for the image calls. */
+  maxPatches?: number;
+  /** Folders never entered while walking (the database folder is always excluded). */
+  exclude?: string[];
+  /** An unreadable file or folder (one call each; the run goes on). */
+  onError?: (e: SiglipError) => void;
+  /** What the run will do, once the folders are walked. */
+  onPlan?: (plan: IndexPlan) => void;
+  /** Files processed so far out of `plan.toProcess`. */
+  onProgress?: (done: number, total: number) => void;
+  /** Checked between batches: true stops the run cleanly (Ctrl-C). */
+  shouldStop?: () => boolean;
+  /** Test hook: runs after a batch is committed and before the rows it replaces are deleted. */
+  afterWrite?: (batch: number) => void | Promise<void>;
+}
+
+export interface IndexPlan {
+  /** Image files found. */
+  found: number;
+  /** Files that need reading (new or with a different size or mtime). */
+  toProcess: number;
+  unchanged: number;
+  /** Rows whose files are gone. */
+  toRemove: number;
+  /** Duplicate rows from an interrupted run, removed. */
+  recovered: number;
+}
+
+export interface IndexSummary {
+  found: number;
+  unchanged: number;
+  /** New paths written. */
+  added: number;
+  /** Known paths whose content changed. */
+  updated: number;
+  /** Known paths with a new mtime/size but the same content (no embedding). */
+  touched: number;
+  /** New or changed files whose content was already in the table (vector reused, not embedded). */
+  reused: number;
+  /** Images embedded by the model (unreadable ones not counted). */
+  embedded: number;
+  /** Rows deleted because their files are gone or can no longer be read. */
+  removed: number;
+  /** Unreadable files (reported through onError). */
+  failed: number;
+  /** Duplicate rows from an interrupted run, removed. */
+  recovered: number;
+  /** Rows in the table afterwards. */
+  total: number;
+  /** True when shouldStop ended the run early (re-run to finish). */
+  interrupted: boolean;
+}
+
+/**
+ * Open (or create) the table for writing with this model, refusing a table that
+ * another model built.
+ */
+export async function openForIndexing(dbPath: string, table: string, setup: EmbeddingSetup, options: { rebuild?: boolean } = {}): Promise<ImageStore> {
+  const store = await ImageStore.open(dbPath, table, { create: setup, rebuild: Boolean(options.rebuild) });
+  try {
+    assertSameModel(store.meta, setup, store.where, "index");
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+  return store;
+}
+
+interface Pending {
+  file: WalkedFile;
+  prev?: ImageRow;
+}
+
+/** Index (or update the index of) the image files under `roots`. */
+export async function buildIndex(model: SigLIP2, store: ImageStore, roots: string[], options: IndexOptions = {}): Promise<IndexSummary> {
+  if (model.dim !== store.meta.dim) throw new SiglipError("index", `${store.where} holds ${store.meta.dim}-dim vectors; the model gives ${model.dim}`);
+  const batchSize = Math.max(1, options.batchSize ?? DEFAULT_INDEX_BATCH);
+  const onError = options.onError ?? (() => {});
+  const summary: IndexSummary = {
+    found: 0, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, recovered: 0, total: 0, interrupted: false,
+  };
+
+  // 1. Recover from an interrupted run.
+  const { kept: state, removed: recovered } = await store.removeSuperseded(await store.rows());
+  summary.recovered = recovered;
+  let gen = ImageStore.maxGen([...state.values()]);
+  const knownHashes = new Set<string>();
+  for (const r of state.values()) knownHashes.add(r.sha256);
+
+  // 2. Walk and compare with the table.
+  const absRoots = roots.map((r) => resolve(r));
+  const files = await walkImages(roots, { exclude: [store.dbPath, ...(options.exclude ?? [])], onError: (e) => (summary.failed++, onError(e)) });
+  summary.found = files.length;
+  const pending: Pending[] = [];
+  const seen = new Set<string>();
+  for (const f of files) {
+    seen.add(f.path);
+    const prev = state.get(f.path);
+    if (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs) summary.unchanged++;
+    else pending.push(prev ? { file: f, prev } : { file: f });
+  }
+  const gone = [...state.keys()].filter((p) => !seen.has(p) && absRoots.some((r) => isUnder(p, r)));
+  options.onPlan?.({ found: files.length, toProcess: pending.length, unchanged: summary.unchanged, toRemove: gone.length, recovered });
+
+  // 3. Batches: hash, reuse or embed, write (one commit), delete the replaced rows.
+  let done = 0;
+  let batches = 0;
+  for (let s = 0; s < pending.length; s += batchSize) {
+    if (options.shouldStop?.()) {
+      summary.interrupted = true;
+      break;
+    }
+    const batch = pending.slice(s, s + batchSize);
+    const hashed: Array<Pending & { sha256: string }> = [];
+    const stale: string[] = []; // rows of files that changed into something unreadable
+    const fail = (p: Pending, e: SiglipError) => {
+      summary.failed++;
+      onError(e);
+      if (p.prev) stale.push(p.file.path);
+    };
+    for (const p of batch) {
+      try {
+        hashed.push({ ...p, sha256: await sha256File(p.file.path) });
+      } catch (e) {
+        if (!(e instanceof SiglipError)) throw e;
+        fail(p, e);
+      }
+    }
+    // Content already in the table: reuse its vector.
+    const vectors = await store.vectorsByHash(hashed.filter((h) => knownHashes.has(h.sha256)).map((h) => h.sha256));
+    // New content: embed each distinct content once.
+    const toEmbed = new Map<string, string>(); // sha256 → path
+    for (const h of hashed) if (!vectors.has(h.sha256) && !toEmbed.has(h.sha256)) toEmbed.set(h.sha256, h.file.path);
+    const failedHash = new Map<string, SiglipError>();
+    if (toEmbed.size > 0) {
+      const paths = [...toEmbed.values()];
+      const hashes = [...toEmbed.keys()];
+      const out = await model.embedImagesSettled(paths, options.maxPatches !== undefined ? { maxPatches: options.maxPatches } : {});
+      out.forEach((r, i) => {
+        if (r instanceof SiglipError) failedHash.set(hashes[i]!, r);
+        else {
+          vectors.set(hashes[i]!, r);
+          summary.embedded++;
+        }
+      });
+    }
+    const rows: StoredImage[] = [];
+    gen++;
+    const replaced: string[] = [];
+    for (const h of hashed) {
+      const err = failedHash.get(h.sha256);
+      if (err) {
+        fail(h, toEmbed.get(h.sha256) === h.file.path ? err : new SiglipError("image", `cannot read image ${h.file.path}: same content as ${toEmbed.get(h.sha256)}, which failed`, { subject: h.file.path }));
+        continue;
+      }
+      rows.push({ path: h.file.path, size: h.file.size, mtimeMs: h.file.mtimeMs, sha256: h.sha256, gen, vector: vectors.get(h.sha256)! });
+      if (!h.prev) summary.added++;
+      else if (h.prev.sha256 === h.sha256) summary.touched++;
+      else summary.updated++;
+      if (toEmbed.get(h.sha256) !== h.file.path && !(h.prev && h.prev.sha256 === h.sha256)) summary.reused++;
+      if (h.prev) replaced.push(h.file.path);
+    }
+    await store.add(rows); // the batch's one commit
+    await options.afterWrite?.(batches);
+    if (replaced.length > 0) await store.deletePaths(replaced, gen);
+    if (stale.length > 0) {
+      await store.deletePaths(stale);
+      summary.removed += stale.length;
+    }
+    for (const r of rows) {
+      knownHashes.add(r.sha256);
+      state.set(r.path, r);
+    }
+    for (const p of stale) state.delete(p);
+    batches++;
+    done += batch.length;
+    options.onProgress?.(done, pending.length);
+    if (batches % COMPACT_EVERY === 0) await store.compact();
+  }
+
+  // 4. Files that are gone.
+  if (!summary.interrupted && gone.length > 0) {
+    await store.deletePaths(gone);
+    summary.removed += gone.length;
+  }
+  // 5. Merge the batches' fragments.
+  if (batches > 0 || summary.removed > 0 || recovered > 0) await store.compact();
+  summary.total = await store.count();
+  return summary;
+}

@@ -1,0 +1,104 @@
+/**
+ * Finding the images to index: folders are walked recursively, files are chosen by
+ * extension, hidden entries (names starting with ".") and the database folder are
+ * skipped. Symbolic links to files are followed; links to folders are not (no cycles).
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { opendir, stat } from "node:fs/promises";
+import { extname, join, resolve, sep } from "node:path";
+import { SiglipError } from "../errors.js";
+
+/** Extensions indexed when walking folders (case-insensitive). Files named explicitly are always indexed. */
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".avif", ".tif", ".tiff"]);
+
+export interface WalkedFile {
+  /** Absolute path. */
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface WalkOptions {
+  /** Folders never entered (absolute paths), e.g. the database. */
+  exclude?: string[];
+  /** Called for each folder or file that cannot be read; the walk goes on. */
+  onError?: (e: SiglipError) => void;
+}
+
+function problem(path: string, e: unknown): SiglipError {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const why = code === "EACCES" || code === "EPERM" ? "permission denied" : code === "ENOENT" ? "vanished while indexing" : e instanceof Error ? e.message : String(e);
+  return new SiglipError("image", `cannot read ${path}: ${why}`, { subject: path, cause: e });
+}
+
+/** True when `p` is `root` or inside it. */
+export function isUnder(p: string, root: string): boolean {
+  if (p === root) return true;
+  return p.startsWith(root.endsWith(sep) ? root : root + sep);
+}
+
+/**
+ * The image files under `roots` (folders or files), absolute, sorted, each once.
+ * A root that does not exist is a fatal error (so that its rows are not deleted
+ * by mistake when a disk is not mounted).
+ */
+export async function walkImages(roots: string[], options: WalkOptions = {}): Promise<WalkedFile[]> {
+  const exclude = (options.exclude ?? []).map((p) => resolve(p));
+  const found = new Map<string, WalkedFile>();
+  const report = (e: SiglipError) => options.onError?.(e);
+
+  async function visitDir(dir: string): Promise<void> {
+    if (exclude.some((x) => isUnder(dir, x))) return;
+    let handle;
+    try {
+      handle = await opendir(dir);
+    } catch (e) {
+      report(problem(dir, e));
+      return;
+    }
+    const subdirs: string[] = [];
+    for await (const ent of handle) {
+      if (ent.name.startsWith(".")) continue;
+      const p = join(dir, ent.name);
+      if (ent.isDirectory()) {
+        subdirs.push(p);
+      } else if (ent.isFile() || ent.isSymbolicLink()) {
+        if (!IMAGE_EXTENSIONS.has(extname(ent.name).toLowerCase())) continue;
+        try {
+          const st = await stat(p);
+          if (st.isFile()) found.set(p, { path: p, size: st.size, mtimeMs: st.mtimeMs });
+        } catch (e) {
+          report(problem(p, e));
+        }
+      }
+    }
+    for (const d of subdirs.sort()) await visitDir(d);
+  }
+
+  for (const r of roots) {
+    const root = resolve(r);
+    let st;
+    try {
+      st = await stat(root);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new SiglipError("usage", `${r}: ${code === "ENOENT" ? "no such file or folder" : (e as Error).message}`, { subject: r });
+    }
+    if (st.isDirectory()) await visitDir(root);
+    else if (st.isFile()) found.set(root, { path: root, size: st.size, mtimeMs: st.mtimeMs });
+    else throw new SiglipError("usage", `${r}: not a file or folder`, { subject: r });
+  }
+  return [...found.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Hex SHA-256 of a file's bytes, streamed (constant memory). */
+export function sha256File(path: string): Promise<string> {
+  return new Promise((ok, fail) => {
+    const h = createHash("sha256");
+    createReadStream(path, { highWaterMark: 1 << 20 })
+      .on("error", (e) => fail(problem(path, e)))
+      .on("data", (b) => h.update(b))
+      .on("end", () => ok(h.digest("hex")));
+  });
+}

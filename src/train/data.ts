@@ -1,0 +1,178 @@
+/**
+ * Image–caption pairs for training: a folder plus a JSONL or CSV manifest, or pairs held in
+ * memory (the synthetic dataset). Batches are assembled by index, so the data order is a pure
+ * function of (seed, step) and a resumed run sees exactly the batches it would have seen.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { SiglipError } from "../errors.js";
+import { decodeImage, preprocessFixed, type ImageProcessorConfig } from "../preprocess/index.js";
+import type { GemmaTokenizer } from "../tokenizer/gemma.js";
+import { Rng, mixSeed } from "./rng.js";
+import type { Batch } from "./session.js";
+
+/** A dataset of n pairs that can assemble any batch. */
+export interface PairDataset {
+  readonly size: number;
+  /** The caption of pair i (for logging and evaluation). */
+  caption(i: number): string;
+  batch(indices: readonly number[]): Promise<Batch>;
+}
+
+/** Indices of global batch `step` (0-based): epochs are seeded permutations; incomplete last batches are dropped. */
+export function batchIndices(size: number, batch: number, seed: number, step: number): number[] {
+  const perEpoch = Math.floor(size / batch);
+  if (perEpoch < 1) throw new SiglipError("usage", `the dataset has ${size} pairs, fewer than one batch of ${batch}`);
+  const epoch = Math.floor(step / perEpoch);
+  const k = step % perEpoch;
+  return new Rng(mixSeed(seed, epoch)).permutation(size).slice(k * batch, (k + 1) * batch);
+}
+
+/** Tokenize captions to a flat (n, T) int64 array. */
+export function tokenizeCaptions(tok: GemmaTokenizer, captions: readonly string[], length: number, lowercase = true): BigInt64Array {
+  const ids = tok.encodeBatch([...captions], { length, lowercase });
+  return BigInt64Array.from(ids, (v) => BigInt(v));
+}
+
+/** Pairs whose pixels are already preprocessed, (3, R, R) each. */
+export class InMemoryPairs implements PairDataset {
+  private readonly ids: BigInt64Array;
+
+  constructor(private readonly pixels: Float32Array[], private readonly captions: string[], tok: GemmaTokenizer, private readonly seqLen: number) {
+    if (pixels.length !== captions.length) throw new Error("internal: pixels and captions differ in length");
+    this.ids = tokenizeCaptions(tok, captions, seqLen);
+  }
+
+  get size(): number {
+    return this.pixels.length;
+  }
+
+  caption(i: number): string {
+    return this.captions[i]!;
+  }
+
+  async batch(indices: readonly number[]): Promise<Batch> {
+    const per = this.pixels[0]!.length;
+    const px = new Float32Array(indices.length * per);
+    const ids = new BigInt64Array(indices.length * this.seqLen);
+    indices.forEach((idx, j) => {
+      px.set(this.pixels[idx]!, j * per);
+      ids.set(this.ids.subarray(idx * this.seqLen, (idx + 1) * this.seqLen), j * this.seqLen);
+    });
+    return { pixelValues: px, inputIds: ids, n: indices.length };
+  }
+}
+
+/** One manifest record. */
+export interface PairRecord {
+  image: string;
+  caption: string;
+}
+
+const IMAGE_KEYS = ["image", "file_name", "file", "path", "filename"];
+const CAPTION_KEYS = ["caption", "text", "label"];
+const MANIFEST_NAMES = ["metadata.jsonl", "captions.jsonl", "metadata.csv", "captions.csv"];
+
+/** Split one CSV line (RFC 4180 quotes, "" escapes). */
+function csvFields(line: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  let q = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i]!;
+    if (q) {
+      if (ch === '"' && line[i + 1] === '"') { cur += '"'; i++; } else if (ch === '"') q = false;
+      else cur += ch;
+    } else if (ch === '"') q = true;
+    else if (ch === ",") { out.push(cur); cur = ""; } else cur += ch;
+  }
+  out.push(cur);
+  return out;
+}
+
+/**
+ * Read a manifest: `DATA` is a .jsonl / .csv file, or a folder holding metadata.jsonl,
+ * captions.jsonl, metadata.csv or captions.csv. JSONL lines are objects with an image key
+ * (image, file_name, file, path) and a caption key (caption, text); CSV files have a header
+ * row with the same names. Image paths are relative to the manifest's folder.
+ */
+export function readManifest(data: string): PairRecord[] {
+  let file = data;
+  if (existsSync(data) && statSync(data).isDirectory()) {
+    const found = MANIFEST_NAMES.map((n) => join(data, n)).find((p) => existsSync(p));
+    if (!found) throw new SiglipError("usage", `${data}: no manifest found (expected one of ${MANIFEST_NAMES.join(", ")})`, { subject: data });
+    file = found;
+  }
+  if (!existsSync(file)) throw new SiglipError("usage", `${file}: no such file`, { subject: file });
+  const base = dirname(resolve(file));
+  const text = readFileSync(file, "utf8").replace(/^\ufeff/, "");
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== "");
+  const bad = (i: number, why: string): SiglipError => new SiglipError("usage", `${file}:${i + 1}: ${why}`, { subject: file });
+  const pick = (obj: Record<string, unknown>, keys: string[], i: number, what: string): string => {
+    for (const k of keys) if (typeof obj[k] === "string") return obj[k] as string;
+    throw bad(i, `no ${what} field (expected one of ${keys.join(", ")})`);
+  };
+  const rows: Array<Record<string, unknown>> = [];
+  if (file.toLowerCase().endsWith(".csv")) {
+    const header = csvFields(lines[0] ?? "").map((h) => h.trim());
+    for (let i = 1; i < lines.length; i++) {
+      const f = csvFields(lines[i]!);
+      rows.push(Object.fromEntries(header.map((h, j) => [h, f[j] ?? ""])));
+    }
+  } else {
+    lines.forEach((l, i) => {
+      let obj: unknown;
+      try {
+        obj = JSON.parse(l);
+      } catch (e) {
+        throw bad(i, `not valid JSON (${(e as Error).message})`);
+      }
+      if (obj === null || typeof obj !== "object") throw bad(i, "not a JSON object");
+      rows.push(obj as Record<string, unknown>);
+    });
+  }
+  const offset = file.toLowerCase().endsWith(".csv") ? 1 : 0;
+  return rows.map((r, i) => {
+    const img = pick(r, IMAGE_KEYS, i + offset, "image");
+    return { image: isAbsolute(img) ? img : join(base, img), caption: pick(r, CAPTION_KEYS, i + offset, "caption") };
+  });
+}
+
+/** Pairs read from image files; each image is decoded and preprocessed once, then kept. */
+export class FilePairs implements PairDataset {
+  private readonly ids: BigInt64Array;
+  private readonly cache = new Map<number, Float32Array>();
+
+  constructor(private readonly records: PairRecord[], private readonly processor: ImageProcessorConfig, tok: GemmaTokenizer, private readonly seqLen: number, lowercase = true) {
+    this.ids = tokenizeCaptions(tok, records.map((r) => r.caption), seqLen, lowercase);
+  }
+
+  get size(): number {
+    return this.records.length;
+  }
+
+  caption(i: number): string {
+    return this.records[i]!.caption;
+  }
+
+  private async pixels(i: number): Promise<Float32Array> {
+    let p = this.cache.get(i);
+    if (!p) {
+      p = preprocessFixed(await decodeImage(this.records[i]!.image), this.processor);
+      this.cache.set(i, p);
+    }
+    return p;
+  }
+
+  async batch(indices: readonly number[]): Promise<Batch> {
+    const first = await this.pixels(indices[0]!);
+    const px = new Float32Array(indices.length * first.length);
+    const ids = new BigInt64Array(indices.length * this.seqLen);
+    for (let j = 0; j < indices.length; j++) {
+      const idx = indices[j]!;
+      px.set(await this.pixels(idx), j * first.length);
+      ids.set(this.ids.subarray(idx * this.seqLen, (idx + 1) * this.seqLen), j * this.seqLen);
+    }
+    return { pixelValues: px, inputIds: ids, n: indices.length };
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * AdamW with an explicit weight-decay convention, global-norm clipping and the warm-up +
+ * cosine schedule (training-recipe §6). Plain typed-array code: exact, simple to test and to
+ * checkpoint (the state is two float32 moment tensors per parameter plus a step count).
+ *
+ * Update of a parameter θ with gradient g at step s (s = updates done so far, from 0):
+ *
+ *   g      ← g · min(1, clip / ‖g_all‖₂)                          (global norm over all trainable tensors)
+ *   m ← β1·m + (1−β1)·g,  v ← β2·v + (1−β2)·g²,  d = m̂ / (√v̂ + ε)  (bias-corrected with s+1)
+ *   big_vision: θ ← θ − sched(s)·(lr·d + wd·θ)      wd NOT multiplied by lr (optax chain:
+ *               clip → scale_by_adam → scale(lr) → add_decayed_weights(wd) → scale_by_schedule)
+ *   torch:      θ ← θ − sched(s)·lr·(d + wd·θ)      (torch.optim.AdamW: decay scaled by the lr)
+ *
+ * Decay applies only to parameters whose spec has `decay: true` (kernels; big_vision's mask).
+ *   sched(s) = min(1, s / warmup) · ½(1 + cos(π · clamp((s − warmup) / (total − warmup), 0, 1)))
+ */
+import type { ParamSpec } from "./model.js";
+import type { Params } from "./session.js";
+
+export type DecayConvention = "big_vision" | "torch";
+
+export interface OptimizerConfig {
+  /** Peak learning rate. */
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** How weight decay relates to the learning rate (see the module comment). */
+  decayConvention: DecayConvention;
+  /** Global-norm clip threshold; 0 or Infinity disables clipping. */
+  clipNorm: number;
+  warmupSteps: number;
+  totalSteps: number;
+}
+
+/** big_vision / SigLIP 2 defaults at small scale: lr 1e-3, β2 0.95 (SigLIP v1), wd 1e-4 (big_vision convention), clip 1. */
+export const DEFAULT_OPTIMIZER: Omit<OptimizerConfig, "totalSteps" | "warmupSteps"> = {
+  lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 1e-4, decayConvention: "big_vision", clipNorm: 1,
+};
+
+/** Linear warm-up from 0, then cosine decay to 0 at `total`. */
+export function scheduleMultiplier(step: number, warmup: number, total: number): number {
+  const warm = warmup > 0 ? Math.min(1, step / warmup) : 1;
+  const span = total - warmup;
+  const progress = span > 0 ? Math.min(1, Math.max(0, (step - warmup) / span)) : 1;
+  return warm * 0.5 * (1 + Math.cos(Math.PI * progress));
+}
+
+/** ‖g‖₂ over every tensor. */
+export function globalNorm(grads: Iterable<Float32Array>): number {
+  let s = 0;
+  for (const g of grads) for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
+  return Math.sqrt(s);
+}
+
+/** Scale all gradients in place so that their global norm is at most `maxNorm`; returns the norm before clipping. */
+export function clipByGlobalNorm(grads: Params, maxNorm: number): number {
+  const norm = globalNorm(grads.values());
+  if (maxNorm > 0 && Number.isFinite(maxNorm) && norm > maxNorm) {
+    const f = maxNorm / norm;
+    for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i] = g[i]! * f;
+  }
+  return norm;
+}
+
+/** AdamW state and update. */
+export class AdamW {
+  /** Updates applied so far. */
+  step = 0;
+  readonly m: Params = new Map();
+  readonly v: Params = new Map();
+  private readonly decay: Map<string, boolean>;
+
+  constructor(readonly config: OptimizerConfig, specs: readonly ParamSpec[], readonly trainable: readonly string[]) {
+    this.decay = new Map(specs.map((s) => [s.name, s.decay]));
+    const size = new Map(specs.map((s) => [s.name, s.shape.reduce((a, b) => a * b, 1)]));
+    for (const n of trainable) {
+      this.m.set(n, new Float32Array(size.get(n)!));
+      this.v.set(n, new Float32Array(size.get(n)!));
+    }
+  }
+
+  /** The schedule multiplier of the next update. */
+  get multiplier(): number {
+    return scheduleMultiplier(this.step, this.config.warmupSteps, this.config.totalSteps);
+  }
+
+  /** Effective learning rate of the next update (lr × schedule). */
+  get learningRate(): number {
+    return this.config.lr * this.multiplier;
+  }
+
+  /** Clip `grads` (in place) and update `params` in place. Returns the pre-clip global norm. */
+  update(params: Params, grads: Params): number {
+    const c = this.config;
+    const norm = clipByGlobalNorm(grads, c.clipNorm);
+    const sched = this.multiplier;
+    const t = this.step + 1;
+    const bc1 = 1 - c.beta1 ** t;
+    const bc2 = 1 - c.beta2 ** t;
+    for (const name of this.trainable) {
+      const p = params.get(name)!;
+      const g = grads.get(name)!;
+      const m = this.m.get(name)!;
+      const v = this.v.get(name)!;
+      const wd = this.decay.get(name) ? c.weightDecay : 0;
+      const decayScale = c.decayConvention === "big_vision" ? sched * wd : sched * c.lr * wd;
+      const stepScale = sched * c.lr;
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i]!;
+        const mi = c.beta1 * m[i]! + (1 - c.beta1) * gi;
+        const vi = c.beta2 * v[i]! + (1 - c.beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        const d = mi / bc1 / (Math.sqrt(vi / bc2) + c.eps);
+        p[i] = p[i]! - stepScale * d - decayScale * p[i]!;
+      }
+    }
+    this.step++;
+    return norm;
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Runs a training graph: parameters (Float32Arrays by checkpoint key) and a batch in, loss and
+ * gradients out. One onnxruntime session per graph; the optimiser update is plain JS
+ * (src/train/optim.ts).
+ */
+import { ort } from "../graph/runtime.js";
+import type { WeightStore } from "../weights/checkpoint.js";
+import { buildEmbedGraph, buildTrainGraph, type ParamSpec, type Tower, type TrainGraphOptions } from "./model.js";
+import type { SiglipConfig } from "../weights/config.js";
+
+/** Parameter values by checkpoint key. */
+export type Params = Map<string, Float32Array>;
+
+/** Read every parameter of `specs` from a checkpoint (shape-checked, converted to float32). */
+export function loadParams(store: WeightStore, specs: readonly ParamSpec[]): Params {
+  const out: Params = new Map();
+  for (const s of specs) out.set(s.name, store.float32(s.name, s.shape).slice());
+  return out;
+}
+
+export interface SessionOptions {
+  threads?: number;
+}
+
+function sessionOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
+  const so: ort.InferenceSession.SessionOptions = { executionProviders: ["cpu"], graphOptimizationLevel: "all" };
+  if (o.threads !== undefined) so.intraOpNumThreads = o.threads;
+  return so;
+}
+
+function paramFeeds(specs: readonly ParamSpec[], params: Params, names: readonly string[]): Record<string, ort.Tensor> {
+  const bySpec = new Map(specs.map((s) => [s.name, s]));
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const n of names) {
+    const s = bySpec.get(n);
+    const v = params.get(n);
+    if (!s || !v) throw new Error(`internal: no value for parameter ${n}`);
+    feeds[n] = new ort.Tensor("float32", v, s.shape);
+  }
+  return feeds;
+}
+
+/** A batch as the graphs take it. */
+export interface Batch {
+  /** (n, 3, R, R) normalised pixels. */
+  pixelValues: Float32Array;
+  /** (n, T) token ids. */
+  inputIds: BigInt64Array;
+  n: number;
+}
+
+export interface StepResult {
+  loss: number;
+  /** Gradients of the trainable parameters (fresh arrays). */
+  grads: Params;
+  logits?: Float32Array;
+}
+
+/** Loss and gradients of one micro-batch. */
+export class TrainSession {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly params: ParamSpec[],
+    readonly trainable: string[],
+    private readonly config: SiglipConfig,
+    readonly batch: number,
+    private readonly inputs: string[],
+  ) {}
+
+  static async create(config: SiglipConfig, o: TrainGraphOptions & SessionOptions): Promise<TrainSession> {
+    const tg = buildTrainGraph(config, o);
+    const inputs = tg.graph.view().inputs.map((i) => i.name);
+    const session = await ort.InferenceSession.create(tg.graph.toModelBytes(), sessionOptions(o));
+    return new TrainSession(session, tg.params, tg.trainable, config, o.batch, inputs);
+  }
+
+  async step(params: Params, batch: Batch): Promise<StepResult> {
+    if (batch.n !== this.batch) throw new Error(`internal: training graph built for batch ${this.batch}, got ${batch.n}`);
+    const R = this.config.vision_config.image_size;
+    const T = this.config.text_config.max_position_embeddings;
+    const feeds = paramFeeds(this.params, params, this.inputs.filter((n) => n !== "pixel_values" && n !== "input_ids"));
+    feeds["pixel_values"] = new ort.Tensor("float32", batch.pixelValues, [batch.n, 3, R, R]);
+    feeds["input_ids"] = new ort.Tensor("int64", batch.inputIds, [batch.n, T]);
+    const out = await this.session.run(feeds);
+    const grads: Params = new Map();
+    for (const n of this.trainable) grads.set(n, out[`grad.${n}`]!.data as Float32Array);
+    const r: StepResult = { loss: Number(out["loss"]!.data[0]), grads };
+    if (out["logits"]) r.logits = out["logits"].data as Float32Array;
+    return r;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** L2-normalised embeddings of one tower from in-memory parameters (for evaluation during training). */
+export class EmbedSession {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly params: ParamSpec[],
+    private readonly config: SiglipConfig,
+    readonly tower: Tower,
+  ) {}
+
+  static async create(config: SiglipConfig, tower: Tower, o: SessionOptions = {}): Promise<EmbedSession> {
+    const eg = buildEmbedGraph(config, tower);
+    const session = await ort.InferenceSession.create(eg.graph.toModelBytes(), sessionOptions(o));
+    return new EmbedSession(session, eg.params, config, tower);
+  }
+
+  /** Embed `n` items: pixel values (n, 3, R, R) for the vision tower, ids (n, T) for the text tower. */
+  async embed(params: Params, data: Float32Array | BigInt64Array, n: number): Promise<Float32Array> {
+    const feeds = paramFeeds(this.params, params, this.params.map((p) => p.name));
+    if (this.tower === "vision") {
+      const R = this.config.vision_config.image_size;
+      feeds["pixel_values"] = new ort.Tensor("float32", data as Float32Array, [n, 3, R, R]);
+    } else {
+      feeds["input_ids"] = new ort.Tensor("int64", data as BigInt64Array, [n, this.config.text_config.max_position_embeddings]);
+    }
+    const out = await this.session.run(feeds);
+    return out["embeds"]!.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
