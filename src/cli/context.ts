@@ -19,6 +19,7 @@ export interface ModelOpts {
   maxPatches?: number;
   torchCpuCompat?: boolean;
   dtype?: "fp32" | "int8";
+  workers?: number;
 }
 
 export interface CliContext {

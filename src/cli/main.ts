@@ -9,6 +9,7 @@
 import { Command, Option } from "commander";
 import { SigLIP2, DEFAULT_TEMPLATE, type ImageFeatures, type ImageOptions, type LoadOptions } from "../api.js";
 import { SiglipError, errorMessage } from "../errors.js";
+import type { ModelOpts } from "./context.js";
 import { Progress } from "./progress.js";
 import { registerTrainCommand } from "./train-cmd.js";
 import { registerIndexCommand } from "./index-cmd.js";
@@ -32,19 +33,8 @@ function reportInput(e: SiglipError): void {
   if (debug && e.stack) process.stderr.write(`${e.stack}\n`);
 }
 
-interface CommonOpts {
-  model: string;
-  threads?: number;
-  resampler?: "torch" | "pil";
-  batchSize?: number;
-  lowercase: boolean;
-  offline?: boolean;
-  revision?: string;
-  maxPatches?: number;
-  torchCpuCompat?: boolean;
-  dtype?: "fp32" | "int8";
-  workers?: number;
-}
+/** The options every model command takes (see withModelOptions). */
+type CommonOpts = ModelOpts;
 
 function intArg(name: string) {
   return (v: string): number => {

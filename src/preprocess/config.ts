@@ -2,7 +2,7 @@
  * `preprocessor_config.json` for fixed-resolution SigLIP (2) checkpoints
  * (`SiglipImageProcessor`, spec §4.2), resolved the way transformers 5.x resolves it.
  */
-import { SiglipError } from "../errors.js";
+import { RESAMPLE_NAMES, fail, isObject, bool, parseRescaleNormalize } from "./config-json.js";
 
 /** Resolved image-processor settings (SiglipImageProcessor semantics). */
 export interface ImageProcessorConfig {
@@ -31,15 +31,6 @@ export interface ImageProcessorConfig {
 /** PIL resampling code for bilinear, the only filter this port reproduces. */
 export const RESAMPLE_BILINEAR = 2;
 
-const RESAMPLE_NAMES: Record<number, string> = {
-  0: "nearest",
-  1: "lanczos",
-  2: "bilinear",
-  3: "bicubic",
-  4: "box",
-  5: "hamming",
-};
-
 /** `SiglipImageProcessor` class defaults (transformers 5.x) for absent keys. */
 const CLASS_DEFAULTS = {
   doResize: true,
@@ -52,34 +43,9 @@ const CLASS_DEFAULTS = {
   imageStd: [0.5, 0.5, 0.5] as [number, number, number],
 };
 
-function fail(source: string, problem: string): never {
-  throw new SiglipError("checkpoint", `${source}: ${problem}`, { subject: source });
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 function posInt(v: unknown, source: string, what: string): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 1) fail(source, `${what} must be a positive integer, got ${JSON.stringify(v)}`);
   return v;
-}
-
-/** A boolean switch: absent → class default; null → false (HF keeps the None, which is falsy). */
-function bool(v: unknown, dflt: boolean, source: string, key: string): boolean {
-  if (v === undefined) return dflt;
-  if (v === null) return false;
-  if (typeof v !== "boolean") fail(source, `${key} must be true or false, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function triple(v: unknown, dflt: [number, number, number], source: string, key: string): [number, number, number] {
-  if (v === undefined || v === null) return [...dflt];
-  if (typeof v === "number" && Number.isFinite(v)) return [v, v, v];
-  if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "number" && Number.isFinite(x))) {
-    return [v[0] as number, v[1] as number, v[2] as number];
-  }
-  fail(source, `${key} must be a number or a list of 3 numbers, got ${JSON.stringify(v)}`);
 }
 
 /**
@@ -118,22 +84,12 @@ export function parseImageProcessorConfig(
   const j = json;
 
   const doResize = bool(j.do_resize, CLASS_DEFAULTS.doResize, source, "do_resize");
-  const doRescale = bool(j.do_rescale, CLASS_DEFAULTS.doRescale, source, "do_rescale");
-  const doNormalize = bool(j.do_normalize, CLASS_DEFAULTS.doNormalize, source, "do_normalize");
+  const { doRescale, rescaleFactor, doNormalize, imageMean, imageStd } = parseRescaleNormalize(j, CLASS_DEFAULTS, source);
 
   // An explicit null is an explicit None in transformers: it replaces the class default and
   // is an error where the value is needed (HF raises "... must be specified if ... is True").
   const needed = (key: string, flag: string) => fail(source, `${key} is null but ${flag} is true`);
 
-  let rescaleFactor = CLASS_DEFAULTS.rescaleFactor;
-  if (j.rescale_factor === null) {
-    if (doRescale) needed("rescale_factor", "do_rescale");
-  } else if (j.rescale_factor !== undefined) {
-    if (typeof j.rescale_factor !== "number" || !Number.isFinite(j.rescale_factor) || j.rescale_factor === 0) {
-      fail(source, `rescale_factor must be a non-zero number, got ${JSON.stringify(j.rescale_factor)}`);
-    }
-    rescaleFactor = j.rescale_factor;
-  }
 
   let resample = CLASS_DEFAULTS.resample;
   if (j.resample === null) {
@@ -151,12 +107,6 @@ export function parseImageProcessorConfig(
     fail(source, `resample ${resample} (${nm})${absent} is not supported; only 2 (bilinear) is implemented`);
   }
 
-  if (doNormalize && (j.image_mean === null || j.image_std === null)) {
-    needed(j.image_mean === null ? "image_mean" : "image_std", "do_normalize");
-  }
-  const imageMean = triple(j.image_mean, CLASS_DEFAULTS.imageMean, source, "image_mean");
-  const imageStd = triple(j.image_std, CLASS_DEFAULTS.imageStd, source, "image_std");
-  if (doNormalize && imageStd.some((s) => s === 0)) fail(source, "image_std contains 0 (division by zero)");
 
   if (j.do_center_crop === true) fail(source, "do_center_crop is not supported by SiglipImageProcessor parity");
   if (j.do_pad === true) fail(source, "do_pad is not supported by SiglipImageProcessor parity");

@@ -11,6 +11,7 @@
  * to the caller: {@link preprocessNaflex} returns only the `gridH · gridW` valid rows.
  */
 import { SiglipError } from "../errors.js";
+import { RESAMPLE_NAMES, fail, isObject, bool, parseRescaleNormalize } from "./config-json.js";
 import { RESAMPLE_BILINEAR, type ImageProcessorConfig } from "./config.js";
 import type { RgbImage } from "./decode.js";
 import { normalizeToChw } from "./normalize.js";
@@ -43,42 +44,8 @@ const CLASS_DEFAULTS = {
   imageStd: [0.5, 0.5, 0.5] as [number, number, number],
 };
 
-const RESAMPLE_NAMES: Record<number, string> = {
-  0: "nearest",
-  1: "lanczos",
-  2: "bilinear",
-  3: "bicubic",
-  4: "box",
-  5: "hamming",
-};
-
-function fail(source: string, problem: string): never {
-  throw new SiglipError("checkpoint", `${source}: ${problem}`, { subject: source });
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 function isPosInt(v: unknown): v is number {
   return typeof v === "number" && Number.isInteger(v) && v >= 1;
-}
-
-/** A boolean switch: absent → class default; null → false (HF keeps the `None`, which is falsy). */
-function bool(v: unknown, dflt: boolean, source: string, key: string): boolean {
-  if (v === undefined) return dflt;
-  if (v === null) return false;
-  if (typeof v !== "boolean") fail(source, `${key} must be true or false, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function triple(v: unknown, dflt: [number, number, number], source: string, key: string): [number, number, number] {
-  if (v === undefined || v === null) return [...dflt];
-  if (typeof v === "number" && Number.isFinite(v)) return [v, v, v];
-  if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "number" && Number.isFinite(x))) {
-    return [v[0] as number, v[1] as number, v[2] as number];
-  }
-  fail(source, `${key} must be a number or a list of 3 numbers, got ${JSON.stringify(v)}`);
 }
 
 /** A required positive integer: absent → class default; null → error (HF fails on `None` here). */
@@ -131,19 +98,8 @@ export function parseNaflexProcessorConfig(
   const patchSize = posIntKey(j.patch_size, CLASS_DEFAULTS.patchSize, source, "patch_size");
   const maxNumPatches = posIntKey(j.max_num_patches, CLASS_DEFAULTS.maxNumPatches, source, "max_num_patches");
   const doResize = bool(j.do_resize, CLASS_DEFAULTS.doResize, source, "do_resize");
-  const doRescale = bool(j.do_rescale, CLASS_DEFAULTS.doRescale, source, "do_rescale");
-  const doNormalize = bool(j.do_normalize, CLASS_DEFAULTS.doNormalize, source, "do_normalize");
-  const needed = (key: string, flag: string) => fail(source, `${key} is null but ${flag} is true`);
+  const { doRescale, rescaleFactor, doNormalize, imageMean, imageStd } = parseRescaleNormalize(j, CLASS_DEFAULTS, source);
 
-  let rescaleFactor = CLASS_DEFAULTS.rescaleFactor;
-  if (j.rescale_factor === null) {
-    if (doRescale) needed("rescale_factor", "do_rescale");
-  } else if (j.rescale_factor !== undefined) {
-    if (typeof j.rescale_factor !== "number" || !Number.isFinite(j.rescale_factor) || j.rescale_factor === 0) {
-      fail(source, `rescale_factor must be a non-zero number, got ${JSON.stringify(j.rescale_factor)}`);
-    }
-    rescaleFactor = j.rescale_factor;
-  }
 
   // resample: null → None, which both backends' resize() treat as bilinear.
   let resample = CLASS_DEFAULTS.resample;
@@ -158,12 +114,6 @@ export function parseNaflexProcessorConfig(
     fail(source, `resample ${resample} (${nm}) is not supported; only 2 (bilinear) is implemented`);
   }
 
-  if (doNormalize && (j.image_mean === null || j.image_std === null)) {
-    needed(j.image_mean === null ? "image_mean" : "image_std", "do_normalize");
-  }
-  const imageMean = triple(j.image_mean, CLASS_DEFAULTS.imageMean, source, "image_mean");
-  const imageStd = triple(j.image_std, CLASS_DEFAULTS.imageStd, source, "image_std");
-  if (doNormalize && imageStd.some((s) => s === 0)) fail(source, "image_std contains 0 (division by zero)");
 
   // Siglip2ImageProcessor ignores cropping, but HF still validates it.
   if (j.do_center_crop === true && (j.crop_size === undefined || j.crop_size === null)) {
