@@ -10,6 +10,7 @@ import { SigLIP2 } from "../src/api.js";
 import { Graph } from "../src/graph/graph.js";
 import { Pipeline, ort } from "../src/graph/runtime.js";
 import type { FixresVisionTower } from "../src/models/siglip.js";
+import { rowCosines } from "../src/tasks/similarity.js";
 import type { NaflexVisionTower } from "../src/models/siglip2.js";
 
 const argv = process.argv.slice(2);
@@ -96,20 +97,6 @@ async function gemm(): Promise<unknown> {
   return { gflops: (2 * M * K * N * reps) / secs / 1e9 };
 }
 
-function cosines(a: Float32Array, b: Float32Array, d: number): number[] {
-  const out: number[] = [];
-  for (let r = 0; r * d < a.length; r++) {
-    let ab = 0, aa = 0, bb = 0;
-    for (let i = r * d; i < (r + 1) * d; i++) {
-      ab += a[i]! * b[i]!;
-      aa += a[i]! * a[i]!;
-      bb += b[i]! * b[i]!;
-    }
-    out.push(ab / Math.sqrt(aa * bb));
-  }
-  return out;
-}
-
 async function cosine(): Promise<unknown> {
   const tower = opt("tower", "vision")!;
   const patches = Number(opt("patches", "256"));
@@ -122,7 +109,7 @@ async function cosine(): Promise<unknown> {
     d = tower === "text" ? model.config.text_config.projection_size : model.config.vision_config.hidden_size;
     await model.close();
   }
-  const c = cosines(outs[0]!, outs[1]!, d);
+  const c = rowCosines(outs[0]!, outs[1]!, d);
   return { min: Math.min(...c), mean: c.reduce((x, y) => x + y, 0) / c.length, n: c.length };
 }
 

@@ -235,9 +235,14 @@ export class SigLIP2 {
 
   /** NaFlex: resize within the patch budget, normalise and patchify (unpadded). */
   naflexPatches(img: RgbImage, maxPatches?: number): NaflexPatches {
+    return preprocessNaflex(img, this.naflexProcessorConfig, this.patchBudget(maxPatches), this.opts.resampler ?? "torch");
+  }
+
+  /** The NaFlex patch budget: this call's, else the model-wide option, else the checkpoint's. */
+  private patchBudget(maxPatches?: number): number {
     const budget = maxPatches ?? this.opts.maxPatches ?? this.naflexProcessorConfig.maxNumPatches;
     if (!Number.isInteger(budget) || budget < 1) throw new SiglipError("input", `max patches must be a positive integer, got ${budget}`);
-    return preprocessNaflex(img, this.naflexProcessorConfig, budget, this.opts.resampler ?? "torch");
+    return budget;
   }
 
   /** Embed images; one vector per input, in order. Throws a SiglipError naming the first bad image. */
@@ -328,14 +333,12 @@ export class SigLIP2 {
   }
 
   /** Decode and preprocess one input for this checkpoint (in a worker when `workers` > 0). */
-  private prepare(input: ImageInput, maxPatches?: number): Promise<Prepared> {
+  private async prepare(input: ImageInput, maxPatches?: number): Promise<Prepared> {
     const task: PrepareTask = { input, kind: this.isNaflex ? "naflex" : "fixed", backend: this.opts.resampler ?? "torch" };
     if (this.opts.maxImagePixels !== undefined) task.maxPixels = this.opts.maxImagePixels;
     if (this.isNaflex) {
       task.naflex = this.naflexProcessorConfig;
-      const budget = maxPatches ?? this.opts.maxPatches ?? task.naflex.maxNumPatches;
-      if (!Number.isInteger(budget) || budget < 1) return Promise.reject(new SiglipError("input", `max patches must be a positive integer, got ${budget}`));
-      task.budget = budget;
+      task.budget = this.patchBudget(maxPatches);
     } else {
       task.fixed = this.imageProcessorConfig;
     }

@@ -148,21 +148,34 @@ export function readOutputs(out: Record<string, ort.Tensor>, layers: number, wit
 // ---------------------------------------------------------------------------------------------
 // Vision tower, fixed resolution (model_type "siglip")
 
-/** Checkpoint keys and shapes the FixRes image tower needs. */
-export function fixresVisionShapes(v: VisionConfig): Array<[string, number[]]> {
+/**
+ * Checkpoint keys and shapes of an image tower: both families share every tensor
+ * except the shapes of the patch embedding weight and the position table.
+ */
+export function visionShapes(v: VisionConfig, patchWeight: number[], positions: number): Array<[string, number[]]> {
   const D = v.hidden_size;
-  const P = v.patch_size;
-  const N = fixresGrid(v) ** 2;
   const out: Array<[string, number[]]> = [
-    ["vision_model.embeddings.patch_embedding.weight", [D, v.num_channels, P, P]],
+    ["vision_model.embeddings.patch_embedding.weight", patchWeight],
     ["vision_model.embeddings.patch_embedding.bias", [D]],
-    ["vision_model.embeddings.position_embedding.weight", [N, D]],
+    ["vision_model.embeddings.position_embedding.weight", [positions, D]],
     ["vision_model.post_layernorm.weight", [D]],
     ["vision_model.post_layernorm.bias", [D]],
   ];
   for (let i = 0; i < v.num_hidden_layers; i++) out.push(...encoderLayerShapes(`vision_model.encoder.layers.${i}`, { hidden: D, inter: v.intermediate_size }));
   out.push(...mapHeadShapes("vision_model.head", { hidden: D, inter: v.intermediate_size }));
   return out;
+}
+
+/** Checkpoint keys and shapes the FixRes image tower needs (conv patch embedding, G² positions). */
+export function fixresVisionShapes(v: VisionConfig): Array<[string, number[]]> {
+  return visionShapes(v, [v.hidden_size, v.num_channels, v.patch_size, v.patch_size], fixresGrid(v) ** 2);
+}
+
+/** Both image towers need the MAP head: it produces the pooled embedding. */
+export function requireHead(ckpt: Checkpoint): void {
+  if (!ckpt.config.vision_config.vision_use_head) {
+    throw new SiglipError("checkpoint", `${ckpt.dir}/config.json: vision_use_head=false checkpoints have no pooled image embedding`, { subject: ckpt.dir });
+  }
 }
 
 /** Image tower of a fixed-resolution checkpoint: pixel_values (B, 3, R, R) → pooled (B, D). */
@@ -175,9 +188,7 @@ export class FixresVisionTower {
 
   static async load(ckpt: Checkpoint, opts: TowerOptions = {}): Promise<FixresVisionTower> {
     const v = ckpt.config.vision_config;
-    if (!v.vision_use_head) {
-      throw new SiglipError("checkpoint", `${ckpt.dir}/config.json: vision_use_head=false checkpoints have no pooled image embedding`, { subject: ckpt.dir });
-    }
+    requireHead(ckpt);
     const store = ckpt.weights;
     store.checkAll(fixresVisionShapes(v));
     const D = v.hidden_size;

@@ -12,13 +12,12 @@
  * budget): padded keys are masked, so valid outputs do not depend on the padding.
  */
 import { Pipeline, ort } from "../graph/runtime.js";
-import { SiglipError } from "../errors.js";
 import type { NaflexPatches } from "../preprocess/naflex.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import type { VisionConfig } from "../weights/config.js";
-import { encoderLayerShapes, mapHead, mapHeadShapes } from "./blocks.js";
+import { mapHead } from "./blocks.js";
 import { resizePositionGrid } from "./position-resize.js";
-import { buildStages, dims, emit, readOutputs, runtimeOptions, towerKey, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
+import { buildStages, dims, emit, readOutputs, requireHead, runtimeOptions, towerKey, visionShapes, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
 
 /** Options for NaFlex towers. */
 export interface NaflexTowerOptions extends TowerOptions {
@@ -26,20 +25,9 @@ export interface NaflexTowerOptions extends TowerOptions {
   torchCpuCompat?: boolean;
 }
 
-/** Checkpoint keys and shapes the NaFlex image tower needs. */
+/** Checkpoint keys and shapes the NaFlex image tower needs (linear patch embedding, learned position grid). */
 export function naflexVisionShapes(v: VisionConfig): Array<[string, number[]]> {
-  const D = v.hidden_size;
-  const F = v.num_channels * v.patch_size * v.patch_size;
-  const out: Array<[string, number[]]> = [
-    ["vision_model.embeddings.patch_embedding.weight", [D, F]],
-    ["vision_model.embeddings.patch_embedding.bias", [D]],
-    ["vision_model.embeddings.position_embedding.weight", [v.num_patches, D]],
-    ["vision_model.post_layernorm.weight", [D]],
-    ["vision_model.post_layernorm.bias", [D]],
-  ];
-  for (let i = 0; i < v.num_hidden_layers; i++) out.push(...encoderLayerShapes(`vision_model.encoder.layers.${i}`, { hidden: D, inter: v.intermediate_size }));
-  out.push(...mapHeadShapes("vision_model.head", { hidden: D, inter: v.intermediate_size }));
-  return out;
+  return visionShapes(v, [v.hidden_size, v.num_channels * v.patch_size * v.patch_size], v.num_patches);
 }
 
 /** Inputs of one padded batch, as fed to the graph. */
@@ -66,9 +54,7 @@ export class NaflexVisionTower {
 
   static async load(ckpt: Checkpoint, opts: NaflexTowerOptions = {}): Promise<NaflexVisionTower> {
     const v = ckpt.config.vision_config;
-    if (!v.vision_use_head) {
-      throw new SiglipError("checkpoint", `${ckpt.dir}/config.json: vision_use_head=false checkpoints have no pooled image embedding`, { subject: ckpt.dir });
-    }
+    requireHead(ckpt);
     const store = ckpt.weights;
     store.checkAll(naflexVisionShapes(v));
     const D = v.hidden_size;

@@ -47,3 +47,18 @@ export function logitsPerImage(images: Float32Array[], texts: Float32Array[], p:
   const scale = Math.exp(p.logitScale);
   return images.map((im) => texts.map((tx) => dot(im, tx) * scale + p.logitBias));
 }
+
+/** Cosine similarity of corresponding rows of two (n, d) arrays (1 for a pair of zero rows). */
+export function rowCosines(a: ArrayLike<number>, b: ArrayLike<number>, d: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r * d < a.length; r++) {
+    let ab = 0, aa = 0, bb = 0;
+    for (let i = r * d; i < (r + 1) * d; i++) {
+      ab += a[i]! * b[i]!;
+      aa += a[i]! * a[i]!;
+      bb += b[i]! * b[i]!;
+    }
+    out.push(aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb));
+  }
+  return out;
+}

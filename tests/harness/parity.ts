@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { SigLIP2 } from "../../src/api.js";
 import type { FixresVisionTower } from "../../src/models/siglip.js";
 import type { NaflexVisionTower } from "../../src/models/siglip2.js";
+import { rowCosines } from "../../src/tasks/similarity.js";
 import { SafetensorsFile } from "../../src/weights/safetensors.js";
 
 import { FIXTURES, REPO } from "./paths.js";
@@ -63,18 +64,7 @@ function maxAbs(a: ArrayLike<number>): number {
 
 /** Smallest cosine between corresponding rows of length `d`. */
 function minRowCos(a: ArrayLike<number>, b: ArrayLike<number>, d: number): number {
-  let min = 1;
-  for (let r = 0; r * d < a.length; r++) {
-    let ab = 0, aa = 0, bb = 0;
-    for (let i = r * d; i < (r + 1) * d; i++) {
-      ab += a[i]! * b[i]!;
-      aa += a[i]! * a[i]!;
-      bb += b[i]! * b[i]!;
-    }
-    const c = aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb);
-    min = Math.min(min, c);
-  }
-  return min;
+  return Math.min(1, ...rowCosines(a, b, d));
 }
 
 function concat(vs: ArrayLike<number>[]): Float64Array {
