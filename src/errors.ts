@@ -30,3 +30,16 @@ export function errorMessage(e: unknown): string {
   if (e instanceof Error) return e.message;
   return String(e);
 }
+
+/**
+ * Throw a {@link SiglipError} (code `"non-finite"`) naming `subject` when any value is NaN
+ * or ±Infinity: a non-finite output is never printed or returned as if it were a result.
+ */
+export function assertFinite(values: ArrayLike<number>, subject: string, what = "output"): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!Number.isFinite(v)) {
+      throw new SiglipError("non-finite", `${subject}: the ${what} is not finite (${v} at index ${i}); the checkpoint or its config produces NaN/Inf`, { subject });
+    }
+  }
+}

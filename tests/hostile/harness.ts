@@ -1,0 +1,267 @@
+/**
+ * The hostile-input campaign: cases tried as a hostile or careless user would, each
+ * classified by what a user sees. `tests/hostile.test.ts` asserts every case gets the
+ * outcome it expects; `npm run hostile` prints the campaign table
+ * (tools/hostile-campaign.ts).
+ *
+ * A case is a function that does one thing to the CLI, the library, the index or the
+ * server and returns an {@link Outcome}. The helpers below turn what happened into an
+ * outcome with the same rules everywhere:
+ * - crash: killed by a signal (SIGSEGV, SIGABRT, V8 out of memory), exit code >= 128;
+ * - hang: no answer within the case's time limit;
+ * - garbage: exit 0 (or a "success" answer) where an error was due, a non-finite
+ *   number (JSON `null` in a numeric place) on stdout, or a check of the result failed;
+ * - data-lost: rows of an index lost or duplicated (the case checks);
+ * - unclear-error: it failed, but not with one line naming the file or field, or with
+ *   a stack trace, "internal error", the wrong exit code, or a multi-line dump;
+ * - clean-error / correct: what we want.
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { REPO } from "../harness/paths.js";
+
+export const OUTCOMES = ["clean-error", "correct", "unclear-error", "crash", "hang", "garbage", "data-lost"] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+export type Area = "checkpoint" | "config" | "image" | "text" | "cli" | "index" | "server" | "train" | "cache";
+
+export interface CaseResult {
+  outcome: Outcome;
+  /** Why: the line printed, the exit code, what check failed. */
+  detail: string;
+}
+
+export interface HostileCase {
+  /** Unique, short, kebab-case: `ckpt-duplicate-tensor-name`. */
+  id: string;
+  area: Area;
+  /** What a good implementation does: the campaign counts a case as passed when the outcome matches. */
+  expect: "clean-error" | "correct";
+  /** Per-case time limit for {@link runCli} and friends (default {@link DEFAULT_TIMEOUT_MS}). */
+  timeoutMs?: number;
+  run(): Promise<CaseResult>;
+}
+
+export const DEFAULT_TIMEOUT_MS = 20_000;
+export const BIN = join(REPO, "dist", "cli", "main.js");
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  ms: number;
+}
+
+export interface CliOptions {
+  /** Written to the child's stdin, then closed (default: stdin closed at once). */
+  stdin?: string | Buffer;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+/** Run `node dist/cli/main.js ...args` with a hard time limit (the child is killed at the limit: a hang). */
+export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  return runProcess(process.execPath, [BIN, ...args], opts);
+}
+
+/** Run any command with a hard time limit; stdout/stderr are capped at 4 MiB each. */
+export function runProcess(cmd: string, args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd ?? REPO,
+      env: { ...process.env, HF_HUB_OFFLINE: "1", NO_COLOR: "1", ...opts.env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const cap = 4 << 20;
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => { if (stdout.length < cap) stdout += d; });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => { if (stderr.length < cap) stderr += d; });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    child.stdin.on("error", () => undefined); // a child that exits before reading stdin
+    child.stdin.end(opts.stdin ?? "");
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal: timedOut ? null : signal, stdout, stderr, timedOut, ms: performance.now() - t0 });
+    });
+  });
+}
+
+/** Lines of stderr that are not progress-bar noise. */
+function stderrLines(stderr: string): string[] {
+  return stderr.split("\n").filter((l) => l.trim().length > 0);
+}
+
+/**
+ * Every JSON value on stdout, line by line; a line that is not JSON is returned as a
+ * string. A numeric place holding `null` is reported by {@link nonFinite}.
+ */
+export function jsonLines(stdout: string): unknown[] {
+  return stdout.split("\n").filter((l) => l.length > 0).map((l) => {
+    try {
+      return JSON.parse(l) as unknown;
+    } catch {
+      return l;
+    }
+  });
+}
+
+/** A description of the first non-finite number (JSON null inside an array or under a numeric key) in `v`, or null. */
+export function nonFinite(v: unknown, path = "$"): string | null {
+  if (v === null) return path;
+  if (typeof v === "number") return Number.isFinite(v) ? null : path;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const r = nonFinite(v[i], `${path}[${i}]`);
+      if (r) return r;
+    }
+    return null;
+  }
+  if (typeof v === "object") {
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      // Fields that are legitimately null in our outputs (none today) would be listed here.
+      const r = nonFinite(x, `${path}.${k}`);
+      if (r) return r;
+    }
+  }
+  return null;
+}
+
+function crashOrHang(r: CliResult): CaseResult | null {
+  if (r.timedOut) return { outcome: "hang", detail: `no exit within the time limit (${Math.round(r.ms)} ms)` };
+  if (r.signal) return { outcome: "crash", detail: `killed by ${r.signal}` };
+  if (r.code !== null && r.code >= 128) return { outcome: "crash", detail: `exit ${r.code}` };
+  if (/FATAL ERROR|Segmentation fault|Aborted|core dumped|heap out of memory/i.test(r.stderr)) {
+    return { outcome: "crash", detail: stderrLines(r.stderr)[0] ?? "" };
+  }
+  return null;
+}
+
+export interface ErrorExpectation {
+  /** Exit code due (default 2 for fatal problems; 1 when the run continues past bad inputs). */
+  code?: number;
+  /** Each must appear in the one error line (case-insensitive for strings). */
+  mentions?: Array<string | RegExp>;
+  /**
+   * stdout that is allowed (e.g. good inputs still printed when one input fails). By default
+   * stdout must be empty; with this set, stdout must hold finite JSON only.
+   */
+  allowStdout?: boolean;
+  /** More than one error line is allowed (several bad inputs, each with its line). */
+  lines?: number;
+}
+
+function mentionsAll(line: string, mentions: Array<string | RegExp>): string | null {
+  for (const m of mentions) {
+    const ok = typeof m === "string" ? line.toLowerCase().includes(m.toLowerCase()) : m.test(line);
+    if (!ok) return String(m);
+  }
+  return null;
+}
+
+/** A fatal or per-input error is due: one clear line on stderr naming the subject, the right exit code, no stack. */
+export function expectCleanError(r: CliResult, e: ErrorExpectation = {}): CaseResult {
+  const bad = crashOrHang(r);
+  if (bad) return bad;
+  const out = jsonLines(r.stdout);
+  const nf = out.map((v) => nonFinite(v)).find((x) => x !== null);
+  if (nf) return { outcome: "garbage", detail: `non-finite number on stdout at ${nf}` };
+  const want = e.code ?? 2;
+  if (r.code === 0) return { outcome: "garbage", detail: `exit 0 where an error was due; stdout: ${r.stdout.slice(0, 200)}` };
+  const lines = stderrLines(r.stderr);
+  const first = lines[0] ?? "";
+  if (r.code !== want) return { outcome: "unclear-error", detail: `exit ${r.code}, expected ${want}: ${first}` };
+  if (!e.allowStdout && r.stdout.trim().length > 0) return { outcome: "garbage", detail: `stdout not empty on a fatal error: ${r.stdout.slice(0, 200)}` };
+  if (/\n\s+at |internal error|Error: .*\n.*\.(js|ts):\d+/.test(r.stderr)) return { outcome: "unclear-error", detail: `stack trace or internal error: ${first}` };
+  const maxLines = (e.lines ?? 1) + (want === 1 ? 1 : 0); // exit 1 adds the "N inputs failed" summary line
+  if (lines.length === 0) return { outcome: "unclear-error", detail: "nothing on stderr" };
+  if (lines.length > maxLines) return { outcome: "unclear-error", detail: `${lines.length} lines on stderr: ${first} | ${lines[1]}` };
+  const missing = mentionsAll(lines.join("\n"), e.mentions ?? []);
+  if (missing) return { outcome: "unclear-error", detail: `the message does not mention ${missing}: ${first}` };
+  if (first.length > 400) return { outcome: "unclear-error", detail: `a ${first.length}-character line: ${first.slice(0, 120)}…` };
+  return { outcome: "clean-error", detail: first };
+}
+
+/**
+ * A correct result is due: exit `code` (default 0), finite JSON on stdout, and `check`
+ * (returns a failure description, or null when the output is right).
+ */
+export function expectCorrect(r: CliResult, check: (lines: unknown[], r: CliResult) => string | null, code = 0): CaseResult {
+  const bad = crashOrHang(r);
+  if (bad) return bad;
+  const out = jsonLines(r.stdout);
+  const nf = out.map((v) => nonFinite(v)).find((x) => x !== null);
+  if (nf) return { outcome: "garbage", detail: `non-finite number on stdout at ${nf}` };
+  if (r.code !== code) return { outcome: "unclear-error", detail: `exit ${r.code}, expected ${code}: ${stderrLines(r.stderr)[0] ?? ""}` };
+  const why = check(out, r);
+  if (why) return { outcome: "garbage", detail: why };
+  return { outcome: "correct", detail: `exit ${r.code}` };
+}
+
+/**
+ * A library call that must throw one clear {@link SiglipError}-style message (any error with a
+ * message naming the subject; a TypeError/RangeError from deep inside is unclear).
+ */
+export async function expectThrows(fn: () => unknown, mentions: Array<string | RegExp>, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<CaseResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<CaseResult>((res) => {
+    timer = setTimeout(() => res({ outcome: "hang", detail: `no answer within ${timeoutMs} ms` }), timeoutMs);
+  });
+  const attempt = (async (): Promise<CaseResult> => {
+    try {
+      const v = await fn();
+      return { outcome: "garbage", detail: `no error; returned ${String(v).slice(0, 120)}` };
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      const name = e instanceof Error ? e.name : typeof e;
+      if (name !== "SiglipError") return { outcome: "unclear-error", detail: `${name}: ${msg}` };
+      if (msg.includes("\n")) return { outcome: "unclear-error", detail: `multi-line message: ${msg.split("\n")[0]}` };
+      const missing = mentionsAll(msg, mentions);
+      if (missing) return { outcome: "unclear-error", detail: `the message does not mention ${missing}: ${msg}` };
+      return { outcome: "clean-error", detail: msg };
+    }
+  })();
+  const r = await Promise.race([attempt, hang]);
+  clearTimeout(timer);
+  return r;
+}
+
+/** Wrap a library call whose result `check` verifies (null = right). */
+export async function expectReturns<T>(fn: () => Promise<T> | T, check: (v: T) => string | null): Promise<CaseResult> {
+  try {
+    const v = await fn();
+    const why = check(v);
+    return why ? { outcome: "garbage", detail: why } : { outcome: "correct", detail: "ok" };
+  } catch (e) {
+    return { outcome: "unclear-error", detail: `threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
+  }
+}
+
+/** Run cases with bounded concurrency, in order of definition; a case that throws counts as unclear. */
+export async function runCases(cases: HostileCase[], concurrency = 2, onDone?: (c: HostileCase, r: CaseResult) => void): Promise<Map<string, CaseResult>> {
+  const results = new Map<string, CaseResult>();
+  let next = 0;
+  async function lane(): Promise<void> {
+    while (next < cases.length) {
+      const c = cases[next++]!;
+      let r: CaseResult;
+      try {
+        r = await c.run();
+      } catch (e) {
+        r = { outcome: "unclear-error", detail: `the case itself threw: ${e instanceof Error ? e.message : String(e)}` };
+      }
+      results.set(c.id, r);
+      onDone?.(c, r);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, lane));
+  return results;
+}
