@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync, closeSync, existsSync } from "node:fs";
+import { copyFileSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync, writeSync, closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
@@ -15,12 +15,14 @@ import { SigLIP2 } from "../src/api.js";
 import { SiglipError } from "../src/errors.js";
 import { embeddingSetup, modelName } from "../src/search/identity.js";
 import { buildIndex, openForIndexing, type IndexOptions } from "../src/search/indexer.js";
-import { TableLock } from "../src/search/lock.js";
+import { TableLock, lockFileIdentity } from "../src/search/lock.js";
 import { searchImage, searchText } from "../src/search/search.js";
 import { DEFAULT_TABLE, ImageStore, defaultDbPath, type StoredImage } from "../src/search/store.js";
+import { sha256File } from "../src/search/walk.js";
 import { DEFAULT_TABLE as CLI_DEFAULT_TABLE } from "../src/cli/context.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { copyFixture, tempDir } from "./harness/files.js";
+import { lockRace } from "./harness/lock-race.js";
 import { FIXTURES, REPO } from "./harness/paths.js";
 import { loadManifest } from "./harness/parity.js";
 
@@ -326,6 +328,152 @@ describe("index and search", () => {
     writeFileSync(join(db, "images.lock"), JSON.stringify({ pid: 2 ** 22 + 12345 })); // beyond pid_max: gone
     TableLock.acquire(db, "images").release();
     assert.ok(!existsSync(join(db, "images.lock")));
+  });
+
+  it("rows of one path with the same generation (two writers) are all removed but one; the count reported is what the table lost", async () => {
+    const { dir, paths } = fixtureFolder();
+    const store = await freshStore(model);
+    await buildIndex(model, store, [dir]);
+    const all = await store.all();
+    // A second writer wrote the same rows with the same generations, and one path 12 more times.
+    await store.add(all);
+    for (let i = 0; i < 12; i++) await store.add(all.filter((r) => r.path === paths[0]));
+    assert.equal(await store.count(), 28);
+    // Search shows each path once, and still k of them (more duplicates than its headroom).
+    const hits = await searchImage(model, store, paths[0]!, 8);
+    assert.deepEqual(hits.map((h) => h.path).sort(), [...paths].sort());
+    const count = countEmbeds(model);
+    const s = await buildIndex(model, store, [dir]);
+    assert.equal(s.recovered, 20);
+    assert.equal(count.n, 0, "nothing is embedded again");
+    assert.equal(await store.count(), 8);
+    const rows = byPath(await store.all());
+    assert.deepEqual([...rows.keys()].sort(), [...paths].sort());
+    const gImg = golden.readFloat32("image.embeds");
+    paths.forEach((p, i) => assert.ok(maxAbs(rows.get(p)!.vector, gImg.subarray(i * D, (i + 1) * D)) < 1e-5, p));
+    assert.equal((await buildIndex(model, store, [dir])).recovered, 0);
+    store.close();
+  });
+
+  it("the prune rule: a run that would remove more than half of a folder's rows is refused before anything is written; half is allowed; prune removes them", async () => {
+    const { dir, paths } = fixtureFolder(); // 4 images at the top, 4 under nested/
+    const store = await freshStore(model);
+    await buildIndex(model, store, [dir]);
+    // An emptied mount point: the folder exists and is empty.
+    const mnt = join(dir, "nested");
+    rmSync(mnt, { recursive: true });
+    mkdirSync(mnt);
+    const added = join(dir, "new.png");
+    writeFileSync(added, await noisePng(3));
+    const refused = (re: RegExp) => (e: unknown) => e instanceof SiglipError && re.test(e.message) && /pass --prune/.test(e.message) && !e.message.includes("\n");
+    await assert.rejects(buildIndex(model, store, [mnt]), refused(new RegExp(`refusing to remove all 4 rows under ${mnt}`)));
+    // Given together with its parent (which loses exactly half), the emptied folder is still refused, and nothing is written.
+    await assert.rejects(buildIndex(model, store, [dir, mnt]), refused(/refusing to remove all 4 rows under/));
+    assert.equal(await store.count(), 8);
+    assert.ok(!(await store.rows()).some((r) => r.path === added), "nothing is written by a refused run");
+    // Exactly half of the rows under the folder given: allowed.
+    let s = await buildIndex(model, store, [dir]);
+    assert.deepEqual({ removed: s.removed, added: s.added, total: s.total }, { removed: 4, added: 1, total: 5 });
+    // 3 of 5: refused; with prune, removed.
+    for (const p of [paths[0]!, paths[1]!, added]) rmSync(p);
+    await assert.rejects(buildIndex(model, store, [dir]), refused(/refusing to remove 3 of the 5 rows under/));
+    assert.equal(await store.count(), 5);
+    s = await buildIndex(model, store, [dir], { prune: true });
+    assert.deepEqual({ removed: s.removed, total: s.total }, { removed: 3, total: 2 });
+    assert.deepEqual((await store.rows()).map((r) => r.path).sort(), [paths[2], paths[3]].sort());
+    store.close();
+  });
+
+  it("a file that exists but cannot be read (a symbolic link loop) keeps its row", async () => {
+    const { dir, paths } = fixtureFolder();
+    const store = await freshStore(model);
+    await buildIndex(model, store, [dir]);
+    rmSync(paths[0]!);
+    symlinkSync(paths[0]!, paths[0]!);
+    const errors: SiglipError[] = [];
+    const s = await buildIndex(model, store, [dir], { onError: (e) => errors.push(e) });
+    assert.deepEqual({ failed: s.failed, removed: s.removed, total: s.total }, { failed: 1, removed: 0, total: 8 });
+    assert.equal(errors[0]!.message, `cannot read ${paths[0]}: symbolic link loop`);
+    assert.ok((await store.rows()).some((r) => r.path === paths[0]));
+    store.close();
+  });
+
+  it("a file that changes while it is being indexed is not written (hash and vector would disagree); the next run indexes it", async () => {
+    const { dir, paths } = fixtureFolder();
+    const store = await freshStore(model);
+    await buildIndex(model, store, [dir]);
+    const before = byPath(await store.all()).get(paths[1]!)!;
+    writeFileSync(paths[1]!, await noisePng(20));
+    utimesSync(paths[1]!, new Date(), new Date(Date.now() + 5000));
+    const orig = model.embedImagesSettled.bind(model);
+    let changed = false;
+    model.embedImagesSettled = async (images, ...rest) => {
+      if (!changed) {
+        changed = true; // another program rewrites the file while the batch is being embedded
+        writeFileSync(paths[1]!, await noisePng(21));
+        utimesSync(paths[1]!, new Date(), new Date(Date.now() + 10_000));
+      }
+      return orig(images, ...rest);
+    };
+    const errors: SiglipError[] = [];
+    let s;
+    try {
+      s = await buildIndex(model, store, [dir], { onError: (e) => errors.push(e) });
+    } finally {
+      model.embedImagesSettled = orig;
+    }
+    assert.ok(changed);
+    assert.deepEqual({ failed: s.failed, updated: s.updated, total: s.total }, { failed: 1, updated: 0, total: 8 });
+    assert.match(errors[0]!.message, new RegExp(`${paths[1]}: it changed while being indexed`));
+    const kept = byPath(await store.all()).get(paths[1]!)!;
+    assert.equal(kept.sha256, before.sha256, "the old row stays as it was");
+    s = await buildIndex(model, store, [dir]);
+    assert.equal(s.updated, 1);
+    const row = byPath(await store.all()).get(paths[1]!)!;
+    const [fresh] = await model.embedImages([paths[1]!]);
+    assert.ok(maxAbs(row.vector, fresh!) < 1e-6);
+    assert.equal(row.sha256, await sha256File(paths[1]!));
+    store.close();
+  });
+
+  it("a damaged table (truncated data files) is one SiglipError naming the table and how to rebuild it; --rebuild recovers", async () => {
+    const { dir } = fixtureFolder();
+    const db = join(tempDir(), "db");
+    let store = await freshStore(model, db);
+    await buildIndex(model, store, [dir]);
+    store.close();
+    const data = join(db, "images.lance", "data");
+    for (const f of readdirSync(data)) truncateSync(join(data, f), 100);
+    const damaged = (e: unknown) =>
+      e instanceof SiglipError && /^table "images" in DB .* is damaged \(.*\); rebuild it with siglip2 index DIR --model .*fixres-f32 --rebuild --db /.test(e.message) && !/rustc|cargo|\.rs:\d/.test(e.message);
+    store = await ImageStore.open(db, "images");
+    await assert.rejects(store.rows(), damaged);
+    await assert.rejects(searchText(model, store, "a cat"), damaged);
+    store.close();
+    store = await freshStore(model, db);
+    await assert.rejects(buildIndex(model, store, [dir]), damaged);
+    store.close();
+    const setup = await embeddingSetup(model, modelName(F32));
+    store = await ImageStore.open(db, "images", { create: setup, rebuild: true });
+    assert.equal((await buildIndex(model, store, [dir])).total, 8);
+    store.close();
+  });
+
+  it("six processes started together against a stale lock: exactly one becomes the writer, every time", async () => {
+    const trials = await lockRace(6, 6);
+    for (const [i, t] of trials.entries()) {
+      assert.equal(t.winners.length, 1, `trial ${i}: ${t.winners.length} writers`);
+      assert.equal(t.losers.length, 5);
+      for (const l of t.losers) assert.match(l, new RegExp(`^another siglip2 index \\(pid ${t.winners[0]}\\) is updating table "images"`));
+    }
+    // A takeover guard left by a contender that died is taken over too, and cleaned up.
+    let guard = "";
+    const [t] = await lockRace(1, 4, (db) => {
+      guard = join(db, `images.lock.takeover-${lockFileIdentity(join(db, "images.lock"))}`);
+      writeFileSync(guard, JSON.stringify({ pid: 2 ** 22 + 4322 }));
+    });
+    assert.equal(t!.winners.length, 1);
+    assert.ok(!existsSync(guard), "the dead contender's guard is removed");
   });
 
   it("default DB location: $SIGLIP2_DB, else $XDG_CACHE_HOME/siglip2/db, else ~/.cache/siglip2/db", () => {

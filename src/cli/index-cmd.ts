@@ -15,6 +15,7 @@ interface IndexOpts extends ModelOpts {
   db?: string;
   table: string;
   rebuild?: boolean;
+  prune?: boolean;
 }
 
 function humanSummary(s: IndexSummary, seconds: number, where: string): string {
@@ -22,7 +23,7 @@ function humanSummary(s: IndexSummary, seconds: number, where: string): string {
   if (s.touched) parts.push(`${s.touched} touched (same content)`);
   if (s.reused) parts.push(`${s.reused} ${s.reused === 1 ? "copy" : "copies"} of indexed content (vector reused)`);
   if (s.failed) parts.push(`${s.failed} unreadable`);
-  if (s.recovered) parts.push(`${s.recovered} duplicate rows from an interrupted run cleaned up`);
+  if (s.recovered) parts.push(`${s.recovered} duplicate row${s.recovered === 1 ? "" : "s"} cleaned up`);
   return `${s.interrupted ? "interrupted; checked" : "checked"} ${s.found} file${s.found === 1 ? "" : "s"} in ${seconds.toFixed(1)} s (${s.embedded} embedded): ${parts.join(", ")}; ${where} holds ${s.total} images`;
 }
 
@@ -33,12 +34,16 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   const { buildIndex, DEFAULT_INDEX_BATCH, openForIndexing } = await import("../search/indexer.js");
   const { TableLock } = await import("../search/lock.js");
   const { ImageStore, defaultDbPath } = await import("../search/store.js");
+  const { oneLine } = await import("../search/paths.js");
   const dbPath = o.db ?? defaultDbPath();
   const t0 = Date.now();
   const lock = TableLock.acquire(dbPath, o.table);
   let stop = false;
   const onSignal = () => {
-    if (stop) process.exit(130);
+    if (stop) {
+      lock.release();
+      process.exit(130);
+    }
     stop = true;
     note("stopping after the current batch (press Ctrl-C again to quit at once; a re-run continues where this one stopped)");
   };
@@ -65,9 +70,11 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
     const summary = await buildIndex(model, store, roots, {
       batchSize: o.batchSize ?? DEFAULT_INDEX_BATCH,
       ...(setup.maxPatches !== undefined ? { maxPatches: setup.maxPatches } : {}),
-      onError: (e) => ctx.reportInput(e),
+      prune: Boolean(o.prune),
+      // One line per bad file, even when its name holds a newline.
+      onError: (e) => ctx.reportInput(oneLine(e.message) !== e.message ? new SiglipError(e.code, oneLine(e.message), e.subject !== undefined ? { subject: e.subject } : undefined) : e),
       onPlan: (plan) => {
-        if (plan.recovered > 0) note(`cleaned up ${plan.recovered} duplicate rows left by an interrupted run`);
+        if (plan.recovered > 0) note(`cleaned up ${plan.recovered} duplicate row${plan.recovered === 1 ? "" : "s"} (left by an interrupted run or by two writers)`);
         progress = new Progress(plan.toProcess, "images");
       },
       onProgress: (done) => progress?.update(done),
@@ -97,6 +104,7 @@ export function registerIndexCommand(program: Command, ctx: CliContext): void {
     .option("--db <path>", `database folder (default: ${DEFAULT_DB_HELP})`)
     .option("--table <name>", "table in the database (one model per table)", DEFAULT_TABLE)
     .option("--rebuild", "drop the table first and index from scratch (e.g. to switch models)")
+    .option("--prune", "remove the rows of missing files even when that is more than half of the rows under a folder (refused by default: an unmounted disk must not wipe its rows)")
     .addHelpText("after", "\nImages are written in batches of --batch-size files (default 32), one atomic commit each; interrupting is safe.")
     .action((dirs: string[], opts: IndexOpts) => cmdIndex(ctx, dirs, opts));
 }

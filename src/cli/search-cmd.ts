@@ -3,7 +3,7 @@
  * The model defaults to the one the table was built with. stdout: a ranked table,
  * or JSON Lines with --json.
  */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import type { SigLIP2 } from "../api.js";
 import { SiglipError, errorMessage } from "../errors.js";
 import type { SearchHit } from "../search/search.js";
@@ -17,6 +17,7 @@ interface SearchOpts {
   db?: string;
   table: string;
   k: number;
+  top?: number;
   json?: boolean;
   model?: string;
   lowercase: boolean;
@@ -25,10 +26,12 @@ interface SearchOpts {
   revision?: string;
 }
 
-function kArg(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > MAX_K) throw new SiglipError("usage", `--k must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(v)}`);
-  return n;
+function kArg(name: string) {
+  return (v: string): number => {
+    const n = /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_K) throw new SiglipError("usage", `${name} must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`);
+    return n;
+  };
 }
 
 function positiveInt(name: string) {
@@ -39,12 +42,13 @@ function positiveInt(name: string) {
   };
 }
 
-function printTable(hits: SearchHit[], withProb: boolean): void {
+function printTable(hits: SearchHit[], withProb: boolean, shownPath: (p: string) => string): void {
   const lines = [withProb ? "rank  cosine   probability  path" : "rank  cosine   path"];
   for (const h of hits) {
     const rank = String(h.rank).padStart(4);
     const cos = h.cosine.toFixed(4).padStart(7);
-    lines.push(withProb ? `${rank}  ${cos}  ${h.probability!.toExponential(3).padStart(11)}  ${h.path}` : `${rank}  ${cos}  ${h.path}`);
+    const path = shownPath(h.path); // one line per hit, whatever the file name holds
+    lines.push(withProb ? `${rank}  ${cos}  ${h.probability!.toExponential(3).padStart(11)}  ${path}` : `${rank}  ${cos}  ${path}`);
   }
   process.stdout.write(`${lines.join("\n")}\n`);
 }
@@ -53,8 +57,11 @@ async function cmdSearch(ctx: CliContext, query: string | undefined, o: SearchOp
   if ((query === undefined) === (o.image === undefined)) {
     throw new SiglipError("usage", 'give either a text query (siglip2 search "a red car") or --image PATH');
   }
+  if (o.top !== undefined) o.k = o.top;
   const { assertSameModel, embeddingSetup, modelName } = await import("../search/identity.js");
-  const { searchImage, searchText } = await import("../search/search.js");
+  const { checkQuery, searchImage, searchText } = await import("../search/search.js");
+  const { shownPath } = await import("../search/paths.js");
+  if (query !== undefined) checkQuery(query);
   const { ImageStore, defaultDbPath } = await import("../search/store.js");
   const dbPath = o.db ?? defaultDbPath();
   const store = await ImageStore.open(dbPath, o.table);
@@ -88,7 +95,7 @@ async function cmdSearch(ctx: CliContext, query: string | undefined, o: SearchOp
         process.stdout.write(`${JSON.stringify(line)}\n`);
       }
     } else if (hits.length > 0) {
-      printTable(hits, query !== undefined);
+      printTable(hits, query !== undefined, shownPath);
     }
   } finally {
     store.close();
@@ -104,7 +111,8 @@ export function registerSearchCommand(program: Command, ctx: CliContext): void {
     .option("--image <path>", "find images similar to this image instead")
     .option("--db <path>", `database folder (default: ${DEFAULT_DB_HELP})`)
     .option("--table <name>", "table in the database", DEFAULT_TABLE)
-    .option("-k, --k <n>", "number of results", kArg, DEFAULT_K)
+    .option("-k, --k <n>", "number of results", kArg("--k"), DEFAULT_K)
+    .addOption(new Option("--top <n>", "the same as --k").argParser(kArg("--top")).hideHelp())
     .option("--json", "print JSON Lines {rank, path, cosine, probability} instead of a table")
     .option("-m, --model <model>", "model for the query (default: the model the table was built with; must be the same checkpoint)")
     .option("--no-lowercase", "do not lowercase the query text")

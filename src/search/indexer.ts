@@ -10,18 +10,28 @@
  *    streamed). If the content is already in the table (a touched, copied or renamed
  *    file) its stored vector is reused; the rest are embedded. The batch's rows are
  *    written in ONE LanceDB commit, then the rows they replace are deleted;
- * 4. deletes the rows of files that are gone (under the folders given only);
+ * 4. deletes the rows of files that are gone (under the folders given only). Rows
+ *    under a folder or file that exists but could not be read are kept, and a run
+ *    that would remove more than half of the rows under one of its folders (an
+ *    unmounted disk, an emptied mount point) is refused before anything is written,
+ *    unless `prune` is set;
  * 5. compacts the table.
+ *
+ * A file that changes while it is being indexed (its size or mtime differ after it
+ * was embedded from what the walk saw) is not written: its hash and vector may be of
+ * different contents. It is reported, and the next run indexes it.
  *
  * Every commit leaves a consistent table, so a run killed at any point (Ctrl-C,
  * kill -9, power loss) loses at most the batch in flight, and the next run picks up
  * exactly what is left. Unreadable files are reported through `onError` and skipped.
  */
+import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { SigLIP2 } from "../api.js";
 import { SiglipError } from "../errors.js";
 import { assertSameModel, type EmbeddingSetup } from "./identity.js";
 import { ImageStore, type ImageRow, type StoredImage } from "./store.js";
+import { shownPath } from "./paths.js";
 import { isUnder, sha256File, walkImages, type WalkedFile } from "./walk.js";
 
 /** Files per write batch (one LanceDB commit each). */
@@ -42,6 +52,12 @@ export interface IndexOptions {
   onPlan?: (plan: IndexPlan) => void;
   /** Files processed so far out of `plan.toProcess`. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Remove the rows of files that are gone even when that is more than half of the
+   * rows under one of the folders (default false: such a run is refused, so that an
+   * unmounted disk or an emptied mount point does not wipe its rows).
+   */
+  prune?: boolean;
   /** Checked between batches: true stops the run cleanly (Ctrl-C). */
   shouldStop?: () => boolean;
   /** Test hook: runs after a batch is committed and before the rows it replaces are deleted. */
@@ -56,7 +72,7 @@ export interface IndexPlan {
   unchanged: number;
   /** Rows whose files are gone. */
   toRemove: number;
-  /** Duplicate rows from an interrupted run, removed. */
+  /** Duplicate rows (an interrupted run, or two writers), really removed. */
   recovered: number;
 }
 
@@ -77,7 +93,7 @@ export interface IndexSummary {
   removed: number;
   /** Unreadable files (reported through onError). */
   failed: number;
-  /** Duplicate rows from an interrupted run, removed. */
+  /** Duplicate rows (an interrupted run, or two writers), really removed. */
   recovered: number;
   /** Rows in the table afterwards. */
   total: number;
@@ -122,8 +138,13 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   for (const r of state.values()) knownHashes.add(r.sha256);
 
   // 2. Walk and compare with the table.
-  const absRoots = roots.map((r) => resolve(r));
-  const files = await walkImages(roots, { exclude: [store.dbPath, ...(options.exclude ?? [])], onError: (e) => (summary.failed++, onError(e)) });
+  const absRoots = [...new Set(roots.map((r) => resolve(r)))];
+  const unseen: string[] = []; // folders and files that exist but could not be read
+  const files = await walkImages(roots, {
+    exclude: [store.dbPath, ...(options.exclude ?? [])],
+    onError: (e) => (summary.failed++, onError(e)),
+    onSkip: (p) => unseen.push(p),
+  });
   summary.found = files.length;
   const pending: Pending[] = [];
   const seen = new Set<string>();
@@ -133,7 +154,8 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
     if (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs) summary.unchanged++;
     else pending.push(prev ? { file: f, prev } : { file: f });
   }
-  const gone = [...state.keys()].filter((p) => !seen.has(p) && absRoots.some((r) => isUnder(p, r)));
+  const gone = [...state.keys()].filter((p) => !seen.has(p) && absRoots.some((r) => isUnder(p, r)) && !unseen.some((u) => isUnder(p, u)));
+  if (!options.prune && gone.length > 0) refuseMassRemoval(store, absRoots, [...state.keys()], gone);
   options.onPlan?.({ found: files.length, toProcess: pending.length, unchanged: summary.unchanged, toRemove: gone.length, recovered });
 
   // 3. Batches: hash, reuse or embed, write (one commit), delete the replaced rows.
@@ -184,7 +206,19 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
     for (const h of hashed) {
       const err = failedHash.get(h.sha256);
       if (err) {
-        fail(h, toEmbed.get(h.sha256) === h.file.path ? err : new SiglipError("image", `cannot read image ${h.file.path}: same content as ${toEmbed.get(h.sha256)}, which failed`, { subject: h.file.path }));
+        fail(h, toEmbed.get(h.sha256) === h.file.path ? err : new SiglipError("image", `cannot read image ${shownPath(h.file.path)}: same content as ${shownPath(toEmbed.get(h.sha256)!)}, which failed`, { subject: h.file.path }));
+        continue;
+      }
+      // The file must still be what the walk saw: otherwise its hash, its vector and its
+      // size/mtime may describe different contents. Its old row (if any) stays.
+      const now = await stat(h.file.path).catch((e: unknown) => e as NodeJS.ErrnoException);
+      if (now instanceof Error) {
+        fail(h, new SiglipError("image", `cannot read ${shownPath(h.file.path)}: vanished while indexing`, { subject: h.file.path }));
+        continue;
+      }
+      if (now.size !== h.file.size || now.mtimeMs !== h.file.mtimeMs) {
+        summary.failed++;
+        onError(new SiglipError("image", `cannot index ${shownPath(h.file.path)}: it changed while being indexed; run the same command again to index its new content`, { subject: h.file.path }));
         continue;
       }
       rows.push({ path: h.file.path, size: h.file.size, mtimeMs: h.file.mtimeMs, sha256: h.sha256, gen, vector: vectors.get(h.sha256)! });
@@ -213,6 +247,7 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   }
 
   // 4. Files that are gone.
+  if (!summary.interrupted && options.shouldStop?.()) summary.interrupted = true;
   if (!summary.interrupted && gone.length > 0) {
     await store.deletePaths(gone);
     summary.removed += gone.length;
@@ -221,4 +256,23 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   if (batches > 0 || summary.removed > 0 || recovered > 0) await store.compact();
   summary.total = await store.count();
   return summary;
+}
+
+/**
+ * Refuse a run that would remove more than half of the rows under one of its folders
+ * (see {@link IndexOptions.prune}).
+ */
+function refuseMassRemoval(store: ImageStore, roots: string[], paths: string[], gone: string[]): void {
+  for (const root of roots) {
+    const held = paths.filter((p) => isUnder(p, root)).length;
+    const lost = gone.filter((p) => isUnder(p, root)).length;
+    if (lost > 0 && lost * 2 > held) {
+      const all = lost === held;
+      throw new SiglipError(
+        "index",
+        `refusing to remove ${all ? `all ${held}` : `${lost} of the ${held}`} rows under ${shownPath(root)} from ${store.where}: their files are gone (${all ? "an empty folder, or a disk that is not mounted?" : "a disk that is not fully mounted?"}); no image was indexed or removed; pass --prune to remove them`,
+        { subject: root },
+      );
+    }
+  }
 }

@@ -1,12 +1,51 @@
 /**
- * One writer per table: `siglip2 index` holds `<db>/<table>.lock` (the writer's
- * pid) while it runs. A lock left by a process that no longer exists (kill -9, power
- * loss) is taken over; a live one is a one-line error.
+ * One writer per table: `siglip2 index` holds `<db>/<table>.lock` (the writer's pid,
+ * host and a random nonce) while it runs. A lock held by a live process is a one-line
+ * error; a lock left by a process that no longer exists (kill -9, power loss) is taken
+ * over, and exactly one of several processes that try at once wins.
+ *
+ * Every step is an atomic file-system operation:
+ * - creating: the lock is written in full to a private file, then hard-linked to the
+ *   lock name (`link` fails when the name exists), so no one ever reads a half-written
+ *   lock. Where hard links are not supported, an exclusive create (`O_EXCL`) is used
+ *   and a lock file that cannot be parsed counts as stale only once it is 2 s old;
+ * - taking over a stale lock: the contender first creates, exclusively, a guard named
+ *   after that lock file's identity (a hash of its inode, mtime, size and content),
+ *   then checks that the lock is still that same file and replaces it with its own by
+ *   `rename` (atomic; the lock name never disappears). Two contenders cannot both hold
+ *   the guard, and one that gets the guard after the lock was replaced sees a different
+ *   identity and backs off. A guard left by a contender that died is itself a stale
+ *   lock and is taken over the same way (one level deeper).
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, fstatSync, linkSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { SiglipError } from "../errors.js";
+import { checkDbFolder, checkTableName, fsReason, shownPath } from "./paths.js";
+
+interface Holder {
+  pid?: unknown;
+  host?: unknown;
+  nonce?: unknown;
+}
+
+interface LockState {
+  /** Identity of this lock file (inode, mtime, size, content). */
+  id: string;
+  holder?: Holder;
+  ageMs: number;
+}
+
+/** A lock file younger than this whose content cannot be parsed may still be being written. */
+const UNPARSED_GRACE_MS = 2_000;
+/** How long to wait for another process that is in the middle of a takeover. */
+const WAIT_MS = 5_000;
+const MAX_DEPTH = 3; // keeps guard names (table name up to 128 characters) under 255 bytes
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 function alive(pid: number): boolean {
   try {
@@ -17,43 +56,197 @@ function alive(pid: number): boolean {
   }
 }
 
-export class TableLock {
-  private constructor(readonly path: string) {}
+function validPid(pid: unknown): pid is number {
+  return typeof pid === "number" && Number.isInteger(pid) && pid > 0;
+}
 
-  /** Take the lock for `table` in `dbPath`, or throw a SiglipError naming the holder. */
-  static acquire(dbPath: string, table: string): TableLock {
-    mkdirSync(dbPath, { recursive: true });
-    const path = join(dbPath, `${table}.lock`);
-    const mine = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() });
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        writeFileSync(path, mine, { flag: "wx" });
-        return new TableLock(path);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST") {
-          throw new SiglipError("index", `cannot create the lock file ${path} (${(e as Error).message})`, { subject: path });
-        }
-      }
-      let holder: { pid?: number; host?: string } = {};
-      try {
-        holder = JSON.parse(readFileSync(path, "utf8")) as typeof holder;
-      } catch {
-        /* unreadable or half-written: treat as stale */
-      }
-      const sameHost = holder.host === undefined || holder.host === hostname();
-      if (typeof holder.pid === "number" && holder.pid !== process.pid && (!sameHost || alive(holder.pid))) {
-        throw new SiglipError(
-          "index",
-          `another siglip2 index (pid ${holder.pid}${sameHost ? "" : ` on ${holder.host}`}) is updating table "${table}" in DB ${dbPath}; wait for it, or delete ${path} if that process is gone`,
-          { subject: path },
-        );
-      }
-      rmSync(path, { force: true }); // stale: its writer is gone
+/** The live holder of a lock (pid, and host when another machine's), or undefined when the lock is stale. */
+function liveHolder(h: Holder | undefined): { pid: number; host?: string } | undefined {
+  if (!h || !validPid(h.pid)) return undefined;
+  const sameHost = h.host === undefined || h.host === hostname();
+  if (!sameHost) return { pid: h.pid, host: String(h.host) }; // cannot check another machine's processes
+  if (h.pid === process.pid) return undefined; // a lock of an earlier process that had our pid
+  return alive(h.pid) ? { pid: h.pid } : undefined;
+}
+
+function readState(path: string): LockState | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new SiglipError("index", `cannot read the lock file ${shownPath(path)}: ${fsReason(e)}`, { subject: path });
+  }
+  try {
+    const st = fstatSync(fd);
+    const content = readFileSync(fd, "utf8");
+    const id = createHash("sha256").update(`${st.dev}:${st.ino}:${st.mtimeMs}:${st.size}\0${content}`).digest("hex").slice(0, 20);
+    let holder: Holder | undefined;
+    try {
+      const v = JSON.parse(content) as unknown;
+      if (v && typeof v === "object") holder = v as Holder;
+    } catch {
+      /* half-written or damaged */
     }
-    throw new SiglipError("index", `cannot take the lock ${path}`, { subject: path });
+    const s: LockState = { id, ageMs: Date.now() - st.mtimeMs };
+    if (holder) s.holder = holder;
+    return s;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The identity of the lock file at `path` (a hash of its inode, mtime, size and
+ * content; what a takeover guard is named after), or undefined when there is none.
+ */
+export function lockFileIdentity(path: string): string | undefined {
+  return readState(path)?.id;
+}
+
+function tmpName(path: string): string {
+  return `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+}
+
+function writeError(path: string, e: unknown): SiglipError {
+  return new SiglipError("index", `cannot create the lock file ${shownPath(path)}: ${fsReason(e)} (indexing needs a writable DB folder)`, { subject: path });
+}
+
+/** Create `path` holding `content` if it does not exist; false when it exists. Readers never see it half-written. */
+function createExclusive(path: string, content: string): boolean {
+  const tmp = tmpName(path);
+  try {
+    writeFileSync(tmp, content, { flag: "wx" });
+  } catch (e) {
+    throw writeError(path, e);
+  }
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return false;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS" && code !== "EXDEV" && code !== "EMLINK") throw writeError(path, e);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  // No hard links here: an exclusive create (readers may briefly see it empty; see UNPARSED_GRACE_MS).
+  try {
+    writeFileSync(path, content, { flag: "wx" });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw writeError(path, e);
+  }
+}
+
+/** Replace `path` by a file holding `content`, atomically (the name never disappears). */
+function replaceWith(path: string, content: string): void {
+  const tmp = tmpName(path);
+  try {
+    writeFileSync(tmp, content, { flag: "wx" });
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw writeError(path, e);
+  }
+}
+
+class Busy extends Error {}
+
+/**
+ * Make `path` ours (holding `content`). Throws the holder's error when a live process
+ * holds it (at depth 0), or Busy when another process is taking it over right now.
+ */
+function own(path: string, content: string, depth: number, lockedError: (h: { pid: number; host?: string }) => SiglipError): void {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    if (createExclusive(path, content)) return;
+    const s = readState(path);
+    if (!s) continue; // released in between: try again
+    const live = liveHolder(s.holder);
+    if (live || (!s.holder && s.ageMs < UNPARSED_GRACE_MS)) {
+      if (depth === 0 && live) throw lockedError(live);
+      // A guard held by a live contender, or a lock still being written: wait for it.
+      if (depth > 0) throw new Busy();
+      if (Date.now() > deadline) throw new SiglipError("index", `cannot take the lock ${shownPath(path)}: it stays unreadable; delete it if no siglip2 index is running`, { subject: path });
+      sleep(10);
+      continue;
+    }
+    // Stale: replace exactly this lock file, under a guard that names it.
+    if (depth >= MAX_DEPTH) throw new SiglipError("index", `cannot take the lock ${shownPath(path)}: too many interrupted takeovers; delete ${shownPath(path)}* if no siglip2 index is running`, { subject: path });
+    const guard = `${path}.takeover-${s.id}`;
+    try {
+      own(guard, content, depth + 1, lockedError);
+    } catch (e) {
+      if (!(e instanceof Busy)) throw e;
+      if (Date.now() > deadline) throw new SiglipError("index", `cannot take the lock ${shownPath(path)}: another process keeps taking it over`, { subject: path });
+      sleep(5);
+      continue; // someone else is taking it over: look again
+    }
+    try {
+      if (readState(path)?.id === s.id) {
+        replaceWith(path, content);
+        return;
+      }
+    } finally {
+      rmSync(guard, { force: true });
+    }
+  }
+}
+
+/** A lock held on one table of a DB (see the module comment). */
+export class TableLock {
+  private constructor(
+    /** The lock file. */
+    readonly path: string,
+    private readonly content: string,
+  ) {}
+
+  /**
+   * Take the lock for `table` in `dbPath` (creating the DB folder when missing), or
+   * throw a one-line SiglipError naming the live holder.
+   */
+  static acquire(dbPath: string, table: string): TableLock {
+    checkTableName(table);
+    checkDbFolder(dbPath, { create: true });
+    const path = join(dbPath, `${table}.lock`);
+    const content = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString(), nonce: randomBytes(8).toString("hex") });
+    own(path, content, 0, (h) => new SiglipError(
+      "index",
+      `another siglip2 index (pid ${h.pid}${h.host !== undefined ? ` on ${h.host}` : ""}) is updating table "${table}" in DB ${shownPath(dbPath)}; wait for it, or delete ${shownPath(path)} if that process is gone`,
+      { subject: path },
+    ));
+    TableLock.removeLeftovers(path);
+    return new TableLock(path, content);
   }
 
+  /**
+   * Guards and temporary files of earlier takeovers. Once we hold the lock they name
+   * lock files that no longer exist, so removing them is safe.
+   */
+  private static removeLeftovers(path: string): void {
+    const prefix = basename(path);
+    let names: string[] = [];
+    try {
+      names = readdirSync(dirname(path));
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      if (!n.startsWith(`${prefix}.`)) continue;
+      // A temporary file is another process's until that process is gone.
+      const tmp = /\.tmp-(\d+)-[0-9a-f]+$/.exec(n);
+      if (tmp ? Number(tmp[1]) !== process.pid && !alive(Number(tmp[1])) : n.startsWith(`${prefix}.takeover-`)) rmSync(join(dirname(path), n), { force: true });
+    }
+  }
+
+  /** Release the lock (only if it is still ours). */
   release(): void {
-    rmSync(this.path, { force: true });
+    try {
+      if (readFileSync(this.path, "utf8") === this.content) rmSync(this.path, { force: true });
+    } catch {
+      /* already gone */
+    }
   }
 }

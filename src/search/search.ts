@@ -36,14 +36,26 @@ export function checkK(k: number): number {
   return k;
 }
 
+/** Throw a usage error for an empty (or blank) text query: it would rank the images by nothing. */
+export function checkQuery(text: string): string {
+  if (typeof text !== "string" || text.trim() === "") throw new SiglipError("usage", "the text query is empty: give words to search for (or search by example with an image)");
+  return text;
+}
+
 /** Rank the stored images against a query embedding of the given kind. */
 export async function searchByVector(model: SigLIP2, store: ImageStore, query: Float32Array, kind: "text" | "image", k = DEFAULT_K): Promise<SearchHit[]> {
   checkK(k);
-  const near = await store.nearest(query, k + DUPLICATE_HEADROOM);
-  const newest = new Map<string, NearestRow>();
-  for (const r of near) {
-    const o = newest.get(r.path);
-    if (!o || r.gen > o.gen) newest.set(r.path, r);
+  // Fetch more rows until k distinct paths are found or the table is exhausted: rows
+  // left by an interrupted run (two for one path) must not shorten the list.
+  let newest = new Map<string, NearestRow>();
+  for (let limit = k + DUPLICATE_HEADROOM; ; limit *= 4) {
+    const near = await store.nearest(query, limit);
+    newest = new Map<string, NearestRow>();
+    for (const r of near) {
+      const o = newest.get(r.path);
+      if (!o || r.gen > o.gen) newest.set(r.path, r);
+    }
+    if (newest.size >= k || near.length < limit) break;
   }
   const rows = [...newest.values()];
   const probs = kind === "text" && rows.length > 0 ? model.similarity(rows.map((r) => r.vector), [query]).probabilities.map((p) => p[0]!) : undefined;
@@ -59,6 +71,7 @@ export async function searchByVector(model: SigLIP2, store: ImageStore, query: F
 /** Text → image search (the text is lowercased unless the model was loaded with lowercase: false). */
 export async function searchText(model: SigLIP2, store: ImageStore, text: string, k = DEFAULT_K): Promise<SearchHit[]> {
   checkK(k);
+  checkQuery(text);
   const [q] = await model.embedTexts([text]);
   return searchByVector(model, store, q!, "text", k);
 }

@@ -22,10 +22,10 @@
  */
 import { connect, type Connection, type Table } from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Int64, Schema, Utf8 } from "apache-arrow";
-import { existsSync, mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { SiglipError } from "../errors.js";
+import { SiglipError, errorMessage } from "../errors.js";
+import { checkDbFolder, checkTableName, shownPath } from "./paths.js";
 
 /** Default table name. */
 export const DEFAULT_TABLE = "images";
@@ -74,6 +74,11 @@ export interface ImageRow {
   mtimeMs: number;
   sha256: string;
   gen: number;
+  /**
+   * LanceDB's row address when the row was read ({@link ImageStore.rows}); it changes
+   * when the table is compacted, so it is only used right after reading.
+   */
+  rowId?: bigint;
 }
 
 export interface StoredImage extends ImageRow {
@@ -138,6 +143,45 @@ function toVector(v: unknown): Float32Array {
   return Float32Array.from(a as number[]);
 }
 
+/**
+ * LanceDB's message without what only its developers need: Rust source locations,
+ * "Caused by" chains, debug dumps and error-kind prefixes.
+ */
+export function lanceReason(e: unknown): string {
+  let m = errorMessage(e).split(/\s*Caused by:/)[0]!;
+  m = m
+    .replace(/,?\s*(?:\/rustc\/|\/usr\/local\/cargo\/|\S*\/\.cargo\/|\S*\/registry\/src\/)\S*?\.rs:\d+(?::\d+)?/g, "")
+    .replace(/\b(?:lance error|LanceError\(\w+\)|Generic \S+ error|Wrapped error|External error|Execution error|Arrow error)\s*:\s*/gi, "")
+    .replace(/\s*\(run with --debug[^)]*\)/, "")
+    .replace(/^Failed to get next batch from stream:\s*/i, "")
+    .replace(/\b([A-Z][\w ]{2,30}): (?:\1: )+/g, "$1: ")
+    .replace(/\s+/g, " ")
+    .replace(/[\s,:;]+$/, "")
+    .trim();
+  if (/\{|location:|backtrace/i.test(m)) m = m.split(/[{(]/)[0]!.replace(/[\s,:;]+$/, "").trim();
+  if (m.length > 120) m = `${m.slice(0, 119)}…`;
+  return shownPath(m) || "unknown error";
+}
+
+/**
+ * The one-line SiglipError for a LanceDB failure on a table: the disk is full, the
+ * DB folder is not writable, or (anything else) the table's files are damaged; then
+ * the message says how to rebuild it.
+ */
+export function storeFailure(e: unknown, dbPath: string, tableName: string, model?: string): SiglipError {
+  if (e instanceof SiglipError) return e;
+  const raw = errorMessage(e);
+  const where = ImageStore.describe(dbPath, tableName);
+  if (/No space left|ENOSPC|os error 28\b|File too large|EFBIG|os error 27\b|quota exceeded|EDQUOT|os error 122\b/i.test(raw)) {
+    return new SiglipError("index", `cannot write ${where}: no space left on the device (or a file-size limit was reached); free some space and run the same command again (every finished batch is kept)`, { subject: dbPath, cause: e });
+  }
+  if (/Permission denied|EACCES|os error 13\b|Read-only file system|EROFS|os error 30\b/i.test(raw)) {
+    return new SiglipError("index", `cannot use ${where}: permission denied (${lanceReason(e)})`, { subject: dbPath, cause: e });
+  }
+  const rebuild = `siglip2 index DIR --model ${model ?? "M"} --rebuild --db ${shownPath(dbPath)}${tableName === DEFAULT_TABLE ? "" : ` --table ${tableName}`}`;
+  return new SiglipError("index", `${where} is damaged (${lanceReason(e)}); rebuild it with ${rebuild}`, { subject: dbPath, cause: e });
+}
+
 /** Options for {@link ImageStore.open}. */
 export interface OpenStoreOptions {
   /** Create the table with this record when it does not exist (index runs). */
@@ -150,6 +194,9 @@ export interface OpenStoreOptions {
    */
   readConsistencyInterval?: number;
 }
+
+/** A stored vector must be finite and L2-normalised; anything else was damaged on disk. */
+const NORM_TOLERANCE = 1e-3;
 
 /** An open index table. */
 export class ImageStore {
@@ -168,7 +215,7 @@ export class ImageStore {
 
   /** A readable name for messages: `table "images" in DB /path`. */
   static describe(dbPath: string, tableName: string): string {
-    return `table "${tableName}" in DB ${dbPath}`;
+    return `table "${tableName}" in DB ${shownPath(dbPath)}`;
   }
 
   get where(): string {
@@ -180,30 +227,30 @@ export class ImageStore {
     return rowModelId(this.meta);
   }
 
+  /** Run a LanceDB operation on the table; its failure becomes one line (see {@link storeFailure}). */
+  private async guard<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (e) {
+      throw storeFailure(e, this.dbPath, this.tableName, this.meta.model);
+    }
+  }
+
   /**
    * Open a table; with `create`, create it when missing. Without `create`, a missing
    * table is a one-line error telling the user to run `siglip2 index` first.
    */
   static async open(dbPath: string, tableName: string, options: OpenStoreOptions = {}): Promise<ImageStore> {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(tableName)) {
-      throw new SiglipError("usage", `table name ${JSON.stringify(tableName)}: use letters, digits, "_", "-" and "."`);
-    }
+    checkTableName(tableName);
     const where = ImageStore.describe(dbPath, tableName);
-    if (options.create) {
-      try {
-        mkdirSync(dbPath, { recursive: true });
-      } catch (e) {
-        throw new SiglipError("index", `cannot create the DB folder ${dbPath} (${e instanceof Error ? e.message : String(e)})`, { subject: dbPath });
-      }
-    }
-    if (!options.create && !existsSync(dbPath)) {
-      throw new SiglipError("index", `no index: the DB folder ${dbPath} does not exist; build an index with \`siglip2 index DIR --model M\` (or pass --db)`, { subject: dbPath });
+    if (!checkDbFolder(dbPath, { create: Boolean(options.create) })) {
+      throw new SiglipError("index", `no index: the DB folder ${shownPath(dbPath)} does not exist; build an index with \`siglip2 index DIR --model M\` (or pass --db)`, { subject: dbPath });
     }
     let db: Connection;
     try {
       db = await connect(dbPath, options.readConsistencyInterval !== undefined ? { readConsistencyInterval: options.readConsistencyInterval } : {});
     } catch (e) {
-      throw new SiglipError("index", `cannot open the DB ${dbPath} (${e instanceof Error ? e.message : String(e)})`, { subject: dbPath });
+      throw new SiglipError("index", `cannot open the DB ${shownPath(dbPath)} (${lanceReason(e)})`, { subject: dbPath });
     }
     try {
       let names = await db.tableNames();
@@ -216,12 +263,7 @@ export class ImageStore {
           throw new SiglipError("index", `no index: ${where} does not exist; build it with \`siglip2 index DIR --model M\`${options.rebuild ? "" : " (or pass --db / --table)"}`);
         }
         const meta: TableMeta = { format: META_FORMAT, ...options.create, createdAt: new Date().toISOString() };
-        let table: Table;
-        try {
-          table = await db.createEmptyTable(tableName, tableSchema(meta), { existOk: false });
-        } catch (e) {
-          throw new SiglipError("index", `cannot create ${where} (${e instanceof Error ? e.message : String(e)})`);
-        }
+        const table = await db.createEmptyTable(tableName, tableSchema(meta), { existOk: false });
         return new ImageStore(db, table, dbPath, tableName, meta, true);
       }
       const table = await db.openTable(tableName);
@@ -230,14 +272,14 @@ export class ImageStore {
       return new ImageStore(db, table, dbPath, tableName, meta, false);
     } catch (e) {
       db.close();
-      if (e instanceof SiglipError) throw e;
-      throw new SiglipError("index", `cannot open ${where} (${e instanceof Error ? e.message : String(e)})`);
+      throw storeFailure(e, dbPath, tableName, options.create?.model);
     }
   }
 
-  /** The model record of an existing table, or undefined when there is none (no DB, no table). */
+  /** The model record of an existing table, or undefined when there is none (no DB, no table, unreadable). */
   static async peekMeta(dbPath: string, tableName: string): Promise<TableMeta | undefined> {
-    if (!existsSync(dbPath)) return undefined;
+    checkTableName(tableName);
+    if (!checkDbFolder(dbPath)) return undefined;
     let db: Connection | undefined;
     try {
       db = await connect(dbPath);
@@ -248,27 +290,28 @@ export class ImageStore {
       return parseMeta(meta, ImageStore.describe(dbPath, tableName));
     } catch (e) {
       if (e instanceof SiglipError) throw e;
-      return undefined;
+      return undefined; // a damaged table: opening it says so
     } finally {
       db?.close();
     }
   }
 
-  /** Every row's bookkeeping columns (no vectors). */
+  /** Every row's bookkeeping columns (no vectors), with their row addresses. */
   async rows(): Promise<ImageRow[]> {
-    const rs = await this.table.query().select(["path", "size", "mtime_ms", "sha256", "gen"]).toArray();
+    const rs = await this.guard(() => this.table.query().select(["path", "size", "mtime_ms", "sha256", "gen"]).withRowId().toArray());
     return rs.map((r: Record<string, unknown>) => ({
       path: r["path"] as string,
       size: num(r["size"]),
       mtimeMs: num(r["mtime_ms"]),
       sha256: r["sha256"] as string,
       gen: num(r["gen"]),
+      rowId: BigInt(r["_rowid"] as bigint | number),
     }));
   }
 
   /** Number of rows. */
   count(): Promise<number> {
-    return this.table.countRows();
+    return this.guard(() => this.table.countRows());
   }
 
   /** The largest `gen` in the table (0 when empty). */
@@ -279,38 +322,43 @@ export class ImageStore {
   }
 
   /**
-   * Where a path has several rows (a run stopped between writing a changed file's new
-   * row and deleting its old one), delete all but the newest. Returns the rows kept.
+   * Where a path has several rows, delete all but one: the newest (largest `gen`;
+   * among rows of the same `gen`, written by two writers at once, the one with the
+   * latest mtime). Several rows of one path are left by a run stopped between writing
+   * a changed file's new row and deleting its old one, or by two writers. The extra
+   * rows are deleted by their row address, so rows that agree in every column are
+   * told apart too. `removed` is the number of rows the table really lost.
    */
   async removeSuperseded(rows: ImageRow[]): Promise<{ kept: Map<string, ImageRow>; removed: number }> {
+    if (rows.some((r) => r.rowId === undefined)) rows = await this.rows();
     const kept = new Map<string, ImageRow>();
-    const stale: ImageRow[] = [];
+    const extra: bigint[] = [];
+    const better = (a: ImageRow, b: ImageRow) => a.gen !== b.gen ? a.gen > b.gen : a.mtimeMs !== b.mtimeMs ? a.mtimeMs > b.mtimeMs : a.rowId! > b.rowId!;
     for (const r of rows) {
       const k = kept.get(r.path);
       if (!k) kept.set(r.path, r);
-      else if (r.gen > k.gen) {
-        stale.push(k);
+      else if (better(r, k)) {
+        extra.push(k.rowId!);
         kept.set(r.path, r);
-      } else stale.push(r);
+      } else extra.push(r.rowId!);
     }
-    if (stale.length > 0) {
-      const newest = [...new Set(stale.map((r) => r.path))].map((p) => kept.get(p)!);
-      // One filter per newest gen value keeps the predicate exact: path IN (...) AND gen < G.
-      const byGen = new Map<number, string[]>();
-      for (const r of newest) byGen.set(r.gen, [...(byGen.get(r.gen) ?? []), r.path]);
-      for (const [gen, paths] of byGen) await this.deletePaths(paths, gen);
-    }
-    return { kept, removed: stale.length };
+    if (extra.length === 0) return { kept, removed: 0 };
+    const before = await this.count();
+    for (const c of chunks(extra, FILTER_CHUNK)) await this.guard(() => this.table.delete(`_rowid IN (${c.join(", ")})`));
+    const removed = before - (await this.count());
+    return { kept, removed };
   }
 
   /** Write rows in one commit (atomic: all of them or none). */
   async add(rows: StoredImage[]): Promise<void> {
     if (rows.length === 0) return;
     for (const r of rows) {
-      if (r.vector.length !== this.meta.dim) throw new Error(`vector of ${r.path} has ${r.vector.length} dims, table has ${this.meta.dim}`);
+      if (r.vector.length !== this.meta.dim) throw new SiglipError("index", `vector of ${shownPath(r.path)} has ${r.vector.length} dims, ${this.where} holds ${this.meta.dim}`);
+      const n = Math.sqrt(r.vector.reduce((a, x) => a + x * x, 0));
+      if (!(Math.abs(n - 1) <= NORM_TOLERANCE)) throw new SiglipError("non-finite", `vector of ${shownPath(r.path)} is ${Number.isFinite(n) ? `not L2-normalised (norm ${n.toPrecision(4)})` : "not finite"}; it is not written to ${this.where}`, { subject: r.path });
     }
     const model = this.modelId;
-    await this.table.add(
+    await this.guard(() => this.table.add(
       rows.map((r) => ({
         path: r.path,
         size: r.size,
@@ -320,7 +368,7 @@ export class ImageStore {
         gen: BigInt(r.gen),
         vector: Array.from(r.vector),
       })),
-    );
+    ));
   }
 
   /** Delete the rows of these paths (only those with `gen < belowGen` when given). */
@@ -328,7 +376,7 @@ export class ImageStore {
     for (const c of chunks(paths, FILTER_CHUNK)) {
       let pred = `path IN (${c.map(sqlString).join(", ")})`;
       if (belowGen !== undefined) pred += ` AND gen < ${Math.floor(belowGen)}`;
-      await this.table.delete(pred);
+      await this.guard(() => this.table.delete(pred));
     }
   }
 
@@ -336,43 +384,66 @@ export class ImageStore {
   async vectorsByHash(hashes: string[]): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
     for (const c of chunks([...new Set(hashes)], FILTER_CHUNK)) {
-      const rs = await this.table.query().where(`sha256 IN (${c.map(sqlString).join(", ")})`).select(["sha256", "vector"]).toArray();
-      for (const r of rs) if (!out.has(r["sha256"] as string)) out.set(r["sha256"] as string, toVector(r["vector"]));
+      const rs = await this.guard(() => this.table.query().where(`sha256 IN (${c.map(sqlString).join(", ")})`).select(["path", "sha256", "vector"]).toArray());
+      for (const r of rs) if (!out.has(r["sha256"] as string)) out.set(r["sha256"] as string, this.checkedVector(r["vector"], r["path"] as string));
     }
     return out;
   }
 
   /** Every row with its vector (tests, export). */
   async all(): Promise<StoredImage[]> {
-    const rs = await this.table.query().select(["path", "size", "mtime_ms", "sha256", "gen", "vector"]).toArray();
+    const rs = await this.guard(() => this.table.query().select(["path", "size", "mtime_ms", "sha256", "gen", "vector"]).toArray());
     return rs.map((r: Record<string, unknown>) => ({
       path: r["path"] as string,
       size: num(r["size"]),
       mtimeMs: num(r["mtime_ms"]),
       sha256: r["sha256"] as string,
       gen: num(r["gen"]),
-      vector: toVector(r["vector"]),
+      vector: this.checkedVector(r["vector"], r["path"] as string),
     }));
   }
 
-  /** The `limit` rows nearest to `vector` by cosine distance (exact search unless an ANN index was added). */
+  /** A stored vector, refused (damaged table) unless it is finite and of unit length. */
+  private checkedVector(v: unknown, path: string): Float32Array {
+    const x = toVector(v);
+    let n = 0;
+    for (let i = 0; i < x.length; i++) n += x[i]! * x[i]!;
+    if (x.length !== this.meta.dim || !(Math.abs(Math.sqrt(n) - 1) <= NORM_TOLERANCE)) {
+      const what = x.length !== this.meta.dim ? `${x.length} dims, not ${this.meta.dim}` : Number.isFinite(n) ? `norm ${Math.sqrt(n).toPrecision(4)}, not 1` : "not finite";
+      throw storeFailure(new Error(`the stored vector of ${shownPath(path)} is ${what}`), this.dbPath, this.tableName, this.meta.model);
+    }
+    return x;
+  }
+
+  /**
+   * The `limit` rows nearest to `vector` by cosine distance (exact search unless an
+   * ANN index was added). A row LanceDB cannot score (a non-finite stored vector) is a
+   * damaged table, not a silently shorter list.
+   */
   async nearest(vector: Float32Array, limit: number): Promise<NearestRow[]> {
     if (vector.length !== this.meta.dim) throw new SiglipError("input", `query vector has ${vector.length} dims; ${this.where} holds ${this.meta.dim}`);
-    const rs = await this.table
+    const rs = await this.guard(() => this.table
       .vectorSearch(Array.from(vector))
       .distanceType("cosine")
       .limit(limit)
       .select(["path", "size", "mtime_ms", "sha256", "gen", "vector", "_distance"])
-      .toArray();
-    return rs.map((r: Record<string, unknown>) => ({
+      .toArray());
+    const out = rs.map((r: Record<string, unknown>) => ({
       path: r["path"] as string,
       size: num(r["size"]),
       mtimeMs: num(r["mtime_ms"]),
       sha256: r["sha256"] as string,
       gen: num(r["gen"]),
-      vector: toVector(r["vector"]),
+      vector: this.checkedVector(r["vector"], r["path"] as string),
       distance: num(r["_distance"]),
     }));
+    if (out.length < limit) {
+      const total = await this.count();
+      if (out.length < Math.min(limit, total)) {
+        throw storeFailure(new Error(`${total - out.length} of ${total} stored vectors cannot be scored`), this.dbPath, this.tableName, this.meta.model);
+      }
+    }
+    return out;
   }
 
   /**
@@ -380,7 +451,7 @@ export class ImageStore {
    * `keepVersionsMs` (readers that opened an older version keep working for that long).
    */
   async compact(keepVersionsMs = 10 * 60_000): Promise<void> {
-    await this.table.optimize({ cleanupOlderThan: new Date(Date.now() - keepVersionsMs) });
+    await this.guard(() => this.table.optimize({ cleanupOlderThan: new Date(Date.now() - keepVersionsMs) }));
   }
 
   close(): void {

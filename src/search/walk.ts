@@ -8,6 +8,7 @@ import { createReadStream } from "node:fs";
 import { opendir, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
 import { SiglipError } from "../errors.js";
+import { fsReason, shownPath } from "./paths.js";
 
 /** Extensions indexed when walking folders (case-insensitive). Files named explicitly are always indexed. */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".avif", ".tif", ".tiff"]);
@@ -24,12 +25,22 @@ export interface WalkOptions {
   exclude?: string[];
   /** Called for each folder or file that cannot be read; the walk goes on. */
   onError?: (e: SiglipError) => void;
+  /**
+   * Called with each folder or file that exists but could not be read (permission
+   * denied, I/O error, a symbolic link loop), not with entries that vanished: what the
+   * index holds under it must be kept, since the walk could not see it.
+   */
+  onSkip?: (path: string) => void;
 }
 
-function problem(path: string, e: unknown): SiglipError {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  const why = code === "EACCES" || code === "EPERM" ? "permission denied" : code === "ENOENT" ? "vanished while indexing" : e instanceof Error ? e.message : String(e);
-  return new SiglipError("image", `cannot read ${path}: ${why}`, { subject: path, cause: e });
+/** True when `e` says the entry does not exist (any more). */
+function vanished(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
+}
+
+function problem(path: string, e: unknown, link = false): SiglipError {
+  const why = vanished(e) ? (link ? "broken symbolic link (its target does not exist)" : "vanished while indexing") : fsReason(e);
+  return new SiglipError("image", `cannot read ${shownPath(path)}: ${why}`, { subject: path, cause: e });
 }
 
 /** True when `p` is `root` or inside it. */
@@ -47,6 +58,9 @@ export async function walkImages(roots: string[], options: WalkOptions = {}): Pr
   const exclude = (options.exclude ?? []).map((p) => resolve(p));
   const found = new Map<string, WalkedFile>();
   const report = (e: SiglipError) => options.onError?.(e);
+  const skipped = (p: string, e: unknown) => {
+    if (!vanished(e)) options.onSkip?.(p);
+  };
 
   async function visitDir(dir: string): Promise<void> {
     if (exclude.some((x) => isUnder(dir, x))) return;
@@ -55,10 +69,20 @@ export async function walkImages(roots: string[], options: WalkOptions = {}): Pr
       handle = await opendir(dir);
     } catch (e) {
       report(problem(dir, e));
+      skipped(dir, e);
       return;
     }
     const subdirs: string[] = [];
-    for await (const ent of handle) {
+    const entries = [];
+    try {
+      for await (const ent of handle) entries.push(ent);
+    } catch (e) {
+      // A folder that fails while being listed (I/O error, removed): keep what it holds.
+      report(problem(dir, e));
+      skipped(dir, e);
+      return;
+    }
+    for (const ent of entries) {
       if (ent.name.startsWith(".")) continue;
       const p = join(dir, ent.name);
       if (ent.isDirectory()) {
@@ -69,7 +93,8 @@ export async function walkImages(roots: string[], options: WalkOptions = {}): Pr
           const st = await stat(p);
           if (st.isFile()) found.set(p, { path: p, size: st.size, mtimeMs: st.mtimeMs });
         } catch (e) {
-          report(problem(p, e));
+          report(problem(p, e, ent.isSymbolicLink()));
+          skipped(p, e);
         }
       }
     }
@@ -82,12 +107,11 @@ export async function walkImages(roots: string[], options: WalkOptions = {}): Pr
     try {
       st = await stat(root);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new SiglipError("usage", `${r}: ${code === "ENOENT" ? "no such file or folder" : (e as Error).message}`, { subject: r });
+      throw new SiglipError("usage", `${shownPath(r)}: ${fsReason(e)}`, { subject: r });
     }
     if (st.isDirectory()) await visitDir(root);
     else if (st.isFile()) found.set(root, { path: root, size: st.size, mtimeMs: st.mtimeMs });
-    else throw new SiglipError("usage", `${r}: not a file or folder`, { subject: r });
+    else throw new SiglipError("usage", `${shownPath(r)}: not a file or folder`, { subject: r });
   }
   return [...found.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

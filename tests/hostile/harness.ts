@@ -60,6 +60,9 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   timeoutMs?: number;
+  /** Run the child as this user and group (only when the tests run as root: e.g. to meet permission checks). */
+  uid?: number;
+  gid?: number;
 }
 
 /** Run `node dist/cli/main.js ...args` with a hard time limit (the child is killed at the limit: a hang). */
@@ -75,6 +78,8 @@ export function runProcess(cmd: string, args: string[], opts: CliOptions = {}): 
       cwd: opts.cwd ?? REPO,
       env: { ...process.env, HF_HUB_OFFLINE: "1", NO_COLOR: "1", ...opts.env },
       stdio: ["pipe", "pipe", "pipe"],
+      ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+      ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
     });
     const cap = 4 << 20;
     let stdout = "";
