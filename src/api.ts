@@ -13,12 +13,13 @@
  * Towers are built lazily: image-only use never reads the text weights, and
  * text-only use never builds the image tower.
  */
-import { SiglipError } from "./errors.js";
+import { SiglipError, assertFinite } from "./errors.js";
 import { resolveModel, type ResolveOptions } from "./hub/download.js";
 import { FixresVisionTower, TextTower, type TowerOptions, type VisionResult } from "./models/siglip.js";
 import { NaflexVisionTower, type NaflexTowerOptions } from "./models/siglip2.js";
+import { checkNaflexFitsModel } from "./preprocess/config.js";
 import {
-  decodeImage, parseImageProcessorConfig, parseNaflexProcessorConfig, preprocessFixed, preprocessNaflex,
+  decodeImage, fitFixedConfigToModel, parseImageProcessorConfig, parseNaflexProcessorConfig, preprocessFixed, preprocessNaflex,
   type ImageProcessorConfig, type NaflexPatches, type NaflexProcessorConfig, type ResizeBackend, type RgbImage,
 } from "./preprocess/index.js";
 import { PreprocessPool } from "./preprocess/pool.js";
@@ -164,21 +165,22 @@ export class SigLIP2 {
 
   /** Fixed-resolution preprocessing settings from preprocessor_config.json (or the config's image_size). */
   get imageProcessorConfig(): ImageProcessorConfig {
-    this.imageCfg ??= parseImageProcessorConfig(
-      this.checkpoint.preprocessorConfig,
-      this.config.vision_config.image_size,
-      `${this.checkpoint.dir}/preprocessor_config.json`,
-    );
+    if (!this.imageCfg) {
+      const source = `${this.checkpoint.dir}/preprocessor_config.json`;
+      const R = this.config.vision_config.image_size;
+      this.imageCfg = fitFixedConfigToModel(parseImageProcessorConfig(this.checkpoint.preprocessorConfig, R, source), R, source);
+    }
     return this.imageCfg;
   }
 
   /** NaFlex preprocessing settings from preprocessor_config.json (patch size, default budget). */
   get naflexProcessorConfig(): NaflexProcessorConfig {
-    this.naflexCfg ??= parseNaflexProcessorConfig(
-      this.checkpoint.preprocessorConfig,
-      this.config.vision_config.patch_size,
-      `${this.checkpoint.dir}/preprocessor_config.json`,
-    );
+    if (!this.naflexCfg) {
+      const source = `${this.checkpoint.dir}/preprocessor_config.json`;
+      const cfg = parseNaflexProcessorConfig(this.checkpoint.preprocessorConfig, this.config.vision_config.patch_size, source);
+      checkNaflexFitsModel(cfg, this.config.vision_config.patch_size, source);
+      this.naflexCfg = cfg;
+    }
     return this.naflexCfg;
   }
 
@@ -287,13 +289,34 @@ export class SigLIP2 {
   ): Promise<Array<ImageFeatures | SiglipError>> {
     const tower = await this.visionTower();
     const naflex = tower instanceof NaflexVisionTower;
+    // A preprocessor config that is broken or does not fit the tower is a problem of the
+    // checkpoint, reported once here (not once per image).
+    if (naflex) {
+      void this.naflexProcessorConfig;
+      this.patchBudget(options.maxPatches);
+    } else {
+      void this.imageProcessorConfig;
+    }
     const bs = Math.max(1, this.opts.imageBatchSize ?? 8);
     const window = naflex ? bs * GROUP_WINDOW_BATCHES : bs;
     const results: Array<ImageFeatures | SiglipError> = new Array(images.length);
     const finish = (i: number, r: VisionResult): void => {
-      const f: ImageFeatures = { embedding: options.normalize === false ? r.pooled : l2normalize(r.pooled), gridH: r.gridH, gridW: r.gridW };
-      if (options.patches) f.patches = r.patches;
-      results[i] = f;
+      // A non-finite output (weights that overflow float32 activations, a degenerate config)
+      // is an error naming the input, never a result.
+      const subject = imageName(images[i]!, i);
+      try {
+        assertFinite(r.pooled, subject, "image embedding");
+        const f: ImageFeatures = { embedding: options.normalize === false ? r.pooled : l2normalize(r.pooled), gridH: r.gridH, gridW: r.gridW };
+        assertFinite(f.embedding, subject, "normalised image embedding (a zero vector?)");
+        if (options.patches) {
+          assertFinite(r.patches, subject, "patch features");
+          f.patches = r.patches;
+        }
+        results[i] = f;
+      } catch (e) {
+        if (!(e instanceof SiglipError)) throw e;
+        results[i] = e;
+      }
     };
     // Prepare window k+1 (in workers, or on the main thread while onnxruntime computes) during window k.
     const prepareWindow = async (start: number): Promise<Array<{ i: number; p: Prepared }>> => {
@@ -304,7 +327,7 @@ export class SigLIP2 {
           (p) => ({ i, p }),
           (e: unknown) => {
             if (!(e instanceof SiglipError)) throw e;
-            results[i] = e;
+            results[i] = namedError(e, images[i]!);
             return null;
           },
         ));
@@ -358,10 +381,24 @@ export class SigLIP2 {
     return texts.map((t) => tok.encode(t, { lowercase, length }));
   }
 
-  /** Embed texts; one vector (projection_size) per input, in order. */
+  /**
+   * Embed texts; one vector (projection_size) per input, in order. A text whose embedding
+   * is not finite, or whose tokens fall outside the model's vocabulary, is an error naming it.
+   */
   async embedTexts(texts: string[], options: TextOptions = {}): Promise<Float32Array[]> {
+    const tower = await this.textTower(); // checkpoint problems first
     const ids = await this.tokenize(texts, options.lowercase !== undefined ? { lowercase: options.lowercase } : {});
-    const tower = await this.textTower();
+    const V = tower.config.vocab_size;
+    ids.forEach((row, i) => {
+      const bad = row.find((id) => id < 0 || id >= V);
+      if (bad !== undefined) {
+        throw new SiglipError(
+          "checkpoint",
+          `${textName(texts[i]!)}: token id ${bad} is outside the model's vocabulary (text_config.vocab_size ${V}); tokenizer.json does not belong to this checkpoint`,
+          { subject: texts[i]! },
+        );
+      }
+    });
     const T = tower.sequenceLength;
     const bs = Math.max(1, this.opts.textBatchSize ?? 32);
     const out: Float32Array[] = [];
@@ -372,13 +409,30 @@ export class SigLIP2 {
       const r = await tower.run(flat, chunk.length);
       out.push(...rows(r.pooled, tower.config.projection_size));
     }
-    return options.normalize === false ? out : out.map(l2normalize);
+    const result = options.normalize === false ? out : out.map(l2normalize);
+    result.forEach((e, i) => {
+      assertFinite(out[i]!, textName(texts[i]!), "text embedding");
+      assertFinite(e, textName(texts[i]!), "normalised text embedding (a zero vector?)");
+    });
+    return result;
   }
 
-  /** `logit_scale` and `logit_bias` from the checkpoint. */
+  /**
+   * `logit_scale` and `logit_bias` from the checkpoint (finite, as every weight read). A
+   * `logit_scale` whose exponential overflows even float64 (above ≈ 709.78) is an error
+   * naming it; any smaller one gives finite logits (computed in float64).
+   */
   logitParams(): LogitParams {
     const w = this.checkpoint.weights;
-    return { logitScale: w.float32("logit_scale", [1])[0]!, logitBias: w.float32("logit_bias", [1])[0]! };
+    const p = { logitScale: w.float32("logit_scale", [1])[0]!, logitBias: w.float32("logit_bias", [1])[0]! };
+    if (!Number.isFinite(Math.exp(p.logitScale))) {
+      throw new SiglipError(
+        "checkpoint",
+        `${w.info("logit_scale").file}: logit_scale ${p.logitScale} is too large: exp(logit_scale) overflows (the largest usable value is about ${LOGIT_SCALE_MAX.toFixed(2)})`,
+        { subject: "logit_scale" },
+      );
+    }
+    return p;
   }
 
   /**
@@ -387,6 +441,7 @@ export class SigLIP2 {
    */
   similarity(imageEmbeds: Float32Array[], textEmbeds: Float32Array[]): { logits: number[][]; probabilities: number[][] } {
     const logits = logitsPerImage(imageEmbeds, textEmbeds, this.logitParams());
+    logits.forEach((row, i) => assertFinite(row, `image ${i}`, "logits"));
     return { logits, probabilities: logits.map((r) => r.map(sigmoid)) };
   }
 
@@ -436,6 +491,26 @@ export class SigLIP2 {
     }
     this.checkpoint.close();
   }
+}
+
+/** The largest `logit_scale` whose exponential is finite in float64 (ln of the largest double). */
+const LOGIT_SCALE_MAX = Math.log(Number.MAX_VALUE);
+
+/** How an image input is named in messages: its path, else its position. */
+function imageName(input: ImageInput, i: number): string {
+  return typeof input === "string" ? input : `image ${i}`;
+}
+
+/** How a text is named in messages: quoted, cut to 60 characters. */
+function textName(text: string): string {
+  const q = JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}…` : text);
+  return `text ${q}`;
+}
+
+/** A per-image error that names its file: messages from preprocessing that do not are prefixed with the path. */
+function namedError(e: SiglipError, input: ImageInput): SiglipError {
+  if (typeof input !== "string" || e.message.includes(input)) return e;
+  return new SiglipError(e.code, `${input}: ${e.message}`, { subject: input, cause: e });
 }
 
 /** Fill a prompt template: every `{}` becomes the label. */

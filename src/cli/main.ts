@@ -15,6 +15,7 @@ import { registerTrainCommand } from "./train-cmd.js";
 import { registerIndexCommand } from "./index-cmd.js";
 import { registerSearchCommand } from "./search-cmd.js";
 import { registerServeCommand } from "./serve-cmd.js";
+import { registerCacheCommand } from "./cache-cmd.js";
 
 const PROG = "siglip2";
 let debug = false;
@@ -188,6 +189,7 @@ function buildProgram(): Command {
   registerSearchCommand(program, ctx);
   registerServeCommand(program, ctx);
   registerTrainCommand(program);
+  registerCacheCommand(program);
   return program;
 }
 

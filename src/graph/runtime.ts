@@ -7,23 +7,39 @@
  * is collected by name.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { availableParallelism, homedir } from "node:os";
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
+import { SiglipError } from "../errors.js";
 import { writeModelFiles, type Graph } from "./graph.js";
+import { HASHES_DIR, MANIFEST, cacheMaxBytes, defaultModelCacheDir, evictCache, readManifest, touchEntry, type Manifest } from "./model-cache.js";
+
+export { defaultModelCacheDir } from "./model-cache.js";
 
 /** Bump when the graphs a given checkpoint and options produce change (invalidates the model cache). */
-export const GRAPH_VERSION = 1;
+export const GRAPH_VERSION = 2;
 
-/**
- * Where built ONNX models are cached: `SIGLIP2_CACHE`, else ~/.cache/siglip2/onnx.
- * `SIGLIP2_CACHE=off` disables the cache.
- */
-export function defaultModelCacheDir(env: NodeJS.ProcessEnv = process.env): string | null {
-  const v = env["SIGLIP2_CACHE"];
-  if (v === "off" || v === "0") return null;
-  return v && v.length > 0 ? v : join(env["XDG_CACHE_HOME"] ?? join(homedir(), ".cache"), "siglip2", "onnx");
+/** This package's version (part of every cache key: a new release never reuses old graphs). */
+export const PACKAGE_VERSION: string = (() => {
+  try {
+    const v = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown }).version;
+    return typeof v === "string" ? v : "unknown";
+  } catch {
+    return "unknown";
+  }
+})();
+
+// onnxruntime's own log goes to stderr in colour and several lines; every failure is
+// reported instead as one SiglipError line (see ortError), so only fatal messages are logged.
+ort.env.logLevel = "fatal";
+
+/** An onnxruntime failure as one line naming what was being done. */
+export function ortError(what: string, e: unknown): SiglipError {
+  const raw = e instanceof Error ? e.message : String(e);
+  const line = raw.split("\n").map((l) => l.trim()).filter((l) => l.length > 0).join(" ").replace(/\s+/g, " ");
+  const msg = line.length > 300 ? `${line.slice(0, 300)}…` : line;
+  return new SiglipError("runtime", `onnxruntime failed ${what}: ${msg}`, { cause: e });
 }
 
 /** Names of the activation handed from one stage (output) to the next (input). */
@@ -45,12 +61,29 @@ export interface RuntimeOptions {
    * 64 KiB-aligned weight file, which also keeps a single copy of the weights in memory.
    */
   cacheDir?: string | null;
+  /** Cap on the model cache's total size in bytes (default `$SIGLIP2_CACHE_MAX`, else 10 GiB); see src/graph/model-cache.ts. */
+  cacheMaxBytes?: number;
+}
+
+/** What identifies a cached pipeline: a label for `siglip2 cache list` and the key material. */
+export interface CacheSpec {
+  /** The checkpoint folder (shown by `siglip2 cache list`). */
+  model: string;
+  /** The tower ("vision-fixres", "vision-naflex", "text"). */
+  tower: string;
+  /**
+   * The key material: everything the graphs depend on. Gets the folder where weight-file
+   * hashes may be remembered (src/weights/fingerprint.ts).
+   */
+  key: (hashDir: string) => Promise<unknown> | unknown;
 }
 
 function sessionOptions(options: RuntimeOptions): ort.InferenceSession.SessionOptions {
   const o: ort.InferenceSession.SessionOptions = {
     executionProviders: ["cpu"],
     graphOptimizationLevel: options.optimizationLevel ?? "all",
+    // errors come back as exceptions (one line each, see ortError); the log adds nothing
+    logSeverityLevel: 4,
   };
   // onnxruntime's own default ran one thread on 2-vCPU machines (half speed): use every CPU.
   o.intraOpNumThreads = options.threads ?? availableParallelism();
@@ -64,54 +97,121 @@ function sessionOptions(options: RuntimeOptions): ort.InferenceSession.SessionOp
   return o;
 }
 
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { recursive: true, force: true });
+  } catch {
+    /* not ours to remove, or already gone */
+  }
+}
+
+async function createSession(model: string | Uint8Array, name: string, opts: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  try {
+    return typeof model === "string" ? await ort.InferenceSession.create(model, opts) : await ort.InferenceSession.create(model, opts);
+  } catch (e) {
+    throw ortError(`to load the ${name} graph`, e);
+  }
+}
+
 /** A sequence of onnxruntime sessions run as one model. */
 export class Pipeline {
-  private constructor(private readonly sessions: ort.InferenceSession[]) {}
+  private constructor(private readonly sessions: ort.InferenceSession[], private readonly names: string[]) {}
 
   /**
-   * Load the stages cached under `key` (see {@link RuntimeOptions.cacheDir}), or build them
-   * with `build`, write them to the cache and load them from there. Falls back to building
-   * in memory when the cache is disabled or cannot be written.
+   * Load the stages cached under the key of `spec` (see {@link RuntimeOptions.cacheDir}), or
+   * build them with `build`, write them to the cache and load them from there. Falls back
+   * to building in memory when the cache is disabled or cannot be written. A damaged entry
+   * (a stage file deleted, a manifest cut short) is rebuilt. A new entry may evict the
+   * least recently used ones (src/graph/model-cache.ts).
    */
-  static async cached(key: unknown, build: () => Graph[], options: RuntimeOptions = {}): Promise<Pipeline> {
+  static async cached(spec: CacheSpec, build: () => Graph[], options: RuntimeOptions = {}): Promise<Pipeline> {
     const root = options.cacheDir === undefined ? defaultModelCacheDir() : options.cacheDir;
     if (root === null) return Pipeline.create(build(), options);
-    const id = createHash("sha256").update(JSON.stringify({ v: GRAPH_VERSION, key })).digest("hex").slice(0, 32);
+    const maxBytes = cacheMaxBytes(options.cacheMaxBytes);
+    const keyMaterial = await spec.key(join(root, HASHES_DIR));
+    const id = createHash("sha256").update(JSON.stringify({ v: GRAPH_VERSION, pkg: PACKAGE_VERSION, key: keyMaterial })).digest("hex").slice(0, 32);
     const dir = join(root, id);
-    const manifest = join(dir, "stages.json");
-    if (!existsSync(manifest)) {
+    let manifest = readManifest(dir);
+    let built = false;
+    if (manifest === null) {
       const stages = build(); // checkpoint errors surface here, before touching the cache
-      const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
-      try {
-        mkdirSync(tmp, { recursive: true });
-        stages.forEach((g, i) => writeModelFiles(g, join(tmp, `stage-${i}.onnx`)));
-        writeFileSync(join(tmp, "stages.json"), JSON.stringify({ stages: stages.length, key }));
-      } catch {
-        // read-only or full disk: the graphs gave up their weights while writing, so build again in memory
-        rmSync(tmp, { recursive: true, force: true });
-        return Pipeline.create(build(), options);
-      }
-      try {
-        renameSync(tmp, dir); // atomic publish; a concurrent writer may have won: fine
-      } catch {
-        rmSync(tmp, { recursive: true, force: true });
-      }
+      if (!Pipeline.publish(stages, dir, spec)) return Pipeline.create(build(), options);
+      built = true;
+      manifest = readManifest(dir);
+      if (manifest === null) return Pipeline.create(build(), options); // removed meanwhile by another process
+      evictCache(root, maxBytes, id);
     }
-    const n = (JSON.parse(readFileSync(manifest, "utf8")) as { stages: number }).stages;
+    try {
+      const p = await Pipeline.load(dir, manifest, options);
+      touchEntry(dir);
+      if (!built && manifest.model !== spec.model) Pipeline.relabel(dir, manifest, spec);
+      return p;
+    } catch (e) {
+      if (built) throw e; // just written and still failing: a real onnxruntime problem
+      // a damaged entry: build it again
+      removeQuietly(dir);
+      if (!Pipeline.publish(build(), dir, spec)) return Pipeline.create(build(), options);
+      const m = readManifest(dir);
+      if (m === null) return Pipeline.create(build(), options);
+      return Pipeline.load(dir, m, options);
+    }
+  }
+
+  private static async load(dir: string, m: Manifest, options: RuntimeOptions): Promise<Pipeline> {
+    const opts = sessionOptions(options);
+    const names = Array.from({ length: m.stages }, (_, i) => m.names?.[i] ?? `stage ${i}`);
     const sessions: ort.InferenceSession[] = [];
-    for (let i = 0; i < n; i++) sessions.push(await ort.InferenceSession.create(join(dir, `stage-${i}.onnx`), sessionOptions(options)));
-    return new Pipeline(sessions);
+    try {
+      for (let i = 0; i < m.stages; i++) sessions.push(await createSession(join(dir, `stage-${i}.onnx`), names[i]!, opts));
+    } catch (e) {
+      for (const s of sessions) await s.release().catch(() => undefined);
+      throw e;
+    }
+    return new Pipeline(sessions, names);
+  }
+
+  /** Write `stages` as the entry `dir` (atomically, via a temporary folder). False when the cache cannot be written. */
+  private static publish(stages: Graph[], dir: string, spec: CacheSpec): boolean {
+    const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+    try {
+      mkdirSync(tmp, { recursive: true });
+      stages.forEach((g, i) => writeModelFiles(g, join(tmp, `stage-${i}.onnx`)));
+      const files: Record<string, number> = {};
+      for (const f of readdirSync(tmp)) files[f] = statSync(join(tmp, f)).size;
+      const m: Manifest = { stages: stages.length, names: stages.map((g) => g.name), model: spec.model, tower: spec.tower, version: PACKAGE_VERSION, files };
+      writeFileSync(join(tmp, MANIFEST), JSON.stringify(m));
+    } catch {
+      // read-only or full disk (or the cache path is a file): the graphs gave up their
+      // weights while writing, so the caller builds again in memory
+      removeQuietly(tmp);
+      return false;
+    }
+    try {
+      if (readManifest(dir) === null) rmSync(dir, { recursive: true, force: true }); // a damaged entry in the way
+      renameSync(tmp, dir); // atomic publish
+    } catch {
+      removeQuietly(tmp); // a concurrent writer won: fine
+    }
+    return true;
+  }
+
+  /** Record the folder that used an entry last (best effort). */
+  private static relabel(dir: string, m: Manifest, spec: CacheSpec): void {
+    try {
+      const tmp = join(dir, `${MANIFEST}.tmp-${process.pid}`);
+      writeFileSync(tmp, JSON.stringify({ ...m, model: spec.model }));
+      renameSync(tmp, join(dir, MANIFEST));
+    } catch {
+      /* read-only */
+    }
   }
 
   /** Serialise and load every stage. The graphs (and their weight arrays) can be dropped afterwards. */
   static async create(stages: Graph[], options: RuntimeOptions = {}): Promise<Pipeline> {
     const sessOpts = sessionOptions(options);
     const sessions: ort.InferenceSession[] = [];
-    for (const g of stages) {
-      const bytes = g.toModelBytes();
-      sessions.push(await ort.InferenceSession.create(bytes, sessOpts));
-    }
-    return new Pipeline(sessions);
+    for (const g of stages) sessions.push(await createSession(g.toModelBytes(), g.name, sessOpts));
+    return new Pipeline(sessions, stages.map((g) => g.name));
   }
 
   get stageCount(): number {
@@ -122,14 +222,19 @@ export class Pipeline {
   async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
     const results: Record<string, ort.Tensor> = {};
     let current: Record<string, ort.Tensor> = feeds;
-    for (const s of this.sessions) {
+    for (const [i, s] of this.sessions.entries()) {
       const input: Record<string, ort.Tensor> = {};
       for (const n of s.inputNames) {
         const t = n === CARRY_IN ? current[CARRY_OUT] : feeds[n];
         if (!t) throw new Error(`internal: stage input ${n} not provided`);
         input[n] = t;
       }
-      const out = await s.run(input);
+      let out: ort.InferenceSession.OnnxValueMapType;
+      try {
+        out = await s.run(input);
+      } catch (e) {
+        throw ortError(`running the ${this.names[i]} graph`, e);
+      }
       for (const [k, v] of Object.entries(out)) results[k] = v;
       current = out;
     }

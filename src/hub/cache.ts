@@ -15,6 +15,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { homedir } from "node:os";
 import * as path from "node:path";
+import { userCacheHome } from "../user-dirs.js";
 
 /** The environment variables read here, as a plain record (e.g. `process.env`). */
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -45,12 +46,11 @@ export function expandPath(p: string, env: Env = process.env, home: string = hom
   return out;
 }
 
-/** `HF_HOME`, else `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface`. */
+/** `HF_HOME`, else `$XDG_CACHE_HOME/huggingface` (when absolute: see src/user-dirs.ts), else `~/.cache/huggingface`. */
 export function defaultHfHome(env: Env = process.env, home: string = homedir()): string {
   const hfHome = envValue(env, "HF_HOME");
   if (hfHome !== undefined) return expandPath(hfHome, env, home);
-  const xdg = envValue(env, "XDG_CACHE_HOME") ?? path.join(home, ".cache");
-  return expandPath(path.join(xdg, "huggingface"), env, home);
+  return expandPath(path.join(userCacheHome(env, home), "huggingface"), env, home);
 }
 
 /**

@@ -7,9 +7,10 @@
  * SiglipTextTransformer); spec §1.3 and §1.6. Tensor names mirror the checkpoint keys.
  */
 import { Graph } from "../graph/graph.js";
-import { CARRY_IN, CARRY_OUT, Pipeline, ort, type RuntimeOptions } from "../graph/runtime.js";
+import { CARRY_IN, CARRY_OUT, Pipeline, ort, type CacheSpec, type RuntimeOptions } from "../graph/runtime.js";
 import { SiglipError } from "../errors.js";
 import type { Checkpoint, WeightStore } from "../weights/checkpoint.js";
+import { contentIdentity } from "../weights/fingerprint.js";
 import { fixresGrid, type TextConfig, type VisionConfig } from "../weights/config.js";
 import {
   WeightLoader, encoderLayer, encoderLayerBytes, encoderLayerShapes, mapHead, mapHeadShapes, type BuildMode, type LayerDims, type LayerMask,
@@ -35,9 +36,41 @@ export function buildMode(opts: TowerOptions): BuildMode {
   return { fused: opts.fused ?? true, int8: opts.dtype === "int8" };
 }
 
-/** Cache key of a tower: checkpoint identity plus every option that changes the graphs. */
-export function towerKey(tower: string, ckpt: Checkpoint, opts: TowerOptions): unknown {
-  return { tower, ckpt: ckpt.fingerprint(), mode: buildMode(opts), hidden: opts.outputHiddenStates ?? false, stage: opts.maxStageBytes ?? DEFAULT_STAGE_BYTES };
+/**
+ * Cache identity of a tower: the content of the weight files (not their path or mtime:
+ * see src/weights/fingerprint.ts), the config, and every option that changes the graphs.
+ */
+export function towerKey(tower: string, ckpt: Checkpoint, opts: TowerOptions): CacheSpec {
+  return {
+    model: ckpt.dir,
+    tower,
+    key: async (hashDir) => ({
+      tower,
+      weights: await contentIdentity(ckpt.weights.paths(), hashDir),
+      config: ckpt.config,
+      mode: buildMode(opts),
+      hidden: opts.outputHiddenStates ?? false,
+      stage: opts.maxStageBytes ?? DEFAULT_STAGE_BYTES,
+    }),
+  };
+}
+
+/**
+ * The config must describe the weights on disk: `num_hidden_layers` must be the number of
+ * encoder layers stored under `prefix`. Checked from tensor names alone, before any list
+ * of expected tensors is made, so an absurd layer count is one line at once.
+ */
+export function checkLayerCount(ckpt: Checkpoint, prefix: string, section: "text_config" | "vision_config", layers: number): void {
+  const store = ckpt.weights;
+  const { count, max } = store.layerIndices(prefix);
+  // no layers at all (a checkpoint without this tower): checkAll names the missing tensors
+  if (count === 0 || (count === layers && max === layers - 1)) return;
+  const held = `${count} ${prefix} encoder layer${count > 1 ? "s" : ""}${max !== count - 1 ? ` (indices up to ${max})` : ""}`;
+  throw new SiglipError(
+    "checkpoint",
+    `${ckpt.dir}/config.json: ${section}.num_hidden_layers is ${layers} but ${store.description} has ${held}; config and weights do not match`,
+    { subject: `${ckpt.dir}/config.json` },
+  );
 }
 
 /** Runtime options for a tower: fused/int8 graphs need only onnxruntime's basic optimisations. */
@@ -190,6 +223,7 @@ export class FixresVisionTower {
     const v = ckpt.config.vision_config;
     requireHead(ckpt);
     const store = ckpt.weights;
+    checkLayerCount(ckpt, "vision_model", "vision_config", v.num_hidden_layers);
     store.checkAll(fixresVisionShapes(v));
     const D = v.hidden_size;
     const P = v.patch_size;
@@ -285,6 +319,7 @@ export class TextTower {
   static async load(ckpt: Checkpoint, opts: TowerOptions = {}): Promise<TextTower> {
     const t = ckpt.config.text_config;
     const store = ckpt.weights;
+    checkLayerCount(ckpt, "text_model", "text_config", t.num_hidden_layers);
     store.checkAll(textShapes(t));
     const D = t.hidden_size;
     const T = t.max_position_embeddings;

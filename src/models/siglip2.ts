@@ -17,7 +17,7 @@ import type { Checkpoint } from "../weights/checkpoint.js";
 import type { VisionConfig } from "../weights/config.js";
 import { mapHead } from "./blocks.js";
 import { resizePositionGrid } from "./position-resize.js";
-import { buildStages, dims, emit, readOutputs, requireHead, runtimeOptions, towerKey, visionShapes, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
+import { buildStages, checkLayerCount, dims, emit, readOutputs, requireHead, runtimeOptions, towerKey, visionShapes, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
 
 /** Options for NaFlex towers. */
 export interface NaflexTowerOptions extends TowerOptions {
@@ -56,6 +56,7 @@ export class NaflexVisionTower {
     const v = ckpt.config.vision_config;
     requireHead(ckpt);
     const store = ckpt.weights;
+    checkLayerCount(ckpt, "vision_model", "vision_config", v.num_hidden_layers);
     store.checkAll(naflexVisionShapes(v));
     const D = v.hidden_size;
     const F = 3 * v.patch_size * v.patch_size;

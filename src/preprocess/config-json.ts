@@ -4,6 +4,7 @@
  * semantics for absent keys (class default) and explicit nulls (`None`).
  */
 import { SiglipError } from "../errors.js";
+import { channelLut } from "./normalize.js";
 
 export type Triple = [number, number, number];
 
@@ -21,6 +22,12 @@ export function fail(source: string, problem: string): never {
   throw new SiglipError("checkpoint", `${source}: ${problem}`, { subject: source });
 }
 
+/** A JSON value in an error message, cut to 60 characters (a huge string stays one short line). */
+export function shownValue(v: unknown): string {
+  const s = typeof v === "number" ? String(v) : JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? `${s.slice(0, 60)}…` : s;
+}
+
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -29,7 +36,7 @@ export function isObject(v: unknown): v is Record<string, unknown> {
 export function bool(v: unknown, dflt: boolean, source: string, key: string): boolean {
   if (v === undefined) return dflt;
   if (v === null) return false;
-  if (typeof v !== "boolean") fail(source, `${key} must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== "boolean") fail(source, `${key} must be true or false, got ${shownValue(v)}`);
   return v;
 }
 
@@ -39,7 +46,7 @@ export function triple(v: unknown, dflt: Triple, source: string, key: string): T
   if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "number" && Number.isFinite(x))) {
     return [v[0] as number, v[1] as number, v[2] as number];
   }
-  fail(source, `${key} must be a number or a list of 3 numbers, got ${JSON.stringify(v)}`);
+  fail(source, `${key} must be a number or a list of 3 numbers, got ${shownValue(v)}`);
 }
 
 /** The rescale and normalise settings both processors share. */
@@ -65,7 +72,7 @@ export function parseRescaleNormalize(j: Record<string, unknown>, dflt: RescaleN
     if (doRescale) needed("rescale_factor", "do_rescale");
   } else if (rf !== undefined) {
     if (typeof rf !== "number" || !Number.isFinite(rf) || rf === 0) {
-      fail(source, `rescale_factor must be a non-zero number, got ${JSON.stringify(rf)}`);
+      fail(source, `rescale_factor must be a non-zero number, got ${shownValue(rf)}`);
     }
     rescaleFactor = rf;
   }
@@ -75,5 +82,26 @@ export function parseRescaleNormalize(j: Record<string, unknown>, dflt: RescaleN
   const imageMean = triple(j["image_mean"], dflt.imageMean, source, "image_mean");
   const imageStd = triple(j["image_std"], dflt.imageStd, source, "image_std");
   if (doNormalize && imageStd.some((s) => s === 0)) fail(source, "image_std contains 0 (division by zero)");
-  return { doRescale, rescaleFactor, doNormalize, imageMean, imageStd };
+  const r: RescaleNormalize = { doRescale, rescaleFactor, doNormalize, imageMean, imageStd };
+  checkFinitePixels(r, source);
+  return r;
+}
+
+/**
+ * Every pixel value (0–255 of each channel, through either backend's float32 recipe) must
+ * map to a finite number: `rescale_factor` 1e300 or `image_std` 1e-45 would feed ±Infinity
+ * or NaN to the model. Names the keys and the first value that fails.
+ */
+function checkFinitePixels(r: RescaleNormalize, source: string): void {
+  for (const backend of ["torch", "pil"] as const) {
+    for (let c = 0; c < 3; c++) {
+      const lut = channelLut(c, r, backend);
+      for (let x = 0; x < 256; x++) {
+        const v = lut[x]!;
+        if (Number.isFinite(v)) continue;
+        const keys = [r.doRescale ? `rescale_factor ${r.rescaleFactor}` : "", r.doNormalize ? `image_mean[${c}] ${r.imageMean[c]}, image_std[${c}] ${r.imageStd[c]}` : ""].filter((k) => k).join(", ");
+        fail(source, `${keys} map pixel value ${x} of channel ${c} to ${v} (${backend} backend); normalised pixel values must be finite`);
+      }
+    }
+  }
 }

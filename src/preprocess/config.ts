@@ -2,7 +2,8 @@
  * `preprocessor_config.json` for fixed-resolution SigLIP (2) checkpoints
  * (`SiglipImageProcessor`, spec §4.2), resolved the way transformers 5.x resolves it.
  */
-import { RESAMPLE_NAMES, fail, isObject, bool, parseRescaleNormalize } from "./config-json.js";
+import { SiglipError } from "../errors.js";
+import { RESAMPLE_NAMES, fail, isObject, bool, parseRescaleNormalize, shownValue } from "./config-json.js";
 
 /** Resolved image-processor settings (SiglipImageProcessor semantics). */
 export interface ImageProcessorConfig {
@@ -26,6 +27,13 @@ export interface ImageProcessorConfig {
   shortestEdge?: number;
   /** With `shortestEdge`: `size.longest_edge`, the cap on the longer side (HF `get_size_with_aspect_ratio`). */
   longestEdge?: number;
+  /**
+   * Set by {@link fitFixedConfigToModel}: the side R of the R×R images the tower takes. Each
+   * preprocessed image must then be R×R ({@link assertFitsModel}).
+   */
+  modelSize?: number;
+  /** With `modelSize`: the config file, for error messages. */
+  source?: string;
 }
 
 /** PIL resampling code for bilinear, the only filter this port reproduces. */
@@ -44,7 +52,7 @@ const CLASS_DEFAULTS = {
 };
 
 function posInt(v: unknown, source: string, what: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) fail(source, `${what} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) fail(source, `${what} must be a positive integer, got ${shownValue(v)}`);
   return v;
 }
 
@@ -97,7 +105,7 @@ export function parseImageProcessorConfig(
     resample = RESAMPLE_BILINEAR; // unused without resizing
   } else if (j.resample !== undefined) {
     if (typeof j.resample !== "number" || !Number.isInteger(j.resample)) {
-      fail(source, `resample must be an integer PIL resampling code, got ${JSON.stringify(j.resample)}`);
+      fail(source, `resample must be an integer PIL resampling code, got ${shownValue(j.resample)}`);
     }
     resample = j.resample;
   }
@@ -124,7 +132,7 @@ export function parseImageProcessorConfig(
     // get_size_dict(int, default_to_square=False) -> {shortest_edge: int}
     shortestEdge = posInt(size, source, "size");
   } else if (Array.isArray(size)) {
-    if (size.length !== 2) fail(source, `size as a list must be [height, width], got ${JSON.stringify(size)}`);
+    if (size.length !== 2) fail(source, `size as a list must be [height, width], got ${shownValue(size)}`);
     height = posInt(size[0], source, "size[0] (height)");
     width = posInt(size[1], source, "size[1] (width)");
   } else if (isObject(size)) {
@@ -144,7 +152,7 @@ export function parseImageProcessorConfig(
       fail(source, `unsupported size keys {${keys}} (supported: {height, width}, {shortest_edge}, {shortest_edge, longest_edge})`);
     }
   } else {
-    fail(source, `size must be an object, a list or an integer, got ${JSON.stringify(size)}`);
+    fail(source, `size must be an object, a list or an integer, got ${shownValue(size)}`);
   }
   if (shortestEdge !== undefined) {
     height = shortestEdge;
@@ -216,4 +224,44 @@ export function resizeTarget(cfg: ImageProcessorConfig, imgHeight: number, imgWi
     ow = rawSize !== undefined ? Math.trunc((rawSize * w) / h) : Math.trunc((size * w) / h);
   }
   return [oh, ow];
+}
+
+/**
+ * Fit a fixed-resolution config to a tower that takes `imageSize`² images, as transformers
+ * refuses a mismatch (the position table has one row per patch of an R×R image): a fixed
+ * `size` other than R×R is refused here, in one line naming `source`; with `do_resize:
+ * false` or a `{shortest_edge}` size the output size depends on the image, so each image is
+ * checked when it is preprocessed ({@link assertFitsModel}) and an image that does not come
+ * out R×R is a per-image error.
+ */
+export function fitFixedConfigToModel(cfg: ImageProcessorConfig, imageSize: number, source: string): ImageProcessorConfig {
+  const R = imageSize;
+  if (cfg.doResize && cfg.shortestEdge === undefined && (cfg.height !== R || cfg.width !== R)) {
+    fail(source, `size ${cfg.height}×${cfg.width} (height×width) does not fit the model, which takes ${R}×${R} images (vision_config.image_size ${R})`);
+  }
+  return { ...cfg, modelSize: R, source };
+}
+
+/** Throw a per-image error when an `imgWidth`×`imgHeight` image does not come out at the model's size under `cfg`. */
+export function assertFitsModel(cfg: ImageProcessorConfig, imgHeight: number, imgWidth: number): void {
+  const R = cfg.modelSize;
+  if (R === undefined) return;
+  const [h, w] = resizeTarget(cfg, imgHeight, imgWidth);
+  if (h === R && w === R) return;
+  const why = !cfg.doResize ? "do_resize is false" : `size {shortest_edge: ${cfg.shortestEdge}${cfg.longestEdge !== undefined ? `, longest_edge: ${cfg.longestEdge}` : ""}} keeps the aspect ratio`;
+  throw new SiglipError(
+    "image",
+    `a ${imgWidth}×${imgHeight} image becomes ${w}×${h} under ${cfg.source ?? "preprocessor_config.json"} (${why}), but the model takes ${R}×${R} images (vision_config.image_size)`,
+  );
+}
+
+/**
+ * A NaFlex processor config must cut patches of the tower's size: the patch embedding is a
+ * linear layer over 3·P·P values. A different `patch_size` is refused in one line naming
+ * `source` (transformers fails on the shape mismatch).
+ */
+export function checkNaflexFitsModel(cfg: { patchSize: number }, modelPatchSize: number, source: string): void {
+  if (cfg.patchSize !== modelPatchSize) {
+    fail(source, `patch_size ${cfg.patchSize} does not fit the model, whose patches are ${modelPatchSize}×${modelPatchSize} (vision_config.patch_size ${modelPatchSize})`);
+  }
 }

@@ -3,7 +3,7 @@
  * normalisation and the fixed-resolution `SiglipImageProcessor` pipeline.
  */
 import { SiglipError } from "../errors.js";
-import { resizeTarget, type ImageProcessorConfig } from "./config.js";
+import { assertFitsModel, resizeTarget, type ImageProcessorConfig } from "./config.js";
 import type { RgbImage } from "./decode.js";
 import { normalizeToChw } from "./normalize.js";
 import { resizeRgb, type ResizeBackend } from "./resize.js";
@@ -18,7 +18,7 @@ export {
   type ResizeBackend,
 } from "./resize.js";
 export { normalizeToChw } from "./normalize.js";
-export { parseImageProcessorConfig, resizeTarget, RESAMPLE_BILINEAR, type ImageProcessorConfig } from "./config.js";
+export { assertFitsModel, fitFixedConfigToModel, parseImageProcessorConfig, resizeTarget, RESAMPLE_BILINEAR, type ImageProcessorConfig } from "./config.js";
 export {
   naflexTargetSize,
   parseNaflexProcessorConfig,
@@ -37,6 +37,7 @@ export function preprocessFixed(img: RgbImage, cfg: ImageProcessorConfig, backen
   if (!(h >= 1 && w >= 1)) {
     throw new SiglipError("image", `image of ${img.width}×${img.height} pixels resizes to an empty ${w}×${h} image`);
   }
+  assertFitsModel(cfg, img.height, img.width);
   const resized = cfg.doResize ? resizeRgb(img, h, w, backend) : img;
   return normalizeToChw(resized, cfg, backend);
 }

@@ -11,7 +11,7 @@
  * to the caller: {@link preprocessNaflex} returns only the `gridH · gridW` valid rows.
  */
 import { SiglipError } from "../errors.js";
-import { RESAMPLE_NAMES, fail, isObject, bool, parseRescaleNormalize } from "./config-json.js";
+import { RESAMPLE_NAMES, fail, isObject, bool, parseRescaleNormalize, shownValue } from "./config-json.js";
 import { RESAMPLE_BILINEAR, type ImageProcessorConfig } from "./config.js";
 import type { RgbImage } from "./decode.js";
 import { normalizeToChw } from "./normalize.js";
@@ -48,11 +48,18 @@ function isPosInt(v: unknown): v is number {
   return typeof v === "number" && Number.isInteger(v) && v >= 1;
 }
 
+/**
+ * Upper bounds on `patch_size` and `max_num_patches` in a NaFlex preprocessor config (the
+ * Hub configs use 16 and 256; the patch budget of a call can still be chosen per call).
+ */
+export const NAFLEX_CONFIG_LIMITS = { patch_size: 1024, max_num_patches: 65536 } as const;
+
 /** A required positive integer: absent → class default; null → error (HF fails on `None` here). */
-function posIntKey(v: unknown, dflt: number, source: string, key: string): number {
+function posIntKey(v: unknown, dflt: number, source: string, key: keyof typeof NAFLEX_CONFIG_LIMITS): number {
   if (v === undefined) return dflt;
   if (v === null) fail(source, `${key} is null (Siglip2ImageProcessor needs it)`);
-  if (!isPosInt(v)) fail(source, `${key} must be a positive integer, got ${JSON.stringify(v)}`);
+  if (!isPosInt(v)) fail(source, `${key} must be a positive integer, got ${shownValue(v)}`);
+  if (v > NAFLEX_CONFIG_LIMITS[key]) fail(source, `${key} ${v} is beyond the supported maximum ${NAFLEX_CONFIG_LIMITS[key]}`);
   return v;
 }
 

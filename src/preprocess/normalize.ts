@@ -19,8 +19,12 @@ import type { ResizeBackend } from "./resize.js";
 
 const f = Math.fround;
 
-/** Per-channel affine float32 recipe: out = op(x) where op depends on the backend and switches. */
-function channelLut(c: number, cfg: ImageProcessorConfig, backend: ResizeBackend): Float32Array {
+/**
+ * Per-channel affine float32 recipe: out = op(x) where op depends on the backend and switches.
+ * Returns the 256 values a uint8 of channel `c` maps to (used to refuse configs that give
+ * non-finite pixel values, see src/preprocess/config-json.ts).
+ */
+export function channelLut(c: number, cfg: Pick<ImageProcessorConfig, "doRescale" | "rescaleFactor" | "doNormalize" | "imageMean" | "imageStd">, backend: ResizeBackend): Float32Array {
   const lut = new Float32Array(256);
   const mean = cfg.imageMean[c]!;
   const std = cfg.imageStd[c]!;

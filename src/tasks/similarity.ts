@@ -3,6 +3,7 @@
  * per-pair sigmoid probabilities (spec §1.7). No softmax anywhere: each
  * image–text pair is an independent binary decision.
  */
+import { SiglipError } from "../errors.js";
 
 /** L2-normalise one vector (plain norm, as transformers: `x / ‖x‖₂`). */
 export function l2normalize(v: Float32Array): Float32Array {
@@ -22,7 +23,7 @@ export function rows(flat: Float32Array, d: number): Float32Array[] {
 
 /** Dot product. */
 export function dot(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) throw new Error(`dimension mismatch: ${a.length} vs ${b.length}`);
+  if (a.length !== b.length) throw new SiglipError("input", `embedding dimension mismatch: ${a.length} vs ${b.length}`);
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
   return s;
@@ -42,9 +43,16 @@ export interface LogitParams {
   logitBias: number;
 }
 
-/** Logits (nImages × nTexts, row-major by image) from L2-normalised embeddings. */
+/**
+ * Logits (nImages × nTexts, row-major by image) from L2-normalised embeddings, in float64
+ * (so any `logit_scale` up to ≈ 709.78 gives finite logits; a larger one, whose exponential
+ * overflows float64, is an error naming it).
+ */
 export function logitsPerImage(images: Float32Array[], texts: Float32Array[], p: LogitParams): number[][] {
   const scale = Math.exp(p.logitScale);
+  if (!Number.isFinite(scale) || !Number.isFinite(p.logitBias)) {
+    throw new SiglipError("checkpoint", `logit_scale ${p.logitScale} / logit_bias ${p.logitBias}: exp(logit_scale) + logit_bias is not finite`, { subject: "logit_scale" });
+  }
   return images.map((im) => texts.map((tx) => dot(im, tx) * scale + p.logitBias));
 }
 

@@ -7,25 +7,67 @@
  * touches the text tensors (and vice versa). Every problem is reported as a
  * {@link SiglipError} that names the file or the tensor.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SiglipError } from "../errors.js";
 import { parseConfig, type SiglipConfig } from "./config.js";
-import { SafetensorsFile, numel, type TensorInfo } from "./safetensors.js";
+import { FLOAT_DTYPES, SafetensorsFile, clip, fileKind, numel, openRegularFile, readFully, shown, type TensorInfo } from "./safetensors.js";
 
-/** Read and parse a JSON file, with errors naming the file. */
+/** Largest JSON file read from a checkpoint (config.json, preprocessor_config.json, the shard index). */
+export const MAX_JSON_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Read and parse a JSON file, with errors naming the file. Only a regular file of at
+ * most {@link MAX_JSON_BYTES} is read (a FIFO or a device is refused without blocking);
+ * it must be UTF-8.
+ */
 export function readJsonFile(path: string): unknown {
+  const { fd, size } = openRegularFile(path, "JSON file");
+  let bytes: Buffer;
+  try {
+    if (size > MAX_JSON_BYTES) {
+      throw new SiglipError("checkpoint", `${path}: ${size} bytes is too large for a JSON config (limit ${MAX_JSON_BYTES})`, { subject: path });
+    }
+    bytes = Buffer.alloc(size);
+    readFully(path, fd, bytes, 0, size, 0);
+  } finally {
+    closeSync(fd);
+  }
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new SiglipError("checkpoint", `${path}: cannot read (${code ?? String(e)})`, { subject: path, cause: e });
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    throw new SiglipError("checkpoint", `${path}: not valid UTF-8`, { subject: path });
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new SiglipError("checkpoint", `${path}: not valid JSON (${(e as Error).message})`, { subject: path, cause: e });
+    throw new SiglipError("checkpoint", `${path}: not valid JSON (${shown((e as Error).message, 120)})`, { subject: path, cause: e });
+  }
+}
+
+/** True when `p` names something (a dangling symlink included: opening it then names the problem). */
+function present(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A shard file name as the index may give it: a plain name in the checkpoint folder. */
+function validShardName(s: unknown): s is string {
+  return typeof s === "string" && s.length > 0 && s !== "." && s !== ".." && !/[/\\\0]/.test(s) && !/^[A-Za-z]:/.test(s);
+}
+
+/** Throw when `values` holds NaN or ±Infinity, naming the tensor and its file. */
+export function assertFiniteTensor(values: Float32Array, file: string, name: string, offset = 0): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v - v !== 0) {
+      throw new SiglipError("checkpoint", `${file}: tensor ${clip(name)} holds a non-finite value (${v} at index ${offset + i}); the weights are corrupt`, { subject: name });
+    }
   }
 }
 
@@ -40,31 +82,39 @@ export class WeightStore {
   static openDir(dir: string): WeightStore {
     const single = join(dir, "model.safetensors");
     const index = join(dir, "model.safetensors.index.json");
-    if (existsSync(single)) {
+    if (present(single)) {
       const store = new WeightStore(single);
       store.addFile(single);
       return store;
     }
-    if (existsSync(index)) {
-      const json = readJsonFile(index) as { weight_map?: Record<string, string> };
-      const map = json?.weight_map;
-      if (!map || typeof map !== "object") {
+    if (present(index)) {
+      const json = readJsonFile(index) as { weight_map?: unknown } | null;
+      const map = json !== null && typeof json === "object" && !Array.isArray(json) ? json.weight_map : undefined;
+      if (map === null || typeof map !== "object" || Array.isArray(map)) {
         throw new SiglipError("checkpoint", `${index}: has no weight_map object`, { subject: index });
       }
-      const store = new WeightStore(index);
-      const shards = [...new Set(Object.values(map))];
-      for (const shard of shards) {
-        if (typeof shard !== "string" || shard.includes("/") || shard.includes("\\")) {
-          throw new SiglipError("checkpoint", `${index}: invalid shard name ${JSON.stringify(shard)}`, { subject: index });
+      const entries = Object.entries(map as Record<string, unknown>);
+      if (entries.length === 0) throw new SiglipError("checkpoint", `${index}: weight_map lists no tensors`, { subject: index });
+      for (const [name, shard] of entries) {
+        if (!validShardName(shard)) {
+          throw new SiglipError(
+            "checkpoint",
+            `${index}: tensor ${clip(name)} has an invalid shard name ${shown(shard)} (expected a file name in the checkpoint folder, no path)`,
+            { subject: index },
+          );
         }
+      }
+      const store = new WeightStore(index);
+      const shards = [...new Set(entries.map(([, f]) => f as string))];
+      for (const shard of shards) {
         const p = join(dir, shard);
-        if (!existsSync(p)) throw new SiglipError("checkpoint", `${p}: shard listed in ${index} is missing`, { subject: p });
+        if (!present(p)) throw new SiglipError("checkpoint", `${p}: shard listed in ${index} is missing`, { subject: p });
         store.addFile(p);
       }
-      for (const [name, shard] of Object.entries(map)) {
+      for (const [name, shard] of entries as Array<[string, string]>) {
         const p = join(dir, shard);
         if (!store.files.get(p)!.has(name)) {
-          throw new SiglipError("checkpoint", `${p}: tensor ${name} listed in ${index} is not in this shard`, { subject: name });
+          throw new SiglipError("checkpoint", `${p}: tensor ${clip(name)} listed in ${index} is not in this shard`, { subject: name });
         }
         store.where.set(name, p);
       }
@@ -102,28 +152,68 @@ export class WeightStore {
     return { ...f.info(name), file: f.path };
   }
 
-  /** Read a tensor as float32, checking its shape first. */
+  /**
+   * Read a weight as float32, checking its dtype (a float type) and its shape first and
+   * every value afterwards: NaN or ±Infinity (also from an F64 value beyond float32) is an
+   * error naming the tensor.
+   */
   float32(name: string, expectShape?: readonly number[]): Float32Array {
     if (expectShape) this.checkShape(name, expectShape);
-    return this.file(name).readFloat32(name);
+    else this.checkDtype(name);
+    const f = this.file(name);
+    const values = f.readFloat32(name);
+    assertFiniteTensor(values, f.path, name);
+    return values;
   }
 
-  /** Read rows of a 2-D tensor as float32 (rows.length × cols). */
+  /** Read rows of a 2-D weight as float32 (rows.length × cols), with the checks of {@link float32}. */
   rowsFloat32(name: string, rows: ArrayLike<number>): Float32Array {
-    return this.file(name).readRowsFloat32(name, rows);
+    this.checkDtype(name);
+    const f = this.file(name);
+    const values = f.readRowsFloat32(name, rows);
+    assertFiniteTensor(values, f.path, name);
+    return values;
   }
 
-  /** Throw a clear error when `name` is absent or has another shape. */
+  /** Throw a clear error when `name` is absent or not stored as a float type (F32, F16, BF16, F64). */
+  checkDtype(name: string): void {
+    const info = this.info(name);
+    if (!FLOAT_DTYPES.has(info.dtype)) {
+      throw new SiglipError(
+        "checkpoint",
+        `${info.file}: tensor ${clip(name)} has dtype ${info.dtype}; a weight must be F32, F16, BF16 or F64`,
+        { subject: name },
+      );
+    }
+  }
+
+  /** Throw a clear error when `name` is absent, has another shape or is not a float type. */
   checkShape(name: string, shape: readonly number[]): void {
     const info = this.info(name);
     const same = info.shape.length === shape.length && info.shape.every((d, i) => d === shape[i]);
     if (!same) {
       throw new SiglipError(
         "checkpoint",
-        `${info.file}: tensor ${name} has shape [${info.shape.join(", ")}], expected [${shape.join(", ")}]`,
+        `${info.file}: tensor ${clip(name)} has shape [${clip(info.shape.join(", "))}], expected [${shape.join(", ")}]`,
         { subject: name },
       );
     }
+    this.checkDtype(name);
+  }
+
+  /**
+   * The encoder layers present under `prefix` (`{prefix}.encoder.layers.{i}.…`): how many
+   * distinct indices and the largest one (-1 when none). Reads names only.
+   */
+  layerIndices(prefix: string): { count: number; max: number } {
+    const head = `${prefix}.encoder.layers.`;
+    const seen = new Set<number>();
+    for (const n of this.where.keys()) {
+      if (!n.startsWith(head)) continue;
+      const m = /^(\d+)\./.exec(n.slice(head.length));
+      if (m) seen.add(Number(m[1]));
+    }
+    return { count: seen.size, max: seen.size > 0 ? Math.max(...seen) : -1 };
   }
 
   /** Check a whole list of expected tensors, reporting every missing one at once. */
@@ -136,12 +226,10 @@ export class WeightStore {
     for (const [n, s] of expected) this.checkShape(n, s);
   }
 
-  /** Identity of the weight files (paths, sizes, modification times) for cache keys. */
-  fingerprint(): Array<[string, number, number]> {
-    return [...this.files.keys()].sort().map((p) => {
-      const st = statSync(p);
-      return [p, st.size, st.mtimeMs];
-    });
+  /** Paths of the weight files (sorted), plus the shard index when there is one. */
+  paths(): string[] {
+    const files = [...this.files.keys()].sort();
+    return this.description.endsWith(".index.json") ? [this.description, ...files] : files;
   }
 
   /** Total bytes on disk of the named tensors. */
@@ -177,7 +265,7 @@ export class Checkpoint {
     if (!existsSync(cfgPath)) throw new SiglipError("checkpoint", `${cfgPath}: missing (not a checkpoint directory?)`, { subject: cfgPath });
     this.config = parseConfig(readJsonFile(cfgPath), cfgPath);
     const pp = join(dir, "preprocessor_config.json");
-    this.preprocessorConfig = existsSync(pp) ? readJsonFile(pp) : undefined;
+    this.preprocessorConfig = present(pp) ? readJsonFile(pp) : undefined;
   }
 
   /** The weight store (opened and header-validated on first call). */
@@ -186,15 +274,12 @@ export class Checkpoint {
     return this.store;
   }
 
-  /** Identity of this checkpoint (config + weight files) for the model cache. */
-  fingerprint(): unknown {
-    return { dir: this.dir, config: this.config, weights: this.weights.fingerprint() };
-  }
-
-  /** Path of tokenizer.json; throws a clear error when absent. */
+  /** Path of tokenizer.json; throws a clear error when absent or not a regular file (a FIFO would block the reader). */
   tokenizerPath(): string {
     const p = join(this.dir, "tokenizer.json");
     if (!existsSync(p)) throw new SiglipError("checkpoint", `${p}: missing (the text tower needs the checkpoint's tokenizer.json)`, { subject: p });
+    const st = statSync(p);
+    if (!st.isFile()) throw new SiglipError("checkpoint", `${p}: tokenizer file is ${fileKind(st)}, not a regular file`, { subject: p });
     return p;
   }
 

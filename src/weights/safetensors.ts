@@ -6,13 +6,18 @@
  * `{ name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }`,
  * then the data block; offsets are relative to the start of the data block.
  *
- * The whole header is validated before any tensor is used (length bound, JSON,
- * dtype known, shape × dtype size = byte length, offsets inside the file and not
- * overlapping). Tensors are read one at a time with positional reads: the file is
- * never copied into memory as a whole.
+ * The whole header is validated before any tensor is used, refusing everything the
+ * reference implementation (Python `safetensors`) refuses: a length bound, UTF-8, a JSON
+ * object starting with `{`, no duplicate keys, string-to-string `__metadata__`, known
+ * dtypes, shape × dtype size = byte length, and a data block that the tensors cover
+ * exactly (no overlaps, no unused gaps, nothing after the last tensor). Only regular
+ * files are opened (a FIFO, a device or a directory is refused without blocking).
+ * Tensors are read one at a time with positional reads: the file is never copied into
+ * memory as a whole.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from "node:fs";
 import { SiglipError } from "../errors.js";
+import { findDuplicateKey } from "./json-keys.js";
 
 /** Element types that can appear in a safetensors file. */
 export type SafetensorsDType =
@@ -44,6 +49,67 @@ function bad(file: string, problem: string): SiglipError {
   return new SiglipError("checkpoint", `${file}: malformed safetensors file: ${problem}`, { subject: file });
 }
 
+/** A JSON value shown in an error message, cut to `max` characters. */
+export function shown(v: unknown, max = 60): string {
+  const s = typeof v === "number" ? String(v) : JSON.stringify(v) ?? String(v);
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+/** A name (tensor, key) in an error message: as is, quoted only when it holds control characters, cut to `max`. */
+export function clip(name: string, max = 80): string {
+  const s = /[\u0000-\u001f\u007f\u2028\u2029]/.test(name) ? JSON.stringify(name) : name;
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+/** What kind of file system object `st` is, for "not a regular file" messages. */
+export function fileKind(st: Stats): string {
+  if (st.isDirectory()) return "a directory";
+  if (st.isFIFO()) return "a FIFO";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  if (st.isSocket()) return "a socket";
+  return "not a regular file";
+}
+
+/**
+ * Open `path` for reading only if it is a regular file (following symlinks). The open
+ * does not block on a FIFO (O_NONBLOCK), and the check is made on the opened descriptor.
+ */
+export function openRegularFile(path: string, what: string): { fd: number; size: number } {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new SiglipError("checkpoint", `${path}: cannot open ${what} (${code ?? String(e)})`, { subject: path, cause: e });
+  }
+  const st = fstatSync(fd);
+  if (!st.isFile()) {
+    closeSync(fd);
+    throw new SiglipError("checkpoint", `${path}: ${what} is ${fileKind(st)}, not a regular file`, { subject: path });
+  }
+  return { fd, size: st.size };
+}
+
+/** `readSync` until `length` bytes are read; a short file or an I/O error is a one-line error naming the file. */
+export function readFully(path: string, fd: number, into: Uint8Array, offset: number, length: number, position: number): void {
+  let done = 0;
+  while (done < length) {
+    let n: number;
+    try {
+      n = readSync(fd, into, offset + done, length - done, position + done);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new SiglipError("checkpoint", `${path}: read failed at byte ${position + done} (${code ?? String(e)})`, { subject: path, cause: e });
+    }
+    if (n <= 0) throw bad(path, `unexpected end of file at byte ${position + done}`);
+    done += n;
+  }
+}
+
+/** Element types that hold real numbers (the ones a model weight may have). */
+export const FLOAT_DTYPES: ReadonlySet<SafetensorsDType> = new Set(["F32", "F16", "BF16", "F64"]);
+
 /** One opened safetensors file. Call {@link SafetensorsFile.close} when done. */
 export class SafetensorsFile {
   readonly path: string;
@@ -62,15 +128,8 @@ export class SafetensorsFile {
 
   /** Open and validate `path`. Throws a {@link SiglipError} naming the file on any problem. */
   static open(path: string): SafetensorsFile {
-    let fd: number;
+    const { fd, size } = openRegularFile(path, "weights file");
     try {
-      fd = openSync(path, "r");
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new SiglipError("checkpoint", `${path}: cannot open weights file (${code ?? String(e)})`, { subject: path, cause: e });
-    }
-    try {
-      const size = fstatSync(fd).size;
       const { tensors, metadata } = parseHeader(path, fd, size);
       return new SafetensorsFile(path, fd, size, tensors, metadata);
     } catch (e) {
@@ -103,12 +162,7 @@ export class SafetensorsFile {
   /** Read `length` bytes at absolute file offset `position` into `into`. */
   readRange(position: number, length: number, into: Uint8Array): Uint8Array {
     if (this.fd === null) throw new Error(`${this.path} is closed`);
-    let done = 0;
-    while (done < length) {
-      const n = readSync(this.fd, into, done, length - done, position + done);
-      if (n <= 0) throw bad(this.path, `unexpected end of file at byte ${position + done}`);
-      done += n;
-    }
+    readFully(this.path, this.fd, into, 0, length, position);
     return into;
   }
 
@@ -158,21 +212,32 @@ export class SafetensorsFile {
 function parseHeader(path: string, fd: number, size: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   if (size < 8) throw bad(path, `file is ${size} bytes, too short for the 8-byte header length`);
   const lenBuf = Buffer.alloc(8);
-  readSync(fd, lenBuf, 0, 8, 0);
+  readFully(path, fd, lenBuf, 0, 8, 0);
   const n = lenBuf.readBigUInt64LE(0);
   if (n > BigInt(MAX_HEADER_BYTES)) throw bad(path, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   const headerLen = Number(n);
   if (headerLen < 2) throw bad(path, `header length ${headerLen} is too small`);
   if (8 + headerLen > size) throw bad(path, `header length ${headerLen} runs past the end of the ${size}-byte file (truncated?)`);
   const headerBuf = Buffer.alloc(headerLen);
-  readSync(fd, headerBuf, 0, headerLen, 8);
+  readFully(path, fd, headerBuf, 0, headerLen, 8);
+  if (headerBuf[0] !== 0x7b) throw bad(path, "header does not start with '{'");
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBuf);
+  } catch {
+    throw bad(path, "header is not valid UTF-8");
+  }
   let header: unknown;
   try {
-    header = JSON.parse(headerBuf.toString("utf8"));
+    header = JSON.parse(text);
   } catch (e) {
     throw bad(path, `header is not valid JSON (${(e as Error).message})`);
   }
   if (header === null || typeof header !== "object" || Array.isArray(header)) throw bad(path, "header is not a JSON object");
+  const dup = findDuplicateKey(text);
+  if (dup) {
+    throw bad(path, dup.path === "$" ? `tensor ${clip(dup.key)} is listed twice in the header` : `key ${clip(dup.key)} appears twice in ${clip(dup.path)}`);
+  }
 
   const dataStart = 8 + headerLen;
   const dataLen = size - dataStart;
@@ -180,37 +245,50 @@ function parseHeader(path: string, fd: number, size: number): { tensors: Map<str
   let metadata: Record<string, string> = {};
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === "__metadata__") {
-      if (raw !== null && typeof raw === "object" && !Array.isArray(raw)) metadata = raw as Record<string, string>;
-      else throw bad(path, "__metadata__ is not an object");
+      if (raw === null) continue; // None, as Python reads it
+      if (typeof raw !== "object" || Array.isArray(raw)) throw bad(path, "__metadata__ is not an object");
+      for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+        if (typeof v !== "string") throw bad(path, `__metadata__ value of ${clip(k)} is not a string (${shown(v)})`);
+      }
+      metadata = raw as Record<string, string>;
       continue;
     }
-    if (raw === null || typeof raw !== "object") throw bad(path, `entry ${name} is not an object`);
+    const tn = clip(name);
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw bad(path, `entry ${tn} is not an object`);
     const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e.dtype !== "string" || !(e.dtype in DTYPE_BYTES)) throw bad(path, `tensor ${name} has unknown dtype ${JSON.stringify(e.dtype)}`);
+    if (typeof e.dtype !== "string" || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw bad(path, `tensor ${tn} has unknown dtype ${shown(e.dtype)}`);
     const dtype = e.dtype as SafetensorsDType;
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw bad(path, `tensor ${name} has an invalid shape ${JSON.stringify(e.shape)}`);
+      throw bad(path, `tensor ${tn} has an invalid shape ${shown(e.shape)}`);
     }
     const shape = e.shape as number[];
     const off = e.data_offsets;
     if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o) && o >= 0) || off[0] > off[1]) {
-      throw bad(path, `tensor ${name} has invalid data_offsets ${JSON.stringify(off)}`);
+      throw bad(path, `tensor ${tn} has invalid data_offsets ${shown(off)}`);
     }
     const [b, en] = off as [number, number];
-    if (en > dataLen) throw bad(path, `tensor ${name} ends at byte ${dataStart + en}, past the end of the ${size}-byte file (truncated?)`);
+    if (en > dataLen) throw bad(path, `tensor ${tn} ends at byte ${dataStart + en}, past the end of the ${size}-byte file (truncated?)`);
     const expected = numel(shape) * DTYPE_BYTES[dtype];
     if (en - b !== expected) {
-      throw bad(path, `tensor ${name}: ${dtype} × [${shape.join(", ")}] needs ${expected} bytes but data_offsets span ${en - b}`);
+      throw bad(path, `tensor ${tn}: ${dtype} × [${clip(shape.join(", "))}] needs ${expected} bytes but data_offsets span ${en - b}`);
     }
     tensors.set(name, { name, dtype, shape, begin: dataStart + b, end: dataStart + en });
   }
-  // Tensors must not overlap (the format requires a dense, ordered data block).
-  const sorted = [...tensors.values()].sort((x, y) => x.begin - y.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1]!;
-    const cur = sorted[i]!;
-    if (cur.begin < prev.end) throw bad(path, `tensors ${prev.name} and ${cur.name} overlap`);
+  // The tensors must cover the data block exactly, in order: no overlaps, no unused gaps,
+  // nothing after the last one (what the reference implementation enforces).
+  const sorted = [...tensors.values()].sort((x, y) => x.begin - y.begin || x.end - y.end);
+  let pos = dataStart;
+  let prev: TensorInfo | undefined;
+  for (const cur of sorted) {
+    if (cur.begin < pos) throw bad(path, `tensors ${clip(prev!.name)} and ${clip(cur.name)} overlap`);
+    if (cur.begin > pos) {
+      const where = prev ? `between tensors ${clip(prev.name)} and ${clip(cur.name)}` : `before the first tensor ${clip(cur.name)}`;
+      throw bad(path, `${cur.begin - pos} unused bytes ${where} (the data block must be dense)`);
+    }
+    pos = cur.end;
+    prev = cur;
   }
+  if (pos !== size) throw bad(path, `${size - pos} unused bytes after the last tensor (the data block must end with it)`);
   return { tensors, metadata };
 }
 
