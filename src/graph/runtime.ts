@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { availableParallelism, homedir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
+import { assertCommandLineSafe } from "./cmdline-guard.js";
 import { writeModelFiles, type Graph } from "./graph.js";
 
 /** Bump when the graphs a given checkpoint and options produce change (invalidates the model cache). */
@@ -48,6 +49,7 @@ export interface RuntimeOptions {
 }
 
 function sessionOptions(options: RuntimeOptions): ort.InferenceSession.SessionOptions {
+  assertCommandLineSafe(); // onnxruntime would segfault on a long /proc/self/cmdline (see cmdline-guard.ts)
   const o: ort.InferenceSession.SessionOptions = {
     executionProviders: ["cpu"],
     graphOptimizationLevel: options.optimizationLevel ?? "all",
