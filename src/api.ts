@@ -14,6 +14,7 @@
  * text-only use never builds the image tower.
  */
 import { SiglipError, assertFinite } from "./errors.js";
+import { checkMaxPatches, validateLoadOptions, validateModelOptions } from "./load-options.js";
 import { resolveModel, type ResolveOptions } from "./hub/download.js";
 import { FixresVisionTower, TextTower, type TowerOptions, type VisionResult } from "./models/siglip.js";
 import { NaflexVisionTower, type NaflexTowerOptions } from "./models/siglip2.js";
@@ -145,8 +146,16 @@ export class SigLIP2 {
    * read when a tower is first used.
    */
   static async load(model: string, options: LoadOptions = {}): Promise<SigLIP2> {
+    validateLoadOptions(options); // bounds: src/load-options.ts
     const dir = await resolveModel(model, options);
-    return new SigLIP2(new Checkpoint(dir), model, options);
+    const checkpoint = new Checkpoint(dir);
+    try {
+      validateModelOptions(options, checkpoint.config);
+    } catch (e) {
+      checkpoint.close();
+      throw e;
+    }
+    return new SigLIP2(checkpoint, model, options);
   }
 
   get config(): SiglipConfig {
@@ -244,6 +253,7 @@ export class SigLIP2 {
   private patchBudget(maxPatches?: number): number {
     const budget = maxPatches ?? this.opts.maxPatches ?? this.naflexProcessorConfig.maxNumPatches;
     if (!Number.isInteger(budget) || budget < 1) throw new SiglipError("input", `max patches must be a positive integer, got ${budget}`);
+    checkMaxPatches(this.config, budget, maxPatches ?? this.opts.maxPatches ? "maxPatches" : "the checkpoint's max_num_patches");
     return budget;
   }
 

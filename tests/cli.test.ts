@@ -221,3 +221,40 @@ describe("siglip2 CLI on NaFlex checkpoints and patch features", () => {
     assert.match(f.stderr, /NaFlex checkpoints only/);
   });
 });
+
+describe("siglip2 CLI: long command lines (onnxruntime reads /proc/self/cmdline with a recursive regex)", () => {
+  it("the stack limit is read from /proc/self/limits, and the safe command-line length follows it", async () => {
+    const { stackLimitBytes, safeCommandLineBytes, STACK_BYTES_PER_CMDLINE_BYTE } = await import("../src/graph/cmdline-guard.js");
+    const limits = (v: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax cpu time              unlimited            unlimited            seconds\nMax stack size            ${v}              unlimited            bytes\n`;
+    assert.equal(stackLimitBytes(limits("8388608")), 8388608);
+    assert.equal(stackLimitBytes(limits("unlimited")), Infinity);
+    assert.equal(stackLimitBytes("garbage"), null);
+    const own = stackLimitBytes();
+    if (process.platform === "linux" && own !== null) assert.equal(safeCommandLineBytes(), Math.floor(own / STACK_BYTES_PER_CMDLINE_BYTE));
+  });
+
+  it("a re-launched child stops when its parent is killed (the argv pipe closes)", async () => {
+    const { spawn } = await import("node:child_process");
+    const { readFileSync } = await import("node:fs");
+    const long = "a caption that goes on and on ".repeat(700); // 21 KB: re-launched
+    const list = join(tempDir(), "t.txt");
+    writeFileSync(list, Array.from({ length: 20000 }, (_, i) => `text ${i}`).join("\n"));
+    const parent = spawn(process.execPath, [BIN, "embed", "--model", F32, "--batch-size", "1", "--text", long, "--text-list", list], { stdio: ["ignore", "pipe", "pipe"] });
+    await new Promise<void>((res) => parent.stdout.once("data", () => res()));
+    const children = readFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+    assert.equal(children.length, 1, "one re-launched child");
+    const child = children[0]!;
+    assert.ok(readFileSync(`/proc/${child}/cmdline`).length < 4096, "the child's command line is short");
+    parent.kill("SIGKILL");
+    parent.stdout.resume();
+    const alive = (): boolean => {
+      try {
+        return !/^State:\s+Z/m.test(readFileSync(`/proc/${child}/status`, "utf8"));
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 200 && alive(); i++) await new Promise((r) => setTimeout(r, 50)); // bounded: 10 s at most
+    assert.equal(alive(), false, "the orphaned child is still running");
+  });
+});

@@ -6,23 +6,20 @@
  * logit_bias}, then {done, out, step}. stderr: a progress bar on a terminal. DIR receives a
  * Hub-layout checkpoint (config.json, model.safetensors, tokenizer and preprocessor files) that
  * transformers and this package load, plus optimizer.safetensors and trainer_state.json for
- * `--resume`. Ctrl-C saves the current step before exiting.
+ * `--resume`. Ctrl-C, SIGTERM or a closed stdout save the current step before exiting (130).
+ * A run whose loss, gradients or parameters stop being finite stops with exit 2 and saves
+ * nothing; saves are atomic (src/train/checkpoint.ts), so DIR always holds a whole checkpoint.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import { Command, Option } from "commander";
 import { SiglipError } from "../errors.js";
-import { resolveModel } from "../hub/download.js";
-import { parseImageProcessorConfig } from "../preprocess/index.js";
-import { GemmaTokenizer } from "../tokenizer/gemma.js";
-import { Checkpoint } from "../weights/checkpoint.js";
-import { FilePairs, readManifest } from "../train/data.js";
-import { initParams } from "../train/init.js";
-import { paramSpecs } from "../train/model.js";
+import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
-import { loadParams } from "../train/session.js";
-import { Trainer, type Freeze } from "../train/trainer.js";
+import type { Freeze, Trainer } from "../train/trainer.js";
+import { intOption, numOption } from "./args.js";
+import { onStdoutClosed } from "./stdout.js";
 
 interface TrainOpts {
   model: string;
@@ -52,35 +49,65 @@ interface TrainOpts {
   offline?: boolean;
 }
 
-const posInt = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new SiglipError("usage", `${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
-};
-const nonNegInt = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new SiglipError("usage", `${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
-  return n;
-};
-const num = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new SiglipError("usage", `${name} must be a non-negative number, got ${JSON.stringify(v)}`);
-  return n;
-};
+/** Most steps (and step-like counts) accepted. */
+const MAX_STEPS = 1_000_000_000;
+const posInt = (name: string, max = MAX_STEPS) => intOption(name, { min: 1, max });
+const nonNegInt = (name: string, max = MAX_STEPS) => intOption(name, { min: 0, max });
+const positive = (name: string) => numOption(name, { min: 0, minExclusive: true, describe: "a positive finite number" });
+const nonNegative = (name: string) => numOption(name, { min: 0, describe: "a non-negative finite number" });
+const unitInterval = (name: string) => numOption(name, { min: 0, max: 1, maxExclusive: true, describe: "a number in [0, 1)" });
+
+/** Same folder (through links)? */
+function samePath(a: string, b: string): boolean {
+  const real = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  return real(a) === real(b);
+}
+
+/** Refuse an --out that is not ours to write: a file, the source checkpoint, or a non-empty folder that holds no training run. */
+function checkOut(o: TrainOpts, modelDir: string): void {
+  if (samePath(o.out, modelDir)) throw new SiglipError("usage", `--out ${o.out} is the checkpoint being trained; choose another folder (it would be overwritten)`);
+  if (!existsSync(o.out)) return;
+  if (!statSync(o.out).isDirectory()) throw new SiglipError("usage", `--out ${o.out} is a file, not a folder`);
+  const hasRun = existsSync(join(o.out, "trainer_state.json"));
+  if (hasRun && !o.resume) throw new SiglipError("usage", `${o.out} already holds a training run: pass --resume to continue it, or choose another --out`);
+  if (!hasRun && o.resume) throw new SiglipError("usage", `--resume: ${o.out} holds no saved run (no trainer_state.json); drop --resume to start one`);
+  if (!hasRun && readdirSync(o.out).length > 0) {
+    throw new SiglipError("usage", `--out ${o.out} is not empty and holds no training run; choose a new or empty folder`);
+  }
+}
 
 async function cmdTrain(o: TrainOpts): Promise<void> {
+  // loaded here, not at start-up: --help and usage errors need none of it
+  const [{ resolveModel }, { parseImageProcessorConfig }, { GemmaTokenizer }, { Checkpoint }, { recoverCheckpointDir }, { checkManifestImages, FilePairs, readManifest }, { initParams }, { paramSpecs }, { loadParams }, { Trainer }] =
+    await Promise.all([
+      import("../hub/download.js"), import("../preprocess/index.js"), import("../tokenizer/gemma.js"), import("../weights/checkpoint.js"),
+      import("../train/checkpoint.js"), import("../train/data.js"), import("../train/init.js"), import("../train/model.js"),
+      import("../train/session.js"), import("../train/trainer.js"),
+    ]);
+  if (o.warmup !== undefined && o.warmup > o.steps) throw new SiglipError("usage", `--warmup ${o.warmup} is more than --steps ${o.steps}`);
+  if (o.batchSize % o.accumSteps !== 0) throw new SiglipError("usage", `--batch-size ${o.batchSize} must be a multiple of --accum-steps ${o.accumSteps}`);
   const dir = await resolveModel(o.model, o.offline ? { offline: true } : {});
+  recoverCheckpointDir(o.out); // finish or undo a save that a crash or kill -9 interrupted
+  if (o.resume && !existsSync(o.out)) throw new SiglipError("usage", `--resume: ${o.out} does not exist (nothing to resume)`);
+  checkOut(o, dir);
   const ckpt = new Checkpoint(dir);
   const config = ckpt.config;
   if (config.model_type !== "siglip") throw new SiglipError("usage", `${dir}: training supports fixed-resolution (model_type "siglip") checkpoints; this one is ${config.model_type}`);
-  const specs = paramSpecs(config);
-  if (existsSync(join(o.out, "trainer_state.json")) && !o.resume) {
-    throw new SiglipError("usage", `${o.out} already holds a training run: pass --resume to continue it, or choose another --out`);
+  const records = readManifest(o.data);
+  checkManifestImages(records);
+  if (o.batchSize > records.length) {
+    throw new SiglipError("usage", `--batch-size ${o.batchSize} is more than the ${records.length} pairs of ${o.data}; use --batch-size ${records.length} or fewer`);
   }
+  const specs = paramSpecs(config);
   const params = o.fromScratch ? initParams(specs, o.seed) : loadParams(ckpt.weights, specs);
   const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
   const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
-  const records = readManifest(o.data);
   const data = new FilePairs(records, processor, tok, config.text_config.max_position_embeddings, o.lowercase);
   const warmup = o.warmup ?? Math.round(0.05 * o.steps);
   const tc: Parameters<typeof Trainer.create>[2] = {
@@ -93,39 +120,66 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
   if (o.threads !== undefined) tc.threads = o.threads;
   const trainer = await Trainer.create(config, params, tc);
-  if (o.resume && existsSync(join(o.out, "trainer_state.json"))) trainer.resume(o.out);
+  if (o.resume) trainer.resume(o.out);
   const configJson = readFileSync(join(dir, "config.json"), "utf8"); // copied verbatim
-  const save = (): void => trainer.save(o.out, configJson, dir);
-
-  let stop = false;
-  const onSigint = (): void => {
-    stop = true;
+  let saved: number | null = o.resume ? trainer.step : null;
+  const save = (): void => {
+    trainer.save(o.out, configJson, dir);
+    saved = trainer.step;
   };
-  process.once("SIGINT", onSigint);
+
+  // Ctrl-C, SIGTERM or a closed stdout: finish the current step, save, exit 130.
+  let stop: string | null = null;
+  let stdoutGone = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stop) process.stderr.write(`siglip2: ${sig} again: saving first, then exiting\n`);
+    stop ??= sig;
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  onStdoutClosed(() => {
+    stdoutGone = true;
+    stop ??= "stdout closed";
+  });
+  const log = (obj: unknown): void => {
+    if (!stdoutGone) process.stdout.write(`${JSON.stringify(obj)}\n`);
+  };
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar({ stream: process.stderr, format: "{bar} {value}/{total} steps | loss {loss} | lr {lr} | {rate} pairs/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic)
     : null;
   bar?.start(o.steps, trainer.step, { loss: "-", lr: "-", rate: "-" });
   try {
-    while (trainer.step < Math.min(o.steps, o.stopAt ?? Infinity) && !stop) {
-      const s = await trainer.trainStep(data);
-      const done = trainer.step;
-      bar?.update(done, { loss: s.loss.toFixed(4), lr: s.lr.toExponential(2), rate: s.pairsPerSecond.toFixed(1) });
-      if (done % o.logEvery === 0 || done === o.steps) {
-        process.stdout.write(`${JSON.stringify({ step: done, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias })}\n`);
+    try {
+      while (trainer.step < Math.min(o.steps, o.stopAt ?? Infinity) && !stop) {
+        const s = await trainer.trainStep(data);
+        const done = trainer.step;
+        bar?.update(done, { loss: s.loss.toFixed(4), lr: s.lr.toExponential(2), rate: s.pairsPerSecond.toFixed(1) });
+        if (done % o.logEvery === 0 || done === o.steps) {
+          log({ step: done, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias });
+        }
+        if (o.saveEvery > 0 && done % o.saveEvery === 0 && done < o.steps) save();
       }
-      if (o.saveEvery > 0 && done % o.saveEvery === 0 && done < o.steps) save();
+    } catch (e) {
+      bar?.stop();
+      if (e instanceof SiglipError && (e.code === "diverged" || e.code === "image")) {
+        const kept = saved === null ? "nothing was saved" : `${o.out} keeps the checkpoint of step ${saved}`;
+        throw new SiglipError(e.code, `${e.message}; ${kept}`, e.subject !== undefined ? { subject: e.subject } : undefined);
+      }
+      throw e;
+    } finally {
+      bar?.stop();
     }
+    save();
   } finally {
-    bar?.stop();
-    process.removeListener("SIGINT", onSigint);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    onStdoutClosed(null);
+    await trainer.release();
+    ckpt.close();
   }
-  save();
-  await trainer.release();
-  ckpt.close();
-  process.stdout.write(`${JSON.stringify({ done: trainer.step >= o.steps, out: o.out, step: trainer.step })}\n`);
+  log({ done: trainer.step >= o.steps, out: o.out, step: trainer.step });
   if (stop) {
-    process.stderr.write(`siglip2: interrupted at step ${trainer.step}; saved to ${o.out} (continue with --resume)\n`);
+    process.stderr.write(`siglip2: ${stop}: stopped at step ${trainer.step}; saved to ${o.out} (continue with --resume)\n`);
     process.exitCode = 130;
   }
 }
@@ -138,25 +192,25 @@ export function registerTrainCommand(program: Command): void {
     .requiredOption("--data <path>", "a .jsonl/.csv manifest, or a folder holding metadata.jsonl / captions.jsonl / metadata.csv / captions.csv (fields: image|file_name, caption|text; paths relative to the manifest)")
     .requiredOption("--out <dir>", "output directory (checkpoint + optimiser state)")
     .option("--steps <n>", "optimiser steps", posInt("--steps"), 100)
-    .option("--batch-size <n>", "pairs per optimiser step", posInt("--batch-size"), 32)
+    .option("--batch-size <n>", "pairs per optimiser step (at most the number of pairs)", posInt("--batch-size"), 32)
     .option("--accum-steps <n>", "micro-batches per step (gradient accumulation; each micro-batch has its own sigmoid loss)", posInt("--accum-steps"), 1)
-    .option("--lr <x>", "peak learning rate", num("--lr"), 1e-4)
+    .option("--lr <x>", "peak learning rate (> 0); a run whose loss or gradients stop being finite stops with an error", positive("--lr"), 1e-4)
     .option("--warmup <n>", "linear warm-up steps, then cosine decay to 0 (default: 5% of --steps)", nonNegInt("--warmup"))
-    .option("--weight-decay <x>", "decoupled weight decay on kernels", num("--weight-decay"), DEFAULT_OPTIMIZER.weightDecay)
+    .option("--weight-decay <x>", "decoupled weight decay on kernels", nonNegative("--weight-decay"), DEFAULT_OPTIMIZER.weightDecay)
     .addOption(new Option("--decay-convention <c>", "big_vision: θ -= sched·wd·θ (not scaled by lr); torch: θ -= sched·lr·wd·θ").choices(["big_vision", "torch"]).default("big_vision"))
-    .option("--beta1 <x>", "Adam β1", num("--beta1"), DEFAULT_OPTIMIZER.beta1)
-    .option("--beta2 <x>", "Adam β2 (SigLIP: 0.95)", num("--beta2"), DEFAULT_OPTIMIZER.beta2)
-    .option("--eps <x>", "Adam ε", num("--eps"), DEFAULT_OPTIMIZER.eps)
-    .option("--clip <x>", "global gradient-norm clip (0: off)", num("--clip"), DEFAULT_OPTIMIZER.clipNorm)
+    .option("--beta1 <x>", "Adam β1, in [0, 1)", unitInterval("--beta1"), DEFAULT_OPTIMIZER.beta1)
+    .option("--beta2 <x>", "Adam β2, in [0, 1) (SigLIP: 0.95)", unitInterval("--beta2"), DEFAULT_OPTIMIZER.beta2)
+    .option("--eps <x>", "Adam ε (> 0)", positive("--eps"), DEFAULT_OPTIMIZER.eps)
+    .option("--clip <x>", "global gradient-norm clip (0: off)", nonNegative("--clip"), DEFAULT_OPTIMIZER.clipNorm)
     .addOption(new Option("--freeze <tower>", "freeze a tower: vision (LiT), text, or none").choices(["none", "vision", "text"]).default("none"))
     .option("--loss-chunk <n>", "compute the sigmoid loss in n×n blocks (same loss and gradients, bounded memory)", posInt("--loss-chunk"))
-    .option("--seed <n>", "seed of the data order (and of the init with --from-scratch)", nonNegInt("--seed"), 0)
+    .option("--seed <n>", "seed of the data order (and of the init with --from-scratch), below 2^32", nonNegInt("--seed", 2 ** 32 - 1), 0)
     .option("--save-every <n>", "also save every n steps (0: only at the end)", nonNegInt("--save-every"), 100)
     .option("--log-every <n>", "print a JSON line every n steps", posInt("--log-every"), 1)
     .option("--resume", "continue the run saved in --out (same settings give the same result as an uninterrupted run)")
     .option("--stop-at <n>", "stop after step n and save (continue later with --resume)", posInt("--stop-at"))
     .option("--from-scratch", "re-initialise the weights instead of loading them (t' = log 10, b = -10)")
-    .option("--threads <n>", "onnxruntime intra-op threads", posInt("--threads"))
+    .option("--threads <n>", "onnxruntime intra-op threads (at most 4 per CPU, at least 8)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: "4 per CPU, at least 8" }))
     .option("--no-lowercase", "do not lowercase captions")
     .option("--offline", "never contact the Hub")
     .action((opts: TrainOpts) => cmdTrain(opts));

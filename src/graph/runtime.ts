@@ -12,6 +12,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { SiglipError } from "../errors.js";
+import { assertCommandLineSafe } from "./cmdline-guard.js";
 import { writeModelFiles, type Graph } from "./graph.js";
 import { HASHES_DIR, MANIFEST, cacheMaxBytes, defaultModelCacheDir, evictCache, readManifest, touchEntry, type Manifest } from "./model-cache.js";
 
@@ -79,6 +80,7 @@ export interface CacheSpec {
 }
 
 function sessionOptions(options: RuntimeOptions): ort.InferenceSession.SessionOptions {
+  assertCommandLineSafe(); // onnxruntime would segfault on a long /proc/self/cmdline (see cmdline-guard.ts)
   const o: ort.InferenceSession.SessionOptions = {
     executionProviders: ["cpu"],
     graphOptimizationLevel: options.optimizationLevel ?? "all",

@@ -19,6 +19,22 @@ async function handle(msg: { id: number; task: PrepareTask }): Promise<void> {
   }
 }
 
+/**
+ * Test hook (never set it otherwise): `SIGLIP2_TEST_WORKER_FAULT=exit:SUBSTRING` makes this
+ * worker exit, and `throw:SUBSTRING` makes it throw an uncaught exception, when it is given an
+ * image path containing SUBSTRING, so that tests can check that a dying worker is handled.
+ */
+const fault = /^(exit|throw):(.+)$/.exec(process.env["SIGLIP2_TEST_WORKER_FAULT"] ?? "");
+
+function injectFault(kind: string): Promise<void> {
+  if (kind === "exit") process.exit(70);
+  setImmediate(() => {
+    throw new Error("test fault: uncaught exception in the worker");
+  });
+  return new Promise(() => undefined); // the worker dies before anything else runs
+}
+
 parentPort!.on("message", (msg: { id: number; task: PrepareTask }) => {
-  chain = chain.then(() => handle(msg));
+  const faulty = fault !== null && typeof msg.task.input === "string" && msg.task.input.includes(fault[2]!);
+  chain = chain.then(() => (faulty ? injectFault(fault[1]!) : handle(msg)));
 });

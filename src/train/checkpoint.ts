@@ -3,12 +3,17 @@
  * engine load (config.json + model.safetensors + tokenizer / preprocessor files), and the
  * training state next to it (optimizer.safetensors with the AdamW moments, trainer_state.json).
  *
- * Each file is written to `NAME.tmp` and renamed into place; trainer_state.json is written last
- * and names the step that every other file carries in its metadata, so an interrupted save is
- * detected on resume.
+ * A save never leaves a mixed or half-written checkpoint in DIR, and never destroys the previous
+ * one before the new one is complete: every file is written (and fsynced) into the sibling folder
+ * `DIR.saving`, which is marked complete, and then swapped in: DIR → `DIR.previous`,
+ * `DIR.saving` → DIR, `DIR.previous` removed. Other files the user keeps in DIR move along.
+ * {@link recoverCheckpointDir} (run before every save and by `siglip2 train`) finishes a swap that
+ * a crash or `kill -9` interrupted, and drops an incomplete `DIR.saving`. The step in
+ * trainer_state.json is also carried in the metadata of both safetensors files, so files from
+ * different saves are never taken for one checkpoint.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { SiglipError } from "../errors.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
 import type { ParamSpec } from "./model.js";
@@ -45,9 +50,86 @@ export function safetensorsBytes(tensors: readonly NamedTensor[], metadata: Reco
   return out;
 }
 
-function writeAtomic(path: string, data: string | Uint8Array): void {
-  writeFileSync(`${path}.tmp`, data);
-  renameSync(`${path}.tmp`, path);
+/** Write a file and flush it to disk. */
+function writeDurable(path: string, data: string | Uint8Array): void {
+  const fd = openSync(path, "w");
+  try {
+    const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+    for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fsyncPath(path: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    fsyncSync(fd);
+  } catch {
+    // some file systems cannot fsync a directory: the renames are still atomic
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Marks a `DIR.saving` folder whose every file is written. */
+const COMPLETE = ".save-complete";
+
+/** DIR itself (through a symbolic link, the folder it points to). */
+function checkpointTarget(dir: string): string {
+  try {
+    return realpathSync(dir);
+  } catch {
+    return resolve(dir);
+  }
+}
+
+/** Test hook (never set it otherwise): `SIGLIP2_TEST_SAVE_KILL=written|swapped` kills the process with SIGKILL at that point of a save. */
+function testKillPoint(point: "written" | "swapped"): void {
+  if (process.env["SIGLIP2_TEST_SAVE_KILL"] === point) process.kill(process.pid, "SIGKILL");
+}
+
+/** Move the complete `DIR.saving` into place (see the module comment). Idempotent: a crash at any point is finished by the next call. */
+function commitSave(target: string): void {
+  const tmp = `${target}.saving`;
+  const prev = `${target}.previous`;
+  if (existsSync(target)) {
+    const ours = new Set(readdirSync(tmp));
+    for (const e of readdirSync(target)) if (!ours.has(e) && e !== COMPLETE) renameSync(join(target, e), join(tmp, e));
+    rmSync(prev, { recursive: true, force: true });
+    renameSync(target, prev);
+  }
+  testKillPoint("swapped");
+  renameSync(tmp, target);
+  rmSync(join(target, COMPLETE), { force: true });
+  rmSync(prev, { recursive: true, force: true });
+  fsyncPath(dirname(target));
+}
+
+/**
+ * Bring a checkpoint folder back to a consistent state after an interrupted save: a complete
+ * `DIR.saving` is swapped in (the save had finished writing), an incomplete one is removed
+ * (DIR still holds the previous checkpoint), a left-over `DIR.previous` is removed.
+ */
+export function recoverCheckpointDir(dir: string): void {
+  const target = checkpointTarget(dir);
+  const tmp = `${target}.saving`;
+  const prev = `${target}.previous`;
+  try {
+    if (existsSync(tmp)) {
+      if (existsSync(join(tmp, COMPLETE))) commitSave(target);
+      else rmSync(tmp, { recursive: true, force: true });
+    }
+    if (existsSync(prev)) {
+      if (existsSync(target)) rmSync(prev, { recursive: true, force: true });
+      else renameSync(prev, target);
+    }
+    rmSync(join(target, COMPLETE), { force: true });
+  } catch (e) {
+    throw new SiglipError("checkpoint", `${dir}: cannot recover from an interrupted save (${(e as Error).message})`, { subject: dir });
+  }
 }
 
 /** Files copied from the source checkpoint when present. */
@@ -71,48 +153,88 @@ export function saveCheckpoint(
   dir: string,
   o: { configJson: unknown; specs: readonly ParamSpec[]; params: Params; sourceDir?: string; optimizer?: AdamW; state?: TrainerState },
 ): void {
-  mkdirSync(dir, { recursive: true });
+  const target = checkpointTarget(dir);
+  recoverCheckpointDir(target);
+  const tmp = `${target}.saving`;
   const step = String(o.state?.step ?? o.optimizer?.step ?? 0);
-  // A string is written verbatim: re-serialising parsed JSON would turn 1.0 into 1, which
-  // transformers' strict config dataclasses reject for float fields.
-  writeAtomic(join(dir, "config.json"), typeof o.configJson === "string" ? o.configJson : `${JSON.stringify(o.configJson, null, 2)}\n`);
-  const tensors = o.specs.map((s) => ({ name: s.name, shape: s.shape, data: o.params.get(s.name)! }));
-  writeAtomic(join(dir, "model.safetensors"), safetensorsBytes(tensors, { step }));
-  if (o.sourceDir) {
-    for (const f of SIDE_FILES) {
-      const src = join(o.sourceDir, f);
-      if (existsSync(src) && src !== join(dir, f)) copyFileSync(src, join(dir, f));
+  try {
+    mkdirSync(dirname(target), { recursive: true });
+    mkdirSync(tmp);
+    // A string is written verbatim: re-serialising parsed JSON would turn 1.0 into 1, which
+    // transformers' strict config dataclasses reject for float fields.
+    writeDurable(join(tmp, "config.json"), typeof o.configJson === "string" ? o.configJson : `${JSON.stringify(o.configJson, null, 2)}\n`);
+    const tensors = o.specs.map((s) => ({ name: s.name, shape: s.shape, data: o.params.get(s.name)! }));
+    writeDurable(join(tmp, "model.safetensors"), safetensorsBytes(tensors, { step }));
+    if (o.sourceDir) {
+      for (const f of SIDE_FILES) {
+        const src = join(o.sourceDir, f);
+        if (existsSync(src)) {
+          copyFileSync(src, join(tmp, f));
+          fsyncPath(join(tmp, f));
+        }
+      }
     }
-  }
-  if (o.optimizer) {
-    const opt: NamedTensor[] = [];
-    const shapes = new Map(o.specs.map((s) => [s.name, s.shape]));
-    for (const n of o.optimizer.trainable) {
-      opt.push({ name: `m.${n}`, shape: shapes.get(n)!, data: o.optimizer.m.get(n)! });
-      opt.push({ name: `v.${n}`, shape: shapes.get(n)!, data: o.optimizer.v.get(n)! });
+    if (o.optimizer) {
+      const opt: NamedTensor[] = [];
+      const shapes = new Map(o.specs.map((s) => [s.name, s.shape]));
+      for (const n of o.optimizer.trainable) {
+        opt.push({ name: `m.${n}`, shape: shapes.get(n)!, data: o.optimizer.m.get(n)! });
+        opt.push({ name: `v.${n}`, shape: shapes.get(n)!, data: o.optimizer.v.get(n)! });
+      }
+      writeDurable(join(tmp, "optimizer.safetensors"), safetensorsBytes(opt, { step: String(o.optimizer.step) }));
     }
-    writeAtomic(join(dir, "optimizer.safetensors"), safetensorsBytes(opt, { step: String(o.optimizer.step) }));
+    if (o.state) writeDurable(join(tmp, "trainer_state.json"), `${JSON.stringify(o.state, null, 1)}\n`);
+    testKillPoint("written");
+    writeDurable(join(tmp, COMPLETE), `${step}\n`);
+    fsyncPath(tmp);
+    commitSave(target);
+  } catch (e) {
+    if (e instanceof SiglipError) throw e;
+    rmSync(tmp, { recursive: true, force: true });
+    throw new SiglipError("checkpoint", `${dir}: cannot save the checkpoint (${(e as Error).message}); the previous checkpoint there is unchanged`, { subject: dir });
   }
-  if (o.state) writeAtomic(join(dir, "trainer_state.json"), `${JSON.stringify(o.state, null, 1)}\n`);
 }
 
 /** Read the training state written by {@link saveCheckpoint}; parameters and moments are loaded into the given maps. */
 export function loadTrainingState(dir: string, specs: readonly ParamSpec[], params: Params, optimizer: AdamW): TrainerState {
   const statePath = join(dir, "trainer_state.json");
   if (!existsSync(statePath)) throw new SiglipError("checkpoint", `${statePath}: missing (nothing to resume)`, { subject: statePath });
-  const state = JSON.parse(readFileSync(statePath, "utf8")) as TrainerState;
+  let state: TrainerState;
+  try {
+    state = JSON.parse(readFileSync(statePath, "utf8")) as TrainerState;
+  } catch (e) {
+    throw new SiglipError("checkpoint", `${statePath}: not valid JSON (${(e as Error).message})`, { subject: statePath });
+  }
+  if (state === null || typeof state !== "object" || !Number.isSafeInteger(state.step) || state.step < 0 || !Array.isArray(state.history) || typeof state.run !== "object" || state.run === null) {
+    throw new SiglipError("checkpoint", `${statePath}: not a training state (expected {step, run, history})`, { subject: statePath });
+  }
   const model = SafetensorsFile.open(join(dir, "model.safetensors"));
-  const opt = SafetensorsFile.open(join(dir, "optimizer.safetensors"));
+  let opt: SafetensorsFile;
+  try {
+    opt = SafetensorsFile.open(join(dir, "optimizer.safetensors"));
+  } catch (e) {
+    model.close();
+    throw e;
+  }
+  const read = (f: SafetensorsFile, file: string, name: string, shape: readonly number[]): Float32Array => {
+    if (!f.has(name)) throw new SiglipError("checkpoint", `${join(dir, file)}: no tensor ${name} (written for another model or freeze setting?)`, { subject: dir });
+    const got = f.info(name).shape;
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+      throw new SiglipError("checkpoint", `${join(dir, file)}: ${name} has shape [${got.join(", ")}], expected [${shape.join(", ")}]`, { subject: dir });
+    }
+    return f.readFloat32(name);
+  };
   try {
     for (const [f, what] of [[model, "model.safetensors"], [opt, "optimizer.safetensors"]] as const) {
       if (f.metadata["step"] !== String(state.step)) {
         throw new SiglipError("checkpoint", `${join(dir, what)}: written at step ${f.metadata["step"]}, but trainer_state.json says ${state.step} (interrupted save?)`, { subject: dir });
       }
     }
-    for (const s of specs) params.set(s.name, model.readFloat32(s.name));
+    const shapes = new Map(specs.map((s) => [s.name, s.shape]));
+    for (const s of specs) params.set(s.name, read(model, "model.safetensors", s.name, s.shape));
     for (const n of optimizer.trainable) {
-      optimizer.m.set(n, opt.readFloat32(`m.${n}`));
-      optimizer.v.set(n, opt.readFloat32(`v.${n}`));
+      optimizer.m.set(n, read(opt, "optimizer.safetensors", `m.${n}`, shapes.get(n)!));
+      optimizer.v.set(n, read(opt, "optimizer.safetensors", `v.${n}`, shapes.get(n)!));
     }
     optimizer.step = state.step;
   } finally {

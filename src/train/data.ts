@@ -67,14 +67,16 @@ export class InMemoryPairs implements PairDataset {
 export interface PairRecord {
   image: string;
   caption: string;
+  /** Where it was read: `FILE:LINE` (for error messages). */
+  source?: string;
 }
 
 const IMAGE_KEYS = ["image", "file_name", "file", "path", "filename"];
 const CAPTION_KEYS = ["caption", "text", "label"];
 const MANIFEST_NAMES = ["metadata.jsonl", "captions.jsonl", "metadata.csv", "captions.csv"];
 
-/** Split one CSV line (RFC 4180 quotes, "" escapes). */
-function csvFields(line: string): string[] {
+/** Split one CSV line (RFC 4180 quotes, "" escapes); null when a quote is not closed. */
+function csvFields(line: string): string[] | null {
   const out: string[] = [];
   let cur = "";
   let q = false;
@@ -87,14 +89,20 @@ function csvFields(line: string): string[] {
     else if (ch === ",") { out.push(cur); cur = ""; } else cur += ch;
   }
   out.push(cur);
-  return out;
+  return q ? null : out;
+}
+
+function describe(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? "an array" : `a ${typeof v}`;
 }
 
 /**
  * Read a manifest: `DATA` is a .jsonl / .csv file, or a folder holding metadata.jsonl,
  * captions.jsonl, metadata.csv or captions.csv. JSONL lines are objects with an image key
- * (image, file_name, file, path) and a caption key (caption, text); CSV files have a header
- * row with the same names. Image paths are relative to the manifest's folder.
+ * (image, file_name, file, path, filename) and a caption key (caption, text, label), both
+ * strings; CSV files have a header row with the same names (quoted fields may not span lines).
+ * Image paths are relative to the manifest's folder. Blank lines are skipped; errors name the
+ * file and line. A manifest without any pair is an error.
  */
 export function readManifest(data: string): PairRecord[] {
   let file = data;
@@ -104,38 +112,74 @@ export function readManifest(data: string): PairRecord[] {
     file = found;
   }
   if (!existsSync(file)) throw new SiglipError("usage", `${file}: no such file`, { subject: file });
+  if (statSync(file).isDirectory()) throw new SiglipError("usage", `${file}: is a directory, not a manifest`, { subject: file });
   const base = dirname(resolve(file));
-  const text = readFileSync(file, "utf8").replace(/^\ufeff/, "");
-  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== "");
-  const bad = (i: number, why: string): SiglipError => new SiglipError("usage", `${file}:${i + 1}: ${why}`, { subject: file });
-  const pick = (obj: Record<string, unknown>, keys: string[], i: number, what: string): string => {
-    for (const k of keys) if (typeof obj[k] === "string") return obj[k] as string;
-    throw bad(i, `no ${what} field (expected one of ${keys.join(", ")})`);
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8").replace(/^\ufeff/, "");
+  } catch (e) {
+    throw new SiglipError("usage", `${file}: cannot read the manifest (${(e as Error).message})`, { subject: file });
+  }
+  const lines = text.split(/\r?\n/).map((l, i) => ({ l, n: i + 1 })).filter(({ l }) => l.trim() !== "");
+  const bad = (n: number, why: string): SiglipError => new SiglipError("usage", `${file}:${n}: ${why}`, { subject: file });
+  const pick = (obj: Record<string, unknown>, keys: string[], n: number, what: string): string => {
+    for (const k of keys) {
+      if (!(k in obj)) continue;
+      if (typeof obj[k] !== "string") throw bad(n, `the ${what} field "${k}" is ${describe(obj[k])}, not a string`);
+      return obj[k] as string;
+    }
+    throw bad(n, `no ${what} field (expected one of ${keys.join(", ")})`);
   };
-  const rows: Array<Record<string, unknown>> = [];
+  const rows: Array<{ row: Record<string, unknown>; n: number }> = [];
   if (file.toLowerCase().endsWith(".csv")) {
-    const header = csvFields(lines[0] ?? "").map((h) => h.trim());
-    for (let i = 1; i < lines.length; i++) {
-      const f = csvFields(lines[i]!);
-      rows.push(Object.fromEntries(header.map((h, j) => [h, f[j] ?? ""])));
+    const head = lines[0];
+    const header = head ? csvFields(head.l)?.map((h) => h.trim()) : [];
+    if (!header) throw bad(head!.n, "unterminated quote in the header");
+    for (const { l, n } of lines.slice(1)) {
+      const f = csvFields(l);
+      if (!f) throw bad(n, "unterminated quote (quoted fields may not span lines)");
+      rows.push({ row: Object.fromEntries(header.map((h, j) => [h, f[j] ?? ""])), n });
     }
   } else {
-    lines.forEach((l, i) => {
+    for (const { l, n } of lines) {
       let obj: unknown;
       try {
         obj = JSON.parse(l);
       } catch (e) {
-        throw bad(i, `not valid JSON (${(e as Error).message})`);
+        throw bad(n, `not valid JSON (${(e as Error).message})`);
       }
-      if (obj === null || typeof obj !== "object") throw bad(i, "not a JSON object");
-      rows.push(obj as Record<string, unknown>);
-    });
+      if (obj === null || typeof obj !== "object" || Array.isArray(obj)) throw bad(n, `not a JSON object (${describe(obj)})`);
+      rows.push({ row: obj as Record<string, unknown>, n });
+    }
   }
-  const offset = file.toLowerCase().endsWith(".csv") ? 1 : 0;
-  return rows.map((r, i) => {
-    const img = pick(r, IMAGE_KEYS, i + offset, "image");
-    return { image: isAbsolute(img) ? img : join(base, img), caption: pick(r, CAPTION_KEYS, i + offset, "caption") };
+  if (rows.length === 0) throw new SiglipError("usage", `${file}: no image–caption pairs in the manifest`, { subject: file });
+  return rows.map(({ row, n }) => {
+    const img = pick(row, IMAGE_KEYS, n, "image");
+    if (img.trim() === "") throw bad(n, "the image path is empty");
+    return { image: isAbsolute(img) ? img : join(base, img), caption: pick(row, CAPTION_KEYS, n, "caption"), source: `${file}:${n}` };
   });
+}
+
+/** Check that every record's image is a readable regular file; throws one line naming the first problem and how many more there are. */
+export function checkManifestImages(records: readonly PairRecord[]): void {
+  const problems: string[] = [];
+  for (const r of records) {
+    let why: string | null = null;
+    try {
+      const st = statSync(r.image);
+      if (st.isDirectory()) why = "is a directory";
+      else if (!st.isFile()) why = "is not a regular file";
+      else if (st.size === 0) why = "is empty (0 bytes)";
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      why = code === "ENOENT" || code === "ENOTDIR" ? "no such file" : code === "EACCES" ? "permission denied" : (e as Error).message;
+    }
+    if (why) problems.push(`${r.source ? `${r.source}: ` : ""}image ${r.image}: ${why}`);
+  }
+  if (problems.length > 0) {
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more image${problems.length > 2 ? "s" : ""} with problems)` : "";
+    throw new SiglipError("usage", `${problems[0]}${more}`, { subject: records[0]?.source ?? "" });
+  }
 }
 
 /** Pairs read from image files; each image is decoded and preprocessed once, then kept. */

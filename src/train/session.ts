@@ -3,6 +3,7 @@
  * gradients out. One onnxruntime session per graph; the optimiser update is plain JS
  * (src/train/optim.ts).
  */
+import { assertCommandLineSafe } from "../graph/cmdline-guard.js";
 import { ort } from "../graph/runtime.js";
 import type { WeightStore } from "../weights/checkpoint.js";
 import { buildEmbedGraph, buildTrainGraph, type ParamSpec, type Tower, type TrainGraphOptions } from "./model.js";
@@ -23,6 +24,7 @@ export interface SessionOptions {
 }
 
 function sessionOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
+  assertCommandLineSafe();
   const so: ort.InferenceSession.SessionOptions = { executionProviders: ["cpu"], graphOptimizationLevel: "all" };
   if (o.threads !== undefined) so.intraOpNumThreads = o.threads;
   return so;

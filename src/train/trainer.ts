@@ -13,7 +13,7 @@ import type { SiglipConfig } from "../weights/config.js";
 import { loadTrainingState, saveCheckpoint, type TrainerState } from "./checkpoint.js";
 import { batchIndices, type PairDataset } from "./data.js";
 import { towerOf, type ParamSpec } from "./model.js";
-import { AdamW, type OptimizerConfig } from "./optim.js";
+import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
 import { TrainSession, type Params } from "./session.js";
 
 export type Freeze = "none" | "vision" | "text";
@@ -48,6 +48,17 @@ export interface StepInfo {
 /** Settings that must match for a resume to be exact. */
 function runSettings(c: TrainConfig): Record<string, unknown> {
   return { batchSize: c.batchSize, accumSteps: c.accumSteps, steps: c.steps, seed: c.seed, optimizer: c.optimizer, freeze: c.freeze, lossChunk: c.lossChunk ?? null };
+}
+
+/** The error of a run whose loss, gradients or parameters stopped being finite (code "diverged"). */
+function diverged(step: number, what: string, lr: number): SiglipError {
+  return new SiglipError("diverged", `training diverged at step ${step}: ${what} (learning rate ${lr.toExponential(2)}; try a lower --lr, or --clip)`, { subject: `step ${step}` });
+}
+
+/** The name of the first parameter holding NaN or ±Infinity, or null. */
+function firstNonFinite(params: Params): string | null {
+  for (const [n, v] of params) for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i]!)) return n;
+  return null;
 }
 
 export class Trainer {
@@ -87,9 +98,13 @@ export class Trainer {
   /** Continue from a directory written by {@link save} (parameters, moments, step, history). */
   resume(dir: string): void {
     const state = loadTrainingState(dir, this.specs, this.params, this.optimizer);
-    const want = JSON.stringify(runSettings(this.config));
-    if (JSON.stringify(state.run) !== want) {
-      throw new SiglipError("usage", `${dir}: the checkpoint was written with other settings (${JSON.stringify(state.run)}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser and freeze options`);
+    const want = runSettings(this.config);
+    if (JSON.stringify(state.run) !== JSON.stringify(want)) {
+      const flat = (o: unknown, pre = ""): Array<[string, string]> =>
+        o !== null && typeof o === "object" ? Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => flat(v, `${pre}${k}.`)) : [[pre.slice(0, -1), JSON.stringify(o)]];
+      const saved = new Map(flat(state.run));
+      const diffs = flat(want).filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`);
+      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser and freeze options`);
     }
     this.history.splice(0, this.history.length, ...state.history);
   }
@@ -116,7 +131,14 @@ export class Trainer {
       }
     }
     const lr = this.optimizer.learningRate;
+    const step = this.step + 1;
+    // A diverged run stops here: nothing non-finite reaches the parameters, the moments or a checkpoint.
+    if (!Number.isFinite(loss)) throw diverged(step, `the loss is ${loss}`, lr);
+    const norm = globalNorm(grads!.values());
+    if (!Number.isFinite(norm)) throw diverged(step, `the gradient norm is ${norm}`, lr);
     const gradNorm = this.optimizer.update(this.params, grads!);
+    const bad = firstNonFinite(this.params);
+    if (bad) throw diverged(step, `the update made ${bad} non-finite`, lr);
     const info: StepInfo = {
       step: this.step, loss, lr, gradNorm,
       pairsPerSecond: c.batchSize / ((performance.now() - t0) / 1000),

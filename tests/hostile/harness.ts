@@ -63,6 +63,15 @@ export interface CliOptions {
   /** Run the child as this user and group (only when the tests run as root: e.g. to meet permission checks). */
   uid?: number;
   gid?: number;
+  /**
+   * Send this signal to the child once its stdout has produced `afterLines` lines (default 1):
+   * an interrupt in the middle of a run, triggered by its progress rather than by a clock.
+   */
+  signalAfterOutput?: { signal: NodeJS.Signals; afterLines?: number };
+  /** Most stdout kept, in characters (default 4 Mi; the rest is dropped). */
+  stdoutCap?: number;
+  /** Close our end of the child's stdout after its first line (the reader going away: `| head -1`). */
+  closeStdoutAfterFirstLine?: boolean;
 }
 
 /** Run `node dist/cli/main.js ...args` with a hard time limit (the child is killed at the limit: a hang). */
@@ -84,7 +93,16 @@ export function runProcess(cmd: string, args: string[], opts: CliOptions = {}): 
     const cap = 4 << 20;
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => { if (stdout.length < cap) stdout += d; });
+    let signalled = false;
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      if (stdout.length < (opts.stdoutCap ?? cap)) stdout += d;
+      const sig = opts.signalAfterOutput;
+      if (sig && !signalled && stdout.split("\n").length - 1 >= (sig.afterLines ?? 1)) {
+        signalled = true;
+        child.kill(sig.signal);
+      }
+      if (opts.closeStdoutAfterFirstLine && stdout.includes("\n")) child.stdout.destroy();
+    });
     child.stderr.setEncoding("utf8").on("data", (d: string) => { if (stderr.length < cap) stderr += d; });
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -140,10 +158,11 @@ export function nonFinite(v: unknown, path = "$"): string | null {
   return null;
 }
 
-function crashOrHang(r: CliResult): CaseResult | null {
+/** `expected`: an exit code >= 128 that the case asks for (130 after an interrupt) is not a crash. */
+function crashOrHang(r: CliResult, expected?: number): CaseResult | null {
   if (r.timedOut) return { outcome: "hang", detail: `no exit within the time limit (${Math.round(r.ms)} ms)` };
   if (r.signal) return { outcome: "crash", detail: `killed by ${r.signal}` };
-  if (r.code !== null && r.code >= 128) return { outcome: "crash", detail: `exit ${r.code}` };
+  if (r.code !== null && r.code >= 128 && r.code !== expected) return { outcome: "crash", detail: `exit ${r.code}` };
   if (/FATAL ERROR|Segmentation fault|Aborted|core dumped|heap out of memory/i.test(r.stderr)) {
     return { outcome: "crash", detail: stderrLines(r.stderr)[0] ?? "" };
   }
@@ -200,7 +219,7 @@ export function expectCleanError(r: CliResult, e: ErrorExpectation = {}): CaseRe
  * (returns a failure description, or null when the output is right).
  */
 export function expectCorrect(r: CliResult, check: (lines: unknown[], r: CliResult) => string | null, code = 0): CaseResult {
-  const bad = crashOrHang(r);
+  const bad = crashOrHang(r, code);
   if (bad) return bad;
   const out = jsonLines(r.stdout);
   const nf = out.map((v) => nonFinite(v)).find((x) => x !== null);
