@@ -358,11 +358,32 @@ export class SigLIP2 {
     return texts.map((t) => tok.encode(t, { lowercase, length }));
   }
 
+  /**
+   * {@link tokenize}, with what it did to each text: `contentTokens` ids kept before `<eos>`, and
+   * whether the text had more (`truncated`).
+   */
+  async tokenizeDetailed(texts: string[], options: { lowercase?: boolean } = {}): Promise<Array<{ ids: Int32Array; contentTokens: number; truncated: boolean }>> {
+    const tok = await this.tokenizer();
+    const length = this.config.text_config.max_position_embeddings;
+    const lowercase = options.lowercase ?? this.opts.lowercase ?? true;
+    return texts.map((t) => tok.encodeDetailed(t, { lowercase, length }));
+  }
+
   /** Embed texts; one vector (projection_size) per input, in order. */
   async embedTexts(texts: string[], options: TextOptions = {}): Promise<Float32Array[]> {
     const ids = await this.tokenize(texts, options.lowercase !== undefined ? { lowercase: options.lowercase } : {});
+    return this.embedTokenIds(ids, options);
+  }
+
+  /** Embed texts given as the token ids {@link tokenize} returns (one row per text). */
+  async embedTokenIds(ids: Int32Array[], options: EmbedOptions = {}): Promise<Float32Array[]> {
     const tower = await this.textTower();
     const T = tower.sequenceLength;
+    const vocab = this.config.text_config.vocab_size;
+    ids.forEach((row, i) => {
+      if (row.length !== T) throw new SiglipError("input", `token ids ${i}: ${row.length} ids, expected ${T}`);
+      for (const id of row) if (!(id >= 0 && id < vocab)) throw new SiglipError("input", `token ids ${i}: id ${id} is outside the vocabulary (0 to ${vocab - 1})`);
+    });
     const bs = Math.max(1, this.opts.textBatchSize ?? 32);
     const out: Float32Array[] = [];
     for (let s = 0; s < ids.length; s += bs) {
