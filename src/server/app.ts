@@ -196,6 +196,21 @@ export function createServer(model: SigLIP2, options: ServerOptions = {}): Fasti
     http: { headersTimeout: Math.min(10_000, bodyTimeoutMs + 5_000), connectionsCheckingInterval: 1_000 },
     return503OnClosing: false, // the onRequest hook answers 503 in our error shape
     forceCloseConnections: "idle",
+    // Requests fastify refuses before routing (a malformed %-escape in the path), in our shape.
+    frameworkErrors: (err, _req, reply) => {
+      void (reply as FastifyReply).code(400).send(errorBody(`bad request URL: ${firstLine(err.message)}`, "invalid_request_error", null, "bad_url"));
+    },
+    // Malformed HTTP, oversized headers, node's own timeouts: answered on the socket, in our shape.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket) => {
+      if (err.code === "ECONNRESET" || socket.destroyed) return;
+      const [status, text, message] =
+        err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? [408, "Request Timeout", "the request did not arrive in time"]
+          : err.code === "HPE_HEADER_OVERFLOW" ? [431, "Request Header Fields Too Large", "the request headers are too large (16 KiB at most)"]
+            : [400, "Bad Request", `malformed HTTP request (${err.code ?? "parse error"})`];
+      const body = JSON.stringify(errorBody(message, statusType(status)));
+      if (socket.writable) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      socket.destroy(err);
+    },
   });
 
   // ------------------------------------------------------------------ plumbing
@@ -203,7 +218,8 @@ export function createServer(model: SigLIP2, options: ServerOptions = {}): Fasti
   // (then a confusing "must be an object"); without a parser it is the 415 it should be.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
-    const text = body as string;
+    let text = body as string;
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a byte-order mark, as some Windows tools send
     if (text.trim().length === 0) return done(badRequest("the request body is empty; send a JSON object"), undefined);
     try {
       done(null, JSON.parse(text));

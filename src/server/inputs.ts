@@ -188,6 +188,7 @@ export function parseStringList(v: unknown, param: string, maxItems: number): st
 
 /** The request body as an object (fastify has parsed the JSON). */
 export function bodyObject(body: unknown): Record<string, unknown> {
+  if (body === undefined) throw badRequest("the request has no body; send a JSON object with Content-Type: application/json");
   if (!body || typeof body !== "object" || Array.isArray(body)) throw badRequest(`the request body must be a JSON object, got ${preview(body)}`);
   return body as Record<string, unknown>;
 }

@@ -357,9 +357,14 @@ export class GemmaTokenizer {
       pairRank = (a, b) => byString.get(tokens[a] + " " + tokens[b]) ?? -1;
       mergesUsing = (ids) => {
         const names = new Set<string>();
-        for (const id of ids) names.add(tokens[id]!);
+        const firsts = new Set<number>();
+        for (const id of ids) {
+          names.add(tokens[id]!);
+          firsts.add(tokens[id]!.charCodeAt(0));
+        }
         for (const key of byString.keys()) {
           const sp = key.indexOf(" ");
+          if (!firsts.has(key.charCodeAt(0)) && !firsts.has(key.charCodeAt(sp + 1))) continue;
           if (names.has(key.slice(0, sp)) || names.has(key.slice(sp + 1))) return true;
         }
         return false;

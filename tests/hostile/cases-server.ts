@@ -116,6 +116,23 @@ export const cases: HostileCase[] = [
   { id: "server-text-plain-body", area: "server", expect: "clean-error", run: raw({ headers: { "content-type": "text/plain" }, body: '{"input": "a cat"}' }, (r) => expectHttpError(r, { status: 415, mentions: ["text/plain", "application/json"] })) },
   { id: "server-form-body", area: "server", expect: "clean-error", run: raw({ headers: { "content-type": "application/x-www-form-urlencoded" }, body: "input=a+cat" }, (r) => expectHttpError(r, { status: 415, mentions: ["x-www-form-urlencoded"] })) },
   { id: "server-gzip-body", area: "server", expect: "clean-error", run: raw({ headers: { "content-type": "application/json", "content-encoding": "gzip" }, body: '{"input": "a cat"}' }, (r) => expectHttpError(r, { status: 415, mentions: ["Content-Encoding", "gzip"] })) },
+  { id: "server-json-with-bom", area: "server", expect: "correct", run: raw({ headers: { "content-type": "application/json" }, body: '\ufeff{"input": "a cat"}' }, (r) => expectHttpCorrect(r, embeddings(1))) },
+  {
+    id: "server-post-without-body", area: "server", expect: "clean-error",
+    run: () => server.use(async (s) => thenHealthy(s.url, expectHttpError(await httpRequest(`${s.url}/v1/embeddings`, { method: "POST", headers: AUTH }), { status: 400, mentions: ["no body"] }))),
+  },
+  {
+    id: "server-bad-url-escape", area: "server", expect: "clean-error",
+    run: () => server.use(async (s) => thenHealthy(s.url, expectHttpError(await httpRequest(`${s.url}/v1/models/%E0%A4%A`, { headers: AUTH }), { status: 400, mentions: ["bad request URL"] }))),
+  },
+  {
+    id: "server-malformed-http", area: "server", expect: "clean-error",
+    run: () => server.use(async (s) => thenHealthy(s.url, expectHttpError(await slowBody(s.url, "NOT-HTTP /\r\n\r\n", "", 8000), { status: 400, mentions: ["malformed HTTP request"] }))),
+  },
+  {
+    id: "server-header-too-large", area: "server", expect: "clean-error",
+    run: () => server.use(async (s) => thenHealthy(s.url, expectHttpError(await slowBody(s.url, `GET /health HTTP/1.1\r\nHost: x\r\nX-Junk: ${"a".repeat(40_000)}\r\n\r\n`, "", 8000), { status: 431, mentions: ["headers are too large"] }))),
+  },
   { id: "server-proto-key", area: "server", expect: "correct", run: post("/v1/embeddings", '{"input": ["a cat"], "__proto__": {"polluted": 1}, "constructor": {"prototype": {"x": 1}}}', (r) => expectHttpCorrect(r, (b) => embeddings(1)(b) ?? (({} as Record<string, unknown>)["polluted"] !== undefined ? "Object.prototype polluted" : null))) },
 
   // ---------------------------------------------------------------- input
