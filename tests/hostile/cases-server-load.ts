@@ -92,22 +92,23 @@ const fine = (url: string) => postJson(`${url}/v1/embeddings`, { input: "after" 
 export const cases: HostileCase[] = [
   {
     id: "server-queue-full-then-recovers", area: "server", expect: "clean-error",
-    run: exclusive(500, async (s) => {
+    run: exclusive(1000, async (s) => {
       const base = (await stats(s.url)).batches.text.batches;
       const first = postJson(`${s.url}/v1/embeddings`, { input: "one" });
       await until(async () => (await stats(s.url)).batches.text.batches > base);
       const second = postJson(`${s.url}/v1/embeddings`, { input: ["two", "three", "four"] });
       await until(async () => (await stats(s.url)).batches.text.waiting >= 3);
       const full = expectHttpError(await postJson(`${s.url}/v1/embeddings`, { input: ["five", "six"] }), { status: 429, mentions: ["busy", "limit 4"] });
+      // (The queued one may run out of time on a slow machine: 504 is right for it then.)
       const [a, b] = await Promise.all([first, second]);
-      if (a.status !== 200 || b.status !== 200) return { outcome: "unclear-error", detail: `the queued requests got ${a.status} and ${b.status}` };
+      if (a.status !== 200 || ![200, 504].includes(b.status)) return { outcome: "unclear-error", detail: `the queued requests got ${a.status} and ${b.status}` };
       const again = await fine(s.url);
       return again.status === 200 ? full : { outcome: "unclear-error", detail: `no recovery after the queue drained: HTTP ${again.status}` };
     }),
   },
   {
     id: "server-retry-after-header", area: "server", expect: "correct",
-    run: exclusive(500, async (s) => {
+    run: exclusive(1000, async (s) => {
       const base = (await stats(s.url)).batches.text.batches;
       const first = postJson(`${s.url}/v1/embeddings`, { input: ["a", "b", "c", "d"] });
       await until(async () => (await stats(s.url)).batches.text.batches > base);
@@ -118,7 +119,7 @@ export const cases: HostileCase[] = [
   },
   {
     id: "server-many-concurrent-requests", area: "server", expect: "correct", timeoutMs: 40_000,
-    run: exclusive(200, async (s) => {
+    run: exclusive(500, async (s) => {
       const rs = await Promise.all(Array.from({ length: 16 }, (_, i) => postJson(`${s.url}/v1/embeddings`, { input: `caption ${i}` }, {}, 30_000)));
       const codes = rs.map((r) => r.status);
       const other = codes.filter((c) => c !== 200 && c !== 429 && c !== 504);
