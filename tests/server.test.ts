@@ -22,7 +22,7 @@ import { buildIndex, openForIndexing } from "../src/search/indexer.js";
 import { searchText } from "../src/search/search.js";
 import type { ImageStore } from "../src/search/store.js";
 import { createServer, type ServerOptions } from "../src/server/app.js";
-import { base64ToFloat32, float32ToBase64 } from "../src/server/inputs.js";
+import { base64ToFloat32, float32ToBase64, jsonShapeProblem } from "../src/server/inputs.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { tempDir } from "./harness/files.js";
 import { FIXTURES, REPO } from "./harness/paths.js";
@@ -472,6 +472,20 @@ describe("server", () => {
     assert.equal(r.body.error.type, "server_error");
     assert.match(r.body.error.message, /^input\[1\]: the embedding is not finite \(Infinity at index 0\)/);
     await s.app.close();
+  });
+
+  it("bodies JSON.parse would spend seconds on are refused before parsing (depth, keys, containers)", () => {
+    const lim = { maxDepth: 4, maxKeys: 3, maxContainers: 6 };
+    const problem = (t: string) => jsonShapeProblem(t, lim)?.message ?? null;
+    assert.equal(problem('{"a":[[["x"]]]}'), null);
+    assert.match(problem('{"a":[[[["x"]]]]}') ?? "", /more than 4 levels deep/);
+    // Brackets, colons and escaped quotes inside strings do not count.
+    assert.equal(problem('{"a":"[[[[[[:::::", "b":"\\"[[[[[", "c":"\\\\"}'), null);
+    assert.match(problem('{"a":"\\\\",[[[[["]]]]]}') ?? "", /levels deep/, "an escaped backslash ends the string");
+    assert.match(problem('{"a":1,"b":2,"c":3,"d":4}') ?? "", /more than 3 keys/);
+    assert.equal(problem('[{"a":1,"b":2,"c":3},{"a":1,"b":2,"c":3}]'), null, "keys are counted per object");
+    assert.equal(jsonShapeProblem("[{},{},{},{},{},{},{}]", lim)?.statusCode, 413);
+    assert.equal(problem('{"unterminated": "[[[[[[['), null, "left for JSON.parse to report");
   });
 
   it("graceful shutdown: an in-flight request completes, then the port is closed", async () => {

@@ -26,8 +26,8 @@ import { searchByVector, DEFAULT_K, MAX_K } from "../search/search.js";
 import type { ImageStore } from "../search/store.js";
 import { ClosedError, Gate, MicroBatcher, QueueFullError, type BatcherStats } from "./batcher.js";
 import {
-  HttpError, badRequest, bodyObject, checkDimensions, float32ToBase64, optional, optionalBoolean, optionalString, parseEmbeddingInput,
-  parseEncodingFormat, parseImageList, parseImageRef, parseStringList, preview,
+  HttpError, badRequest, bodyObject, checkDimensions, float32ToBase64, jsonShapeProblem, optional, optionalBoolean, optionalString,
+  parseEmbeddingInput, parseEncodingFormat, parseImageList, parseImageRef, parseStringList, preview,
 } from "./inputs.js";
 import { MAX_TIMEOUT_MS, SERVER_DEFAULTS } from "./defaults.js";
 import { LruCache } from "./lru.js";
@@ -164,6 +164,8 @@ export function createServer(model: SigLIP2, options: ServerOptions = {}): Fasti
   const bodyLimit = positiveInt("bodyLimit", options.bodyLimit ?? D.bodyLimit);
   if (options.apiKey !== undefined && options.apiKey.trim().length === 0) throw new SiglipError("usage", "the API key is empty");
   const corsOrigins = parseCorsOrigins(options.cors);
+  // Request bodies need 4 levels, a handful of keys per object and 2 containers per input.
+  const jsonLimits = { maxDepth: 32, maxKeys: 256, maxContainers: 2 * maxInputs + 64 };
   const textLength = model.config.text_config.max_position_embeddings;
   const started = Date.now();
   const gate = new Gate();
@@ -221,6 +223,8 @@ export function createServer(model: SigLIP2, options: ServerOptions = {}): Fasti
     let text = body as string;
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a byte-order mark, as some Windows tools send
     if (text.trim().length === 0) return done(badRequest("the request body is empty; send a JSON object"), undefined);
+    const shape = jsonShapeProblem(text, jsonLimits);
+    if (shape !== null) return done(shape, undefined);
     try {
       done(null, JSON.parse(text));
     } catch (e) {

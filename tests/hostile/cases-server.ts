@@ -105,13 +105,26 @@ export const cases: HostileCase[] = [
   { id: "server-body-json-array", area: "server", expect: "clean-error", run: err("/v1/embeddings", '["a cat"]', { status: 400, mentions: ["JSON object", "an array"] }) },
   { id: "server-body-json-number", area: "server", expect: "clean-error", run: err("/v1/embeddings", "42", { status: 400, mentions: ["JSON object", "42"] }) },
   { id: "server-body-json-string", area: "server", expect: "clean-error", run: err("/v1/embeddings", '"a cat"', { status: 400, mentions: ["JSON object"] }) },
+  // JSON.parse would spend seconds of event loop on these (about 4 µs a nesting level, and worse
+  // than linear in the keys of one object): refused before parsing.
   {
     id: "server-deeply-nested-field", area: "server", expect: "clean-error",
-    run: err("/v1/embeddings", `{"input": "x", "encoding_format": ${"[".repeat(200_000)}${"]".repeat(200_000)}}`, { status: 400, mentions: ["encoding_format"], param: "encoding_format" }),
+    run: err("/v1/embeddings", `{"input": "x", "encoding_format": ${"[".repeat(500_000)}${"]".repeat(500_000)}}`, { status: 400, mentions: ["more than 32 levels deep"] }),
   },
   {
     id: "server-deeply-nested-input", area: "server", expect: "clean-error",
-    run: err("/v1/embeddings", `{"input": ${"[".repeat(200_000)}${"]".repeat(200_000)}}`, { status: 400, mentions: ["input[0]"], param: "input[0]" }),
+    run: err("/v1/embeddings", `{"input": ${"[{\"a\":".repeat(100_000)}1${"}]".repeat(100_000)}}`, { status: 400, mentions: ["more than 32 levels deep"] }),
+  },
+  { id: "server-nested-33-levels", area: "server", expect: "clean-error", run: err("/v1/embeddings", `{"input": "x", "user": ${"[".repeat(32)}${"]".repeat(32)}}`, { status: 400, mentions: ["levels deep"] }) },
+  { id: "server-nested-inside-string", area: "server", expect: "correct", run: post("/v1/embeddings", { input: ["[".repeat(100_000) + '\\"{'.repeat(1000)] }, (r) => expectHttpCorrect(r, embeddings(1))) },
+  {
+    id: "server-object-with-many-keys", area: "server", expect: "clean-error",
+    run: err("/v1/embeddings", `{"input": "x", ${Array.from({ length: 80_000 }, (_, i) => `"k${i}": 1`).join(", ")}}`, { status: 400, mentions: ["more than 256 keys"] }),
+  },
+  { id: "server-many-tiny-objects", area: "server", expect: "clean-error", run: err("/v1/embeddings", `{"input": [${Array.from({ length: 250_000 }, () => "{}").join(",")}]}`, { status: 413, mentions: ["arrays and objects"] }) },
+  {
+    id: "server-2048-text-items", area: "server", expect: "correct", timeoutMs: 60_000,
+    run: post("/v1/embeddings", { input: Array.from({ length: 2048 }, (_, i) => ({ type: "text", text: `item ${i}` })) }, (r) => expectHttpCorrect(r, embeddings(2048))),
   },
   { id: "server-text-plain-body", area: "server", expect: "clean-error", run: raw({ headers: { "content-type": "text/plain" }, body: '{"input": "a cat"}' }, (r) => expectHttpError(r, { status: 415, mentions: ["text/plain", "application/json"] })) },
   { id: "server-form-body", area: "server", expect: "clean-error", run: raw({ headers: { "content-type": "application/x-www-form-urlencoded" }, body: "input=a+cat" }, (r) => expectHttpError(r, { status: 415, mentions: ["x-www-form-urlencoded"] })) },
