@@ -62,9 +62,6 @@ async function cmdServe(ctx: CliContext, o: ServeOpts): Promise<void> {
     throw new SiglipError("usage", `--cors: ${(e as Error).message}`);
   }
   const apiKey = o.apiKey ?? (process.env["SIGLIP2_API_KEY"]?.trim() || undefined);
-  if (!isLoopback(o.host) && apiKey === undefined) {
-    note(`warning: listening on ${o.host} without an API key; anyone who can reach this port can use the server (set --api-key or SIGLIP2_API_KEY)`);
-  }
   const { assertSameModel, embeddingSetup, modelName } = await import("../search/identity.js");
   const { ImageStore, defaultDbPath } = await import("../search/store.js");
   const { createServer } = await import("../server/app.js");
@@ -104,6 +101,9 @@ async function cmdServe(ctx: CliContext, o: ServeOpts): Promise<void> {
       const code = (e as NodeJS.ErrnoException).code;
       const why = code === "EADDRINUSE" ? "the port is in use" : code === "EACCES" ? "permission denied" : (e as Error).message;
       throw new SiglipError("usage", `cannot listen on ${o.host}:${o.port}: ${why}`);
+    }
+    if (!isLoopback(o.host) && apiKey === undefined) {
+      note(`warning: listening on ${o.host} without an API key; anyone who can reach this port can use the server (set --api-key or SIGLIP2_API_KEY)`);
     }
     note(`serving ${model.modelId} on ${address} (search: ${store ? store.where : "off, pass --db"}; API key: ${apiKey !== undefined ? "required" : "none"}${o.cors !== undefined ? `; CORS: ${o.cors}` : ""})`);
     await new Promise<void>((resolve) => {

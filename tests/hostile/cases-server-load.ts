@@ -10,6 +10,7 @@
  * disturb. The shutdown case closes a server, so it starts its own.
  */
 import { readFileSync } from "node:fs";
+import { createServer as netServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SigLIP2 } from "../../src/api.js";
@@ -212,6 +213,23 @@ export const cases: HostileCase[] = [
   {
     id: "server-cli-empty-api-key", area: "server", expect: "clean-error", timeoutMs: 15_000,
     run: async () => expectCleanError(await runCli(["serve", "--model", F32, "--port", "0", "--api-key", " "], { timeoutMs: 15_000 }), { mentions: ["--api-key"] }),
+  },
+  {
+    id: "server-cli-unresolvable-host", area: "server", expect: "clean-error", timeoutMs: 15_000,
+    run: async () => expectCleanError(await runCli(["serve", "--model", F32, "--port", "0", "--host", "999.1.1.1"], { timeoutMs: 15_000 }), { mentions: ["cannot listen on 999.1.1.1"] }),
+  },
+  {
+    id: "server-cli-port-in-use", area: "server", expect: "clean-error", timeoutMs: 15_000,
+    run: async () => {
+      const taken = netServer();
+      await new Promise<void>((r) => taken.listen(0, "127.0.0.1", () => r()));
+      const port = (taken.address() as AddressInfo).port;
+      try {
+        return expectCleanError(await runCli(["serve", "--model", F32, "--port", String(port)], { timeoutMs: 15_000 }), { mentions: [`127.0.0.1:${port}`, "in use"] });
+      } finally {
+        taken.close();
+      }
+    },
   },
   {
     id: "server-cli-timeout-overflow", area: "server", expect: "clean-error", timeoutMs: 15_000,
