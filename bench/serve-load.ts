@@ -4,6 +4,7 @@
  *   npx tsx bench/serve-load.ts [--model DIR] [--requests 10000] [--concurrency 32]
  *                               [--max-seconds 600] [--warmup 300] [--mix 6:3:1]
  *                               [--max-batch-size 32] [--max-wait-ms 5] [--threads N]
+ *                               [--long-texts 3]
  *
  * Starts the server as a child process on 127.0.0.1 (a free port), with the tiny
  * test checkpoint by default (pass --model for a real one), and sends a bounded number
@@ -17,8 +18,11 @@
  * The server's RSS (from GET /stats) is read after a warm-up and again after the
  * measured requests, each time after a full garbage collection (the server runs with
  * --expose-gc and GET /stats?gc=1), so that garbage V8 has not collected yet is not
- * mistaken for growth; the RSS without that GC is reported too. Exit code 1 if there
- * were errors, the RSS grew by more than 10%, or the time bound cut the run short.
+ * mistaken for growth; the RSS without that GC is reported too. GET /health is probed every
+ * 50 ms throughout, and its latency reported: the event loop must keep answering. Then
+ * --long-texts requests each embed one 19 MB text (the tokenizer reads only its start), with
+ * /health probed meanwhile. Exit code 1 if there were errors, the RSS grew by more than 10%,
+ * or the time bound cut the run short.
  * Nothing leaves the machine: the server listens on loopback only.
  */
 import { spawn } from "node:child_process";
@@ -38,6 +42,7 @@ const C = Number(opt("--concurrency", "32"));
 const MAX_S = Number(opt("--max-seconds", "600"));
 const WARMUP = Number(opt("--warmup", "300"));
 const MIX = opt("--mix", "6:3:1").split(":").map(Number) as [number, number, number];
+const LONG = Number(opt("--long-texts", "3"));
 const serverArgs = ["--max-batch-size", opt("--max-batch-size", "32"), "--max-wait-ms", opt("--max-wait-ms", "5")];
 if (args.includes("--threads")) serverArgs.push("--threads", opt("--threads", "1"));
 
@@ -141,15 +146,53 @@ async function main(): Promise<void> {
     return sent;
   }
 
+  /** GET /health every 50 ms until `done()`; the latencies. */
+  async function probeHealth(done: () => boolean): Promise<number[]> {
+    const ls: number[] = [];
+    while (!done()) {
+      const t = performance.now();
+      try {
+        await (await fetch(`${server.url}/health`)).json();
+      } catch {
+        errors++;
+      }
+      ls.push(performance.now() - t);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return ls;
+  }
+
   const tStart = Date.now();
   await run(WARMUP, tStart + MAX_S * 1000, false);
   const beforeRaw = await stats();
   const before = await stats(true);
   const t0 = performance.now();
+  let running = true;
+  const health = probeHealth(() => !running);
   const sent = await run(N, tStart + MAX_S * 1000, true);
+  running = false;
+  const healthMs = await health;
   const seconds = (performance.now() - t0) / 1000;
   const afterRaw = await stats();
   const afterStats = await stats(true);
+
+  // One 19 MB text per request (just under the 20 MiB body limit), /health probed meanwhile.
+  const longText = "A photo of a cat sleeping on a red sofa, in the sun. ".repeat(Math.floor(19e6 / 53));
+  const longMs: number[] = [];
+  let longDone = false;
+  const longHealth = probeHealth(() => longDone);
+  for (let i = 0; i < LONG; i++) {
+    const t = performance.now();
+    const r = await fetch(`${server.url}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input: `${i} ${longText}` }) });
+    const body = (await r.json()) as { data?: unknown[]; usage?: { truncated_inputs?: number } };
+    if (r.status !== 200 || body.data?.length !== 1 || body.usage?.truncated_inputs !== 1) {
+      errors++;
+      if (errorSamples.length < 5) errorSamples.push(`long text: ${r.status} ${JSON.stringify(body).slice(0, 200)}`);
+    }
+    longMs.push(performance.now() - t);
+  }
+  longDone = true;
+  const longHealthMs = await longHealth;
   const code = await server.stop();
 
   const pct = (xs: number[], p: number) => {
@@ -179,6 +222,11 @@ async function main(): Promise<void> {
     rss_before_no_gc_mb: Number(mb(beforeRaw.memory.rss)),
     rss_after_no_gc_mb: Number(mb(afterRaw.memory.rss)),
     mean_batch: { text: Number(itemsPerBatch("text")), image: Number(itemsPerBatch("image")) },
+    health_p99_ms: Number(pct(healthMs, 99).toFixed(1)),
+    health_max_ms: Number(Math.max(...healthMs).toFixed(1)),
+    long_text_requests: LONG,
+    long_text_p50_ms: Number(pct(longMs, 50).toFixed(1)),
+    long_text_health_max_ms: Number((longHealthMs.length ? Math.max(...longHealthMs) : NaN).toFixed(1)),
     server_exit_code: code,
   };
   const out = process.stdout;
@@ -194,6 +242,8 @@ async function main(): Promise<void> {
   const heap = (m: Stats["memory"]) => `heap ${mb(m.heapUsed)}/${mb(m.heapTotal)} MiB used/committed, external ${mb(m.external)} MiB, native (RSS − heap) ${mb(m.rss - m.heapTotal)} MiB`;
   out.write(`               before: ${heap(before.memory)}\n               after:  ${heap(afterStats.memory)}\n`);
   out.write(`  mean batch   text ${result.mean_batch.text}, image ${result.mean_batch.image} items per forward pass\n`);
+  out.write(`  /health      p99 ${result.health_p99_ms} ms, max ${result.health_max_ms} ms (${healthMs.length} probes during the run)\n`);
+  if (LONG > 0) out.write(`  19 MB texts  ${LONG} requests, p50 ${result.long_text_p50_ms} ms each; /health max ${result.long_text_health_max_ms} ms meanwhile\n`);
   out.write(`${JSON.stringify(result)}\n`);
   if (errors > 0 || growth > 0.1 || sent < N || code !== 0) {
     out.write(`FAIL: ${errors > 0 ? "errors; " : ""}${growth > 0.1 ? "RSS grew by more than 10%; " : ""}${sent < N ? `only ${sent} of ${N} requests within ${MAX_S} s; ` : ""}${code !== 0 ? `server exit code ${code}` : ""}\n`);

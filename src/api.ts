@@ -392,24 +392,45 @@ export class SigLIP2 {
   }
 
   /**
+   * {@link tokenize}, with what it did to each text: `contentTokens` ids kept before `<eos>`, and
+   * whether the text had more (`truncated`).
+   */
+  async tokenizeDetailed(texts: string[], options: { lowercase?: boolean } = {}): Promise<Array<{ ids: Int32Array; contentTokens: number; truncated: boolean }>> {
+    const tok = await this.tokenizer();
+    const length = this.config.text_config.max_position_embeddings;
+    const lowercase = options.lowercase ?? this.opts.lowercase ?? true;
+    return texts.map((t) => tok.encodeDetailed(t, { lowercase, length }));
+  }
+
+  /**
    * Embed texts; one vector (projection_size) per input, in order. A text whose embedding
    * is not finite, or whose tokens fall outside the model's vocabulary, is an error naming it.
    */
   async embedTexts(texts: string[], options: TextOptions = {}): Promise<Float32Array[]> {
-    const tower = await this.textTower(); // checkpoint problems first
+    await this.textTower(); // checkpoint problems first
     const ids = await this.tokenize(texts, options.lowercase !== undefined ? { lowercase: options.lowercase } : {});
-    const V = tower.config.vocab_size;
-    ids.forEach((row, i) => {
-      const bad = row.find((id) => id < 0 || id >= V);
-      if (bad !== undefined) {
-        throw new SiglipError(
-          "checkpoint",
-          `${textName(texts[i]!)}: token id ${bad} is outside the model's vocabulary (text_config.vocab_size ${V}); tokenizer.json does not belong to this checkpoint`,
-          { subject: texts[i]! },
-        );
-      }
-    });
+    return this.embedTokenIds(ids, options, texts.map(textName));
+  }
+
+  /**
+   * Embed texts given as the token ids {@link tokenize} returns (one row per text). `names`
+   * name the rows in errors (default `token ids <i>`); with names, an id outside the
+   * vocabulary means the tokenizer does not belong to the checkpoint.
+   */
+  async embedTokenIds(ids: Int32Array[], options: EmbedOptions = {}, names?: string[]): Promise<Float32Array[]> {
+    const tower = await this.textTower();
     const T = tower.sequenceLength;
+    const V = tower.config.vocab_size;
+    const name = (i: number): string => names?.[i] ?? `token ids ${i}`;
+    ids.forEach((row, i) => {
+      if (row.length !== T) throw new SiglipError("input", `${name(i)}: ${row.length} ids, expected ${T}`, { subject: name(i) });
+      const bad = row.find((id) => !(id >= 0 && id < V));
+      if (bad === undefined) return;
+      if (names) {
+        throw new SiglipError("checkpoint", `${name(i)}: token id ${bad} is outside the model's vocabulary (text_config.vocab_size ${V}); tokenizer.json does not belong to this checkpoint`, { subject: name(i) });
+      }
+      throw new SiglipError("input", `${name(i)}: id ${bad} is outside the vocabulary (0 to ${V - 1})`, { subject: name(i) });
+    });
     const bs = Math.max(1, this.opts.textBatchSize ?? 32);
     const out: Float32Array[] = [];
     for (let s = 0; s < ids.length; s += bs) {
@@ -421,8 +442,8 @@ export class SigLIP2 {
     }
     const result = options.normalize === false ? out : out.map(l2normalize);
     result.forEach((e, i) => {
-      assertFinite(out[i]!, textName(texts[i]!), "text embedding");
-      assertFinite(e, textName(texts[i]!), "normalised text embedding (a zero vector?)");
+      assertFinite(out[i]!, name(i), "text embedding");
+      assertFinite(e, name(i), "normalised text embedding (a zero vector?)");
     });
     return result;
   }

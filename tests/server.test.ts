@@ -1,23 +1,28 @@
 /**
  * The embedding server over real HTTP on loopback: every endpoint, embeddings equal
  * to the library's and to transformers' goldens, base64 encoding, the error paths
- * (400/401/404/413/415/429/504), micro-batching across concurrent requests, graceful
+ * (400/401/404/408/413/415/429/500/504), OpenAI client habits (2048 inputs, null fields,
+ * models.retrieve), truncation reporting, long texts, CORS, an event loop that keeps
+ * answering during a large request, micro-batching across concurrent requests, graceful
  * shutdown with a request in flight, and `siglip2 serve` itself.
+ * (tests/hostile/cases-server*.ts try many more bad requests, each with its exact answer.)
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
 import { SigLIP2 } from "../src/api.js";
+import { SiglipError } from "../src/errors.js";
 import { embeddingSetup, modelName } from "../src/search/identity.js";
 import { buildIndex, openForIndexing } from "../src/search/indexer.js";
 import { searchText } from "../src/search/search.js";
 import type { ImageStore } from "../src/search/store.js";
 import { createServer, type ServerOptions } from "../src/server/app.js";
-import { base64ToFloat32, float32ToBase64 } from "../src/server/inputs.js";
+import { base64ToFloat32, float32ToBase64, jsonShapeProblem } from "../src/server/inputs.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { tempDir } from "./harness/files.js";
 import { FIXTURES, REPO } from "./harness/paths.js";
@@ -64,12 +69,21 @@ async function start(model: SigLIP2, options: ServerOptions = {}): Promise<Runni
   return { app, url, post, get };
 }
 
+/** Wait until `cond` holds; fail after `ms` (a bound on the loop, not a timing assertion). */
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+  const t0 = performance.now();
+  while (!(await cond())) {
+    if (performance.now() - t0 > ms) assert.fail(`gave up waiting for ${what}`);
+    await sleep(2);
+  }
+}
+
 /** The model with its towers slowed down by `ms` per call (a stand-in for a big model). */
 function slow(model: SigLIP2, ms: number): SigLIP2 {
   const m = Object.create(model) as SigLIP2;
-  m.embedTexts = async (...a) => {
+  m.embedTokenIds = async (...a) => {
     await sleep(ms);
-    return model.embedTexts(...a);
+    return model.embedTokenIds(...a);
   };
   m.embedImagesSettled = async (...a) => {
     await sleep(ms);
@@ -82,7 +96,6 @@ describe("server", () => {
   let model: SigLIP2;
   let srv: Running;
   let store: ImageStore;
-  const batches: Array<[string, number]> = [];
 
   before(async () => {
     model = await SigLIP2.load(F32, { lowercase: false });
@@ -91,7 +104,7 @@ describe("server", () => {
     man.images.forEach((p, i) => copyFileSync(join(REPO, p), join(dir, `img${i}.png`)));
     store = await openForIndexing(join(tempDir(), "db"), "images", await embeddingSetup(model, modelName(F32)));
     await buildIndex(model, store, [dir]);
-    srv = await start(model, { store, modelName: "siglip2-test", maxWaitMs: 40, onBatch: (k, n) => batches.push([k, n]) });
+    srv = await start(model, { store, modelName: "siglip2-test", maxWaitMs: 40 });
   });
   after(async () => {
     await srv.app.close();
@@ -108,17 +121,17 @@ describe("server", () => {
     assert.deepEqual([m.body.data[0].id, m.body.data[0].object, m.body.data[0].dimensions], ["siglip2-test", "model", D]);
     const o = await srv.get("/openapi.json");
     assert.equal(o.body.openapi, "3.1.0");
-    for (const p of ["/v1/embeddings", "/v1/classify", "/v1/search", "/v1/models", "/health"]) assert.ok(o.body.paths[p], p);
+    for (const p of ["/v1/embeddings", "/v1/classify", "/v1/search", "/v1/models", "/v1/models/{id}", "/health"]) assert.ok(o.body.paths[p], p);
     const s = await srv.get("/stats");
     assert.equal(typeof s.body.memory.rss, "number");
     assert.equal(typeof s.body.batches.text.batches, "number");
   });
 
   it("POST /v1/embeddings: texts equal the library's and transformers' embeddings; usage counts tokens", async () => {
-    const r = await srv.post("/v1/embeddings", { input: man.texts, model: "my-name" });
+    const r = await srv.post("/v1/embeddings", { input: man.texts, model: "text-embedding-3-small" });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.object, "list");
-    assert.equal(r.body.model, "my-name", "model is echoed");
+    assert.equal(r.body.model, "siglip2-test", "any model name is accepted; the response names the served one");
     assert.equal(r.body.data.length, man.texts.length);
     const gold = golden.readFloat32("text.embeds");
     const lib = await model.embedTexts(man.texts);
@@ -128,7 +141,13 @@ describe("server", () => {
       assert.ok(maxAbs(d.embedding, gold.subarray(i * D, (i + 1) * D)) < 1e-5, `text ${i} vs golden`);
       assert.ok(maxAbs(d.embedding, lib[i]!) < 1e-6, `text ${i} vs library`);
     });
-    assert.ok(r.body.usage.prompt_tokens > man.texts.length && r.body.usage.total_tokens === r.body.usage.prompt_tokens);
+    // usage: the tokens the model read (content kept + <eos>), and how many texts were cut.
+    const tok = await model.tokenizer();
+    const want = man.texts.map((t) => Math.min(tok.tokenize(t, { lowercase: false }).length, 63) + 1);
+    assert.equal(r.body.usage.prompt_tokens, want.reduce((a, b) => a + b, 0));
+    assert.equal(r.body.usage.total_tokens, r.body.usage.prompt_tokens);
+    assert.equal(r.body.usage.truncated_inputs, man.texts.filter((t) => tok.tokenize(t, { lowercase: false }).length > 63).length);
+    assert.ok(r.body.usage.truncated_inputs >= 1, "the fixture has an over-64-token text");
     const one = await srv.post("/v1/embeddings", { input: "a cat" });
     assert.equal(one.body.data.length, 1);
     assert.equal(one.body.model, "siglip2-test");
@@ -205,10 +224,14 @@ describe("server", () => {
   });
 
   it("micro-batching merges concurrent requests", async () => {
-    batches.length = 0;
-    const rs = await Promise.all(Array.from({ length: 12 }, (_, i) => srv.post("/v1/embeddings", { input: `caption number ${i}` })));
+    // A slowed model: whatever arrives while a batch runs joins the next one (the test does
+    // not depend on 12 requests arriving within one short wait on a busy machine).
+    const sizes: Array<[string, number]> = [];
+    const s = await start(slow(model, 150), { maxWaitMs: 20, onBatch: (k, n) => sizes.push([k, n]) });
+    const rs = await Promise.all(Array.from({ length: 12 }, (_, i) => s.post("/v1/embeddings", { input: `caption number ${i}` })));
+    await s.app.close();
     for (const r of rs) assert.equal(r.status, 200);
-    const text = batches.filter(([k]) => k === "text").map(([, n]) => n);
+    const text = sizes.filter(([k]) => k === "text").map(([, n]) => n);
     assert.equal(text.reduce((a, b) => a + b, 0), 12);
     assert.ok(Math.max(...text) >= 2 && text.length < 12, `batch sizes ${JSON.stringify(text)}`);
     // Each caller still gets its own embedding.
@@ -231,7 +254,8 @@ describe("server", () => {
       ["/v1/embeddings", { input: "x", encoding_format: "int8" }, /encoding_format/],
       ["/v1/embeddings", { input: "x", dimensions: 7 }, /dimensions/],
       ["/v1/classify", { images: [dataUrl(imgPath(0))], labels: ["cat"], template: "no placeholder" }, /placeholder/],
-      ["/v1/classify", { images: [dataUrl(imgPath(0))] }, /"labels" must be a non-empty array/],
+      ["/v1/classify", { images: [dataUrl(imgPath(0))] }, /missing "labels"/],
+      ["/v1/classify", { images: [dataUrl(imgPath(0))], labels: [] }, /"labels" must be a non-empty array/],
       ["/v1/classify", { labels: ["cat"] }, /missing "images"/],
     ];
     for (const [path, body, re] of cases) {
@@ -246,9 +270,14 @@ describe("server", () => {
     const xml = await fetch(`${srv.url}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/xml" }, body: "<input>a cat</input>" });
     assert.equal(xml.status, 415);
     assert.match(((await xml.json()) as any).error.message, /unsupported content type "application\/xml"; send application\/json/);
-    const plain = await srv.post("/v1/embeddings", "a cat", { "content-type": "text/plain" });
-    assert.equal(plain.status, 400);
-    assert.match(plain.body.error.message, /JSON object/);
+    // A text/plain body is the 415 it is, not a string that then "must be an object".
+    const plain = await srv.post("/v1/embeddings", '{"input": "a cat"}', { "content-type": "text/plain" });
+    assert.equal(plain.status, 415);
+    assert.match(plain.body.error.message, /unsupported content type "text\/plain"/);
+    // Without --cors there is no preflight route and no CORS header.
+    const pre = await fetch(`${srv.url}/v1/embeddings`, { method: "OPTIONS", headers: { origin: "https://app.example", "access-control-request-method": "POST" } });
+    assert.equal(pre.status, 404);
+    assert.equal(pre.headers.get("access-control-allow-origin"), null);
     // Without a database there is no /v1/search.
     const bare = await start(model);
     assert.equal((await bare.post("/v1/search", { query: "x" })).status, 404);
@@ -279,11 +308,11 @@ describe("server", () => {
 
   it("429 when the queue is full; 504 when a request's time runs out (its queued items are withdrawn)", async () => {
     const started: number[] = [];
-    const s = await start(slow(model, 300), { maxBatchSize: 1, maxWaitMs: 0, maxQueue: 2, onBatch: (_k, n) => started.push(n) });
+    const s = await start(slow(model, 300), { maxBatchSize: 1, maxWaitMs: 0, maxQueue: 2, maxInputs: 2, onBatch: (_k, n) => started.push(n) });
     const first = s.post("/v1/embeddings", { input: "one" });
-    while (started.length === 0) await sleep(5);
+    await until(() => started.length > 0, "the first batch");
     const second = s.post("/v1/embeddings", { input: ["two", "three"] });
-    while ((await s.get("/stats")).body.batches.text.waiting < 2) await sleep(5);
+    await until(async () => (await s.get("/stats")).body.batches.text.waiting >= 2, "2 queued inputs");
     const third = await s.post("/v1/embeddings", { input: "four" });
     assert.equal(third.status, 429);
     assert.equal(third.body.error.type, "rate_limit_error");
@@ -305,11 +334,165 @@ describe("server", () => {
     await t.app.close();
   });
 
+  it("OpenAI clients: 2048 inputs by default, null for unset fields, models.retrieve", async () => {
+    const input = Array.from({ length: 2048 }, (_, i) => `caption ${i}`);
+    const r = await srv.post("/v1/embeddings", { input, model: "x", encoding_format: null, dimensions: null, user: null, truncate: null });
+    assert.equal(r.status, 200, JSON.stringify(r.body).slice(0, 300));
+    assert.equal(r.body.data.length, 2048);
+    const lib = await model.embedTexts([input[1234]!]);
+    assert.ok(maxAbs(r.body.data[1234].embedding, lib[0]!) < 1e-6);
+    assert.equal((await srv.post("/v1/embeddings", { input: [...input, "one more"] })).status, 413);
+    // dimensions: only the model's own, with a message that says so (not "int8" or null confusion).
+    assert.equal((await srv.post("/v1/embeddings", { input: "x", dimensions: D })).status, 200);
+    const dims = await srv.post("/v1/embeddings", { input: "x", dimensions: 256 });
+    assert.equal(dims.status, 400);
+    assert.match(dims.body.error.message, /"dimensions" is 256, but this model gives 32-dimensional embeddings only/);
+    // GET /v1/models/{id} (the SDKs' models.retrieve), with the id's "/" sent as is or as %2F.
+    const bare = await start(model, { modelName: "google/siglip2-base-patch16-224" });
+    for (const path of ["/v1/models/google/siglip2-base-patch16-224", "/v1/models/google%2Fsiglip2-base-patch16-224"]) {
+      const m = await bare.get(path);
+      assert.equal(m.status, 200, path);
+      assert.deepEqual([m.body.id, m.body.object, typeof m.body.created, m.body.owned_by], ["google/siglip2-base-patch16-224", "model", "number", "siglip2"]);
+    }
+    const unknown = await bare.get("/v1/models/text-embedding-3-small");
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.error.code, "model_not_found");
+    await bare.app.close();
+  });
+
+  it("--max-inputs larger than --max-queue is refused at start-up, not silently capped", async () => {
+    assert.throws(() => createServer(model, { maxInputs: 5000, maxQueue: 100 }), (e: unknown) => e instanceof SiglipError && /maxInputs \(5000\) is larger than maxQueue \(100\)/.test(e.message));
+    assert.throws(() => createServer(model, { maxQueue: 100 }), (e: unknown) => e instanceof SiglipError && /maxInputs \(2048\)/.test(e.message));
+    const child = spawn(process.execPath, [BIN, "serve", "--model", F32, "--port", "0", "--max-inputs", "300", "--max-queue", "200"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    assert.equal(code, 2);
+    assert.equal(stderr.trim(), "siglip2: --max-inputs 300 is larger than --max-queue 200: a request that large could never be queued; raise --max-queue or lower --max-inputs");
+  });
+
+  it("long texts: embedded from exactly the whole text's first 63 tokens; truncate: false is a 400", async () => {
+    const tok = await model.tokenizer();
+    const long = "A photo of a cat sleeping on a red sofa, in the sun. ".repeat(2000); // 106 000 characters
+    const ids = [...tok.tokenize(long, { lowercase: false }).slice(0, 63), tok.eosId];
+    const [want] = await model.embedTokenIds([Int32Array.from(ids)]);
+    const r = await srv.post("/v1/embeddings", { input: ["short", long] });
+    assert.equal(r.status, 200);
+    assert.ok(maxAbs(r.body.data[1].embedding, want!) < 1e-6);
+    assert.equal(r.body.usage.truncated_inputs, 1);
+    assert.equal(r.body.usage.prompt_tokens, 64 + tok.tokenize("short", { lowercase: false }).length + 1);
+    const no = await srv.post("/v1/embeddings", { input: ["short", long], truncate: false });
+    assert.equal(no.status, 400);
+    assert.equal(no.body.error.param, "input[1]");
+    assert.equal(no.body.error.code, "text_too_long");
+    // A text of exactly 63 tokens is not truncated.
+    const t63 = `a${" a".repeat(62)}`;
+    assert.equal(tok.tokenize(t63, { lowercase: false }).length, 63);
+    assert.equal((await srv.post("/v1/embeddings", { input: t63, truncate: false })).status, 200);
+  });
+
+  it("the event loop keeps answering while a request of many long texts is tokenized", async () => {
+    // Counted, not timed: the server and this test share one event loop, so GET /health can
+    // only come back between tokenizer slices. Had the server tokenized all 2048 texts in one
+    // go, /health would come back after the last one.
+    let tokenized = 0;
+    const counting = Object.create(model) as SigLIP2;
+    counting.tokenizeDetailed = async (texts, o) => {
+      tokenized += texts.length;
+      return model.tokenizeDetailed(texts, o);
+    };
+    const s = await start(counting);
+    const input = Array.from({ length: 2048 }, (_, i) => `${i} ${"word ".repeat(1000)}`);
+    const big = s.post("/v1/embeddings", { input });
+    await until(() => tokenized > 0, "tokenizing to start");
+    const h = await s.get("/health");
+    const at = tokenized;
+    assert.equal(h.status, 200);
+    assert.ok(at < 2048, `/health came back only after all ${at} texts were tokenized`);
+    assert.equal((await big).status, 200);
+    await s.app.close();
+  });
+
+  it("CORS (--cors): preflight without a key, the origin echoed, others not", async () => {
+    const s = await start(model, { apiKey: "k", cors: ["https://app.example", "http://localhost:3000"] });
+    const pre = await fetch(`${s.url}/v1/embeddings`, { method: "OPTIONS", headers: { origin: "http://localhost:3000", "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type" } });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers.get("access-control-allow-origin"), "http://localhost:3000");
+    assert.equal(pre.headers.get("access-control-allow-headers"), "authorization,content-type");
+    assert.match(pre.headers.get("access-control-allow-methods") ?? "", /POST/);
+    const ok = await s.post("/v1/embeddings", { input: "x" }, { authorization: "Bearer k", origin: "https://app.example" });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("access-control-allow-origin"), "https://app.example");
+    assert.equal(ok.headers.get("vary"), "Origin");
+    const other = await s.post("/v1/embeddings", { input: "x" }, { authorization: "Bearer k", origin: "https://evil.example" });
+    assert.equal(other.headers.get("access-control-allow-origin"), null);
+    assert.equal((await s.post("/v1/embeddings", { input: "x" }, { origin: "https://app.example" })).status, 401, "CORS does not lift the key");
+    await s.app.close();
+    assert.throws(() => createServer(model, { cors: "app.example" }), (e: unknown) => e instanceof SiglipError && /not an origin/.test(e.message));
+    const any = await start(model, { cors: "*" });
+    const r = await any.post("/v1/embeddings", { input: "x" }, { origin: "https://anything.example" });
+    assert.equal(r.headers.get("access-control-allow-origin"), "*");
+    await any.app.close();
+  });
+
+  it("a body that does not arrive in time gets 408; a client that hangs up has its queued work dropped", async () => {
+    const s = await start(slow(model, 200), { bodyTimeoutMs: 300, maxBatchSize: 1, maxWaitMs: 0 });
+    const u = new URL(s.url);
+    const answer = await new Promise<string>((resolve) => {
+      const sock = connect(Number(u.port), u.hostname);
+      let data = "";
+      sock.setEncoding("utf8");
+      sock.on("data", (d: string) => (data += d));
+      sock.on("close", () => resolve(data));
+      setTimeout(() => sock.destroy(), 10_000).unref(); // bound: no answer fails the match below
+      sock.write(`POST /v1/embeddings HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"input": `);
+    });
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.match(answer, /"message":"the request body did not arrive within 300 ms"/);
+    // Hang up after the first of 4 inputs started: the other 3 never run.
+    const ac = new AbortController();
+    const gone = fetch(`${s.url}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input: ["a", "b", "c", "d"] }), signal: ac.signal }).catch(() => null);
+    await until(async () => (await s.get("/stats")).body.batches.text.batches > 0, "the first batch");
+    ac.abort();
+    await gone;
+    await until(async () => (await s.get("/stats")).body.batches.text.waiting === 0, "the queue to empty");
+    await sleep(250);
+    const st = (await s.get("/stats")).body.batches.text;
+    assert.ok(st.items <= 2, `${st.items} inputs ran for a client that had gone`);
+    assert.equal((await s.post("/v1/embeddings", { input: "still fine" })).status, 200);
+    await s.app.close();
+  });
+
+  it("non-finite model outputs are a 500 naming the input, never null in the JSON", async () => {
+    const broken = Object.create(model) as SigLIP2;
+    broken.embedTokenIds = async (ids) => ids.map((_, i) => new Float32Array(D).fill(i === 1 ? Number.POSITIVE_INFINITY : 0.1));
+    const s = await start(broken);
+    const r = await s.post("/v1/embeddings", { input: ["fine", "overflows"] });
+    assert.equal(r.status, 500);
+    assert.equal(r.body.error.type, "server_error");
+    assert.match(r.body.error.message, /^input\[1\]: the embedding is not finite \(Infinity at index 0\)/);
+    await s.app.close();
+  });
+
+  it("bodies JSON.parse would spend seconds on are refused before parsing (depth, keys, containers)", () => {
+    const lim = { maxDepth: 4, maxKeys: 3, maxContainers: 6 };
+    const problem = (t: string) => jsonShapeProblem(t, lim)?.message ?? null;
+    assert.equal(problem('{"a":[[["x"]]]}'), null);
+    assert.match(problem('{"a":[[[["x"]]]]}') ?? "", /more than 4 levels deep/);
+    // Brackets, colons and escaped quotes inside strings do not count.
+    assert.equal(problem('{"a":"[[[[[[:::::", "b":"\\"[[[[[", "c":"\\\\"}'), null);
+    assert.match(problem('{"a":"\\\\",[[[[["]]]]]}') ?? "", /levels deep/, "an escaped backslash ends the string");
+    assert.match(problem('{"a":1,"b":2,"c":3,"d":4}') ?? "", /more than 3 keys/);
+    assert.equal(problem('[{"a":1,"b":2,"c":3},{"a":1,"b":2,"c":3}]'), null, "keys are counted per object");
+    assert.equal(jsonShapeProblem("[{},{},{},{},{},{},{}]", lim)?.statusCode, 413);
+    assert.equal(problem('{"unterminated": "[[[[[[['), null, "left for JSON.parse to report");
+  });
+
   it("graceful shutdown: an in-flight request completes, then the port is closed", async () => {
     const started: number[] = [];
     const s = await start(slow(model, 300), { onBatch: (_k, n) => started.push(n) });
     const inflight = s.post("/v1/embeddings", { input: ["in", "flight"] });
-    while (started.length === 0) await sleep(5);
+    await until(() => started.length > 0, "the first batch");
     let closed = false;
     const closing = s.app.close().then(() => (closed = true));
     const r = await inflight;

@@ -31,10 +31,13 @@ const error = {
 
 function errors(...codes: number[]): Record<string, unknown> {
   const text: Record<number, string> = {
-    400: "bad JSON, a bad field or an unreadable image",
+    400: "bad JSON, a bad field, an unreadable image, or (truncate: false) a text over the model's window",
     401: "missing or wrong bearer token",
+    408: "the request body did not arrive in time",
     413: "request body or input list too large",
+    415: "the body is not application/json, or is compressed",
     429: "queue full; retry (Retry-After header)",
+    500: "the model gave a non-finite result (a broken checkpoint)",
     503: "shutting down",
     504: "the request's time limit passed",
   };
@@ -53,13 +56,20 @@ const scores = {
   },
 };
 
+const truncate = { type: ["boolean", "null"], default: true, description: "false: a text over the model's 63-token window is a 400 instead of being cut" };
+const anyModel = { type: ["string", "null"], description: "any name (one model is served; the response names it)" };
+
 export function openApiDocument(o: { modelName: string; search: boolean; auth: boolean }): Record<string, unknown> {
   const post = (summary: string, schema: unknown, response: unknown) => ({
     summary,
     ...(o.auth ? { security: [{ bearer: [] }] } : {}),
     requestBody: { required: true, content: { "application/json": { schema } } },
-    responses: { "200": { description: "OK", content: { "application/json": { schema: response } } }, ...errors(400, 401, 413, 429, 503, 504) },
+    responses: { "200": { description: "OK", content: { "application/json": { schema: response } } }, ...errors(400, 401, 408, 413, 415, 429, 500, 503, 504) },
   });
+  const modelSchema = {
+    type: "object",
+    properties: { id: { type: "string" }, object: { const: "model" }, created: { type: "integer" }, owned_by: { type: "string" }, dimensions: { type: "integer" }, naflex: { type: "boolean" } },
+  };
   const paths: Record<string, unknown> = {
     "/v1/embeddings": {
       post: post(
@@ -73,6 +83,7 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
                 { type: "string" },
                 {
                   type: "array",
+                  maxItems: 2048,
                   items: {
                     oneOf: [
                       { type: "string", description: "a text" },
@@ -83,9 +94,11 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
                 },
               ],
             },
-            model: { type: "string", description: "echoed in the response" },
-            encoding_format: { enum: ["float", "base64"], default: "float", description: "base64: little-endian float32 bytes" },
-            dimensions: { type: "integer", description: "must equal the model's dimension if given" },
+            model: anyModel,
+            encoding_format: { enum: ["float", "base64", null], default: "float", description: "base64: little-endian float32 bytes" },
+            dimensions: { type: ["integer", "null"], description: "must equal the model's dimension if given" },
+            user: { type: ["string", "null"], description: "accepted and ignored" },
+            truncate,
           },
         },
         {
@@ -97,7 +110,14 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
               items: { type: "object", properties: { object: { const: "embedding" }, index: { type: "integer" }, embedding: { oneOf: [{ type: "array", items: { type: "number" } }, { type: "string" }] } } },
             },
             model: { type: "string" },
-            usage: { type: "object", properties: { prompt_tokens: { type: "integer" }, total_tokens: { type: "integer" } } },
+            usage: {
+              type: "object",
+              properties: {
+                prompt_tokens: { type: "integer", description: "tokens the text tower read: content kept plus <eos>, summed" },
+                total_tokens: { type: "integer" },
+                truncated_inputs: { type: "integer", description: "texts cut to the model's 63-token window" },
+              },
+            },
           },
         },
       ),
@@ -111,15 +131,30 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
           properties: {
             images: { type: "array", items: imageRef },
             labels: { type: "array", items: { type: "string" } },
-            template: { type: "string", default: "This is a photo of {}." },
-            model: { type: "string" },
+            template: { type: ["string", "null"], default: "This is a photo of {}." },
+            model: anyModel,
+            truncate,
           },
         },
         { type: "object", properties: { object: { const: "list" }, model: { type: "string" }, data: { type: "array", items: { type: "object", properties: { index: { type: "integer" }, scores } } } } },
       ),
     },
-    "/v1/models": { get: { summary: "The served model", ...(o.auth ? { security: [{ bearer: [] }] } : {}), responses: { "200": { description: "OK" } } } },
-    "/health": { get: { summary: "Liveness (no token needed)", responses: { "200": { description: "OK" } } } },
+    "/v1/models": {
+      get: {
+        summary: "The served model",
+        ...(o.auth ? { security: [{ bearer: [] }] } : {}),
+        responses: { "200": { description: "OK", content: { "application/json": { schema: { type: "object", properties: { object: { const: "list" }, data: { type: "array", items: modelSchema } } } } } } },
+      },
+    },
+    "/v1/models/{id}": {
+      get: {
+        summary: "The served model by id (models.retrieve); 404 model_not_found for any other",
+        ...(o.auth ? { security: [{ bearer: [] }] } : {}),
+        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" }, description: "may contain / (or %2F)" }],
+        responses: { "200": { description: "OK", content: { "application/json": { schema: modelSchema } } }, "404": { description: "not this server's model" } },
+      },
+    },
+    "/health": { get: { summary: "Liveness (no token needed); 503 while draining", responses: { "200": { description: "OK" }, "503": { description: "shutting down" } } } },
     "/stats": { get: { summary: "Batch sizes, queue depths, request counts, memory", ...(o.auth ? { security: [{ bearer: [] }] } : {}), responses: { "200": { description: "OK" } } } },
   };
   if (o.search) {
@@ -128,7 +163,7 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
         "Search the image index: a text query (with sigmoid probability) or an image query (cosine only)",
         {
           type: "object",
-          properties: { query: { type: "string" }, image: imageRef, k: { type: "integer", minimum: 1, maximum: 10000, default: 10 } },
+          properties: { query: { type: ["string", "null"] }, image: imageRef, k: { type: ["integer", "null"], minimum: 1, maximum: 10000, default: 10 }, truncate },
         },
         {
           type: "object",

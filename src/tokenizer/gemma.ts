@@ -51,6 +51,16 @@ const REPLACEMENT_CHARACTER = "\ufffd";
 /** Heap keys are `rank * POS_LIMIT + position`, exact in a double while rank < 2^21. */
 const POS_LIMIT = 2 ** 32;
 const MAX_MERGES = 2 ** 21;
+/**
+ * Texts up to this many UTF-16 code units per id wanted (plus a little) are tokenized whole by
+ * {@link GemmaTokenizer.encode}; longer ones go through the prefix path (see `head`).
+ */
+const PREFIX_UNITS_PER_ID = 8;
+/**
+ * The unproven prefix path (see `head`): two cuts must agree on `limit + PREFIX_MARGIN` ids, and
+ * each must give at least `PREFIX_MARGIN` more ids than that.
+ */
+const PREFIX_MARGIN = 32;
 
 /** One node of the added-token trie, over UTF-16 code units. */
 interface TrieNode {
@@ -88,14 +98,23 @@ class AddedTokenMatcher {
    * order. At each position the longest token starting there wins; scanning resumes after it.
    */
   split(text: string, onText: (s: string) => void, onToken: (id: number) => void): void {
-    if (this.count === 0) {
-      if (text.length > 0) onText(text);
-      return;
-    }
+    const r = this.splitUntil(text, text.length, onText, onToken);
+    if (r.segStart < text.length) onText(text.slice(r.segStart));
+  }
+
+  /**
+   * {@link split}, but scanning stops at the first position at or after `stop` that no match
+   * covers. Everything reported is exactly what `split` reports for the whole text: the trie walk
+   * from a position before `stop` reads the whole text, not a copy cut at `stop`. The stretch from
+   * `segStart` to `pos` is not reported: it is the start of the next text stretch, whose end is not
+   * known yet (empty when `segStart === pos`). `pos === text.length` when the whole text was scanned.
+   */
+  splitUntil(text: string, stop: number, onText: (s: string) => void, onToken: (id: number) => void): { segStart: number; pos: number } {
     const n = text.length;
+    if (this.count === 0) return { segStart: 0, pos: Math.min(n, Math.max(stop, 0)) };
     let segStart = 0;
     let i = 0;
-    while (i < n) {
+    while (i < n && i < stop) {
       let node = this.root.children.get(text.charCodeAt(i));
       if (node === undefined) {
         i++;
@@ -124,7 +143,7 @@ class AddedTokenMatcher {
       i = bestEnd;
       segStart = i;
     }
-    if (segStart < n) onText(text.slice(segStart));
+    return { segStart, pos: i };
   }
 }
 
@@ -217,6 +236,8 @@ export class GemmaTokenizer {
   private readonly tokens: string[];
   /** Rank of the merge of the pair (left id, right id), or -1. */
   private readonly pairRank: (a: number, b: number) => number;
+  /** Whether any merge has one of these ids on either side (a scan of all merges). */
+  private readonly mergesUsing: (ids: Set<number>) => boolean;
   /** The id each merge produces, by rank; -1 until first needed (see the constructor). */
   private readonly mergeResults: Int32Array;
   /** Ids of `<0x00>`…`<0xFF>` (-1 where missing) when byte fallback is on, else null. */
@@ -228,6 +249,10 @@ export class GemmaTokenizer {
   private readonly rawAdded: AddedTokenMatcher;
   /** Added tokens matched on the normalised text (`normalized: true`; none in Gemma). */
   private readonly normalizedAdded: AddedTokenMatcher;
+  /** Length of the longest vocabulary token, in UTF-16 code units. */
+  private readonly maxTokenUnits: number;
+  /** Whether the prefix path of {@link encode} applies to this vocabulary (decided on first use). */
+  private prefixPath?: boolean;
 
   private constructor(json: unknown, source: string) {
     const bad = (problem: string): SiglipError =>
@@ -253,6 +278,7 @@ export class GemmaTokenizer {
     const vocab = new Map<string, number>();
     let maxId = -1;
     let spaceInTokens = false;
+    let maxTokenUnits = 1;
     const keys = Object.keys(vocabObj); // much faster than Object.entries on 256k keys
     // Token by id, kept dense (not holey): ids are normally 0…n-1, in no particular key order.
     const tokens = new Array<string>(keys.length).fill("");
@@ -266,6 +292,7 @@ export class GemmaTokenizer {
       if (id > maxId) maxId = id;
       if (id < keys.length) tokens[id] = token;
       if (!spaceInTokens && token.includes(" ")) spaceInTokens = true;
+      if (token.length > maxTokenUnits) maxTokenUnits = token.length;
     }
     if (maxId >= keys.length) {
       // Ids with gaps: extend, then place the ids the first pass could not.
@@ -307,6 +334,7 @@ export class GemmaTokenizer {
       bad(`merge ${rank} ${JSON.stringify(merges[rank])} is not a pair of tokens`);
     const mergeResults = new Int32Array(merges.length);
     let pairRank: (a: number, b: number) => number;
+    let mergesUsing: (ids: Set<number>) => boolean;
     if (!spaceInTokens) {
       // Fast path (Gemma: no token contains " "): key the merges by their "left right" string, as
       // stored, so loading does not look up 1.7 M strings. Each pair then has exactly one key, and
@@ -327,6 +355,20 @@ export class GemmaTokenizer {
         }
       }
       pairRank = (a, b) => byString.get(tokens[a] + " " + tokens[b]) ?? -1;
+      mergesUsing = (ids) => {
+        const names = new Set<string>();
+        const firsts = new Set<number>();
+        for (const id of ids) {
+          names.add(tokens[id]!);
+          firsts.add(tokens[id]!.charCodeAt(0));
+        }
+        for (const key of byString.keys()) {
+          const sp = key.indexOf(" ");
+          if (!firsts.has(key.charCodeAt(0)) && !firsts.has(key.charCodeAt(sp + 1))) continue;
+          if (names.has(key.slice(0, sp)) || names.has(key.slice(sp + 1))) return true;
+        }
+        return false;
+      };
     } else {
       // General path: tokens may contain spaces, so resolve every merge to ids now.
       const pairMul = maxId + 1;
@@ -355,6 +397,10 @@ export class GemmaTokenizer {
         mergeResults[rank] = merged;
       }
       pairRank = (a, b) => byPair.get(a * pairMul + b) ?? -1;
+      mergesUsing = (ids) => {
+        for (const key of byPair.keys()) if (ids.has(Math.floor(key / pairMul)) || ids.has(key % pairMul)) return true;
+        return false;
+      };
     }
 
     // BPE options. Defaults are Gemma's (what transformers' GemmaTokenizer sets).
@@ -382,6 +428,7 @@ export class GemmaTokenizer {
     this.vocab = vocab;
     this.tokens = tokens;
     this.pairRank = pairRank;
+    this.mergesUsing = mergesUsing;
     this.mergeResults = mergeResults;
     this.byteIds = byteIds;
     this.unkId = unkId;
@@ -389,6 +436,7 @@ export class GemmaTokenizer {
     this.ignoreMerges = m["ignore_merges"] === true;
     this.rawAdded = rawAdded;
     this.normalizedAdded = normalizedAdded;
+    this.maxTokenUnits = maxTokenUnits;
     this.vocabSize = maxId + 1;
     this.eosId = special("<eos>");
     this.padId = special("<pad>");
@@ -422,21 +470,19 @@ export class GemmaTokenizer {
   tokenize(text: string, opts?: { lowercase?: boolean }): number[] {
     const lowercase = opts?.lowercase ?? true;
     const out: number[] = [];
-    const bpe = (s: string): void => this.bpe(s, out);
-    const pushId = (id: number): void => {
-      out.push(id);
-    };
     this.rawAdded.split(
       text,
-      (segment) => {
-        let s = lowercase ? lowercasePerCodePoint(segment) : segment;
-        s = s.replaceAll(" ", "\u2581");
-        if (this.normalizedAdded.empty) bpe(s);
-        else this.normalizedAdded.split(s, bpe, pushId);
-      },
-      pushId,
+      (segment) => this.segmentIds(segment, lowercase, out),
+      (id) => out.push(id),
     );
     return out;
+  }
+
+  /** Steps 2 and 3 for one stretch of text between added tokens: normalise, then BPE. */
+  private segmentIds(segment: string, lowercase: boolean, out: number[]): void {
+    const s = normalizeSegment(segment, lowercase);
+    if (this.normalizedAdded.empty) this.bpe(s, out);
+    else this.normalizedAdded.split(s, (w) => this.bpe(w, out), (id) => out.push(id));
   }
 
   /**
@@ -459,12 +505,181 @@ export class GemmaTokenizer {
     return out;
   }
 
-  private encodeInto(text: string, lowercase: boolean, out: Int32Array, offset: number, length: number): void {
-    const ids = this.tokenize(text, { lowercase });
+  /**
+   * {@link encode}, and what it did to the text: `contentTokens` content ids were kept (at most
+   * `length - 1`; `<eos>` and padding follow), and `truncated` says whether the text had more.
+   */
+  encodeDetailed(text: string, opts?: EncodeOptions): { ids: Int32Array; contentTokens: number; truncated: boolean } {
+    const length = checkLength(opts?.length);
+    const ids = new Int32Array(length);
+    const r = this.encodeInto(text, opts?.lowercase ?? true, ids, 0, length);
+    return { ids, ...r };
+  }
+
+  /**
+   * The first `limit` content ids of `text` (all of them when it has fewer), always equal to
+   * `tokenize(text).slice(0, limit)`, reading only as much of a long text as it takes to know them.
+   * {@link encode} uses it with `limit = length`: `length - 1` ids, plus one to tell truncation.
+   */
+  tokenizeHead(text: string, limit: number, opts?: { lowercase?: boolean }): number[] {
+    if (!Number.isInteger(limit) || limit < 0) throw new SiglipError("input", `token limit must be a non-negative integer, got ${String(limit)}`);
+    return this.head(text, limit, opts?.lowercase ?? true);
+  }
+
+  private encodeInto(text: string, lowercase: boolean, out: Int32Array, offset: number, length: number): { contentTokens: number; truncated: boolean } {
+    const ids = this.head(text, length, lowercase);
     const n = Math.min(ids.length, length - 1);
     for (let i = 0; i < n; i++) out[offset + i] = ids[i]!;
     out[offset + n] = this.eosId;
     out.fill(this.padId, offset + n + 1, offset + length);
+    return { contentTokens: n, truncated: ids.length > length - 1 };
+  }
+
+  /**
+   * The first `limit` content ids of `text`, as {@link tokenizeHead} documents.
+   *
+   * A short text is tokenized whole. A long one is tokenized a prefix at a time, and the prefix's
+   * ids are taken only when they provably begin the whole text's ids:
+   *
+   * - Added tokens (step 1) are matched left to right, and the match at a position depends only on
+   *   the text from there on, so scanning the whole text but stopping at the cut gives exactly the
+   *   whole text's first pieces (`splitUntil`). Only the last text stretch is unfinished: its known
+   *   part `w` is a prefix of the real stretch `W`.
+   * - BPE has no pre-tokenizer here, so `W`'s ids are not simply `w`'s: a merge across the cut can
+   *   change the tokens before it. But let `v` be a token boundary of BPE(w) at least the longest
+   *   token's length before the end of `w`, with `L` the token ending there. In both runs, every
+   *   symbol that ever ends at `v` (while nothing has crossed `v`) is a token whose text is a suffix
+   *   of `L`'s, and every symbol that ever starts at `v` is a token whose text is a prefix of
+   *   `w[v..]` (byte-fallback and <unk> symbols never merge: checked on first use). If no such pair
+   *   of tokens has a merge (`hardBoundary`), nothing ever crosses `v` in either run, so both
+   *   tokenize `w[..v]` on its own: BPE(W) and BPE(w) agree up to `v`. With Gemma's vocabulary (no
+   *   token has a "▁" after a non-"▁") the place before each space is such a boundary.
+   * - A prefix with no provable boundary after the ids wanted (a run of one character, for example)
+   *   is tried again at a cut about twice as far, of the other parity; the ids are taken when two
+   *   successive cuts agree on `limit + PREFIX_MARGIN` ids, each with `PREFIX_MARGIN` more after
+   *   them (a merge chain from the cut would have to reach back over that many tokens, and the
+   *   same way from both cuts). Otherwise the cut keeps doubling, up to the whole text.
+   */
+  private head(text: string, limit: number, lowercase: boolean): number[] {
+    const whole = (): number[] => {
+      const ids = this.tokenize(text, { lowercase });
+      return ids.length > limit ? ids.slice(0, limit) : ids;
+    };
+    if (limit === 0) return [];
+    const first = limit * PREFIX_UNITS_PER_ID + 2 * this.maxTokenUnits;
+    if (text.length <= first || !this.prefixPathApplies()) return whole();
+    let prev: number[] | null = null;
+    // Each cut about doubles the last, alternating between even and odd: a merge chain from the
+    // cut that reaches back far (one pairing of symbols or the other, decided at the cut) then
+    // shows up as a disagreement.
+    for (let stop = first; stop < text.length; stop = 2 * stop + (stop % 2 === 0 ? 1 : 0)) {
+      const r = this.prefixIds(text, stop, limit, lowercase);
+      if (r.proven) return r.ids.slice(0, limit);
+      if (prev !== null && agree(prev, r.ids, limit + PREFIX_MARGIN) && Math.min(prev.length, r.ids.length) >= limit + 2 * PREFIX_MARGIN) {
+        return r.ids.slice(0, limit);
+      }
+      prev = r.ids;
+    }
+    return whole();
+  }
+
+  /**
+   * Tokenize `text` up to about `stop`: the exact leading ids, then BPE of the unfinished last
+   * stretch. `proven` when at least `limit` of these ids are known to begin the whole text's ids
+   * (then exactly those are returned first); otherwise all the prefix's ids, for comparison.
+   */
+  private prefixIds(text: string, stop: number, limit: number, lowercase: boolean): { ids: number[]; proven: boolean } {
+    const ids: number[] = [];
+    const { segStart, pos } = this.rawAdded.splitUntil(
+      text,
+      stop,
+      (segment) => this.segmentIds(segment, lowercase, ids),
+      (id) => ids.push(id),
+    );
+    if (ids.length >= limit) return { ids, proven: true };
+    if (pos >= text.length) {
+      if (segStart < text.length) this.segmentIds(text.slice(segStart), lowercase, ids);
+      return { ids, proven: true }; // the whole text
+    }
+    let end = pos;
+    // Do not cut a surrogate pair: its high half alone would normalise differently.
+    if (end > segStart && isHighSurrogate(text.charCodeAt(end - 1)) && isLowSurrogate(text.charCodeAt(end))) end--;
+    // Lone surrogates become U+FFFD first (as `bpe` reads them), so that substrings of `w` are
+    // the texts of its symbols.
+    const w = toWellFormed(normalizeSegment(text.slice(segStart, end), lowercase));
+    const tokens: number[] = [];
+    const starts: number[] = [];
+    this.bpe(w, tokens, starts);
+    for (let k = limit - ids.length; k < tokens.length; k++) {
+      const v = starts[k]!;
+      if (v + this.maxTokenUnits > w.length) break;
+      if (starts[k - 1]! < v && this.hardBoundary(w, starts[k - 1]!, v)) {
+        for (let i = 0; i < k; i++) ids.push(tokens[i]!);
+        return { ids, proven: true };
+      }
+    }
+    for (const t of tokens) ids.push(t);
+    return { ids, proven: false };
+  }
+
+  /**
+   * True when no merge can ever join a symbol ending at `v` with one starting at `v`, where the
+   * token before `v` spans `w[u..v)` (see {@link head}).
+   */
+  private hardBoundary(w: string, u: number, v: number): boolean {
+    const before = w.codePointAt(isLowSurrogate(w.charCodeAt(v - 1)) && v >= 2 ? v - 2 : v - 1)!;
+    const after = w.codePointAt(v)!;
+    // A character outside the vocabulary becomes byte-fallback symbols or <unk>, which never merge
+    // (checked in prefixPathApplies), so nothing crosses its edges; but two <unk> characters fuse
+    // into one symbol across v, and a character dropped for want of <unk> joins its neighbours.
+    const kind = (cp: number): "token" | "inert" | "unk" | "dropped" => {
+      if (this.vocab.has(String.fromCodePoint(cp))) return "token";
+      if (this.hasAllBytes(cp)) return "inert";
+      return this.unkId >= 0 ? "unk" : "dropped";
+    };
+    const kb = kind(before);
+    const ka = kind(after);
+    if (kb === "dropped" || ka === "dropped" || (kb === "unk" && ka === "unk")) return false;
+    if (kb !== "token" || ka !== "token") return true;
+    const left: number[] = [];
+    for (let s = v - 1; s >= u; s--) {
+      if (isLowSurrogate(w.charCodeAt(s)) && s > u && isHighSurrogate(w.charCodeAt(s - 1))) continue; // mid-pair
+      const id = this.vocab.get(w.slice(s, v));
+      if (id !== undefined) left.push(id);
+    }
+    const right: number[] = [];
+    const end = Math.min(w.length, v + this.maxTokenUnits);
+    for (let e = v + 1; e <= end; e++) {
+      if (e < w.length && isLowSurrogate(w.charCodeAt(e)) && isHighSurrogate(w.charCodeAt(e - 1))) continue; // mid-pair
+      const id = this.vocab.get(w.slice(v, e));
+      if (id !== undefined) right.push(id);
+    }
+    for (const l of left) for (const r of right) if (this.pairRank(l, r) >= 0) return false;
+    return true;
+  }
+
+  /** Whether every UTF-8 byte of `cp` has a byte-fallback token. */
+  private hasAllBytes(cp: number): boolean {
+    const byteIds = this.byteIds;
+    if (byteIds === null) return false;
+    const bytes: number[] = [];
+    utf8Bytes(cp, bytes);
+    return bytes.every((b) => byteIds[b]! >= 0);
+  }
+
+  /**
+   * The prefix path needs: merges on the whole vocabulary (no `ignore_merges`), no normalised added
+   * tokens, and byte-fallback and <unk> tokens that never take part in a merge. Checked once.
+   */
+  private prefixPathApplies(): boolean {
+    if (this.prefixPath !== undefined) return this.prefixPath;
+    let ok = !this.ignoreMerges && this.normalizedAdded.empty;
+    const inert = new Set<number>();
+    if (this.byteIds !== null) for (const id of this.byteIds) if (id >= 0) inert.add(id);
+    if (this.unkId >= 0) inert.add(this.unkId);
+    if (ok && inert.size > 0) ok = !this.mergesUsing(inert);
+    this.prefixPath = ok;
+    return ok;
   }
 
   /** The id that merge `rank` (of `a` then `b`) produces. */
@@ -485,23 +700,31 @@ export class GemmaTokenizer {
     return id;
   }
 
-  /** BPE over one normalised word; appends its ids to `out`. */
-  private bpe(word: string, out: number[]): void {
+  /**
+   * BPE over one normalised word; appends its ids to `out` and, when `starts` is given, the
+   * UTF-16 offset in `word` where each one's text begins.
+   */
+  private bpe(word: string, out: number[], starts?: number[]): void {
     if (word.length === 0) return;
     const vocab = this.vocab;
     if (this.ignoreMerges) {
       const whole = vocab.get(word);
       if (whole !== undefined) {
         out.push(whole);
+        starts?.push(0);
         return;
       }
     }
 
     // Initial symbols: one per code point; else its UTF-8 byte tokens if all exist; else <unk>.
     const sym: number[] = [];
+    // Offsets of the symbols (only when asked for).
+    const at: number[] | null = starts ? [] : null;
     const bytes: number[] = [];
     let pendingUnk = false;
+    let unkAt = 0;
     for (let i = 0; i < word.length; ) {
+      const from = i;
       let cp = word.codePointAt(i)!;
       const width = cp > 0xffff ? 2 : 1;
       let ch = width === 1 ? word[i]! : word.slice(i, i + 2);
@@ -514,9 +737,11 @@ export class GemmaTokenizer {
       if (id !== undefined) {
         if (pendingUnk) {
           sym.push(this.unkId);
+          at?.push(unkAt);
           pendingUnk = false;
         }
         sym.push(id);
+        at?.push(from);
         continue;
       }
       const byteIds = this.byteIds;
@@ -526,19 +751,32 @@ export class GemmaTokenizer {
         if (bytes.every((b) => byteIds[b]! >= 0)) {
           // Like `tokenizers`, a pending <unk> is not flushed first: it follows these bytes. (Cannot
           // happen with Gemma, whose byte tokens cover every character that is not in the vocabulary.)
-          for (const b of bytes) sym.push(byteIds[b]!);
+          for (const b of bytes) {
+            sym.push(byteIds[b]!);
+            at?.push(from);
+          }
           continue;
         }
       }
       if (this.unkId < 0) continue; // no unk token: the character is dropped, as in `tokenizers`
-      if (pendingUnk && !this.fuseUnk) sym.push(this.unkId);
+      if (pendingUnk && !this.fuseUnk) {
+        sym.push(this.unkId);
+        at?.push(unkAt);
+      }
+      if (!pendingUnk || !this.fuseUnk) unkAt = from;
       pendingUnk = true;
     }
-    if (pendingUnk) sym.push(this.unkId);
+    if (pendingUnk) {
+      sym.push(this.unkId);
+      at?.push(unkAt);
+    }
 
     const n = sym.length;
     if (n <= 1) {
-      if (n === 1) out.push(sym[0]!);
+      if (n === 1) {
+        out.push(sym[0]!);
+        starts?.push(at![0]!);
+      }
       return;
     }
 
@@ -582,8 +820,36 @@ export class GemmaTokenizer {
       }
     }
     // Symbol 0 is never removed (only right-hand symbols are).
-    for (let i = 0; i >= 0; i = next[i]!) out.push(c[i]!);
+    for (let i = 0; i >= 0; i = next[i]!) {
+      out.push(c[i]!);
+      starts?.push(at![i]!);
+    }
   }
+}
+
+/** Step 2: lowercase (optionally), then `" "` → `"▁"`. Both act per code point, so they commute with cutting the text. */
+function normalizeSegment(segment: string, lowercase: boolean): string {
+  return (lowercase ? lowercasePerCodePoint(segment) : segment).replaceAll(" ", "\u2581");
+}
+
+function isHighSurrogate(c: number): boolean {
+  return c >= 0xd800 && c <= 0xdbff;
+}
+
+function isLowSurrogate(c: number): boolean {
+  return c >= 0xdc00 && c <= 0xdfff;
+}
+
+/** Lone surrogates replaced by U+FFFD (String.prototype.toWellFormed, ES2024). */
+function toWellFormed(s: string): string {
+  return s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, REPLACEMENT_CHARACTER);
+}
+
+/** Whether `a` and `b` both have at least `n` ids and their first `n` are equal. */
+function agree(a: number[], b: number[], n: number): boolean {
+  if (a.length < n || b.length < n) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function checkLength(length: number | undefined): number {

@@ -289,3 +289,100 @@ export async function runCases(cases: HostileCase[], concurrency = 2, onDone?: (
   await Promise.all(Array.from({ length: Math.max(1, concurrency) }, lane));
   return results;
 }
+
+// ---------------------------------------------------------------------------------- HTTP
+// For the server area: a request with a hard time limit, and the same outcome rules as above
+// applied to a status code and a JSON error body `{"error": {"message", "type", "param", "code"}}`.
+
+export interface HttpResult {
+  /** HTTP status, or 0 when no response came (connection refused or reset, time limit). */
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  json: unknown;
+  timedOut: boolean;
+  /** Why no response came (status 0). */
+  error?: string;
+  ms: number;
+}
+
+/** `fetch` with a hard time limit (`timeoutMs`, default {@link DEFAULT_TIMEOUT_MS}); never throws. */
+export async function httpRequest(url: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<HttpResult> {
+  const t0 = performance.now();
+  const ac = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ac.abort();
+  }, init.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  try {
+    const r = await fetch(url, { ...init, signal: ac.signal });
+    const text = await r.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text) as unknown;
+    } catch {
+      json = undefined;
+    }
+    return { status: r.status, headers: r.headers, text, json, timedOut: false, ms: performance.now() - t0 };
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    const error = timedOut ? "no response within the time limit" : `${(e as Error).message}${cause ? ` (${cause.code ?? cause.message})` : ""}`;
+    return { status: 0, headers: new Headers(), text: "", json: undefined, timedOut, error, ms: performance.now() - t0 };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface HttpErrorExpectation {
+  /** The exact status due. */
+  status: number;
+  /** Each must appear in `error.message` (case-insensitive for strings). */
+  mentions?: Array<string | RegExp>;
+  /** When given, `error.param` must be exactly this (the field named). */
+  param?: string | null;
+}
+
+/** One clear error is due: the exact status, a one-line JSON error that names the field, nothing non-finite. */
+export function expectHttpError(r: HttpResult, e: HttpErrorExpectation): CaseResult {
+  if (r.timedOut) return { outcome: "hang", detail: `no response within the time limit (${Math.round(r.ms)} ms)` };
+  if (r.status === 0) return { outcome: "unclear-error", detail: `no response: ${r.error}` };
+  if (r.status >= 200 && r.status < 300) return { outcome: "garbage", detail: `HTTP ${r.status} where an error was due: ${r.text.slice(0, 200)}` };
+  const nf = r.json !== undefined ? nonFinite(stripNullable(r.json)) : null;
+  if (nf) return { outcome: "garbage", detail: `non-finite number in the body at ${nf}` };
+  const err = (r.json as { error?: { message?: unknown; param?: unknown } } | undefined)?.error;
+  const msg = typeof err?.message === "string" ? err.message : null;
+  if (msg === null) return { outcome: "unclear-error", detail: `HTTP ${r.status} without a JSON error message: ${r.text.slice(0, 200)}` };
+  if (r.status !== e.status) return { outcome: "unclear-error", detail: `HTTP ${r.status}, expected ${e.status}: ${msg}` };
+  if (msg.includes("\n") || /\n\s+at |internal error|\.(js|ts):\d+/.test(msg)) return { outcome: "unclear-error", detail: `stack trace, internal error or several lines: ${msg.split("\n")[0]}` };
+  if (msg.length > 400) return { outcome: "unclear-error", detail: `a ${msg.length}-character message: ${msg.slice(0, 120)}…` };
+  const missing = mentionsAll(msg, e.mentions ?? []);
+  if (missing) return { outcome: "unclear-error", detail: `the message does not mention ${missing}: ${msg}` };
+  if (e.param !== undefined && err?.param !== e.param) return { outcome: "unclear-error", detail: `param ${JSON.stringify(err?.param)}, expected ${JSON.stringify(e.param)}: ${msg}` };
+  return { outcome: "clean-error", detail: `HTTP ${r.status}: ${msg}` };
+}
+
+/** A correct answer is due: the status (default 200), a body with no non-finite number, and `check` (null = right). */
+export function expectHttpCorrect(r: HttpResult, check: (body: any, r: HttpResult) => string | null, status = 200): CaseResult {
+  if (r.timedOut) return { outcome: "hang", detail: `no response within the time limit (${Math.round(r.ms)} ms)` };
+  if (r.status === 0) return { outcome: "unclear-error", detail: `no response: ${r.error}` };
+  if (r.status !== status) {
+    const msg = (r.json as { error?: { message?: string } } | undefined)?.error?.message ?? r.text.slice(0, 200);
+    return { outcome: "unclear-error", detail: `HTTP ${r.status}, expected ${status}: ${msg}` };
+  }
+  const nf = r.json !== undefined ? nonFinite(stripNullable(r.json)) : null;
+  if (nf) return { outcome: "garbage", detail: `non-finite number in the body at ${nf}` };
+  const why = check(r.json, r);
+  return why ? { outcome: "garbage", detail: why } : { outcome: "correct", detail: `HTTP ${r.status}` };
+}
+
+/** The error shape's `param` and `code` are legitimately null; drop them before looking for non-finite numbers. */
+function stripNullable(v: unknown): unknown {
+  const err = (v as { error?: Record<string, unknown> } | null)?.error;
+  if (err && typeof err === "object") {
+    const { param: _p, code: _c, ...rest } = err;
+    return { ...(v as Record<string, unknown>), error: rest };
+  }
+  return v;
+}
