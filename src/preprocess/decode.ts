@@ -9,6 +9,7 @@
 import { readFile, stat } from "node:fs/promises";
 import sharp, { type Metadata, type OutputInfo } from "sharp";
 import { SiglipError } from "../errors.js";
+import { fileKind } from "../weights/safetensors.js";
 
 /** A decoded image: `height` × `width` RGB pixels, uint8, row-major HWC (`data.length === height * width * 3`). */
 export interface RgbImage {
@@ -50,6 +51,9 @@ function describeSharpError(name: string, e: unknown, maxPixels: number): Siglip
   return imageError(name, `corrupt or truncated image data${detail ? ` (${detail})` : ""}`, e);
 }
 
+/** Largest encoded image file read (the pixel limit, checked after the header, bounds the decoded size). */
+const MAX_IMAGE_FILE_BYTES = 2 ** 31;
+
 async function readInput(input: string | Uint8Array, name: string): Promise<Uint8Array> {
   if (typeof input !== "string") {
     if (!(input instanceof Uint8Array)) throw imageError(name, "expected a file path or a Uint8Array of encoded bytes");
@@ -59,7 +63,8 @@ async function readInput(input: string | Uint8Array, name: string): Promise<Uint
   let size: number;
   try {
     const st = await stat(input);
-    if (st.isDirectory()) throw imageError(name, "is a directory, not an image file");
+    if (!st.isFile()) throw imageError(name, `is ${fileKind(st)}, not an image file`);
+    if (st.size > MAX_IMAGE_FILE_BYTES) throw imageError(name, `file of ${st.size} bytes is larger than the ${MAX_IMAGE_FILE_BYTES / 2 ** 30} GiB an encoded image may have`);
     size = st.size;
   } catch (e) {
     if (e instanceof SiglipError) throw e;

@@ -372,14 +372,14 @@ export const cases: HostileCase[] = [
     run: async () => {
       const fifo = join(tempDir(), "pipe.png");
       execFileSync("mkfifo", [fifo]);
-      return expectCleanError(await runCli(["embed", "--model", F32, "--image", fifo, IMG]), { code: 1, mentions: [fifo], allowStdout: true });
+      return expectCleanError(await runCli(["embed", "--model", F32, "--image", fifo, IMG]), { code: 1, mentions: [fifo, "a FIFO, not an image file"], allowStdout: true });
     },
   },
   {
     id: "cli-image-dev-zero",
     area: "cli",
     expect: "clean-error",
-    run: async () => expectCleanError(await runCli(["embed", "--model", F32, "--image", "/dev/zero", IMG]), { code: 1, mentions: ["/dev/zero"], allowStdout: true }),
+    run: async () => expectCleanError(await runCli(["embed", "--model", F32, "--image", "/dev/zero", IMG]), { code: 1, mentions: ["/dev/zero", "a character device, not an image file"], allowStdout: true }),
   },
   {
     id: "cli-image-huge-sparse-file",
@@ -388,7 +388,7 @@ export const cases: HostileCase[] = [
     run: async () => {
       const p = join(tempDir(), "huge.png");
       execFileSync("truncate", ["-s", "10G", p]);
-      return expectCleanError(await runCli(["embed", "--model", F32, "--image", p, IMG]), { code: 1, mentions: [p], allowStdout: true });
+      return expectCleanError(await runCli(["embed", "--model", F32, "--image", p, IMG]), { code: 1, mentions: [p, "larger than the 2 GiB"], allowStdout: true });
     },
   },
 
