@@ -46,7 +46,7 @@ EOF
 status=0
 for script in "$ROOT"/tools/reference/*_goldens.py; do
   [[ -e "$script" ]] || continue
-  [[ "$(basename "$script")" == train_goldens.py ]] && continue  # needs the model fixtures: run last
+  case "$(basename "$script")" in train_goldens.py|locca_goldens.py) continue ;; esac  # need the model fixtures: run last
   echo "== $(basename "$script")" >&2
   if ! "$PY" "$script"; then
     echo "!! $(basename "$script") failed" >&2
@@ -59,6 +59,9 @@ echo "== make_fixtures.py" >&2
 
 echo "== make_naflex_fixtures.py" >&2
 "$PY" "$ROOT/tools/reference/make_naflex_fixtures.py" || status=1
+
+echo "== locca_goldens.py" >&2
+"$PY" "$ROOT/tools/reference/locca_goldens.py" || status=1
 
 # Training goldens: PyTorch autograd on fixres-f32, then transformers loading the checkpoint that our
 # trainer writes (tools/make-trained-fixture.ts, deterministic).
