@@ -1,0 +1,150 @@
+/**
+ * Evaluation harness, as CLIP-style models are evaluated (training-recipe.md §7.1):
+ * - zero-shot classification on an ImageFolder layout (one folder per class, named by its label),
+ *   prompt-ensembled over templates → top-1, top-5, per-class accuracy;
+ * - image↔text retrieval on a manifest (JSON Lines `{"image", "text" | "texts", "lang"?}`) → R@1/5/10
+ *   both ways, overall and per language.
+ *
+ * The model is anything that embeds images and texts to L2-normalised vectors (`EvalEmbedder`: the
+ * `SigLIP2` class is one), so the harness sits below the interfaces and the trainer can call it on
+ * in-memory weights too. Every input must embed: an unreadable image is an error naming it, never a
+ * silently smaller test set.
+ */
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { extname, join, resolve, dirname } from "node:path";
+import { SiglipError, errorMessage } from "../errors.js";
+import { dot } from "./similarity.js";
+import { classificationMetrics, ensembleClassEmbeddings, retrievalMetrics, type ClassificationMetrics, type RetrievalMetrics } from "./metrics.js";
+
+/** What the harness needs of a model. Embeddings must be L2-normalised. */
+export interface EvalEmbedder {
+  embedImages(paths: string[]): Promise<Float32Array[]>;
+  embedTexts(texts: string[]): Promise<Float32Array[]>;
+}
+
+/** Image file extensions an ImageFolder class may hold (others, and dot files, are ignored). */
+export const EVAL_IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif", ".tif", ".tiff"]);
+
+/** The default prompt: the class name alone in a short English template. */
+export const DEFAULT_TEMPLATES: readonly string[] = ["a photo of a {}."];
+
+export interface ImageFolder {
+  /** Class folder names, sorted (the class index is the position). */
+  classes: string[];
+  items: Array<{ path: string; label: number }>;
+}
+
+/** Read an ImageFolder layout: `DIR/<class>/<image>`; classes sorted by folder name. */
+export function readImageFolder(dir: string): ImageFolder {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir).filter((n) => !n.startsWith(".")).sort();
+  } catch (e) {
+    throw new SiglipError("input", `${dir}: not a readable folder (${errorMessage(e)})`, { subject: dir });
+  }
+  const classes = entries.filter((n) => statSync(join(dir, n)).isDirectory());
+  if (classes.length < 2) throw new SiglipError("input", `${dir}: an ImageFolder needs at least two class folders, found ${classes.length}`, { subject: dir });
+  const items: ImageFolder["items"] = [];
+  classes.forEach((c, label) => {
+    for (const f of readdirSync(join(dir, c)).sort()) {
+      if (f.startsWith(".") || !EVAL_IMAGE_EXTENSIONS.has(extname(f).toLowerCase())) continue;
+      items.push({ path: join(dir, c, f), label });
+    }
+  });
+  if (items.length === 0) throw new SiglipError("input", `${dir}: no images in the class folders`, { subject: dir });
+  return { classes, items };
+}
+
+export interface ZeroShotOptions {
+  /** Display label per class folder (default: the folder name with `_` as spaces). */
+  labels?: Record<string, string>;
+  /** Prompt templates, `{}` standing for the label (default DEFAULT_TEMPLATES). */
+  templates?: readonly string[];
+}
+
+export interface ZeroShotReport extends ClassificationMetrics {
+  templates: string[];
+}
+
+/** Fill a template: every `{}` becomes the label (a template without `{}` is an error). */
+export function fillTemplate(template: string, label: string): string {
+  if (!template.includes("{}")) throw new SiglipError("usage", `template ${JSON.stringify(template)} has no {} for the label`);
+  return template.split("{}").join(label);
+}
+
+/** Zero-shot classification of an ImageFolder with prompt ensembling. */
+export async function evalZeroShot(model: EvalEmbedder, folder: ImageFolder, o: ZeroShotOptions = {}): Promise<ZeroShotReport> {
+  const templates = [...(o.templates ?? DEFAULT_TEMPLATES)];
+  if (templates.length === 0) throw new SiglipError("usage", "at least one template is needed");
+  const names = folder.classes.map((c) => o.labels?.[c] ?? c.replace(/_/g, " "));
+  const prompts = names.flatMap((n) => templates.map((t) => fillTemplate(t, n)));
+  const textEmb = await model.embedTexts(prompts);
+  const perClass = names.map((_, c) => textEmb.slice(c * templates.length, (c + 1) * templates.length));
+  const classEmb = ensembleClassEmbeddings(perClass);
+  const imageEmb = await model.embedImages(folder.items.map((it) => it.path));
+  const scores = imageEmb.map((im) => classEmb.map((c) => dot(im, c)));
+  return { ...classificationMetrics(scores, folder.items.map((it) => it.label), names), templates };
+}
+
+export interface RetrievalData {
+  images: string[];
+  texts: Array<{ text: string; image: number; lang?: string }>;
+}
+
+/**
+ * Read a retrieval manifest: JSON Lines, one image per line with `"text"` (one caption) or
+ * `"texts"` (several), optional `"lang"`; relative image paths are relative to the manifest.
+ */
+export function readRetrievalManifest(file: string): RetrievalData {
+  let raw: string;
+  try {
+    raw = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new SiglipError("input", `${file}: cannot read the manifest (${errorMessage(e)})`, { subject: file });
+  }
+  const base = dirname(resolve(file));
+  const data: RetrievalData = { images: [], texts: [] };
+  raw.split("\n").forEach((line, i) => {
+    if (line.trim() === "") return;
+    const where = `${file}:${i + 1}`;
+    let row: unknown;
+    try {
+      row = JSON.parse(line);
+    } catch {
+      throw new SiglipError("input", `${where}: not a JSON object`, { subject: file });
+    }
+    if (typeof row !== "object" || row === null || Array.isArray(row)) throw new SiglipError("input", `${where}: not a JSON object`, { subject: file });
+    const r = row as Record<string, unknown>;
+    if (typeof r.image !== "string" || r.image === "") throw new SiglipError("input", `${where}: "image" must be a non-empty string`, { subject: file });
+    const texts = r.texts !== undefined ? r.texts : r.text !== undefined ? [r.text] : r.caption !== undefined ? [r.caption] : undefined;
+    if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === "string")) throw new SiglipError("input", `${where}: "text" must be a string or "texts" a non-empty list of strings`, { subject: file });
+    if (r.lang !== undefined && typeof r.lang !== "string") throw new SiglipError("input", `${where}: "lang" must be a string`, { subject: file });
+    const image = data.images.push(resolve(base, r.image)) - 1;
+    for (const text of texts as string[]) data.texts.push(r.lang === undefined ? { text, image } : { text, image, lang: r.lang });
+  });
+  if (data.images.length === 0) throw new SiglipError("input", `${file}: no rows`, { subject: file });
+  return data;
+}
+
+export interface RetrievalReport extends RetrievalMetrics {
+  /** Per language (texts of that language, against the images they describe). */
+  perLang: Record<string, RetrievalMetrics>;
+}
+
+/** Retrieval recall@K both ways, overall and per language. */
+export async function evalRetrieval(model: EvalEmbedder, data: RetrievalData, ks: readonly number[] = [1, 5, 10]): Promise<RetrievalReport> {
+  const imageEmb = await model.embedImages(data.images);
+  const textEmb = await model.embedTexts(data.texts.map((t) => t.text));
+  const sim = imageEmb.map((im) => textEmb.map((tx) => dot(im, tx)));
+  const all = retrievalMetrics(sim, data.texts.map((t) => t.image), ks);
+  const perLang: Record<string, RetrievalMetrics> = {};
+  const langs = [...new Set(data.texts.flatMap((t) => (t.lang === undefined ? [] : [t.lang])))].sort();
+  for (const lang of langs) {
+    const tIdx = data.texts.flatMap((t, i) => (t.lang === lang ? [i] : []));
+    const imgs = [...new Set(tIdx.map((i) => data.texts[i]!.image))].sort((a, b) => a - b);
+    const pos = new Map(imgs.map((im, k) => [im, k]));
+    const sub = imgs.map((im) => tIdx.map((t) => sim[im]![t]!));
+    perLang[lang] = retrievalMetrics(sub, tIdx.map((t) => pos.get(data.texts[t]!.image)!), ks);
+  }
+  return { ...all, perLang };
+}
