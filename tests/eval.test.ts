@@ -3,11 +3,17 @@
  * zero-shot and retrieval reports computed through a stand-in embedder whose answers are known.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { describe, it } from "node:test";
+import { SigLIP2 } from "../src/api.js";
+import { ensembleClassEmbeddings } from "../src/tasks/metrics.js";
 import { evalRetrieval, evalZeroShot, fillTemplate, readImageFolder, readRetrievalManifest, type EvalEmbedder } from "../src/tasks/eval.js";
+
+import { tempDir } from "./harness/files.js";
+import { FIXTURES, REPO } from "./harness/paths.js";
 
 const axis = (k: number, d = 4) => { const v = new Float32Array(d); v[k] = 1; return v; };
 
@@ -84,5 +90,69 @@ describe("eval harness", () => {
     assert.throws(() => readRetrievalManifest(join(dir, "m.jsonl")), /m\.jsonl:2: "text" must be a string/);
     writeFileSync(join(dir, "n.jsonl"), "[1,2]\n");
     assert.throws(() => readRetrievalManifest(join(dir, "n.jsonl")), /n\.jsonl:1: not a JSON object/);
+  });
+});
+
+describe("siglip2 eval (CLI) on the fixture model", () => {
+  const BIN = join(REPO, "dist", "cli", "main.js");
+  const MODEL = join(FIXTURES, "models", "fixres-f32");
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", env: { ...process.env, HF_HUB_OFFLINE: "1" } });
+
+  it("zeroshot: the JSON report equals the library's own embeddings, ensembled and ranked here", async () => {
+    const dir = tempDir("siglip2-evalcli-");
+    const files: Record<string, string[]> = { cat: ["noise_32x32.png", "noise_30x30.png", "grey_20x30.png"], dog: ["noise_47x61.png", "noise_61x47.png", "rgba_40x25.png"] };
+    for (const [c, fs] of Object.entries(files)) {
+      mkdirSync(join(dir, c));
+      for (const f of fs) copyFileSync(join(FIXTURES, "model-inputs", f), join(dir, c, f));
+    }
+    const templates = ["a photo of a {}.", "a drawing of a {}"];
+    const r = run(["eval", "zeroshot", "--model", MODEL, "--data", dir, ...templates.flatMap((t) => ["--template", t])]);
+    assert.equal(r.status, 0, r.stderr);
+    const rep = JSON.parse(r.stdout);
+    assert.match(r.stderr, /all\s+6\s/);
+    const m = await SigLIP2.load(MODEL);
+    try {
+      const classes = ensembleClassEmbeddings(await Promise.all(["cat", "dog"].map((c) => m.embedTexts(templates.map((t) => t.replace("{}", c))))));
+      const paths = Object.entries(files).flatMap(([c, fs]) => fs.map((f) => join(dir, c, f)));
+      const imgs = await m.embedImages(paths);
+      const right = imgs.filter((im, i) => {
+        const s = classes.map((c) => im.reduce((a, x, k) => a + x * c[k]!, 0));
+        return (s[0]! > s[1]! ? 0 : 1) === (i < 3 ? 0 : 1);
+      }).length;
+      assert.equal(rep.top1, right / 6);
+      assert.equal(rep.top5, 1);
+      assert.deepEqual(rep.templates, templates);
+    } finally {
+      await m.close();
+    }
+  });
+
+  it("retrieval: a manifest with an unreadable image is one line naming it, exit non-zero", () => {
+    const dir = tempDir("siglip2-evalcli-");
+    copyFileSync(join(FIXTURES, "model-inputs", "noise_32x32.png"), join(dir, "a.png"));
+    writeFileSync(join(dir, "b.png"), "not a png");
+    writeFileSync(join(dir, "m.jsonl"), `${JSON.stringify({ image: "a.png", text: "a cat" })}\n${JSON.stringify({ image: "b.png", text: "a dog" })}\n`);
+    const r = run(["eval", "retrieval", "--model", MODEL, "--data", join(dir, "m.jsonl")]);
+    assert.notEqual(r.status, 0);
+    assert.equal(r.stdout, "");
+    const lines = r.stderr.trim().split("\n").filter((l) => !l.includes("images,"));
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /b\.png/);
+  });
+
+  it("retrieval: R@K both ways on a valid manifest", () => {
+    const dir = tempDir("siglip2-evalcli-");
+    const rows = ["noise_32x32.png", "noise_47x61.png", "grey_20x30.png"].map((f, i) => {
+      copyFileSync(join(FIXTURES, "model-inputs", f), join(dir, f));
+      return JSON.stringify({ image: f, texts: [`caption ${i}`, `other ${i}`], lang: i === 2 ? "de" : "en" });
+    });
+    writeFileSync(join(dir, "m.jsonl"), rows.join("\n"));
+    const r = run(["eval", "retrieval", "--model", MODEL, "--data", join(dir, "m.jsonl")]);
+    assert.equal(r.status, 0, r.stderr);
+    const rep = JSON.parse(r.stdout);
+    assert.equal(rep.texts, 6);
+    assert.equal(rep.imageToText["R@5"], 1, "3 images: every image's texts are within the top 5 of 6");
+    assert.deepEqual(Object.keys(rep.perLang), ["de", "en"]);
+    assert.equal(rep.perLang.de.textToImage["R@1"], 1, "one image in German: always right");
   });
 });

@@ -92,7 +92,7 @@ export function applyUsagePolicy(program: Command): void {
     });
     const seen = new Map<string, string>();
     for (const o of cmd.options) {
-      if (o.variadic || REPEATABLE.has(o.name()) || !(o.required || o.optional)) continue;
+      if (o.variadic || o.parseArg === collect || REPEATABLE.has(o.name()) || !(o.required || o.optional)) continue;
       cmd.on(`option:${o.name()}`, (value: unknown) => {
         const v = String(value);
         const before = seen.get(o.name());

@@ -22,6 +22,7 @@ import { registerIndexCommand } from "./index-cmd.js";
 import { registerSearchCommand } from "./search-cmd.js";
 import { registerServeCommand } from "./serve-cmd.js";
 import { registerCacheCommand } from "./cache-cmd.js";
+import { registerEvalCommand } from "./eval-cmd.js";
 
 const PROG = "siglip2";
 let debug = false;
@@ -335,6 +336,7 @@ function buildProgram(): Command {
   registerServeCommand(program, ctx);
   registerTrainCommand(program);
   registerCacheCommand(program);
+  registerEvalCommand(program, ctx);
   return program;
 }
 
