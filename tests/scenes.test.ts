@@ -8,11 +8,14 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { spawnSync } from "node:child_process";
 import { isSiglipError } from "../src/errors.js";
+import { parseBoxText, dequantizeBox, BINS } from "../src/tasks/boxes.js";
+import { Rng } from "../src/train/rng.js";
 import { readManifest } from "../src/train/data.js";
 import {
   BACKGROUND_KINDS, SCENE_COLOURS, SCENE_LANGUAGES, SCENE_SHAPES, className, definitePhrase, generateScenes, indefinitePhrase, joinPhrases,
-  parseLanguageMix, rasterizeScene, renderScene, renderSceneSvg, sceneCaption, sceneLabels, sceneToSvg, writeSceneDataset,
+  locCaTargets, parseLanguageMix, rasterizeScene, renderScene, renderSceneSvg, sceneCaption, sceneLabels, sceneToSvg, writeSceneDataset,
   type Box, type RgbBuffer, type SceneLanguage, type SceneObject, type SceneRenderer, type SceneSpec,
 } from "../src/train/scenes/index.js";
 
@@ -317,5 +320,36 @@ describe("scenes: dataset files", () => {
     const specs = readFileSync(join(dir, "specs.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { spec: SceneSpec });
     assert.deepEqual(specs.map((s) => s.spec), recs.map((r) => r.spec));
     await assert.rejects(writeSceneDataset(join(tmp, "x"), recs, "gl" as SceneRenderer), (e: unknown) => isSiglipError(e));
+  });
+});
+
+describe("scenes: LocCa targets and the CLI", () => {
+  it("Cap / ARef / GCap sequences of a record; the ARef box decodes back to the region within side/(2·BINS)", () => {
+    const rng = new Rng(1);
+    for (const r of generateScenes({ seed: 40, count: 50, size: 64, langs: ["de"] })) {
+      const t = locCaTargets({ text: r.caption, regions: r.regions }, 64, 64, rng);
+      assert.equal(t.cap.text, `Cap: ${r.caption}`);
+      const m = /^ARef: (.+) : (\d+ \d+ \d+ \d+)$/.exec(t.aref!.text)!;
+      const region = r.regions.find((g) => g.text === m[1])!;
+      assert.ok(region, t.aref!.text);
+      const p = parseBoxText(m[2]!);
+      assert.ok(p.ok);
+      dequantizeBox(p.box, 64, 64).forEach((v, k) => assert.ok(Math.abs(v - region.box[k]!) <= 64 / (2 * BINS) + 1e-9));
+      assert.match(t.gcap!.text, /^GCap: \d+ \d+ \d+ \d+ : (der|das) /);
+    }
+    assert.deepEqual(locCaTargets({ text: "x" }, 10, 10, rng).aref, null);
+  });
+
+  it("tools/make-scenes.ts writes a dataset; bad options exit 2 with one line", () => {
+    const out = join(tmp, "cli");
+    const ok = spawnSync(process.execPath, ["--import", "tsx", "tools/make-scenes.ts", "--out", out, "--count", "3", "--seed", "5", "--renderer", "svg", "--size", "32", "--langs", "es=1,fr=1"], { encoding: "utf8" });
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /^3 scenes \(svg renderer\)/);
+    assert.equal(readFileSync(join(out, "manifest.jsonl"), "utf8").trim().split("\n").length, 3);
+    for (const args of [["--count", "3", "--seed", "5"], ["--out", out, "--count", "x", "--seed", "1"], ["--out", out, "--count", "1", "--seed", "1", "--renderer", "gl"], ["--out", out, "--count", "1", "--seed", "1", "--langs", "xx"]]) {
+      const bad = spawnSync(process.execPath, ["--import", "tsx", "tools/make-scenes.ts", ...args], { encoding: "utf8" });
+      assert.equal(bad.status, 2, args.join(" "));
+      assert.ok(bad.stderr.trim().length > 0);
+    }
   });
 });

@@ -4,3 +4,4 @@ export * from "./language.js";
 export * from "./raster.js";
 export * from "./svg.js";
 export * from "./dataset.js";
+export * from "./locca.js";
