@@ -111,7 +111,8 @@ const clampByte = (v: number) => Math.max(0, Math.min(255, Math.round(v)));
 /** A low-saturation light or dark colour (never close to the object colours). */
 function neutral(rng: Rng, light: boolean): Rgb {
   const level = light ? rng.uniform(170, 235) : rng.uniform(15, 80);
-  const tint = (): number => rng.uniform(-18, 18);
+  const t = light ? 15 : 8;
+  const tint = (): number => rng.uniform(-t, t);
   return [clampByte(level + tint()), clampByte(level + tint()), clampByte(level + tint())];
 }
 
