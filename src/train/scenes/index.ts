@@ -1,0 +1,7 @@
+/** Generated shape scenes with captions, referring expressions and boxes (issue 11, LocCa demo data). */
+export * from "./spec.js";
+export * from "./language.js";
+export * from "./raster.js";
+export * from "./svg.js";
+export * from "./dataset.js";
+export * from "./locca.js";

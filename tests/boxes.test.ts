@@ -1,0 +1,128 @@
+/**
+ * Box tokenisation (src/tasks/boxes.ts, training-recipe §2 and §8.2 item 15): quantised round
+ * trips, the side/(2·BINS) error bound, clamping, hostile box text, LocCa prompts.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { isSiglipError } from "../src/errors.js";
+import { Rng } from "../src/train/rng.js";
+import {
+  BINS, arefPrompt, boxToText, capPrompt, dequantizeBox, gcapPrompt, parseArefOutput, parseBoxText, pixelBoxToText, quantizeBox,
+  type PixelBox, type QuantizedBox,
+} from "../src/tasks/boxes.js";
+
+function randomQuantized(r: Rng): QuantizedBox {
+  const a = r.int(BINS), b = r.int(BINS), c = r.int(BINS), d = r.int(BINS);
+  return [Math.min(a, b), Math.min(c, d), Math.max(a, b), Math.max(c, d)];
+}
+
+describe("boxes: quantisation", () => {
+  it("BINS is 500 and the text order is ymin xmin ymax xmax", () => {
+    assert.equal(BINS, 500);
+    // x0=10 y0=20 x1=30 y1=40 on a 100×200 image: y/200, x/100.
+    assert.deepEqual(quantizeBox([10, 20, 30, 40], 100, 200), [50, 50, 100, 150]);
+    assert.equal(pixelBoxToText([10, 20, 30, 40], 100, 200), "50 50 100 150");
+    assert.deepEqual(quantizeBox([0, 0, 100, 100], 100, 100), [0, 0, BINS - 1, BINS - 1]);
+  });
+
+  it("box → text → box is exact on quantised boxes (2000 random boxes and the corners)", () => {
+    const r = new Rng(11);
+    const cases: QuantizedBox[] = [[0, 0, 0, 0], [0, 0, 499, 499], [499, 499, 499, 499], [7, 0, 7, 499]];
+    for (let i = 0; i < 2000; i++) cases.push(randomQuantized(r));
+    for (const q of cases) {
+      const t = boxToText(q);
+      const p = parseBoxText(t);
+      assert.ok(p.ok, t);
+      assert.deepEqual(p.box, q);
+      // and through pixels: bin centres quantise back to the same bins
+      for (const [w, h] of [[64, 64], [640, 480], [1, 1], [999, 37]] as const) {
+        assert.deepEqual(quantizeBox(dequantizeBox(q, w, h), w, h), q, `${t} at ${w}×${h}`);
+      }
+    }
+  });
+
+  it("error ≤ side/(2·BINS) on random real boxes inside the image", () => {
+    const r = new Rng(12);
+    for (let i = 0; i < 3000; i++) {
+      const w = 1 + r.uniform(0, 2000), h = 1 + r.uniform(0, 2000);
+      const xa = r.uniform(0, w), xb = r.uniform(0, w), ya = r.uniform(0, h), yb = r.uniform(0, h);
+      const box: PixelBox = [Math.min(xa, xb), Math.min(ya, yb), Math.max(xa, xb), Math.max(ya, yb)];
+      const back = dequantizeBox(quantizeBox(box, w, h), w, h);
+      const tol = [w, h, w, h].map((s) => s / (2 * BINS) + 1e-9);
+      for (let k = 0; k < 4; k++) assert.ok(Math.abs(back[k]! - box[k]!) <= tol[k]!, `coord ${k}: ${box[k]} → ${back[k]} (tol ${tol[k]})`);
+    }
+    // the image edges themselves
+    const e = dequantizeBox(quantizeBox([0, 0, 640, 480], 640, 480), 640, 480);
+    assert.ok(Math.abs(e[0] - 0) <= 640 / 1000 && Math.abs(e[2] - 640) <= 640 / 1000 + 1e-9);
+  });
+
+  it("boxes outside the image are clamped to its edges", () => {
+    assert.deepEqual(quantizeBox([-50, -10, 50, 30], 100, 100), [0, 0, 150, 250]);
+    assert.deepEqual(quantizeBox([90, 80, 300, 1e9], 100, 100), [400, 450, BINS - 1, BINS - 1]);
+    assert.deepEqual(quantizeBox([-30, -30, -10, -10], 100, 100), [0, 0, 0, 0]);
+    assert.deepEqual(quantizeBox([200, 200, 300, 300], 100, 100), [499, 499, 499, 499]);
+  });
+
+  it("bad numbers throw SiglipError (code box)", () => {
+    const bad: [PixelBox, number, number][] = [
+      [[0, 0, NaN, 1], 10, 10], [[0, 0, Infinity, 1], 10, 10], [[5, 0, 4, 1], 10, 10], [[0, 5, 1, 4], 10, 10],
+      [[0, 0, 1, 1], 0, 10], [[0, 0, 1, 1], 10, -1], [[0, 0, 1, 1], NaN, 10], [[0, 0, 1] as unknown as PixelBox, 10, 10],
+      [["0", 0, 1, 1] as unknown as PixelBox, 10, 10],
+    ];
+    for (const [b, w, h] of bad) assert.throws(() => quantizeBox(b, w, h), (e: unknown) => isSiglipError(e) && e.code === "box", JSON.stringify([b, w, h]));
+    for (const q of [[0, 0, 500, 1], [-1, 0, 1, 1], [0.5, 0, 1, 1], [3, 0, 2, 1], [0, 3, 1, 2]]) {
+      assert.throws(() => boxToText(q as unknown as QuantizedBox), (e: unknown) => isSiglipError(e));
+      assert.throws(() => dequantizeBox(q as unknown as QuantizedBox, 10, 10), (e: unknown) => isSiglipError(e));
+    }
+  });
+});
+
+describe("boxes: parsing hostile text", () => {
+  it("accepts canonical text (and surrounding spaces)", () => {
+    assert.deepEqual(parseBoxText("12 40 300 410"), { ok: true, box: [12, 40, 300, 410] });
+    assert.deepEqual(parseBoxText(" 0 0 499 499 "), { ok: true, box: [0, 0, 499, 499] });
+  });
+
+  it("rejects everything else with a reason, never throwing", () => {
+    const hostile = [
+      "", " ", "1 2 3", "1 2 3 4 5", "1  2 3 4", "1\t2 3 4", "1,2,3,4", "[1, 2, 3, 4]", "1 2 3 4\n", "\n1 2 3 4",
+      "01 2 3 4", "00 0 0 0", "-1 2 3 4", "+1 2 3 4", "1.0 2 3 4", "1e2 2 3 4", "0x1 2 3 4", "500 0 500 0", "1 2 3 1000",
+      "4 0 3 5", "0 4 5 3", "١ ٢ ٣ ٤", "１ ２ ３ ４", "NaN 1 2 3", "Infinity 0 0 0", "1 2 3 4".repeat(1000), "9".repeat(400),
+      "1 2 3 4\u0000", "1\u00a02 3 4", "a b c d", "1 2 3 four",
+    ];
+    for (const s of hostile) {
+      const p = parseBoxText(s);
+      assert.equal(p.ok, false, JSON.stringify(s));
+      if (!p.ok) assert.ok(p.reason.length > 0 && p.reason.length < 200);
+    }
+    for (const v of [null, undefined, 12, {}, ["1", "2", "3", "4"]]) assert.equal(parseBoxText(v as unknown as string).ok, false);
+  });
+});
+
+describe("boxes: LocCa prompts", () => {
+  const q: QuantizedBox = [12, 40, 300, 410];
+  it("Cap / ARef / GCap strings and the loss-free prefix", () => {
+    const c = capPrompt("a red circle");
+    assert.equal(c.text, "Cap: a red circle");
+    assert.equal(c.prefix, "Cap:");
+    assert.equal(c.target, "a red circle");
+    assert.equal(c.text.slice(c.prefixLength), c.target);
+    const a = arefPrompt("the red circle", q);
+    assert.equal(a.text, "ARef: the red circle : 12 40 300 410");
+    assert.equal(a.text.slice(a.prefixLength), "the red circle : 12 40 300 410");
+    assert.equal(a.prefix, "ARef:");
+    const g = gcapPrompt(q, "the red circle");
+    assert.equal(g.text, "GCap: 12 40 300 410 : the red circle");
+    assert.equal(g.prefix, "GCap:");
+    assert.ok(g.text.startsWith(g.prefix + " "));
+    assert.throws(() => capPrompt(""), (e: unknown) => isSiglipError(e));
+    assert.throws(() => arefPrompt("x", [0, 0, 600, 0]), (e: unknown) => isSiglipError(e));
+  });
+
+  it("an ARef output parses back to its box", () => {
+    assert.deepEqual(parseArefOutput(arefPrompt("le cercle : rouge", q).target), { ok: true, box: q });
+    assert.deepEqual(parseArefOutput("ARef: the star : 1 2 3 4"), { ok: true, box: [1, 2, 3, 4] });
+    assert.deepEqual(parseArefOutput("1 2 3 4"), { ok: true, box: [1, 2, 3, 4] });
+    assert.equal(parseArefOutput("the star : 1 2 3").ok, false);
+  });
+});
