@@ -7,7 +7,8 @@
  * onnxruntime. float64 where onnxruntime's CPU kernels support it (ε = 1e-6); float32 for
  * Erf, Softplus and Conv, which have float32 kernels only (ε = 1e-2).
  */
-import { backward, inferShapes } from "../graph/autodiff.js";
+import { backward } from "../graph/autodiff.js";
+import { inferShapes } from "../graph/shapes.js";
 import { Graph } from "../graph/graph.js";
 import { ort } from "../graph/runtime.js";
 import { Rng } from "./rng.js";
