@@ -1,14 +1,13 @@
 /**
- * Training graphs of a fixed-resolution SigLIP model (model_type "siglip"): both towers built
- * from standard ONNX ops with every parameter as a graph INPUT (named by its checkpoint key,
- * in the checkpoint layout), the sigmoid loss, and the backward pass from
- * src/graph/autodiff.ts, so one onnxruntime session returns the loss and every gradient.
+ * Training graphs of a fixed-resolution SigLIP model (model_type "siglip"): both towers, the
+ * sigmoid loss and the backward pass from src/graph/autodiff.ts in one graph, so one
+ * onnxruntime session returns the loss and every gradient.
  *
- * The architecture is the inference one (src/models/blocks.ts, siglip.ts; spec §1): pre-LN
- * encoder layers, tanh/erf GELU MLP, MAP-head image pooling, last-position text pooling with
- * a linear head. Differences that only concern training: the token table is gathered inside
- * the graph (so it gets a gradient), Linear weights are transposed in the graph (so gradients
- * come back as (out, in)), and the MAP head's packed in_proj is sliced in the graph.
+ * The towers are the inference ones (src/models/siglip.ts `fixresVision`, `textModel`, built
+ * by src/models/tower.ts `towerForward`; spec §1), built on the training parameter source
+ * `InputParams` (src/models/params.ts): every parameter a graph INPUT named by its checkpoint
+ * key, in checkpoint layout, recorded in the order the graph asks for it — that order is the
+ * parameter list ({@link paramSpecs}) of checkpoints, initialisation and optimiser state.
  */
 import { backward } from "../graph/autodiff.js";
 import { Graph, type Dim } from "../graph/graph.js";
@@ -18,7 +17,6 @@ import { towerForward } from "../models/tower.js";
 import type { SiglipConfig } from "../weights/config.js";
 import { chunkedSigmoidLoss, l2normalize, sigmoidLoss } from "./loss.js";
 
-export type { ParamSpec } from "../models/params.js";
 
 export type Tower = "vision" | "text";
 

@@ -6,7 +6,8 @@
 import { ort } from "../graph/runtime.js";
 import { sessionOptions, type SessionSettings } from "../graph/session-options.js";
 import type { WeightStore } from "../weights/checkpoint.js";
-import { buildEmbedGraph, buildTrainGraph, type ParamSpec, type Tower, type TrainGraphOptions } from "./model.js";
+import type { ParamSpec } from "../models/params.js";
+import { buildEmbedGraph, buildTrainGraph, type Tower, type TrainGraphOptions } from "./model.js";
 import type { SiglipConfig } from "../weights/config.js";
 
 /** Parameter values by checkpoint key. */
