@@ -124,14 +124,11 @@ export function towerShapes(def: TowerDef): Array<[string, number[]]> {
   return p.specs.map((s) => [s.name, s.shape]);
 }
 
-/**
- * Bytes of one encoder layer's parameters, as the stage splitter has always estimated them
- * (the sum of each shape's dims + 1, times 4 — not the element count; kept as is here).
- */
+/** fp32 bytes of one encoder layer's parameters (for splitting large towers into stages). */
 export function encoderLayerBytes(d: LayerDims): number {
   const p = InputParams.root(new Graph("layer.shapes"));
   encoderLayer(p, d);
-  return p.specs.reduce((acc, s) => acc + 4 * s.shape.reduce((a, b) => a + b, 1), 0);
+  return p.specs.reduce((acc, s) => acc + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
 }
 
 /** The whole tower in one graph on source `p` (training): → last hidden state (B, S, D) and pooled (B, pooledDim). */
