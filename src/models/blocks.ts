@@ -12,10 +12,7 @@
  */
 import type { Graph } from "../graph/graph.js";
 import type { HiddenAct, TextConfig, VisionConfig } from "../weights/config.js";
-import type { AttentionLayer, KeyMaskForms, Layer, ParamSource } from "./params.js";
-
-/** A key-padding mask in the two forms the attention paths use. */
-export type LayerMask = KeyMaskForms;
+import type { AttentionLayer, Layer, LayerMask, ParamSource } from "./params.js";
 
 /** Shape of one encoder layer's hyper-parameters. */
 export interface LayerDims {

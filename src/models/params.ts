@@ -5,7 +5,7 @@
  * graph plus a key prefix, `at("mlp")` descends one level). Each block first asks for its
  * parameters by checkpoint key (in checkpoint-list order), then applies them; what asking
  * means is the source's business:
- * - {@link WeightLoader} (./loader.ts, inference): checkpoint tensors become initializers,
+ * - `WeightLoader` (./loader.ts, inference): checkpoint tensors become initializers,
  *   with the fp32 / int8 / fused-contrib-op choices.
  * - {@link InputParams} (here, training; also used to list the tensors a tower needs):
  *   every parameter is a graph INPUT named by its key, recorded as a {@link ParamSpec}
@@ -30,10 +30,10 @@ export interface ParamSpec {
 }
 
 /** Multi-head self-attention before out_proj: h (B, S, D) and an optional key mask → (B, S, D). */
-export type AttentionLayer = (h: string, mask?: KeyMaskForms) => string;
+export type AttentionLayer = (h: string, mask?: LayerMask) => string;
 
 /** A key-padding mask in the two forms the attention paths use. */
-export interface KeyMaskForms {
+export interface LayerMask {
   /** (B, S) int32, 1 = real key, 0 = padding (fused Attention op). */
   keep: string;
   /** (B, 1, 1, S) float32, 0 or a large negative (standard path, MAP head). */

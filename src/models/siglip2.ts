@@ -31,8 +31,7 @@ export interface NaflexTowerOptions extends TowerOptions {
 /**
  * The NaFlex image tower: patch rows (B, L, 3·P·P) → linear patch embedding + resized
  * positions (fed as an input) → encoder (key-masked) → post-LN → key-masked MAP head.
- * The position table is read by the tower class, not the graph; it is listed here so that
- * the tensors a tower needs are all named by its definition.
+ * The position table is read and resized by {@link NaflexVisionTower}, not the graph.
  */
 export function naflexVision(v: VisionConfig): TowerDef {
   const D = v.hidden_size;
@@ -55,11 +54,14 @@ export function naflexVision(v: VisionConfig): TowerDef {
   };
 }
 
-/** Checkpoint keys and shapes the NaFlex image tower needs (linear patch embedding, learned position grid). */
+/**
+ * Checkpoint keys and shapes the NaFlex image tower needs: what its graph asks for, plus the
+ * learned position grid (num_patches, D), which the class reads and resizes itself (listed
+ * after the patch embedding, where the FixRes tower asks for its table).
+ */
 export function naflexVisionShapes(v: VisionConfig): Array<[string, number[]]> {
-  const D = v.hidden_size;
   const shapes = towerShapes(naflexVision(v));
-  shapes.splice(2, 0, ["vision_model.embeddings.position_embedding.weight", [v.num_patches, D]]);
+  shapes.splice(2, 0, ["vision_model.embeddings.position_embedding.weight", [v.num_patches, v.hidden_size]]);
   return shapes;
 }
 

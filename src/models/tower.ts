@@ -13,9 +13,9 @@ import { SiglipError } from "../errors.js";
 import type { Checkpoint, WeightStore } from "../weights/checkpoint.js";
 import { contentIdentity } from "../weights/fingerprint.js";
 import type { TextConfig, VisionConfig } from "../weights/config.js";
-import { dims, encoderLayer, type LayerDims, type LayerMask } from "./blocks.js";
+import { dims, encoderLayer, type LayerDims } from "./blocks.js";
 import { MASK_FILTER, WeightLoader, type BuildMode } from "./loader.js";
-import { InputParams, type Layer, type ParamSource } from "./params.js";
+import { InputParams, type Layer, type LayerMask, type ParamSource } from "./params.js";
 
 /** Options for building a tower. */
 export interface TowerOptions extends RuntimeOptions {
