@@ -4,8 +4,8 @@
  * the backward pass in one session.
  *
  * Shapes are static: every graph input must have numeric dims (a training graph is built
- * for one micro-batch size). {@link inferShapes} propagates dtype and shape through the ops
- * listed in {@link DIFFERENTIABLE_OPS} (and a few shape helpers), so each rule knows how to
+ * for one micro-batch size). `inferShapes` (./shapes.ts) propagates dtype and shape through the
+ * ops listed in {@link DIFFERENTIABLE_OPS} (and a few shape helpers), so each rule knows how to
  * undo broadcasting.
  *
  * Usage:
@@ -18,12 +18,7 @@
  * vector–Jacobian product; several seeds add up.
  */
 import type { DTypeName, Graph, NodeDef } from "./graph.js";
-
-/** Static type of one value. */
-export interface TensorMeta {
-  dtype: DTypeName;
-  shape: number[];
-}
+import { attrInt, attrInts, broadcast, constInts, inferShapes, normAxis, numel, type TensorMeta } from "./shapes.js";
 
 /** Ops with a gradient rule. */
 export const DIFFERENTIABLE_OPS = [
@@ -31,192 +26,6 @@ export const DIFFERENTIABLE_OPS = [
   "Sqrt", "Reciprocal", "Softmax", "Transpose", "Reshape", "Gather", "LayerNormalization", "Conv", "ReduceSum",
   "ReduceMean", "Expand", "Slice", "Concat", "Unsqueeze", "Squeeze",
 ] as const;
-
-// ---------------------------------------------------------------------------------------------
-// Shape inference
-
-const numel = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
-
-function broadcast(a: number[], b: number[], where: string): number[] {
-  const n = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const da = a[a.length - n + i] ?? 1;
-    const db = b[b.length - n + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) throw new Error(`${where}: cannot broadcast [${a}] with [${b}]`);
-    out.push(da === 1 ? db : da);
-  }
-  return out;
-}
-
-const normAxis = (axis: number, rank: number): number => (axis < 0 ? axis + rank : axis);
-
-function attrInt(n: NodeDef, name: string, dflt: number): number {
-  const a = n.attrs[name];
-  return a && "int" in a ? a.int : dflt;
-}
-
-function attrInts(n: NodeDef, name: string): number[] | undefined {
-  const a = n.attrs[name];
-  return a && "ints" in a ? a.ints : undefined;
-}
-
-/** Values of a constant int64 initializer, or undefined. */
-function constInts(g: Graph, name: string | undefined): number[] | undefined {
-  if (!name) return undefined;
-  const t = g.view().initializers.get(name);
-  if (!t || !(t.data instanceof BigInt64Array)) return undefined;
-  return Array.from(t.data, (v) => Number(v));
-}
-
-function needConst(g: Graph, n: NodeDef, i: number): number[] {
-  const v = constInts(g, n.inputs[i]);
-  if (!v) throw new Error(`${n.name} (${n.op}): input ${i} must be a constant int64 initializer`);
-  return v;
-}
-
-/** Output shape of Reshape(x, shape) with ONNX's 0 (copy) and -1 (infer) rules. */
-function reshapeTarget(x: number[], spec: number[]): number[] {
-  const out = spec.map((d, i) => (d === 0 ? x[i]! : d));
-  const known = out.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
-  return out.map((d) => (d === -1 ? numel(x) / known : d));
-}
-
-/** Infer dtype and shape of every value in `g` (inputs and initializers must have numeric dims). */
-export function inferShapes(g: Graph, nodes: readonly NodeDef[] = g.view().nodes): Map<string, TensorMeta> {
-  const meta = new Map<string, TensorMeta>();
-  const view = g.view();
-  for (const v of view.inputs) {
-    if (!v.dims.every((d) => typeof d === "number")) throw new Error(`autodiff: input ${v.name} has symbolic dims [${v.dims}]; training graphs need static shapes`);
-    meta.set(v.name, { dtype: v.dtype, shape: v.dims as number[] });
-  }
-  for (const t of view.initializers.values()) meta.set(t.name, { dtype: t.dtype, shape: [...t.dims] });
-  for (const n of nodes) {
-    const m = (i: number): TensorMeta => {
-      const r = meta.get(n.inputs[i]!);
-      if (!r) throw new Error(`autodiff: ${n.name} (${n.op}): unknown input ${n.inputs[i]}`);
-      return r;
-    };
-    const set = (shape: number[], dtype: DTypeName = m(0).dtype, out = 0): void => {
-      meta.set(n.outputs[out]!, { dtype, shape });
-    };
-    const x = n.inputs.length > 0 && n.inputs[0] !== "" ? m(0).shape : [];
-    switch (n.op) {
-      case "Add": case "Sub": case "Mul": case "Div": case "Pow":
-        set(broadcast(x, m(1).shape, n.name));
-        break;
-      case "Neg": case "Identity": case "Tanh": case "Erf": case "Exp": case "Log": case "Sigmoid": case "Softplus":
-      case "Sqrt": case "Reciprocal": case "Softmax": case "Relu": case "Abs":
-        set([...x]);
-        break;
-      case "MatMul": {
-        const a = x;
-        const b = m(1).shape;
-        if (a.length < 2 || b.length < 2) throw new Error(`${n.name}: MatMul of rank < 2 is not supported by autodiff`);
-        if (a[a.length - 1] !== b[b.length - 2]) throw new Error(`${n.name}: MatMul [${a}] × [${b}]`);
-        set([...broadcast(a.slice(0, -2), b.slice(0, -2), n.name), a[a.length - 2]!, b[b.length - 1]!]);
-        break;
-      }
-      case "Transpose": {
-        const perm = attrInts(n, "perm") ?? x.map((_, i) => x.length - 1 - i);
-        set(perm.map((p) => x[p]!));
-        break;
-      }
-      case "Reshape":
-        set(reshapeTarget(x, needConst(g, n, 1)));
-        break;
-      case "Gather": {
-        const axis = normAxis(attrInt(n, "axis", 0), x.length);
-        set([...x.slice(0, axis), ...m(1).shape, ...x.slice(axis + 1)]);
-        break;
-      }
-      case "LayerNormalization": {
-        set([...x]);
-        const axis = normAxis(attrInt(n, "axis", -1), x.length);
-        const stat = x.map((d, i) => (i < axis ? d : 1));
-        if (n.outputs[1]) set(stat, "float32", 1);
-        if (n.outputs[2]) set(stat, "float32", 2);
-        break;
-      }
-      case "Conv": {
-        const w = m(1).shape;
-        const k = attrInts(n, "kernel_shape") ?? w.slice(2);
-        const s = attrInts(n, "strides") ?? k.map(() => 1);
-        const pads = attrInts(n, "pads");
-        if (pads?.some((p) => p !== 0) || attrInts(n, "dilations")?.some((d) => d !== 1) || attrInt(n, "group", 1) !== 1) {
-          throw new Error(`${n.name}: Conv with padding, dilation or groups is not supported by autodiff`);
-        }
-        set([x[0]!, w[0]!, ...k.map((kk, i) => Math.floor((x[2 + i]! - kk) / s[i]!) + 1)]);
-        break;
-      }
-      case "ReduceSum": case "ReduceMean": case "ReduceMax": {
-        const axesIn = n.op === "ReduceSum" ? constInts(g, n.inputs[1]) : attrInts(n, "axes");
-        const axes = (axesIn && axesIn.length > 0 ? axesIn : x.map((_, i) => i)).map((a) => normAxis(a, x.length));
-        const keep = attrInt(n, "keepdims", 1) === 1;
-        set(keep ? x.map((d, i) => (axes.includes(i) ? 1 : d)) : x.filter((_, i) => !axes.includes(i)));
-        break;
-      }
-      case "Expand":
-        set(broadcast(x, needConst(g, n, 1), n.name));
-        break;
-      case "Slice": {
-        const starts = needConst(g, n, 1);
-        const ends = needConst(g, n, 2);
-        const axes = (n.inputs[3] ? needConst(g, n, 3) : starts.map((_, i) => i)).map((a) => normAxis(a, x.length));
-        const steps = n.inputs[4] ? needConst(g, n, 4) : starts.map(() => 1);
-        if (steps.some((s) => s !== 1)) throw new Error(`${n.name}: Slice with steps ≠ 1 is not supported by autodiff`);
-        const out = [...x];
-        axes.forEach((a, i) => {
-          const clamp = (v: number): number => Math.min(Math.max(v < 0 ? v + x[a]! : v, 0), x[a]!);
-          out[a] = Math.max(0, clamp(ends[i]!) - clamp(starts[i]!));
-        });
-        set(out);
-        break;
-      }
-      case "Concat": {
-        const axis = normAxis(attrInt(n, "axis", 0), x.length);
-        const out = [...x];
-        out[axis] = n.inputs.reduce((acc, _, i) => acc + m(i).shape[axis]!, 0);
-        set(out);
-        break;
-      }
-      case "Unsqueeze": {
-        const axes = needConst(g, n, 1);
-        const rank = x.length + axes.length;
-        const ax = axes.map((a) => normAxis(a, rank));
-        const out: number[] = [];
-        let j = 0;
-        for (let i = 0; i < rank; i++) out.push(ax.includes(i) ? 1 : x[j++]!);
-        set(out);
-        break;
-      }
-      case "Squeeze": {
-        const axes = n.inputs[1] ? needConst(g, n, 1).map((a) => normAxis(a, x.length)) : x.map((d, i) => (d === 1 ? i : -1));
-        set(x.filter((_, i) => !axes.includes(i)));
-        break;
-      }
-      case "Cast": {
-        const to = attrInt(n, "to", 1);
-        const name = (Object.entries({ float32: 1, float64: 11, int64: 7, int32: 6 }).find(([, v]) => v === to)?.[0] ?? "float32") as DTypeName;
-        set([...x], name);
-        break;
-      }
-      case "ScatterND": case "Pad": {
-        if (n.op === "Pad") {
-          const p = needConst(g, n, 1);
-          set(x.map((d, i) => d + p[i]! + p[i + x.length]!));
-        } else set([...x]);
-        break;
-      }
-      case "Shape":
-        set([x.length], "int64");
-        break;
-      default:
-        throw new Error(`autodiff: no shape rule for ${n.op} (${n.name})`);
-    }
-  }
-  return meta;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Backward pass

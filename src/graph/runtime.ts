@@ -8,12 +8,11 @@
  */
 import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { SiglipError } from "../errors.js";
-import { assertCommandLineSafe } from "./cmdline-guard.js";
 import { writeModelFiles, type Graph } from "./graph.js";
+import { sessionOptions, type SessionSettings } from "./session-options.js";
 import { HASHES_DIR, MANIFEST, cacheMaxBytes, defaultModelCacheDir, evictCache, readManifest, touchEntry, type Manifest } from "./model-cache.js";
 
 export { defaultModelCacheDir } from "./model-cache.js";
@@ -47,15 +46,7 @@ export function ortError(what: string, e: unknown): SiglipError {
 export const CARRY_OUT = "carry_out";
 export const CARRY_IN = "carry_in";
 
-export interface RuntimeOptions {
-  /** Intra-op threads; default: every CPU the process may use (os.availableParallelism()). */
-  threads?: number;
-  /**
-   * onnxruntime graph optimisation level. Our inference graphs already use the fused
-   * contrib ops, so "basic" (constant folding, redundant-node removal) runs as fast as
-   * "all" and builds ~1.4 s sooner for B/16. Default "all".
-   */
-  optimizationLevel?: "disabled" | "basic" | "extended" | "all";
+export interface RuntimeOptions extends SessionSettings {
   /**
    * Model cache folder (default {@link defaultModelCacheDir}); null disables it. A cached
    * tower starts without reading or transforming any weight: onnxruntime memory-maps the
@@ -77,26 +68,6 @@ export interface CacheSpec {
    * hashes may be remembered (src/weights/fingerprint.ts).
    */
   key: (hashDir: string) => Promise<unknown> | unknown;
-}
-
-function sessionOptions(options: RuntimeOptions): ort.InferenceSession.SessionOptions {
-  assertCommandLineSafe(); // onnxruntime would segfault on a long /proc/self/cmdline (see cmdline-guard.ts)
-  const o: ort.InferenceSession.SessionOptions = {
-    executionProviders: ["cpu"],
-    graphOptimizationLevel: options.optimizationLevel ?? "all",
-    // errors come back as exceptions (one line each, see ortError); the log adds nothing
-    logSeverityLevel: 4,
-  };
-  // onnxruntime's own default ran one thread on 2-vCPU machines (half speed): use every CPU.
-  o.intraOpNumThreads = options.threads ?? availableParallelism();
-  // Pre-packing keeps a second, re-laid-out copy of every MatMul weight (+~45 % RSS
-  // for B/16) for no measurable speed-up on this CPU's MLAS kernels: off.
-  o.extra = { session: { disable_prepacking: "1" } };
-  if (process.env["SIGLIP2_ORT_PROFILE"]) {
-    o.enableProfiling = true;
-    o.profileFilePrefix = process.env["SIGLIP2_ORT_PROFILE"];
-  }
-  return o;
 }
 
 function removeQuietly(path: string): void {

@@ -15,9 +15,12 @@ import { Pipeline, ort } from "../graph/runtime.js";
 import type { NaflexPatches } from "../preprocess/naflex.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import type { VisionConfig } from "../weights/config.js";
-import { mapHead } from "./blocks.js";
 import { resizePositionGrid } from "./position-resize.js";
-import { buildStages, checkLayerCount, dims, emit, readOutputs, requireHead, runtimeOptions, towerKey, visionShapes, type TowerOptions, type TowerOutput, type VisionResult } from "./siglip.js";
+import { visionHead } from "./siglip.js";
+import {
+  buildStages, checkLayerCount, readOutputs, requireHead, runtimeOptions, towerKey, towerShapes,
+  type TowerDef, type TowerOptions, type TowerOutput, type VisionResult,
+} from "./tower.js";
 
 /** Options for NaFlex towers. */
 export interface NaflexTowerOptions extends TowerOptions {
@@ -25,9 +28,41 @@ export interface NaflexTowerOptions extends TowerOptions {
   torchCpuCompat?: boolean;
 }
 
-/** Checkpoint keys and shapes the NaFlex image tower needs (linear patch embedding, learned position grid). */
+/**
+ * The NaFlex image tower: patch rows (B, L, 3·P·P) → linear patch embedding + resized
+ * positions (fed as an input) → encoder (key-masked) → post-LN → key-masked MAP head.
+ * The position table is read and resized by {@link NaflexVisionTower}, not the graph.
+ */
+export function naflexVision(v: VisionConfig): TowerDef {
+  const D = v.hidden_size;
+  const F = v.num_channels * v.patch_size * v.patch_size;
+  return {
+    name: "vision",
+    prefix: "vision_model",
+    config: v,
+    seq: "seq",
+    pooledDim: D,
+    embeddings: (p, batch) => {
+      const g = p.g;
+      const px = g.input("pixel_values", "float32", [batch, "seq", F]);
+      const pos = g.input("position_embeddings", "float32", [batch, "seq", D]);
+      // Linear(3·P·P → D) on channel-fastest patch rows (padding rows become just the bias).
+      return g.add(p.at("embeddings").linear("patch_embedding", F, D)(px), pos); // (B, L, D)
+    },
+    head: visionHead(v),
+    keyMask: { name: "key_mask", dims: ["batch", "seq"] },
+  };
+}
+
+/**
+ * Checkpoint keys and shapes the NaFlex image tower needs: what its graph asks for, plus the
+ * learned position grid (num_patches, D), which the class reads and resizes itself (listed
+ * after the patch embedding, where the FixRes tower asks for its table).
+ */
 export function naflexVisionShapes(v: VisionConfig): Array<[string, number[]]> {
-  return visionShapes(v, [v.hidden_size, v.num_channels * v.patch_size * v.patch_size], v.num_patches);
+  const shapes = towerShapes(naflexVision(v));
+  shapes.splice(2, 0, ["vision_model.embeddings.position_embedding.weight", [v.num_patches, v.hidden_size]]);
+  return shapes;
 }
 
 /** Inputs of one padded batch, as fed to the graph. */
@@ -59,21 +94,7 @@ export class NaflexVisionTower {
     checkLayerCount(ckpt, "vision_model", "vision_config", v.num_hidden_layers);
     store.checkAll(naflexVisionShapes(v));
     const D = v.hidden_size;
-    const F = 3 * v.patch_size * v.patch_size;
-    const build = () => buildStages(store, "vision", "vision_model", v, "seq", opts,
-      (w) => {
-        const g = w.g;
-        const px = g.input("pixel_values", "float32", ["batch", "seq", F]);
-        const pos = g.input("position_embeddings", "float32", ["batch", "seq", D]);
-        // Linear(3·P·P → D) on channel-fastest patch rows (padding rows become just the bias).
-        return g.add(w.linear(px, "vision_model.embeddings.patch_embedding", F, D), pos); // (B, L, D)
-      },
-      (w, x, mask) => {
-        const last = w.layerNorm(x, "vision_model.post_layernorm", D, v.layer_norm_eps); // (B, L, D)
-        emit(w.g, last, "last_hidden_state", ["batch", "seq", D]);
-        emit(w.g, mapHead(w, last, "vision_model.head", dims(v), mask?.additive), "pooler_output", ["batch", D]);
-      },
-      { name: "key_mask", dims: ["batch", "seq"] });
+    const build = () => buildStages({ store, tower: naflexVision(v), options: opts });
     const pipeline = await Pipeline.cached(towerKey("vision-naflex", ckpt, opts), build, runtimeOptions(opts));
     const table = store.float32("vision_model.embeddings.position_embedding.weight", [v.num_patches, D]);
     return new NaflexVisionTower(v, table, pipeline, opts);

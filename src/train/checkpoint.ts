@@ -16,7 +16,7 @@ import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, re
 import { dirname, join, resolve } from "node:path";
 import { SiglipError } from "../errors.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
-import type { ParamSpec } from "./model.js";
+import type { ParamSpec } from "../models/params.js";
 import type { AdamW } from "./optim.js";
 import type { Params } from "./session.js";
 

@@ -7,9 +7,11 @@
  * onnxruntime. float64 where onnxruntime's CPU kernels support it (ε = 1e-6); float32 for
  * Erf, Softplus and Conv, which have float32 kernels only (ε = 1e-2).
  */
-import { backward, inferShapes } from "../graph/autodiff.js";
+import { backward } from "../graph/autodiff.js";
+import { inferShapes } from "../graph/shapes.js";
 import { Graph } from "../graph/graph.js";
 import { ort } from "../graph/runtime.js";
+import { sessionOptions } from "../graph/session-options.js";
 import { Rng } from "./rng.js";
 
 export type FloatType = "float32" | "float64";
@@ -69,7 +71,7 @@ export async function gradCheck(
     g.node("Identity", [grads[n]!], { outputs: [`grad.${n}`] });
     g.output(`grad.${n}`, dtype, inputs.find((i) => i.name === n)!.shape);
   }
-  const session = await ort.InferenceSession.create(g.toModelBytes(), { executionProviders: ["cpu"], graphOptimizationLevel: "disabled", intraOpNumThreads: 1 });
+  const session = await ort.InferenceSession.create(g.toModelBytes(), sessionOptions({ threads: 1, optimizationLevel: "disabled" }));
 
   const values = new Map<string, Float64Array>();
   const feeds: Record<string, ort.Tensor> = {};

@@ -5,7 +5,7 @@
  * ~ N(0, 1/D), t' = log 10 and b = −10 (SigLIP's defaults, recipe §1.2).
  */
 import { INIT_LOGIT_BIAS, INIT_LOGIT_SCALE } from "./loss.js";
-import type { ParamSpec } from "./model.js";
+import type { ParamSpec } from "../models/params.js";
 import { Rng } from "./rng.js";
 import type { Params } from "./session.js";
 

@@ -14,7 +14,7 @@
  * Decay applies only to parameters whose spec has `decay: true` (kernels; big_vision's mask).
  *   sched(s) = min(1, s / warmup) · ½(1 + cos(π · clamp((s − warmup) / (total − warmup), 0, 1)))
  */
-import type { ParamSpec } from "./model.js";
+import type { ParamSpec } from "../models/params.js";
 import type { Params } from "./session.js";
 
 export type DecayConvention = "big_vision" | "torch";

@@ -3,10 +3,11 @@
  * gradients out. One onnxruntime session per graph; the optimiser update is plain JS
  * (src/train/optim.ts).
  */
-import { assertCommandLineSafe } from "../graph/cmdline-guard.js";
 import { ort } from "../graph/runtime.js";
+import { sessionOptions, type SessionSettings } from "../graph/session-options.js";
 import type { WeightStore } from "../weights/checkpoint.js";
-import { buildEmbedGraph, buildTrainGraph, type ParamSpec, type Tower, type TrainGraphOptions } from "./model.js";
+import type { ParamSpec } from "../models/params.js";
+import { buildEmbedGraph, buildTrainGraph, type Tower, type TrainGraphOptions } from "./model.js";
 import type { SiglipConfig } from "../weights/config.js";
 
 /** Parameter values by checkpoint key. */
@@ -19,16 +20,8 @@ export function loadParams(store: WeightStore, specs: readonly ParamSpec[]): Par
   return out;
 }
 
-export interface SessionOptions {
-  threads?: number;
-}
-
-function sessionOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
-  assertCommandLineSafe();
-  const so: ort.InferenceSession.SessionOptions = { executionProviders: ["cpu"], graphOptimizationLevel: "all" };
-  if (o.threads !== undefined) so.intraOpNumThreads = o.threads;
-  return so;
-}
+/** Training sessions choose only the thread count (default: every CPU, as inference). */
+export type SessionOptions = Pick<SessionSettings, "threads">;
 
 function paramFeeds(specs: readonly ParamSpec[], params: Params, names: readonly string[]): Record<string, ort.Tensor> {
   const bySpec = new Map(specs.map((s) => [s.name, s]));
@@ -72,7 +65,7 @@ export class TrainSession {
   static async create(config: SiglipConfig, o: TrainGraphOptions & SessionOptions): Promise<TrainSession> {
     const tg = buildTrainGraph(config, o);
     const inputs = tg.graph.view().inputs.map((i) => i.name);
-    const session = await ort.InferenceSession.create(tg.graph.toModelBytes(), sessionOptions(o));
+    const session = await ort.InferenceSession.create(tg.graph.toModelBytes(), sessionOptions({ threads: o.threads }));
     return new TrainSession(session, tg.params, tg.trainable, config, o.batch, inputs);
   }
 
@@ -107,7 +100,7 @@ export class EmbedSession {
 
   static async create(config: SiglipConfig, tower: Tower, o: SessionOptions = {}): Promise<EmbedSession> {
     const eg = buildEmbedGraph(config, tower);
-    const session = await ort.InferenceSession.create(eg.graph.toModelBytes(), sessionOptions(o));
+    const session = await ort.InferenceSession.create(eg.graph.toModelBytes(), sessionOptions({ threads: o.threads }));
     return new EmbedSession(session, eg.params, config, tower);
   }
 

@@ -12,7 +12,8 @@ import { SiglipError } from "../errors.js";
 import type { SiglipConfig } from "../weights/config.js";
 import { loadTrainingState, saveCheckpoint, type TrainerState } from "./checkpoint.js";
 import { batchIndices, type PairDataset } from "./data.js";
-import { towerOf, type ParamSpec } from "./model.js";
+import type { ParamSpec } from "../models/params.js";
+import { towerOf } from "./model.js";
 import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
 import { TrainSession, type Params } from "./session.js";
 

@@ -209,7 +209,28 @@ export class SafetensorsFile {
   }
 }
 
+/**
+ * The header of a safetensors file: 8-byte little-endian length, then that many bytes of
+ * a JSON object `{ name: { dtype, shape, data_offsets }, …, "__metadata__"?: { k: string } }`,
+ * then the data block the offsets point into. Checked step by step; every problem is one line.
+ */
 function parseHeader(path: string, fd: number, size: number): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  const { header, dataStart } = readHeaderJson(path, fd, size);
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      if (raw !== null) metadata = parseMetadata(path, raw); // null: None, as Python reads it
+      continue;
+    }
+    tensors.set(name, parseEntry(path, name, raw, dataStart, size));
+  }
+  checkDense(path, tensors, dataStart, size);
+  return { tensors, metadata };
+}
+
+/** Read the length prefix and the header bytes; decode them as a JSON object without duplicate keys. */
+function readHeaderJson(path: string, fd: number, size: number): { header: Record<string, unknown>; dataStart: number } {
   if (size < 8) throw bad(path, `file is ${size} bytes, too short for the 8-byte header length`);
   const lenBuf = Buffer.alloc(8);
   readFully(path, fd, lenBuf, 0, 8, 0);
@@ -238,44 +259,47 @@ function parseHeader(path: string, fd: number, size: number): { tensors: Map<str
   if (dup) {
     throw bad(path, dup.path === "$" ? `tensor ${clip(dup.key)} is listed twice in the header` : `key ${clip(dup.key)} appears twice in ${clip(dup.path)}`);
   }
+  return { header: header as Record<string, unknown>, dataStart: 8 + headerLen };
+}
 
-  const dataStart = 8 + headerLen;
-  const dataLen = size - dataStart;
-  const tensors = new Map<string, TensorInfo>();
-  let metadata: Record<string, string> = {};
-  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
-    if (name === "__metadata__") {
-      if (raw === null) continue; // None, as Python reads it
-      if (typeof raw !== "object" || Array.isArray(raw)) throw bad(path, "__metadata__ is not an object");
-      for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (typeof v !== "string") throw bad(path, `__metadata__ value of ${clip(k)} is not a string (${shown(v)})`);
-      }
-      metadata = raw as Record<string, string>;
-      continue;
-    }
-    const tn = clip(name);
-    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw bad(path, `entry ${tn} is not an object`);
-    const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e.dtype !== "string" || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw bad(path, `tensor ${tn} has unknown dtype ${shown(e.dtype)}`);
-    const dtype = e.dtype as SafetensorsDType;
-    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw bad(path, `tensor ${tn} has an invalid shape ${shown(e.shape)}`);
-    }
-    const shape = e.shape as number[];
-    const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o) && o >= 0) || off[0] > off[1]) {
-      throw bad(path, `tensor ${tn} has invalid data_offsets ${shown(off)}`);
-    }
-    const [b, en] = off as [number, number];
-    if (en > dataLen) throw bad(path, `tensor ${tn} ends at byte ${dataStart + en}, past the end of the ${size}-byte file (truncated?)`);
-    const expected = numel(shape) * DTYPE_BYTES[dtype];
-    if (en - b !== expected) {
-      throw bad(path, `tensor ${tn}: ${dtype} × [${clip(shape.join(", "))}] needs ${expected} bytes but data_offsets span ${en - b}`);
-    }
-    tensors.set(name, { name, dtype, shape, begin: dataStart + b, end: dataStart + en });
+/** `__metadata__`: an object of string values. */
+function parseMetadata(path: string, raw: unknown): Record<string, string> {
+  if (typeof raw !== "object" || Array.isArray(raw)) throw bad(path, "__metadata__ is not an object");
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof v !== "string") throw bad(path, `__metadata__ value of ${clip(k)} is not a string (${shown(v)})`);
   }
-  // The tensors must cover the data block exactly, in order: no overlaps, no unused gaps,
-  // nothing after the last one (what the reference implementation enforces).
+  return raw as Record<string, string>;
+}
+
+/** One tensor entry: a known dtype, a shape, and offsets inside the data block spanning exactly its bytes. */
+function parseEntry(path: string, name: string, raw: unknown, dataStart: number, size: number): TensorInfo {
+  const tn = clip(name);
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw bad(path, `entry ${tn} is not an object`);
+  const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  if (typeof e.dtype !== "string" || !Object.hasOwn(DTYPE_BYTES, e.dtype)) throw bad(path, `tensor ${tn} has unknown dtype ${shown(e.dtype)}`);
+  const dtype = e.dtype as SafetensorsDType;
+  if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw bad(path, `tensor ${tn} has an invalid shape ${shown(e.shape)}`);
+  }
+  const shape = e.shape as number[];
+  const off = e.data_offsets;
+  if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o) && o >= 0) || off[0] > off[1]) {
+    throw bad(path, `tensor ${tn} has invalid data_offsets ${shown(off)}`);
+  }
+  const [b, en] = off as [number, number];
+  if (en > size - dataStart) throw bad(path, `tensor ${tn} ends at byte ${dataStart + en}, past the end of the ${size}-byte file (truncated?)`);
+  const expected = numel(shape) * DTYPE_BYTES[dtype];
+  if (en - b !== expected) {
+    throw bad(path, `tensor ${tn}: ${dtype} × [${clip(shape.join(", "))}] needs ${expected} bytes but data_offsets span ${en - b}`);
+  }
+  return { name, dtype, shape, begin: dataStart + b, end: dataStart + en };
+}
+
+/**
+ * The tensors must cover the data block exactly, in order: no overlaps, no unused gaps,
+ * nothing after the last one (what the reference implementation enforces).
+ */
+function checkDense(path: string, tensors: ReadonlyMap<string, TensorInfo>, dataStart: number, size: number): void {
   const sorted = [...tensors.values()].sort((x, y) => x.begin - y.begin || x.end - y.end);
   let pos = dataStart;
   let prev: TensorInfo | undefined;
@@ -289,7 +313,6 @@ function parseHeader(path: string, fd: number, size: number): { tensors: Map<str
     prev = cur;
   }
   if (pos !== size) throw bad(path, `${size - pos} unused bytes after the last tensor (the data block must end with it)`);
-  return { tensors, metadata };
 }
 
 /** Convert little-endian raw bytes of `dtype` into float32, writing at `out[offset...]`. */
