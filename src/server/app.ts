@@ -30,7 +30,8 @@ import {
   parseEmbeddingInput, parseEncodingFormat, parseImageList, parseImageRef, parseStringList, preview,
 } from "./inputs.js";
 import { MAX_TIMEOUT_MS, SERVER_DEFAULTS } from "./defaults.js";
-import { LruCache } from "./lru.js";
+import { LruCache } from "../lru.js";
+import { settledEmbeddings } from "../tasks/image-pipeline.js";
 import { openApiDocument } from "./openapi.js";
 
 export interface ServerOptions {
@@ -180,7 +181,7 @@ export function createServer(model: SigLIP2, options: ServerOptions = {}): Fasti
   });
   const images = new MicroBatcher<Uint8Array, Float32Array | SiglipError>({
     ...common,
-    run: (items) => model.embedImagesSettled(items),
+    run: async (items) => settledEmbeddings(await model.imageFeaturesSettled(items)),
     onBatch: (n) => options.onBatch?.("image", n),
   });
   const labels = new LruCache<string, Float32Array>(options.labelCacheSize ?? D.labelCacheSize);
