@@ -9,6 +9,7 @@ import { SiglipError } from "../errors.js";
 import type { ImageStore } from "../search/store.js";
 import type { ServerOptions } from "../server/app.js";
 import { MAX_TIMEOUT_MS, SERVER_DEFAULTS } from "../server/defaults.js";
+import { intOption, numOption } from "./args.js";
 import { DEFAULT_DB_HELP, DEFAULT_TABLE, note, type CliContext, type ModelOpts } from "./context.js";
 
 interface ServeOpts extends ModelOpts {
@@ -27,22 +28,6 @@ interface ServeOpts extends ModelOpts {
   shutdownTimeoutMs: number;
   cors?: string;
   log?: boolean;
-}
-
-function intOpt(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new SiglipError("usage", `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v.slice(0, 40))}`);
-    return n;
-  };
-}
-
-function numOpt(name: string, max: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0 || n > max) throw new SiglipError("usage", `${name} must be a positive number up to ${max}, got ${JSON.stringify(v.slice(0, 40))}`);
-    return n;
-  };
 }
 
 function isLoopback(host: string): boolean {
@@ -143,19 +128,19 @@ export function registerServeCommand(program: Command, ctx: CliContext): void {
   ctx
     .withModelOptions(program.command("serve").description("HTTP server: OpenAI-compatible /v1/embeddings, /v1/classify, /v1/search (see /openapi.json)"))
     .option("--host <host>", "address to listen on (loopback by default)", "127.0.0.1")
-    .option("--port <port>", "port (0 picks a free one)", intOpt("--port", 0, 65535), 8080)
+    .option("--port <port>", "port (0 picks a free one)", intOption("--port", { min: 0, max: 65535, range: true }), 8080)
     .option("--db [path]", `enable POST /v1/search on this index (bare --db: ${DEFAULT_DB_HELP})`)
     .option("--table <name>", "table in the database", DEFAULT_TABLE)
     .option("--api-key <key>", "require Authorization: Bearer <key> (default: $SIGLIP2_API_KEY; none if unset)")
-    .option("--max-batch-size <n>", "most inputs merged into one forward pass", intOpt("--max-batch-size", 1), 32)
-    .option("--max-wait-ms <ms>", "how long a request waits for others to join its batch", intOpt("--max-wait-ms", 0, 60_000), 5)
-    .option("--max-queue <n>", "most inputs waiting per tower; beyond it requests get 429", intOpt("--max-queue", 1), SERVER_DEFAULTS.maxQueue)
-    .option("--max-inputs <n>", "most inputs (or labels) per request, at most --max-queue; beyond it 413", intOpt("--max-inputs", 1), SERVER_DEFAULTS.maxInputs)
-    .option("--body-limit-mb <mb>", "largest request body; beyond it 413", numOpt("--body-limit-mb", 4096), 20)
-    .option("--timeout-ms <ms>", "per-request time limit once the body has arrived, queueing included; beyond it 504", intOpt("--timeout-ms", 1, MAX_TIMEOUT_MS), SERVER_DEFAULTS.requestTimeoutMs)
-    .option("--body-timeout-ms <ms>", "the request body must arrive within this time; beyond it 408", intOpt("--body-timeout-ms", 1, MAX_TIMEOUT_MS), SERVER_DEFAULTS.bodyTimeoutMs)
+    .option("--max-batch-size <n>", "most inputs merged into one forward pass", intOption("--max-batch-size", { min: 1, range: true }), 32)
+    .option("--max-wait-ms <ms>", "how long a request waits for others to join its batch", intOption("--max-wait-ms", { min: 0, max: 60_000, range: true }), 5)
+    .option("--max-queue <n>", "most inputs waiting per tower; beyond it requests get 429", intOption("--max-queue", { min: 1, range: true }), SERVER_DEFAULTS.maxQueue)
+    .option("--max-inputs <n>", "most inputs (or labels) per request, at most --max-queue; beyond it 413", intOption("--max-inputs", { min: 1, range: true }), SERVER_DEFAULTS.maxInputs)
+    .option("--body-limit-mb <mb>", "largest request body; beyond it 413", numOption("--body-limit-mb", { min: 0, minExclusive: true, max: 4096, describe: "a positive number up to 4096" }), 20)
+    .option("--timeout-ms <ms>", "per-request time limit once the body has arrived, queueing included; beyond it 504", intOption("--timeout-ms", { min: 1, max: MAX_TIMEOUT_MS, range: true }), SERVER_DEFAULTS.requestTimeoutMs)
+    .option("--body-timeout-ms <ms>", "the request body must arrive within this time; beyond it 408", intOption("--body-timeout-ms", { min: 1, max: MAX_TIMEOUT_MS, range: true }), SERVER_DEFAULTS.bodyTimeoutMs)
     .option("--cors <origins>", 'answer browsers from these origins: "*" or a comma-separated list such as https://app.example')
-    .option("--shutdown-timeout-ms <ms>", "on SIGINT/SIGTERM, how long in-flight requests may take to finish", intOpt("--shutdown-timeout-ms", 1, MAX_TIMEOUT_MS), 30_000)
+    .option("--shutdown-timeout-ms <ms>", "on SIGINT/SIGTERM, how long in-flight requests may take to finish", intOption("--shutdown-timeout-ms", { min: 1, max: MAX_TIMEOUT_MS, range: true }), 30_000)
     .option("--log", "log every request (JSON, on stderr)")
     .action((opts: ServeOpts) => cmdServe(ctx, opts));
 }

@@ -18,7 +18,7 @@ import { SiglipError } from "../errors.js";
 import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
 import type { Freeze, Trainer } from "../train/trainer.js";
-import { intOption, numOption } from "./args.js";
+import { CPU_BOUND, intOption, numOption } from "./args.js";
 import { onStdoutClosed } from "./stdout.js";
 
 interface TrainOpts {
@@ -210,7 +210,7 @@ export function registerTrainCommand(program: Command): void {
     .option("--resume", "continue the run saved in --out (same settings give the same result as an uninterrupted run)")
     .option("--stop-at <n>", "stop after step n and save (continue later with --resume)", posInt("--stop-at"))
     .option("--from-scratch", "re-initialise the weights instead of loading them (t' = log 10, b = -10)")
-    .option("--threads <n>", "onnxruntime intra-op threads (at most 4 per CPU, at least 8)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: "4 per CPU, at least 8" }))
+    .option("--threads <n>", "onnxruntime intra-op threads (at most 4 per CPU, at least 8)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: CPU_BOUND }))
     .option("--no-lowercase", "do not lowercase captions")
     .option("--offline", "never contact the Hub")
     .action((opts: TrainOpts) => cmdTrain(opts));
