@@ -6,6 +6,8 @@
 import type { Command } from "commander";
 import { isIP } from "node:net";
 import { SiglipError } from "../errors.js";
+import type { FastifyInstance } from "fastify";
+import type { SigLIP2 } from "../api.js";
 import type { ImageStore } from "../search/store.js";
 import type { ServerOptions } from "../server/app.js";
 import { MAX_TIMEOUT_MS, SERVER_DEFAULTS } from "../server/defaults.js";
@@ -34,8 +36,8 @@ function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
 }
 
-async function cmdServe(ctx: CliContext, o: ServeOpts): Promise<void> {
-  // Option conflicts are usage errors before the model loads, not a silent cap.
+/** Option conflicts are usage errors before the model loads, not a silent cap. */
+async function checkServeOptions(o: ServeOpts): Promise<void> {
   if (o.maxInputs > o.maxQueue) {
     throw new SiglipError("usage", `--max-inputs ${o.maxInputs} is larger than --max-queue ${o.maxQueue}: a request that large could never be queued; raise --max-queue or lower --max-inputs`);
   }
@@ -46,9 +48,93 @@ async function cmdServe(ctx: CliContext, o: ServeOpts): Promise<void> {
   } catch (e) {
     throw new SiglipError("usage", `--cors: ${(e as Error).message}`);
   }
-  const apiKey = o.apiKey ?? (process.env["SIGLIP2_API_KEY"]?.trim() || undefined);
+}
+
+/** With --db: the index, checked to be built with the served model and preprocessing. */
+async function openIndex(model: SigLIP2, o: ServeOpts): Promise<ImageStore | undefined> {
+  if (o.db === undefined) return undefined;
   const { assertSameModel, embeddingSetup, modelName } = await import("../search/identity.js");
   const { ImageStore, defaultDbPath } = await import("../search/store.js");
+  const dbPath = o.db === true ? defaultDbPath() : o.db;
+  const store = await ImageStore.open(dbPath, o.table, { readConsistencyInterval: 5 });
+  try {
+    const setup = await embeddingSetup(model, modelName(o.model), {
+      resampler: store.meta.resampler,
+      ...(store.meta.maxPatches !== undefined ? { maxPatches: store.meta.maxPatches } : {}),
+    });
+    assertSameModel(store.meta, setup, store.where, "search");
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+  return store;
+}
+
+/** The flags as createServer options. */
+function serverOptions(o: ServeOpts, apiKey: string | undefined, store: ImageStore | undefined): ServerOptions {
+  const sopts: ServerOptions = {
+    maxBatchSize: o.maxBatchSize,
+    maxWaitMs: o.maxWaitMs,
+    maxQueue: o.maxQueue,
+    maxInputs: o.maxInputs,
+    bodyLimit: Math.round(o.bodyLimitMb * 1024 * 1024),
+    requestTimeoutMs: o.timeoutMs,
+    bodyTimeoutMs: o.bodyTimeoutMs,
+    logger: o.log ? { level: "info", stream: process.stderr } : false,
+  };
+  if (apiKey !== undefined) sopts.apiKey = apiKey;
+  if (store) sopts.store = store;
+  if (o.cors !== undefined) sopts.cors = o.cors;
+  return sopts;
+}
+
+/** Listen on --host/--port; a port in use or refused is one usage line. */
+async function listen(app: FastifyInstance, o: ServeOpts): Promise<string> {
+  try {
+    return await app.listen({ host: o.host, port: o.port });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === "EADDRINUSE" ? "the port is in use" : code === "EACCES" ? "permission denied" : (e as Error).message;
+    throw new SiglipError("usage", `cannot listen on ${o.host}:${o.port}: ${why}`);
+  }
+}
+
+/**
+ * Resolve once the server has shut down: the first SIGINT/SIGTERM closes it (in-flight requests
+ * finish; exit 1 after `shutdownTimeoutMs`), a second exits at once (130).
+ */
+function untilSignalled(app: FastifyInstance, shutdownTimeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let closing = false;
+    const shutdown = (sig: string) => {
+      if (closing) {
+        note(`${sig} again: exiting now`);
+        process.exit(130);
+      }
+      closing = true;
+      note(`${sig}: shutting down; finishing in-flight requests`);
+      const force = setTimeout(() => {
+        note(`requests still running after ${shutdownTimeoutMs} ms; exiting`);
+        process.exit(1);
+      }, shutdownTimeoutMs);
+      force.unref();
+      app.close().then(() => {
+        clearTimeout(force);
+        process.off("SIGINT", onInt);
+        process.off("SIGTERM", onTerm);
+        resolve();
+      });
+    };
+    const onInt = () => shutdown("SIGINT");
+    const onTerm = () => shutdown("SIGTERM");
+    process.on("SIGINT", onInt);
+    process.on("SIGTERM", onTerm);
+  });
+}
+
+async function cmdServe(ctx: CliContext, o: ServeOpts): Promise<void> {
+  await checkServeOptions(o);
+  const apiKey = o.apiKey ?? (process.env["SIGLIP2_API_KEY"]?.trim() || undefined);
   const { createServer } = await import("../server/app.js");
   // libvips' operation cache (up to 50 MB) only helps when the same file is read again;
   // a server decodes new bytes every time, so it would just hold memory.
@@ -56,67 +142,14 @@ async function cmdServe(ctx: CliContext, o: ServeOpts): Promise<void> {
   const model = await ctx.loadModel({ ...o, batchSize: o.batchSize ?? o.maxBatchSize });
   let store: ImageStore | undefined;
   try {
-    if (o.db !== undefined) {
-      const dbPath = o.db === true ? defaultDbPath() : o.db;
-      store = await ImageStore.open(dbPath, o.table, { readConsistencyInterval: 5 });
-      const setup = await embeddingSetup(model, modelName(o.model), {
-        resampler: store.meta.resampler,
-        ...(store.meta.maxPatches !== undefined ? { maxPatches: store.meta.maxPatches } : {}),
-      });
-      assertSameModel(store.meta, setup, store.where, "search");
-    }
-    const sopts: ServerOptions = {
-      maxBatchSize: o.maxBatchSize,
-      maxWaitMs: o.maxWaitMs,
-      maxQueue: o.maxQueue,
-      maxInputs: o.maxInputs,
-      bodyLimit: Math.round(o.bodyLimitMb * 1024 * 1024),
-      requestTimeoutMs: o.timeoutMs,
-      bodyTimeoutMs: o.bodyTimeoutMs,
-      logger: o.log ? { level: "info", stream: process.stderr } : false,
-    };
-    if (apiKey !== undefined) sopts.apiKey = apiKey;
-    if (store) sopts.store = store;
-    if (o.cors !== undefined) sopts.cors = o.cors;
-    const app = createServer(model, sopts);
-    let address: string;
-    try {
-      address = await app.listen({ host: o.host, port: o.port });
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === "EADDRINUSE" ? "the port is in use" : code === "EACCES" ? "permission denied" : (e as Error).message;
-      throw new SiglipError("usage", `cannot listen on ${o.host}:${o.port}: ${why}`);
-    }
+    store = await openIndex(model, o);
+    const app = createServer(model, serverOptions(o, apiKey, store));
+    const address = await listen(app, o);
     if (!isLoopback(o.host) && apiKey === undefined) {
       note(`warning: listening on ${o.host} without an API key; anyone who can reach this port can use the server (set --api-key or SIGLIP2_API_KEY)`);
     }
     note(`serving ${model.modelId} on ${address} (search: ${store ? store.where : "off, pass --db"}; API key: ${apiKey !== undefined ? "required" : "none"}${o.cors !== undefined ? `; CORS: ${o.cors}` : ""})`);
-    await new Promise<void>((resolve) => {
-      let closing = false;
-      const shutdown = (sig: string) => {
-        if (closing) {
-          note(`${sig} again: exiting now`);
-          process.exit(130);
-        }
-        closing = true;
-        note(`${sig}: shutting down; finishing in-flight requests`);
-        const force = setTimeout(() => {
-          note(`requests still running after ${o.shutdownTimeoutMs} ms; exiting`);
-          process.exit(1);
-        }, o.shutdownTimeoutMs);
-        force.unref();
-        app.close().then(() => {
-          clearTimeout(force);
-          process.off("SIGINT", onInt);
-          process.off("SIGTERM", onTerm);
-          resolve();
-        });
-      };
-      const onInt = () => shutdown("SIGINT");
-      const onTerm = () => shutdown("SIGTERM");
-      process.on("SIGINT", onInt);
-      process.on("SIGTERM", onTerm);
-    });
+    await untilSignalled(app, o.shutdownTimeoutMs);
     note("stopped");
   } finally {
     store?.close();
