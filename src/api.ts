@@ -19,7 +19,7 @@
  */
 import { SiglipError, assertFinite } from "./errors.js";
 import { checkMaxPatches, validateLoadOptions, validateModelOptions } from "./load-options.js";
-import { resolveModel, type ResolveOptions } from "./hub/download.js";
+import { resolveModel } from "./hub/download.js";
 import { FixresVisionTower, TextTower } from "./models/siglip.js";
 import { NaflexVisionTower, type NaflexTowerOptions } from "./models/siglip2.js";
 import { checkNaflexFitsModel } from "./preprocess/config.js";
