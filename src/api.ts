@@ -10,117 +10,36 @@
  * const results = await model.classify(["cat.jpg"], ["cat", "dog"]);
  * ```
  *
+ * Images go through one pipeline, {@link SigLIP2.imageFeaturesSettled} (scheduling in
+ * src/tasks/image-pipeline.ts); `imageFeatures` and `embedImages` are its throwing
+ * conveniences. Option and result types: src/api-types.ts.
+ *
  * Towers are built lazily: image-only use never reads the text weights, and
  * text-only use never builds the image tower.
  */
 import { SiglipError, assertFinite } from "./errors.js";
 import { checkMaxPatches, validateLoadOptions, validateModelOptions } from "./load-options.js";
-import { resolveModel, type ResolveOptions } from "./hub/download.js";
-import { FixresVisionTower, TextTower, type TowerOptions, type VisionResult } from "./models/siglip.js";
+import { resolveModel } from "./hub/download.js";
+import { FixresVisionTower, TextTower } from "./models/siglip.js";
 import { NaflexVisionTower, type NaflexTowerOptions } from "./models/siglip2.js";
 import { checkNaflexFitsModel } from "./preprocess/config.js";
 import {
   decodeImage, fitFixedConfigToModel, parseImageProcessorConfig, parseNaflexProcessorConfig, preprocessFixed, preprocessNaflex,
-  type ImageProcessorConfig, type NaflexPatches, type NaflexProcessorConfig, type ResizeBackend, type RgbImage,
+  type ImageProcessorConfig, type NaflexPatches, type NaflexProcessorConfig, type RgbImage,
 } from "./preprocess/index.js";
 import { PreprocessPool } from "./preprocess/pool.js";
 import { prepareImage, type PrepareTask, type Prepared } from "./preprocess/task.js";
+import { runImagePipeline, type ImageFeatures, type ImageInput, type ImageOptions, type ImageProgress, type ImageResult } from "./tasks/image-pipeline.js";
 import { logitsPerImage, l2normalize, rows, sigmoid, type LogitParams } from "./tasks/similarity.js";
+import { LruCache } from "./lru.js";
+import {
+  DEFAULT_TEMPLATE, LABEL_CACHE_SETS, type ClassifyOptions, type EmbedOptions, type LabelScore, type LoadOptions, type TextOptions, type TokenizedText,
+} from "./api-types.js";
 import { GemmaTokenizer } from "./tokenizer/gemma.js";
 import { Checkpoint } from "./weights/checkpoint.js";
 import type { SiglipConfig } from "./weights/config.js";
 
-/** An image: a file path, encoded bytes (JPEG, PNG, WebP, GIF, AVIF, TIFF) or decoded RGB pixels. */
-export type ImageInput = string | Uint8Array | RgbImage;
-
-/** Options for {@link SigLIP2.load}. */
-export interface LoadOptions extends Omit<ResolveOptions, "parts"> {
-  /** onnxruntime intra-op threads (default: all cores). */
-  threads?: number;
-  /** Resize arithmetic: "torch" (transformers 5.x default, torchvision backend) or "pil". Default "torch". */
-  resampler?: ResizeBackend;
-  /** Lowercase texts before tokenizing (default true: SigLIP 2 was trained on lowercased text). */
-  lowercase?: boolean;
-  /** Images per forward pass (default 8). */
-  imageBatchSize?: number;
-  /** Texts per forward pass (default 32). */
-  textBatchSize?: number;
-  /** Largest image accepted, in pixels (default 100 megapixels). */
-  maxImagePixels?: number;
-  /** NaFlex only: patch budget per image (default: the checkpoint's `max_num_patches`). */
-  maxPatches?: number;
-  /**
-   * Weight precision: "fp32" (default, exact transformers parity) or "int8" (dynamic
-   * quantisation of every linear layer: several times faster on CPUs with VNNI, about a
-   * quarter of the memory, cosine to fp32 embeddings ≈ 0.99+).
-   */
-  dtype?: "fp32" | "int8";
-  /**
-   * Worker threads that decode and preprocess images while the model runs (default 0:
-   * on the main thread, still overlapped with inference). The CLI uses 1.
-   */
-  workers?: number;
-  /** NaFlex only: reproduce PyTorch-CPU's w = 1 position-resize quirk for exact transformers parity (default false). */
-  torchCpuCompat?: boolean;
-  /** Advanced: build options for the towers (hidden-state outputs, stage splitting). */
-  tower?: Omit<TowerOptions, "threads">;
-}
-
-/** One image's outputs. */
-export interface ImageFeatures {
-  /** The image embedding (L2-normalised unless `normalize: false`). */
-  embedding: Float32Array;
-  /** Patch grid (rows, columns): the fixed grid, or the image's NaFlex grid. */
-  gridH: number;
-  gridW: number;
-  /**
-   * Patch features when requested: the last hidden state (after the final LayerNorm)
-   * of every valid patch, (gridH·gridW, D) row-major; patch n is at row ⌊n / gridW⌋,
-   * column n mod gridW.
-   */
-  patches?: Float32Array;
-}
-
-/** Options for embedding calls. */
-export interface EmbedOptions {
-  /** L2-normalise (default true). `false` returns the raw pooled output. */
-  normalize?: boolean;
-}
-
-/** Options for image calls. */
-export interface ImageOptions extends EmbedOptions {
-  /** NaFlex only: patch budget for this call. */
-  maxPatches?: number;
-  /** Also return patch features (default false). */
-  patches?: boolean;
-}
-
-/** How many batches of NaFlex images are sorted by length together (shape grouping). */
-const GROUP_WINDOW_BATCHES = 4;
-
-/** Options for text calls. */
-export interface TextOptions extends EmbedOptions {
-  /** Override the model-wide lowercase setting. */
-  lowercase?: boolean;
-}
-
-/** One label's score for one image. */
-export interface LabelScore {
-  label: string;
-  /** `cos · exp(logit_scale) + logit_bias`. */
-  logit: number;
-  /** `sigmoid(logit)`: independent per label (SigLIP uses no softmax). */
-  probability: number;
-}
-
-/** Options for {@link SigLIP2.classify}. */
-export interface ClassifyOptions {
-  /** Prompt template; `{}` is replaced by the label. Default `This is a photo of {}.` */
-  template?: string;
-  lowercase?: boolean;
-}
-
-export const DEFAULT_TEMPLATE = "This is a photo of {}.";
+export * from "./api-types.js";
 
 /** A loaded SigLIP 2 checkpoint. */
 export class SigLIP2 {
@@ -130,7 +49,8 @@ export class SigLIP2 {
   private imageCfg?: ImageProcessorConfig;
   private naflexCfg?: NaflexProcessorConfig;
   private pool?: PreprocessPool;
-  private readonly labelCache = new Map<string, Float32Array[]>();
+  /** Label-set embeddings, bounded ({@link LABEL_CACHE_SETS} sets). */
+  private readonly labelCache = new LruCache<string, Float32Array[]>(LABEL_CACHE_SETS);
 
   private constructor(
     /** The checkpoint (directory, config, weights). */
@@ -272,97 +192,29 @@ export class SigLIP2 {
   }
 
   /**
-   * Embed images, reporting bad inputs instead of throwing: the result holds, per
-   * input and in order, either its embedding or the SiglipError that explains why
-   * it could not be read. `onBatch` is called as results become final with the
-   * number of inputs done so far (for progress bars and streaming output).
+   * The image pipeline behind every image call: per input and in order, either its features or
+   * the SiglipError that explains why it could not be read (bad inputs are reported, not
+   * thrown). `onBatch` is called as results become final with the number of inputs done so
+   * far (progress bars, streaming output). Inputs are decoded and preprocessed one window at a
+   * time; NaFlex images in a window are batched by sequence length (src/tasks/image-pipeline.ts).
    */
-  async embedImagesSettled(
-    images: ImageInput[],
-    options: ImageOptions = {},
-    onBatch?: (done: number, results: Array<Float32Array | SiglipError>) => void,
-  ): Promise<Array<Float32Array | SiglipError>> {
-    const view = (rs: Array<ImageFeatures | SiglipError>) => rs.map((r) => (r instanceof SiglipError ? r : r?.embedding));
-    const rs = await this.imageFeaturesSettled(images, options, onBatch && ((done, r) => onBatch(done, view(r) as Array<Float32Array | SiglipError>)));
-    return view(rs) as Array<Float32Array | SiglipError>;
-  }
-
-  /**
-   * The image pipeline behind every image call. Inputs are decoded and preprocessed
-   * one window at a time; NaFlex images in a window are sorted by sequence length
-   * and batched with similar lengths, each batch padded only to its longest image.
-   */
-  async imageFeaturesSettled(
-    images: ImageInput[],
-    options: ImageOptions = {},
-    onBatch?: (done: number, results: Array<ImageFeatures | SiglipError>) => void,
-  ): Promise<Array<ImageFeatures | SiglipError>> {
+  async imageFeaturesSettled(images: ImageInput[], options: ImageOptions = {}, onBatch?: ImageProgress): Promise<ImageResult[]> {
     const tower = await this.visionTower();
-    const naflex = tower instanceof NaflexVisionTower;
     // A preprocessor config that is broken or does not fit the tower is a problem of the
     // checkpoint, reported once here (not once per image).
-    if (naflex) {
+    if (tower instanceof NaflexVisionTower) {
       void this.naflexProcessorConfig;
       this.patchBudget(options.maxPatches);
     } else {
       void this.imageProcessorConfig;
     }
-    const bs = Math.max(1, this.opts.imageBatchSize ?? 8);
-    const window = naflex ? bs * GROUP_WINDOW_BATCHES : bs;
-    const results: Array<ImageFeatures | SiglipError> = new Array(images.length);
-    const finish = (i: number, r: VisionResult): void => {
-      // A non-finite output (weights that overflow float32 activations, a degenerate config)
-      // is an error naming the input, never a result.
-      const subject = imageName(images[i]!, i);
-      try {
-        assertFinite(r.pooled, subject, "image embedding");
-        const f: ImageFeatures = { embedding: options.normalize === false ? r.pooled : l2normalize(r.pooled), gridH: r.gridH, gridW: r.gridW };
-        assertFinite(f.embedding, subject, "normalised image embedding (a zero vector?)");
-        if (options.patches) {
-          assertFinite(r.patches, subject, "patch features");
-          f.patches = r.patches;
-        }
-        results[i] = f;
-      } catch (e) {
-        if (!(e instanceof SiglipError)) throw e;
-        results[i] = e;
-      }
+    const pipeline = {
+      tower,
+      batchSize: this.opts.imageBatchSize ?? 8,
+      prepare: (input: ImageInput) => this.prepare(input, options.maxPatches),
+      parallel: () => this.pool !== undefined,
     };
-    // Prepare window k+1 (in workers, or on the main thread while onnxruntime computes) during window k.
-    const prepareWindow = async (start: number): Promise<Array<{ i: number; p: Prepared }>> => {
-      const end = Math.min(start + window, images.length);
-      const jobs: Array<Promise<{ i: number; p: Prepared } | null>> = [];
-      for (let i = start; i < end; i++) {
-        jobs.push(this.prepare(images[i]!, options.maxPatches).then(
-          (p) => ({ i, p }),
-          (e: unknown) => {
-            if (!(e instanceof SiglipError)) throw e;
-            results[i] = namedError(e, images[i]!);
-            return null;
-          },
-        ));
-        if (!this.pool) await jobs[jobs.length - 1]; // main thread: one at a time
-      }
-      return (await Promise.all(jobs)).filter((x): x is { i: number; p: Prepared } => x !== null);
-    };
-    let next: Promise<Array<{ i: number; p: Prepared }>> | null = prepareWindow(0);
-    for (let s = 0; s < images.length; s += window) {
-      const prepared = await next!;
-      next = s + window < images.length ? prepareWindow(s + window) : null;
-      if (naflex) {
-        prepared.sort((a, b) => a.p.data.length - b.p.data.length || a.i - b.i);
-        for (let k = 0; k < prepared.length; k += bs) {
-          const group = prepared.slice(k, k + bs);
-          const out = await tower.encode(group.map(({ p }) => ({ patches: p.data, gridH: p.gridH, gridW: p.gridW })));
-          group.forEach((g, j) => finish(g.i, out[j]!));
-        }
-      } else if (prepared.length > 0) {
-        const out = await tower.encode(prepared.map(({ p }) => p.data));
-        prepared.forEach((g, j) => finish(g.i, out[j]!));
-      }
-      onBatch?.(Math.min(s + window, images.length), results);
-    }
-    return results;
+    return runImagePipeline(pipeline, images, options, onBatch);
   }
 
   /** Decode and preprocess one input for this checkpoint (in a worker when `workers` > 0). */
@@ -395,7 +247,7 @@ export class SigLIP2 {
    * {@link tokenize}, with what it did to each text: `contentTokens` ids kept before `<eos>`, and
    * whether the text had more (`truncated`).
    */
-  async tokenizeDetailed(texts: string[], options: { lowercase?: boolean } = {}): Promise<Array<{ ids: Int32Array; contentTokens: number; truncated: boolean }>> {
+  async tokenizeDetailed(texts: string[], options: { lowercase?: boolean } = {}): Promise<TokenizedText[]> {
     const tok = await this.tokenizer();
     const length = this.config.text_config.max_position_embeddings;
     const lowercase = options.lowercase ?? this.opts.lowercase ?? true;
@@ -476,7 +328,10 @@ export class SigLIP2 {
     return { logits, probabilities: logits.map((r) => r.map(sigmoid)) };
   }
 
-  /** Normalised label embeddings for a label set, cached per (labels, template, lowercase). */
+  /**
+   * Normalised label embeddings for a label set, cached per (labels, template, lowercase): the
+   * {@link LABEL_CACHE_SETS} most recently used sets are kept.
+   */
   async labelEmbeddings(labels: string[], options: ClassifyOptions = {}): Promise<Float32Array[]> {
     if (labels.length === 0) throw new SiglipError("input", "no labels given");
     const template = options.template ?? DEFAULT_TEMPLATE;
@@ -527,21 +382,10 @@ export class SigLIP2 {
 /** The largest `logit_scale` whose exponential is finite in float64 (ln of the largest double). */
 const LOGIT_SCALE_MAX = Math.log(Number.MAX_VALUE);
 
-/** How an image input is named in messages: its path, else its position. */
-function imageName(input: ImageInput, i: number): string {
-  return typeof input === "string" ? input : `image ${i}`;
-}
-
 /** How a text is named in messages: quoted, cut to 60 characters. */
 function textName(text: string): string {
   const q = JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}…` : text);
   return `text ${q}`;
-}
-
-/** A per-image error that names its file: messages from preprocessing that do not are prefixed with the path. */
-function namedError(e: SiglipError, input: ImageInput): SiglipError {
-  if (typeof input !== "string" || e.message.includes(input)) return e;
-  return new SiglipError(e.code, `${input}: ${e.message}`, { subject: input, cause: e });
 }
 
 /** Fill a prompt template: every `{}` becomes the label. */

@@ -2,8 +2,10 @@
  * siglip2: SigLIP 2 vision-language encoders in TypeScript, executed by ONNX Runtime.
  * See README.md for usage; {@link SigLIP2} is the entry point.
  */
-export { SigLIP2, applyTemplate, DEFAULT_TEMPLATE } from "./api.js";
-export type { ImageInput, LoadOptions, EmbedOptions, TextOptions, LabelScore, ClassifyOptions } from "./api.js";
+export { SigLIP2, applyTemplate, DEFAULT_TEMPLATE, LABEL_CACHE_SETS } from "./api.js";
+export type {
+  ImageInput, ImageOptions, ImageFeatures, ImageResult, ImageProgress, LoadOptions, EmbedOptions, TextOptions, TokenizedText, LabelScore, ClassifyOptions,
+} from "./api.js";
 export { SiglipError, isSiglipError } from "./errors.js";
 export { resolveModel } from "./hub/download.js";
 export type { ResolveOptions } from "./hub/download.js";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { SigLIP2, applyTemplate } from "../src/api.js";
+import { LABEL_CACHE_SETS, SigLIP2, applyTemplate } from "../src/api.js";
 import { SiglipError } from "../src/errors.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { listCache } from "../src/graph/model-cache.js";
@@ -76,6 +76,23 @@ describe("library API", () => {
     await m.labelEmbeddings(["cat", "dog"], { template: "a {}" });
     await m.labelEmbeddings(["dog", "cat"]);
     assert.equal(calls, 3);
+    await m.close();
+  });
+
+  it("the label-set cache is bounded: the least recently used set is dropped first", async () => {
+    const m = await SigLIP2.load(F32);
+    let calls = 0;
+    m.embedTexts = async (texts: string[]) => (calls++, texts.map(() => new Float32Array(4)));
+    const first = await m.labelEmbeddings(["set 0"]);
+    for (let i = 1; i < LABEL_CACHE_SETS; i++) await m.labelEmbeddings([`set ${i}`]);
+    assert.equal(calls, LABEL_CACHE_SETS);
+    assert.equal(await m.labelEmbeddings(["set 0"]), first); // still cached, and now the most recent
+    await m.labelEmbeddings(["one more"]); // evicts "set 1", the least recently used
+    assert.equal(calls, LABEL_CACHE_SETS + 1);
+    await m.labelEmbeddings(["set 0"]);
+    assert.equal(calls, LABEL_CACHE_SETS + 1);
+    await m.labelEmbeddings(["set 1"]);
+    assert.equal(calls, LABEL_CACHE_SETS + 2);
     await m.close();
   });
 

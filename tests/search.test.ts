@@ -88,8 +88,8 @@ async function freshStore(model: SigLIP2, db = join(tempDir(), "db"), name = F32
 /** Count the images the model embeds. */
 function countEmbeds(model: SigLIP2): { n: number } {
   const c = { n: 0 };
-  const orig = model.embedImagesSettled.bind(model);
-  model.embedImagesSettled = async (images, ...rest) => {
+  const orig = model.imageFeaturesSettled.bind(model);
+  model.imageFeaturesSettled = async (images, ...rest) => {
     c.n += images.length;
     return orig(images, ...rest);
   };
@@ -405,9 +405,9 @@ describe("index and search", () => {
     const before = byPath(await store.all()).get(paths[1]!)!;
     writeFileSync(paths[1]!, await noisePng(20));
     utimesSync(paths[1]!, new Date(), new Date(Date.now() + 5000));
-    const orig = model.embedImagesSettled.bind(model);
+    const orig = model.imageFeaturesSettled.bind(model);
     let changed = false;
-    model.embedImagesSettled = async (images, ...rest) => {
+    model.imageFeaturesSettled = async (images, ...rest) => {
       if (!changed) {
         changed = true; // another program rewrites the file while the batch is being embedded
         writeFileSync(paths[1]!, await noisePng(21));
@@ -420,7 +420,7 @@ describe("index and search", () => {
     try {
       s = await buildIndex(model, store, [dir], { onError: (e) => errors.push(e) });
     } finally {
-      model.embedImagesSettled = orig;
+      model.imageFeaturesSettled = orig;
     }
     assert.ok(changed);
     assert.deepEqual({ failed: s.failed, updated: s.updated, total: s.total }, { failed: 1, updated: 0, total: 8 });

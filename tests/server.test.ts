@@ -85,9 +85,9 @@ function slow(model: SigLIP2, ms: number): SigLIP2 {
     await sleep(ms);
     return model.embedTokenIds(...a);
   };
-  m.embedImagesSettled = async (...a) => {
+  m.imageFeaturesSettled = async (...a) => {
     await sleep(ms);
-    return model.embedImagesSettled(...a);
+    return model.imageFeaturesSettled(...a);
   };
   return m;
 }

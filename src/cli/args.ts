@@ -13,12 +13,22 @@ const INT_RE = /^\d+(?:[eE]\+?\d+)?$/;
 /** Decimal numbers (`1e-4`, `0.9`, `.5`); no hex, spaces, `Infinity` or `NaN`. */
 const NUM_RE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
-/** Bounds of an integer option: `max` may be computed when the option is parsed. */
+/**
+ * Bounds of an integer option: `max` may be computed when the option is parsed. The one integer
+ * parser of the CLI ({@link intOption}) says a failure in one of two ways:
+ *
+ * - default: `--threads must be a positive integer, got "0"` (or "a non-negative integer"), and
+ *   over the maximum `--threads 99 is too large: at most 32 (4 per CPU, at least 8)`;
+ * - `range: true` (options with a fixed, documented range: serve's ports and limits, search's
+ *   --k): every failure as `--k must be an integer from 1 to 10000, got "0"`.
+ */
 export interface IntBounds {
   min: number;
   max?: number | (() => number);
   /** Why the maximum is what it is (appended to the error). */
   maxWhy?: string | (() => string);
+  /** Say every failure as the range `from min to max` (needs a numeric `max`). */
+  range?: boolean;
 }
 
 /** A commander argument parser for an integer option `name` within `bounds`. */
@@ -26,13 +36,22 @@ export function intOption(name: string, bounds: IntBounds) {
   return (v: string): number => parseIntOption(name, v, bounds);
 }
 
-/** Parse one integer option value (see {@link intOption}). */
+/**
+ * Parse one integer option value: decimal digits, optionally with an exponent (`1000`, `1e3`);
+ * no signs, hex, spaces or fractions. Errors are SiglipErrors with code "usage" (see {@link IntBounds}).
+ */
 export function parseIntOption(name: string, v: string, bounds: IntBounds): number {
   const n = INT_RE.test(v) ? Number(v) : NaN;
+  const max = typeof bounds.max === "function" ? bounds.max() : bounds.max;
+  if (bounds.range) {
+    if (!Number.isSafeInteger(n) || n < bounds.min || (max !== undefined && n > max)) {
+      throw new SiglipError("usage", `${name} must be an integer from ${bounds.min} to ${max ?? Number.MAX_SAFE_INTEGER}, got ${quote(v)}`);
+    }
+    return n;
+  }
   const what = bounds.min > 0 ? "a positive integer" : "a non-negative integer";
   if (!Number.isSafeInteger(n)) throw new SiglipError("usage", `${name} must be ${what}, got ${quote(v)}`);
   if (n < bounds.min) throw new SiglipError("usage", `${name} must be ${what}, got ${quote(v)}`);
-  const max = typeof bounds.max === "function" ? bounds.max() : bounds.max;
   if (max !== undefined && n > max) {
     const why = typeof bounds.maxWhy === "function" ? bounds.maxWhy() : bounds.maxWhy;
     throw new SiglipError("usage", `${name} ${v} is too large: at most ${max}${why ? ` (${why})` : ""}`);
@@ -63,6 +82,9 @@ export function numOption(name: string, b: NumBounds) {
     return n;
   };
 }
+
+/** The bound of --threads and --workers, as the errors say it (src/load-options.ts maxThreads, maxWorkers). */
+export const CPU_BOUND = "4 per CPU, at least 8";
 
 /** A value shown in a message: JSON-quoted and cut to 60 characters. */
 export function quote(v: string): string {

@@ -12,7 +12,7 @@ import { Command, Option } from "commander";
 import type { ImageFeatures, ImageOptions, LoadOptions, SigLIP2 } from "../api.js";
 import { SiglipError, errorMessage } from "../errors.js";
 import { MAX_BATCH_SIZE, maxThreads, maxWorkers } from "../load-options.js";
-import { applyUsagePolicy, collect, intOption, isCleanExit, readInputList, type ListEntry } from "./args.js";
+import { CPU_BOUND, applyUsagePolicy, collect, intOption, isCleanExit, readInputList, type ListEntry } from "./args.js";
 import type { ModelOpts } from "./context.js";
 import { Progress } from "./progress.js";
 import { adoptParentArgv, relaunchIfLong } from "./relaunch.js";
@@ -68,7 +68,6 @@ function reportInput(e: SiglipError): void {
 /** The options every model command takes (see withModelOptions). */
 type CommonOpts = ModelOpts;
 
-const CPU_BOUND = "4 per CPU, at least 8";
 /** api.ts's DEFAULT_TEMPLATE, for --help without loading the library (hostile case text-help-shows-the-library-default-template checks they agree). */
 const HELP_DEFAULT_TEMPLATE = "This is a photo of {}.";
 

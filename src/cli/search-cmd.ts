@@ -7,6 +7,8 @@ import { Option, type Command } from "commander";
 import type { SigLIP2 } from "../api.js";
 import { SiglipError, errorMessage } from "../errors.js";
 import type { SearchHit } from "../search/search.js";
+import { maxThreads } from "../load-options.js";
+import { CPU_BOUND, intOption } from "./args.js";
 import { DEFAULT_DB_HELP, DEFAULT_TABLE, note, type CliContext, type ModelOpts } from "./context.js";
 
 const DEFAULT_K = 10;
@@ -26,21 +28,8 @@ interface SearchOpts {
   revision?: string;
 }
 
-function kArg(name: string) {
-  return (v: string): number => {
-    const n = /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
-    if (!Number.isInteger(n) || n < 1 || n > MAX_K) throw new SiglipError("usage", `${name} must be an integer from 1 to ${MAX_K}, got ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`);
-    return n;
-  };
-}
-
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new SiglipError("usage", `${name} must be a positive integer, got ${JSON.stringify(v)}`);
-    return n;
-  };
-}
+/** --k and --top: an integer from 1 to {@link MAX_K}. */
+const kArg = (name: string) => intOption(name, { min: 1, max: MAX_K, range: true });
 
 function printTable(hits: SearchHit[], withProb: boolean, shownPath: (p: string) => string): void {
   const lines = [withProb ? "rank  cosine   probability  path" : "rank  cosine   path"];
@@ -116,7 +105,7 @@ export function registerSearchCommand(program: Command, ctx: CliContext): void {
     .option("--json", "print JSON Lines {rank, path, cosine, probability} instead of a table")
     .option("-m, --model <model>", "model for the query (default: the model the table was built with; must be the same checkpoint)")
     .option("--no-lowercase", "do not lowercase the query text")
-    .option("--threads <n>", "onnxruntime intra-op threads (default: all cores)", positiveInt("--threads"))
+    .option("--threads <n>", "onnxruntime intra-op threads (default: all cores)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: CPU_BOUND }))
     .option("--revision <rev>", "Hub revision (branch, tag or commit)")
     .option("--offline", "never contact the Hub; use the local cache only")
     .addHelpText("after", "\nText queries report cosine and sigmoid probability; image queries report cosine only.")

@@ -17,8 +17,10 @@ import { Command, Option } from "commander";
 import { SiglipError } from "../errors.js";
 import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
+import type { FilePairs } from "../train/data.js";
 import type { Freeze, Trainer } from "../train/trainer.js";
-import { intOption, numOption } from "./args.js";
+import type { Checkpoint } from "../weights/checkpoint.js";
+import { CPU_BOUND, intOption, numOption } from "./args.js";
 import { onStdoutClosed } from "./stdout.js";
 
 interface TrainOpts {
@@ -82,7 +84,59 @@ function checkOut(o: TrainOpts, modelDir: string): void {
   }
 }
 
-async function cmdTrain(o: TrainOpts): Promise<void> {
+/** Trainer.create's options (named through the function, so a rename in src/train does not reach here). */
+type TrainerConfig = Parameters<typeof Trainer.create>[2];
+
+/** The flags as Trainer options (warm-up: 5% of the steps unless given). */
+function trainerConfig(o: TrainOpts): TrainerConfig {
+  const warmup = o.warmup ?? Math.round(0.05 * o.steps);
+  const tc: TrainerConfig = {
+    batchSize: o.batchSize, accumSteps: o.accumSteps, steps: o.steps, seed: o.seed, freeze: o.freeze,
+    optimizer: {
+      ...DEFAULT_OPTIMIZER, lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay,
+      decayConvention: o.decayConvention, clipNorm: o.clip, warmupSteps: warmup, totalSteps: o.steps,
+    },
+  };
+  if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
+  if (o.threads !== undefined) tc.threads = o.threads;
+  return tc;
+}
+
+/** Why training should stop early, as it happens. */
+interface Stops {
+  /** The first of: a signal's name, "stdout closed"; null while none. */
+  readonly reason: string | null;
+  /** Stdout was closed: nothing more is written to it. */
+  readonly stdoutGone: boolean;
+  dispose(): void;
+}
+
+/** Ctrl-C, SIGTERM or a closed stdout: the loop finishes the current step, saves and exits 130. */
+function watchStops(): Stops {
+  const st = { reason: null as string | null, stdoutGone: false, dispose };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (st.reason) process.stderr.write(`siglip2: ${sig} again: saving first, then exiting\n`);
+    st.reason ??= sig;
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  onStdoutClosed(() => {
+    st.stdoutGone = true;
+    st.reason ??= "stdout closed";
+  });
+  function dispose(): void {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    onStdoutClosed(null);
+  }
+  return st;
+}
+
+/**
+ * Check the flags against the checkpoint and the data, then load everything a run needs: the
+ * checkpoint, the data pipeline, and the trainer (resumed from --out with --resume).
+ */
+async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; data: FilePairs; trainer: Trainer }> {
   // loaded here, not at start-up: --help and usage errors need none of it
   const [{ resolveModel }, { parseImageProcessorConfig }, { GemmaTokenizer }, { Checkpoint }, { recoverCheckpointDir }, { checkManifestImages, FilePairs, readManifest }, { initParams }, { paramSpecs }, { loadParams }, { Trainer }] =
     await Promise.all([
@@ -109,18 +163,13 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
   const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
   const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
   const data = new FilePairs(records, processor, tok, config.text_config.max_position_embeddings, o.lowercase);
-  const warmup = o.warmup ?? Math.round(0.05 * o.steps);
-  const tc: Parameters<typeof Trainer.create>[2] = {
-    batchSize: o.batchSize, accumSteps: o.accumSteps, steps: o.steps, seed: o.seed, freeze: o.freeze,
-    optimizer: {
-      ...DEFAULT_OPTIMIZER, lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay,
-      decayConvention: o.decayConvention, clipNorm: o.clip, warmupSteps: warmup, totalSteps: o.steps,
-    },
-  };
-  if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
-  if (o.threads !== undefined) tc.threads = o.threads;
-  const trainer = await Trainer.create(config, params, tc);
+  const trainer = await Trainer.create(config, params, trainerConfig(o));
   if (o.resume) trainer.resume(o.out);
+  return { dir, ckpt, data, trainer };
+}
+
+async function cmdTrain(o: TrainOpts): Promise<void> {
+  const { dir, ckpt, data, trainer } = await setUpRun(o);
   const configJson = readFileSync(join(dir, "config.json"), "utf8"); // copied verbatim
   let saved: number | null = o.resume ? trainer.step : null;
   const save = (): void => {
@@ -128,21 +177,9 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
     saved = trainer.step;
   };
 
-  // Ctrl-C, SIGTERM or a closed stdout: finish the current step, save, exit 130.
-  let stop: string | null = null;
-  let stdoutGone = false;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (stop) process.stderr.write(`siglip2: ${sig} again: saving first, then exiting\n`);
-    stop ??= sig;
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  onStdoutClosed(() => {
-    stdoutGone = true;
-    stop ??= "stdout closed";
-  });
+  const stops = watchStops();
   const log = (obj: unknown): void => {
-    if (!stdoutGone) process.stdout.write(`${JSON.stringify(obj)}\n`);
+    if (!stops.stdoutGone) process.stdout.write(`${JSON.stringify(obj)}\n`);
   };
   const bar = process.stderr.isTTY
     ? new cliProgress.SingleBar({ stream: process.stderr, format: "{bar} {value}/{total} steps | loss {loss} | lr {lr} | {rate} pairs/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic)
@@ -150,7 +187,7 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
   bar?.start(o.steps, trainer.step, { loss: "-", lr: "-", rate: "-" });
   try {
     try {
-      while (trainer.step < Math.min(o.steps, o.stopAt ?? Infinity) && !stop) {
+      while (trainer.step < Math.min(o.steps, o.stopAt ?? Infinity) && !stops.reason) {
         const s = await trainer.trainStep(data);
         const done = trainer.step;
         bar?.update(done, { loss: s.loss.toFixed(4), lr: s.lr.toExponential(2), rate: s.pairsPerSecond.toFixed(1) });
@@ -171,15 +208,13 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
     }
     save();
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    onStdoutClosed(null);
+    stops.dispose();
     await trainer.release();
     ckpt.close();
   }
   log({ done: trainer.step >= o.steps, out: o.out, step: trainer.step });
-  if (stop) {
-    process.stderr.write(`siglip2: ${stop}: stopped at step ${trainer.step}; saved to ${o.out} (continue with --resume)\n`);
+  if (stops.reason) {
+    process.stderr.write(`siglip2: ${stops.reason}: stopped at step ${trainer.step}; saved to ${o.out} (continue with --resume)\n`);
     process.exitCode = 130;
   }
 }
@@ -210,7 +245,7 @@ export function registerTrainCommand(program: Command): void {
     .option("--resume", "continue the run saved in --out (same settings give the same result as an uninterrupted run)")
     .option("--stop-at <n>", "stop after step n and save (continue later with --resume)", posInt("--stop-at"))
     .option("--from-scratch", "re-initialise the weights instead of loading them (t' = log 10, b = -10)")
-    .option("--threads <n>", "onnxruntime intra-op threads (at most 4 per CPU, at least 8)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: "4 per CPU, at least 8" }))
+    .option("--threads <n>", "onnxruntime intra-op threads (at most 4 per CPU, at least 8)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: CPU_BOUND }))
     .option("--no-lowercase", "do not lowercase captions")
     .option("--offline", "never contact the Hub")
     .action((opts: TrainOpts) => cmdTrain(opts));

@@ -191,11 +191,11 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
     if (toEmbed.size > 0) {
       const paths = [...toEmbed.values()];
       const hashes = [...toEmbed.keys()];
-      const out = await model.embedImagesSettled(paths, options.maxPatches !== undefined ? { maxPatches: options.maxPatches } : {});
+      const out = await model.imageFeaturesSettled(paths, options.maxPatches !== undefined ? { maxPatches: options.maxPatches } : {});
       out.forEach((r, i) => {
         if (r instanceof SiglipError) failedHash.set(hashes[i]!, r);
         else {
-          vectors.set(hashes[i]!, r);
+          vectors.set(hashes[i]!, r.embedding);
           summary.embedded++;
         }
       });

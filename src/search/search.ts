@@ -79,7 +79,7 @@ export async function searchText(model: SigLIP2, store: ImageStore, text: string
 /** Image → image search. A bad query image throws its SiglipError. */
 export async function searchImage(model: SigLIP2, store: ImageStore, image: ImageInput, k = DEFAULT_K, options: { maxPatches?: number } = {}): Promise<SearchHit[]> {
   checkK(k);
-  const [q] = await model.embedImagesSettled([image], options.maxPatches !== undefined ? { maxPatches: options.maxPatches } : {});
+  const [q] = await model.imageFeaturesSettled([image], options.maxPatches !== undefined ? { maxPatches: options.maxPatches } : {});
   if (q instanceof SiglipError) throw q;
-  return searchByVector(model, store, q!, "image", k);
+  return searchByVector(model, store, q!.embedding, "image", k);
 }

@@ -258,3 +258,9 @@ export function base64ToFloat32(s: string): Float32Array {
   for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(i * 4);
   return out;
 }
+
+/** The fields every POST accepts and ignores or checks: `model` (any name; one model is served), `user`. */
+export function commonFields(body: Record<string, unknown>): void {
+  optionalString(body, "model");
+  optionalString(body, "user");
+}

@@ -36,10 +36,10 @@ function slowed(model: SigLIP2): SigLIP2 {
     await sleep(delayMs);
     return nan(await model.embedTokenIds(...a));
   };
-  m.embedImagesSettled = async (...a) => {
+  m.imageFeaturesSettled = async (...a) => {
     await sleep(delayMs);
-    const r = await model.embedImagesSettled(...a);
-    return poison ? r.map((x) => (x instanceof SiglipError ? x : new Float32Array(x.length).fill(Number.NaN))) : r;
+    const r = await model.imageFeaturesSettled(...a);
+    return poison ? r.map((x) => (x instanceof SiglipError ? x : { ...x, embedding: new Float32Array(x.embedding.length).fill(Number.NaN) })) : r;
   };
   return m;
 }

@@ -1,4 +1,8 @@
-/** A small least-recently-used cache (Map keeps insertion order; a hit moves the key to the end). */
+/**
+ * A small least-recently-used cache (Map keeps insertion order; a hit moves the key to the end).
+ * Shared by the library's label-set cache (src/api.ts) and the server's per-prompt label cache
+ * (src/server/classify): every cache of this project is bounded.
+ */
 export class LruCache<K, V> {
   private readonly map = new Map<K, V>();
   private hits = 0;
