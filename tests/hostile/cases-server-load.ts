@@ -22,24 +22,27 @@ import { healthy, listen, postJson, sharedServer, thenHealthy, type Served } fro
 const F32 = join(FIXTURES, "models", "fixres-f32");
 const TIMEOUT_MS = 3000;
 const PNG_1X1 = readFileSync(join(FIXTURES, "images", "px_1x1.png")).toString("base64");
-/** How long each forward pass of the slowed model takes (set per case). */
-let delayMs = 200;
+/** How a slowed model behaves: forward-pass delay, and NaN outputs while `poison` is set (a checkpoint that overflows). */
+interface Slowness {
+  delayMs: number;
+  poison: boolean;
+}
 
-/** While set, the slowed model's embeddings are NaN (a checkpoint that overflows). */
-let poison = false;
+/** The shared server's model (set per case, one case at a time: see `exclusive`). */
+const shared: Slowness = { delayMs: 200, poison: false };
 
-/** The model with each forward pass slowed down, and NaN outputs while `poison` is set. */
-function slowed(model: SigLIP2): SigLIP2 {
+/** The model with each forward pass slowed down, and NaN outputs while `st.poison` is set. */
+function slowed(model: SigLIP2, st: Slowness = shared): SigLIP2 {
   const m = Object.create(model) as SigLIP2;
-  const nan = (vs: Float32Array[]) => (poison ? vs.map((v) => new Float32Array(v.length).fill(Number.NaN)) : vs);
+  const nan = (vs: Float32Array[]) => (st.poison ? vs.map((v) => new Float32Array(v.length).fill(Number.NaN)) : vs);
   m.embedTokenIds = async (...a) => {
-    await sleep(delayMs);
+    await sleep(st.delayMs);
     return nan(await model.embedTokenIds(...a));
   };
   m.imageFeaturesSettled = async (...a) => {
-    await sleep(delayMs);
+    await sleep(st.delayMs);
     const r = await model.imageFeaturesSettled(...a);
-    return poison ? r.map((x) => (x instanceof SiglipError ? x : { ...x, embedding: new Float32Array(x.embedding.length).fill(Number.NaN) })) : r;
+    return st.poison ? r.map((x) => (x instanceof SiglipError ? x : { ...x, embedding: new Float32Array(x.embedding.length).fill(Number.NaN) })) : r;
   };
   return m;
 }
@@ -55,13 +58,13 @@ let lock: Promise<unknown> = Promise.resolve();
 function exclusive(ms: number, fn: (s: Served) => Promise<CaseResult>): () => Promise<CaseResult> {
   return () => {
     const r = lock.then(() => server.use(async (s) => {
-      delayMs = ms;
+      shared.delayMs = ms;
       try {
         const out = await fn(s);
-        delayMs = 0;
+        shared.delayMs = 0;
         return await thenHealthy(s.url, out);
       } finally {
-        delayMs = 200;
+        shared.delayMs = 200;
       }
     }));
     lock = r.catch(() => undefined);
@@ -163,22 +166,22 @@ export const cases: HostileCase[] = [
   {
     id: "server-nan-text-embedding", area: "server", expect: "clean-error",
     run: exclusive(0, async (s) => {
-      poison = true;
+      shared.poison = true;
       try {
         return expectHttpError(await postJson(`${s.url}/v1/embeddings`, { input: ["a cat"] }), { status: 500, mentions: ["input[0]", "not finite"] });
       } finally {
-        poison = false;
+        shared.poison = false;
       }
     }),
   },
   {
     id: "server-nan-classify", area: "server", expect: "clean-error",
     run: exclusive(0, async (s) => {
-      poison = true;
+      shared.poison = true;
       try {
         return expectHttpError(await postJson(`${s.url}/v1/classify`, { images: [PNG_1X1], labels: ["never seen before label"] }), { status: 500, mentions: ["not finite"] });
       } finally {
-        poison = false;
+        shared.poison = false;
       }
     }),
   },
@@ -186,7 +189,7 @@ export const cases: HostileCase[] = [
     id: "server-shutdown-with-request-in-flight", area: "server", expect: "correct",
     run: async () => {
       const model = await SigLIP2.load(F32);
-      const s = await listen(slowed(model), { maxWaitMs: 0, maxBatchSize: 1 });
+      const s = await listen(slowed(model, { delayMs: 200, poison: false }), { maxWaitMs: 0, maxBatchSize: 1 }); // its own state: other cases poison the shared one
       try {
         const h = await healthy(s.url);
         if (h) return { outcome: "hang", detail: h };
