@@ -24,7 +24,6 @@ import { connect, type Connection, type Table } from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Int64, Schema, Utf8 } from "apache-arrow";
 import { join } from "node:path";
 import { SiglipError, errorMessage } from "../errors.js";
-import { userCacheHome } from "../user-dirs.js";
 import { checkDbFolder, checkTableName, shownPath } from "./paths.js";
 
 /** Default table name. */
@@ -32,12 +31,8 @@ export const DEFAULT_TABLE = "images";
 const META_KEY = "siglip2";
 const META_FORMAT = 1;
 
-/** Default database folder: `$SIGLIP2_DB`, else `$XDG_CACHE_HOME/siglip2/db` (when absolute: see src/user-dirs.ts), else `~/.cache/siglip2/db`. */
-export function defaultDbPath(env: NodeJS.ProcessEnv = process.env): string {
-  const explicit = env["SIGLIP2_DB"];
-  if (explicit) return explicit;
-  return join(userCacheHome(env), "siglip2", "db");
-}
+/** Default database folder (see src/user-dirs.ts). */
+export { defaultDbPath } from "../user-dirs.js";
 
 /** Which model (and image preprocessing) built a table. */
 export interface TableMeta {
