@@ -17,8 +17,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { SiglipError } from "../src/errors.js";
-import { defaultCacheDir, defaultEndpoint, defaultToken, isOfflineEnv, repoFolderName } from "../src/hub/cache.js";
-import { isHubModelId, resolveModel, type ResolveOptions } from "../src/hub/download.js";
+import { repoFolderName } from "../src/hub/cache.js";
+import { defaultEndpoint, defaultToken, isOfflineEnv } from "../src/hub/settings.js";
+import { defaultCacheDir } from "../src/user-dirs.js";
+import { isHubModelId, resolveModel, type DownloadProgress, type ResolveOptions } from "../src/hub/download.js";
 
 // Keep the developer's own Hub settings out of these tests (each test file runs in its own
 // process; the modules under test read the environment only when called).
@@ -255,7 +257,7 @@ beforeEach(() => {
 });
 
 function opts(extra: ResolveOptions = {}): ResolveOptions {
-  return { cacheDir, endpoint: hub.endpoint, fetchImpl: hub.fetchImpl, progress: false, offline: false, ...extra };
+  return { cacheDir, endpoint: hub.endpoint, fetchImpl: hub.fetchImpl, offline: false, ...extra };
 }
 
 async function rejectsHub(p: Promise<unknown>, pattern: RegExp): Promise<SiglipError> {
@@ -426,8 +428,10 @@ describe("downloads", () => {
     assert.ok(dir.includes("models--org--old-name"));
   });
 
-  test("progress bar names the file", async () => {
-    hub.add("org/progress", singleFileRepo());
+  test("progress is reported through onProgress, naming the file, and nothing is drawn", async () => {
+    const repo = hub.add("org/progress", singleFileRepo());
+    const size = repo.files.get("model.safetensors")!.data.length;
+    const events: DownloadProgress[] = [];
     const written: string[] = [];
     const original = process.stderr.write.bind(process.stderr);
     process.stderr.write = ((chunk: string | Uint8Array) => {
@@ -435,11 +439,15 @@ describe("downloads", () => {
       return true;
     }) as typeof process.stderr.write;
     try {
-      await resolveModel("org/progress", opts({ progress: true }));
+      await resolveModel("org/progress", opts({ onProgress: (p) => events.push(p) }));
     } finally {
       process.stderr.write = original;
     }
-    assert.match(written.join(""), /model\.safetensors/);
+    assert.equal(written.join(""), "", "the library writes nothing to stderr");
+    const weights = events.filter((e) => e.file === "model.safetensors");
+    assert.ok(weights.length >= 2, "model.safetensors reported while downloading");
+    assert.deepEqual(weights.at(-1), { file: "model.safetensors", bytes: size, total: size, done: true });
+    for (let i = 1; i < weights.length; i++) assert.ok(weights[i]!.bytes >= weights[i - 1]!.bytes, "bytes never go back");
   });
 });
 

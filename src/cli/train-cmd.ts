@@ -12,13 +12,13 @@
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import cliProgress from "cli-progress";
 import { Command, Option } from "commander";
 import { SiglipError } from "../errors.js";
 import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
 import type { Freeze, Trainer } from "../train/trainer.js";
 import { intOption, numOption } from "./args.js";
+import { Bar, barsEnabled, downloadProgress } from "./progress.js";
 import { onStdoutClosed } from "./stdout.js";
 
 interface TrainOpts {
@@ -92,7 +92,7 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
     ]);
   if (o.warmup !== undefined && o.warmup > o.steps) throw new SiglipError("usage", `--warmup ${o.warmup} is more than --steps ${o.steps}`);
   if (o.batchSize % o.accumSteps !== 0) throw new SiglipError("usage", `--batch-size ${o.batchSize} must be a multiple of --accum-steps ${o.accumSteps}`);
-  const dir = await resolveModel(o.model, o.offline ? { offline: true } : {});
+  const dir = await resolveModel(o.model, { onProgress: downloadProgress(), ...(o.offline ? { offline: true } : {}) });
   recoverCheckpointDir(o.out); // finish or undo a save that a crash or kill -9 interrupted
   if (o.resume && !existsSync(o.out)) throw new SiglipError("usage", `--resume: ${o.out} does not exist (nothing to resume)`);
   checkOut(o, dir);
@@ -144,10 +144,9 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
   const log = (obj: unknown): void => {
     if (!stdoutGone) process.stdout.write(`${JSON.stringify(obj)}\n`);
   };
-  const bar = process.stderr.isTTY
-    ? new cliProgress.SingleBar({ stream: process.stderr, format: "{bar} {value}/{total} steps | loss {loss} | lr {lr} | {rate} pairs/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic)
+  const bar = barsEnabled()
+    ? new Bar("{bar} {value}/{total} steps | loss {loss} | lr {lr} | {rate} pairs/s | ETA {eta_formatted}", o.steps, trainer.step, { loss: "-", lr: "-", rate: "-" })
     : null;
-  bar?.start(o.steps, trainer.step, { loss: "-", lr: "-", rate: "-" });
   try {
     try {
       while (trainer.step < Math.min(o.steps, o.stopAt ?? Infinity) && !stop) {
