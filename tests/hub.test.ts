@@ -412,6 +412,21 @@ describe("downloads", () => {
     assert.equal(hub.count(), 1);
   });
 
+  test("an index naming a shard in a sub-folder is refused before any shard is downloaded (the loader's rule)", async () => {
+    const repo = shardedRepo();
+    const sub = "weights/model-00001-of-00001.safetensors";
+    repo.files.set(sub, { data: randomBytes(64 * 1024), lfs: true });
+    const index = { metadata: {}, weight_map: { "a.weight": sub } };
+    repo.files.set("model.safetensors.index.json", { data: Buffer.from(JSON.stringify(index)), lfs: false });
+    hub.add("org/subfolder", repo);
+    await assert.rejects(resolveModel("org/subfolder", opts()), (e: unknown) => {
+      assert.ok(e instanceof SiglipError);
+      assert.match(e.message, /invalid shard name "weights\/model-00001-of-00001\.safetensors"/);
+      return true;
+    });
+    assert.equal(hub.count((r) => r.path.includes("weights/")), 0, "the sub-folder shard is never requested");
+  });
+
   test('parts: "vision" skips the tokenizer files', async () => {
     const repo = hub.add("org/vision-only", singleFileRepo());
     const dir = await resolveModel("org/vision-only", opts({ parts: "vision" }));
