@@ -20,6 +20,7 @@ import { SiglipError } from "../src/errors.js";
 import { repoFolderName } from "../src/hub/cache.js";
 import { defaultEndpoint, defaultToken, isOfflineEnv } from "../src/hub/settings.js";
 import { defaultCacheDir } from "../src/user-dirs.js";
+import { downloadProgress } from "../src/cli/progress.js";
 import { isHubModelId, resolveModel, type DownloadProgress, type ResolveOptions } from "../src/hub/download.js";
 
 // Keep the developer's own Hub settings out of these tests (each test file runs in its own
@@ -463,6 +464,40 @@ describe("downloads", () => {
     assert.ok(weights.length >= 2, "model.safetensors reported while downloading");
     assert.deepEqual(weights.at(-1), { file: "model.safetensors", bytes: size, total: size, done: true });
     for (let i = 1; i < weights.length; i++) assert.ok(weights[i]!.bytes >= weights[i - 1]!.bytes, "bytes never go back");
+  });
+});
+
+describe("the CLI's download bar (src/cli/progress.ts)", () => {
+  test("draws one bar per large file from onProgress events, none for small files or off a terminal", () => {
+    const written: string[] = [];
+    const original = process.stderr.write.bind(process.stderr);
+    const wasTTY = process.stderr.isTTY;
+    const feed = (tty: boolean): void => {
+      process.stderr.isTTY = tty;
+      const onProgress = downloadProgress();
+      if (!tty) {
+        assert.equal(onProgress, undefined);
+        return;
+      }
+      onProgress!({ file: "config.json", bytes: 10, total: 10, done: true });
+      for (const bytes of [0, 1_000_000, 2_000_000]) onProgress!({ file: "model.safetensors", bytes, total: 2_000_000, done: false });
+      onProgress!({ file: "model.safetensors", bytes: 2_000_000, total: 2_000_000, done: true });
+    };
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      feed(false);
+      feed(true);
+    } finally {
+      process.stderr.write = original;
+      process.stderr.isTTY = wasTTY;
+    }
+    const out = written.join("");
+    assert.match(out, /model\.safetensors/);
+    assert.match(out, /2\.00MB\/2\.00MB/);
+    assert.doesNotMatch(out, /config\.json/);
   });
 });
 

@@ -9,6 +9,7 @@ import { SiglipError } from "../errors.js";
 import type { IndexSummary } from "../search/indexer.js";
 import type { ImageStore } from "../search/store.js";
 import { DEFAULT_DB_HELP, DEFAULT_TABLE, note, type CliContext, type ModelOpts } from "./context.js";
+import { defaultDbPath } from "../user-dirs.js";
 import { Progress } from "./progress.js";
 
 interface IndexOpts extends ModelOpts {
@@ -33,7 +34,7 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   const { embeddingSetup, modelName } = await import("../search/identity.js");
   const { buildIndex, DEFAULT_INDEX_BATCH, openForIndexing } = await import("../search/indexer.js");
   const { TableLock } = await import("../search/lock.js");
-  const { ImageStore, defaultDbPath } = await import("../search/store.js");
+  const { ImageStore } = await import("../search/store.js");
   const { oneLine } = await import("../search/paths.js");
   const dbPath = o.db ?? defaultDbPath();
   const t0 = Date.now();
