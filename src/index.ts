@@ -6,7 +6,7 @@ export { SigLIP2, applyTemplate, DEFAULT_TEMPLATE } from "./api.js";
 export type { ImageInput, LoadOptions, EmbedOptions, TextOptions, LabelScore, ClassifyOptions } from "./api.js";
 export { SiglipError, isSiglipError } from "./errors.js";
 export { resolveModel } from "./hub/download.js";
-export type { ResolveOptions } from "./hub/download.js";
+export type { DownloadProgress, ResolveOptions } from "./hub/download.js";
 export { GemmaTokenizer, lowercasePerCodePoint } from "./tokenizer/gemma.js";
 export { decodeImage, resizeRgb, preprocessFixed, parseImageProcessorConfig } from "./preprocess/index.js";
 export type { RgbImage, ResizeBackend, ImageProcessorConfig } from "./preprocess/index.js";
