@@ -49,10 +49,33 @@ export function bpe(model: BpeModel, word: string, out: number[], starts?: numbe
     }
   }
 
-  // Initial symbols: one per code point; else its UTF-8 byte tokens if all exist; else <unk>.
-  const sym: number[] = [];
-  // Offsets of the symbols (only when asked for).
   const at: number[] | null = starts ? [] : null;
+  const sym = initialSymbols(model, word, at);
+  const n = sym.length;
+  if (n <= 1) {
+    if (n === 1) {
+      out.push(sym[0]!);
+      starts?.push(at![0]!);
+    }
+    return;
+  }
+
+  const { c, next } = mergeAll(model, sym);
+  // Symbol 0 is never removed (only right-hand symbols are).
+  for (let i = 0; i >= 0; i = next[i]!) {
+    out.push(c[i]!);
+    starts?.push(at![i]!);
+  }
+}
+
+/**
+ * The word's symbols before any merge: one per code point; else its UTF-8 byte tokens if all
+ * exist; else <unk> (consecutive ones fused when `fuse_unk`; dropped when there is no <unk>).
+ * With `at`, the UTF-16 offset of each symbol's text is appended to it.
+ */
+function initialSymbols(model: BpeModel, word: string, at: number[] | null): number[] {
+  const vocab = model.vocab;
+  const sym: number[] = [];
   const bytes: number[] = [];
   let pendingUnk = false;
   let unkAt = 0;
@@ -103,17 +126,16 @@ export function bpe(model: BpeModel, word: string, out: number[], starts?: numbe
     sym.push(model.unkId);
     at?.push(unkAt);
   }
+  return sym;
+}
 
+/**
+ * Merges `sym` to the end: the adjacent pair of lowest rank first, the leftmost on ties. Returns
+ * the symbol ids `c` and the `next` links of the surviving list, which starts at 0 and ends at -1.
+ */
+function mergeAll(model: BpeModel, sym: number[]): { c: Int32Array; next: Int32Array } {
   const n = sym.length;
-  if (n <= 1) {
-    if (n === 1) {
-      out.push(sym[0]!);
-      starts?.push(at![0]!);
-    }
-    return;
-  }
-
-  // Merge: symbols in a doubly linked list, candidate merges in a heap ordered by (rank, position).
+  // Symbols in a doubly linked list, candidate merges in a heap ordered by (rank, position).
   const c = Int32Array.from(sym);
   const prev = new Int32Array(n);
   const next = new Int32Array(n);
@@ -152,9 +174,5 @@ export function bpe(model: BpeModel, word: string, out: number[], starts?: numbe
       if (r >= 0) heap.push(r * POS_LIMIT + pos);
     }
   }
-  // Symbol 0 is never removed (only right-hand symbols are).
-  for (let i = 0; i >= 0; i = next[i]!) {
-    out.push(c[i]!);
-    starts?.push(at![i]!);
-  }
+  return { c, next };
 }
