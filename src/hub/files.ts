@@ -34,7 +34,22 @@ export async function downloadBlob(ctx: HubContext, filename: string, meta: File
   const blob = ctx.cache.blobPath(meta.etag);
   const incomplete = `${blob}.incomplete`;
   await fsp.mkdir(path.dirname(blob), { recursive: true });
+  const { have, expected } = await fetchWithRetries(ctx, filename, meta, incomplete);
+  await verify(ctx, filename, meta, incomplete, have, expected);
+  try {
+    await fsp.rename(incomplete, blob);
+  } catch (e) {
+    // Another process finished the same blob first.
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT" || !existsSync(blob)) throw e;
+  }
+}
 
+/**
+ * GETs the content into `incomplete`, from what it already holds, until it has the expected
+ * size; a network failure is retried (from where it stopped) up to {@link RETRIES} times in a
+ * row without progress. Reports progress to `ctx.onProgress`, ending with `done: true`.
+ */
+async function fetchWithRetries(ctx: HubContext, filename: string, meta: FileMeta, incomplete: string): Promise<{ have: number; expected: number | undefined }> {
   const headers: Record<string, string> = { ...ctx.headers, "accept-encoding": "identity" };
   if (!sameOrHubHost(ctx, meta.hubUrl, meta.location)) delete headers["authorization"];
 
@@ -58,7 +73,6 @@ export async function downloadBlob(ctx: HubContext, filename: string, meta: File
         const result = await getOnce(ctx, filename, meta.location, headers, incomplete, have, expected, onBytes);
         have = result.have;
         if (expected === undefined) expected = result.total ?? have;
-        if (result.complete && expected === undefined) break;
         if (have >= expected) break;
         // The body ended early: resume.
         throw new HubNetworkError("connection closed early", hostOf(meta.location), undefined);
@@ -74,7 +88,11 @@ export async function downloadBlob(ctx: HubContext, filename: string, meta: File
   } finally {
     report?.({ file: filename, bytes: have, total: lastTotal, done: true });
   }
+  return { have, expected };
+}
 
+/** Deletes `incomplete` and throws unless it has the expected size and (LFS files) SHA-256. */
+async function verify(ctx: HubContext, filename: string, meta: FileMeta, incomplete: string, have: number, expected: number | undefined): Promise<void> {
   if (expected !== undefined && have !== expected) {
     await fsp.rm(incomplete, { force: true });
     throw new SiglipError(
@@ -93,11 +111,5 @@ export async function downloadBlob(ctx: HubContext, filename: string, meta: File
         { subject: filename },
       );
     }
-  }
-  try {
-    await fsp.rename(incomplete, blob);
-  } catch (e) {
-    // Another process finished the same blob first.
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT" || !existsSync(blob)) throw e;
   }
 }
