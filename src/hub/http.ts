@@ -160,8 +160,6 @@ export interface GetResult {
   have: number;
   /** The file's full size as the response states it (undefined when unknown or encoded). */
   total: number | undefined;
-  /** The body was read to its end (false: the partial file was found stale and emptied). */
-  complete: boolean;
 }
 
 /**
@@ -194,7 +192,7 @@ export async function getOnce(
       // The partial file does not fit the server's copy: start over.
       await res.body?.cancel().catch(() => undefined);
       await fsp.truncate(incomplete, 0);
-      return { have: 0, total: undefined, complete: false };
+      return { have: 0, total: undefined };
     }
     if (!res.ok || res.body === null) {
       await res.body?.cancel().catch(() => undefined);
@@ -231,7 +229,7 @@ export async function getOnce(
       await fh.close();
       reader.releaseLock();
     }
-    return { have, total, complete: true };
+    return { have, total };
   } finally {
     if (timer !== undefined) clearTimeout(timer);
   }
