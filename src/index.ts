@@ -8,7 +8,7 @@ export type {
 } from "./api.js";
 export { SiglipError, isSiglipError } from "./errors.js";
 export { resolveModel } from "./hub/download.js";
-export type { ResolveOptions } from "./hub/download.js";
+export type { DownloadProgress, ResolveOptions } from "./hub/download.js";
 export { GemmaTokenizer, lowercasePerCodePoint } from "./tokenizer/gemma.js";
 export { decodeImage, resizeRgb, preprocessFixed, parseImageProcessorConfig } from "./preprocess/index.js";
 export type { RgbImage, ResizeBackend, ImageProcessorConfig } from "./preprocess/index.js";

@@ -17,8 +17,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { SiglipError } from "../src/errors.js";
-import { defaultCacheDir, defaultEndpoint, defaultToken, isOfflineEnv, repoFolderName } from "../src/hub/cache.js";
-import { isHubModelId, resolveModel, type ResolveOptions } from "../src/hub/download.js";
+import { repoFolderName } from "../src/hub/cache.js";
+import { defaultEndpoint, defaultToken, isOfflineEnv } from "../src/hub/settings.js";
+import { defaultCacheDir } from "../src/user-dirs.js";
+import { downloadProgress } from "../src/cli/progress.js";
+import { isHubModelId, resolveModel, type DownloadProgress, type ResolveOptions } from "../src/hub/download.js";
 
 // Keep the developer's own Hub settings out of these tests (each test file runs in its own
 // process; the modules under test read the environment only when called).
@@ -255,7 +258,7 @@ beforeEach(() => {
 });
 
 function opts(extra: ResolveOptions = {}): ResolveOptions {
-  return { cacheDir, endpoint: hub.endpoint, fetchImpl: hub.fetchImpl, progress: false, offline: false, ...extra };
+  return { cacheDir, endpoint: hub.endpoint, fetchImpl: hub.fetchImpl, offline: false, ...extra };
 }
 
 async function rejectsHub(p: Promise<unknown>, pattern: RegExp): Promise<SiglipError> {
@@ -410,6 +413,21 @@ describe("downloads", () => {
     assert.equal(hub.count(), 1);
   });
 
+  test("an index naming a shard in a sub-folder is refused before any shard is downloaded (the loader's rule)", async () => {
+    const repo = shardedRepo();
+    const sub = "weights/model-00001-of-00001.safetensors";
+    repo.files.set(sub, { data: randomBytes(64 * 1024), lfs: true });
+    const index = { metadata: {}, weight_map: { "a.weight": sub } };
+    repo.files.set("model.safetensors.index.json", { data: Buffer.from(JSON.stringify(index)), lfs: false });
+    hub.add("org/subfolder", repo);
+    await assert.rejects(resolveModel("org/subfolder", opts()), (e: unknown) => {
+      assert.ok(e instanceof SiglipError);
+      assert.match(e.message, /invalid shard name "weights\/model-00001-of-00001\.safetensors"/);
+      return true;
+    });
+    assert.equal(hub.count((r) => r.path.includes("weights/")), 0, "the sub-folder shard is never requested");
+  });
+
   test('parts: "vision" skips the tokenizer files', async () => {
     const repo = hub.add("org/vision-only", singleFileRepo());
     const dir = await resolveModel("org/vision-only", opts({ parts: "vision" }));
@@ -426,8 +444,10 @@ describe("downloads", () => {
     assert.ok(dir.includes("models--org--old-name"));
   });
 
-  test("progress bar names the file", async () => {
-    hub.add("org/progress", singleFileRepo());
+  test("progress is reported through onProgress, naming the file, and nothing is drawn", async () => {
+    const repo = hub.add("org/progress", singleFileRepo());
+    const size = repo.files.get("model.safetensors")!.data.length;
+    const events: DownloadProgress[] = [];
     const written: string[] = [];
     const original = process.stderr.write.bind(process.stderr);
     process.stderr.write = ((chunk: string | Uint8Array) => {
@@ -435,11 +455,49 @@ describe("downloads", () => {
       return true;
     }) as typeof process.stderr.write;
     try {
-      await resolveModel("org/progress", opts({ progress: true }));
+      await resolveModel("org/progress", opts({ onProgress: (p) => events.push(p) }));
     } finally {
       process.stderr.write = original;
     }
-    assert.match(written.join(""), /model\.safetensors/);
+    assert.equal(written.join(""), "", "the library writes nothing to stderr");
+    const weights = events.filter((e) => e.file === "model.safetensors");
+    assert.ok(weights.length >= 2, "model.safetensors reported while downloading");
+    assert.deepEqual(weights.at(-1), { file: "model.safetensors", bytes: size, total: size, done: true });
+    for (let i = 1; i < weights.length; i++) assert.ok(weights[i]!.bytes >= weights[i - 1]!.bytes, "bytes never go back");
+  });
+});
+
+describe("the CLI's download bar (src/cli/progress.ts)", () => {
+  test("draws one bar per large file from onProgress events, none for small files or off a terminal", () => {
+    const written: string[] = [];
+    const original = process.stderr.write.bind(process.stderr);
+    const wasTTY = process.stderr.isTTY;
+    const feed = (tty: boolean): void => {
+      process.stderr.isTTY = tty;
+      const onProgress = downloadProgress();
+      if (!tty) {
+        assert.equal(onProgress, undefined);
+        return;
+      }
+      onProgress!({ file: "config.json", bytes: 10, total: 10, done: true });
+      for (const bytes of [0, 1_000_000, 2_000_000]) onProgress!({ file: "model.safetensors", bytes, total: 2_000_000, done: false });
+      onProgress!({ file: "model.safetensors", bytes: 2_000_000, total: 2_000_000, done: true });
+    };
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      feed(false);
+      feed(true);
+    } finally {
+      process.stderr.write = original;
+      process.stderr.isTTY = wasTTY;
+    }
+    const out = written.join("");
+    assert.match(out, /model\.safetensors/);
+    assert.match(out, /2\.00MB\/2\.00MB/);
+    assert.doesNotMatch(out, /config\.json/);
   });
 });
 

@@ -10,6 +10,11 @@ import { SiglipError } from "../src/errors.js";
 import { Checkpoint, WeightStore } from "../src/weights/checkpoint.js";
 import { parseConfig } from "../src/weights/config.js";
 import { SafetensorsFile, halfToFloat } from "../src/weights/safetensors.js";
+import { isValidShardName, parseShardIndex } from "../src/weights/shard-index.js";
+import { sha256File } from "../src/weights/hash.js";
+import { checkpointFingerprint } from "../src/weights/fingerprint.js";
+import { expandHome, expandPath } from "../src/user-dirs.js";
+import { createHash } from "node:crypto";
 import { FixresVisionTower, TextTower } from "../src/models/siglip.js";
 import { copyFixture, safetensorsBytes, tempDir, writeSafetensors } from "./harness/files.js";
 import { FIXTURES } from "./harness/paths.js";
@@ -170,5 +175,52 @@ describe("config", () => {
     rejects(() => parseConfig({ model_type: "clip" }, "x/config.json"), "x/config.json", "not a SigLIP");
     rejects(() => parseConfig({ model_type: "siglip", text_config: { hidden_size: 30, num_attention_heads: 4 } }, "c.json"), "not divisible");
     rejects(() => parseConfig({ model_type: "siglip", vision_config: { hidden_act: "relu" } }, "c.json"), "hidden_act");
+  });
+});
+
+describe("the shard index (one parser: loader, fingerprint, Hub download)", () => {
+  it("accepts plain file names, lists each shard once in order of first appearance", () => {
+    const idx = parseShardIndex({ weight_map: { a: "s2.safetensors", b: "s1.safetensors", c: "s2.safetensors" } }, "/x/index.json");
+    assert.deepEqual(idx.shards, ["s2.safetensors", "s1.safetensors"]);
+    assert.deepEqual(idx.entries, [["a", "s2.safetensors"], ["b", "s1.safetensors"], ["c", "s2.safetensors"]]);
+  });
+  it("refuses sub-folders, absolute paths, . and .., drive letters, NUL, empty and non-string names", () => {
+    for (const bad of ["sub/s.safetensors", "/etc/passwd", "..", ".", "../x.safetensors", "C:x.safetensors", "a\\b", "a\0b", "", 7, null]) {
+      assert.equal(isValidShardName(bad), false, `accepted ${JSON.stringify(bad)}`);
+      rejects(() => parseShardIndex({ weight_map: { t: bad } }, "/x/index.json"), "/x/index.json", "invalid shard name");
+    }
+    for (const good of ["model-00001-of-00002.safetensors", "..hidden", "a.b"]) assert.equal(isValidShardName(good), true, good);
+  });
+  it("refuses an index without a weight_map object or with an empty one", () => {
+    rejects(() => parseShardIndex(null, "/i"), "has no weight_map object");
+    rejects(() => parseShardIndex({ weight_map: [] }, "/i"), "has no weight_map object");
+    rejects(() => parseShardIndex({ weight_map: {} }, "/i"), "weight_map lists no tensors");
+  });
+  it("the fingerprint applies the same rule as the loader (a sub-folder shard is refused, not hashed)", async () => {
+    const d = copyFixture("fixres-sharded");
+    const p = join(d, "model.safetensors.index.json");
+    const idx = JSON.parse(readFileSync(p, "utf8")) as { weight_map: Record<string, string> };
+    const [first] = Object.keys(idx.weight_map);
+    idx.weight_map[first!] = "sub/" + idx.weight_map[first!];
+    writeFileSync(p, JSON.stringify(idx));
+    await assert.rejects(checkpointFingerprint(d), /invalid shard name "sub\//);
+    rejects(() => WeightStore.openDir(d), "invalid shard name");
+  });
+});
+
+describe("shared file helpers", () => {
+  it("sha256File is the SHA-256 of the bytes, across read chunks", async () => {
+    const d = tempDir();
+    const p = join(d, "blob");
+    const bytes = Buffer.alloc((4 << 20) + 12345, 7);
+    writeFileSync(p, bytes);
+    assert.equal(await sha256File(p), createHash("sha256").update(bytes).digest("hex"));
+  });
+  it("expandHome expands ~ and ~/ only; expandPath adds $VAR", () => {
+    assert.equal(expandHome("~", "/h"), "/h");
+    assert.equal(expandHome("~/m", "/h"), "/h/m");
+    assert.equal(expandHome("~user/m", "/h"), "~user/m");
+    assert.equal(expandHome("a/~/b", "/h"), "a/~/b");
+    assert.equal(expandPath("~/$X/${Y}/$Z", { X: "x", Y: "y" }, "/h"), "/h/x/y/$Z");
   });
 });

@@ -7,7 +7,8 @@
  */
 import type { Command } from "commander";
 import { SiglipError } from "../errors.js";
-import { clearCache, defaultModelCacheDir, listCache } from "../graph/model-cache.js";
+import { clearCache, listCache } from "../graph/model-cache.js";
+import { defaultModelCacheDir } from "../user-dirs.js";
 
 function cacheRoot(o: { dir?: string }): string {
   if (o.dir !== undefined) {

@@ -7,8 +7,9 @@
 import type { Command } from "commander";
 import { SiglipError } from "../errors.js";
 import type { IndexSummary } from "../search/indexer.js";
-import type { ImageStore } from "../search/store.js";
+import type { ImageStore, TableMeta } from "../search/store.js";
 import { DEFAULT_DB_HELP, DEFAULT_TABLE, note, type CliContext, type ModelOpts } from "./context.js";
+import { defaultDbPath } from "../user-dirs.js";
 import { Progress } from "./progress.js";
 
 interface IndexOpts extends ModelOpts {
@@ -27,13 +28,32 @@ function humanSummary(s: IndexSummary, seconds: number, where: string): string {
   return `${s.interrupted ? "interrupted; checked" : "checked"} ${s.found} file${s.found === 1 ? "" : "s"} in ${seconds.toFixed(1)} s (${s.embedded} embedded): ${parts.join(", ")}; ${where} holds ${s.total} images`;
 }
 
+/** An existing table fixes the image settings (resampler, patch budget, precision) unless the user chose them. */
+function withTableSettings(o: IndexOpts, meta: TableMeta | undefined): ModelOpts {
+  const opts: ModelOpts = { ...o };
+  if (meta && opts.resampler === undefined) opts.resampler = meta.resampler;
+  if (meta?.maxPatches !== undefined && opts.maxPatches === undefined) opts.maxPatches = meta.maxPatches;
+  if (meta?.dtype !== undefined && opts.dtype === undefined) opts.dtype = meta.dtype;
+  return opts;
+}
+
+/** The settings that identify the embeddings (recorded in the table), from the model options. */
+function setupOptions(opts: ModelOpts): { revision?: string; resampler?: "torch" | "pil"; maxPatches?: number; dtype?: "fp32" | "int8" } {
+  const setupOpts: { revision?: string; resampler?: "torch" | "pil"; maxPatches?: number; dtype?: "fp32" | "int8" } = {};
+  if (opts.revision !== undefined) setupOpts.revision = opts.revision;
+  if (opts.dtype !== undefined) setupOpts.dtype = opts.dtype;
+  if (opts.resampler !== undefined) setupOpts.resampler = opts.resampler;
+  if (opts.maxPatches !== undefined) setupOpts.maxPatches = opts.maxPatches;
+  return setupOpts;
+}
+
 async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise<void> {
   if (roots.length === 0) throw new SiglipError("usage", "no folders given: siglip2 index DIR [DIR ...] --model M");
   // LanceDB is loaded only by the commands that use it (it adds ~0.3 s to start-up).
   const { embeddingSetup, modelName } = await import("../search/identity.js");
   const { buildIndex, DEFAULT_INDEX_BATCH, openForIndexing } = await import("../search/indexer.js");
   const { TableLock } = await import("../search/lock.js");
-  const { ImageStore, defaultDbPath } = await import("../search/store.js");
+  const { ImageStore } = await import("../search/store.js");
   const { oneLine } = await import("../search/paths.js");
   const dbPath = o.db ?? defaultDbPath();
   const t0 = Date.now();
@@ -52,19 +72,9 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   let model;
   let store: ImageStore | undefined;
   try {
-    // An existing table fixes the image settings unless the user chose them.
-    const meta = o.rebuild ? undefined : await ImageStore.peekMeta(dbPath, o.table);
-    const opts: ModelOpts = { ...o };
-    if (meta && opts.resampler === undefined) opts.resampler = meta.resampler;
-    if (meta?.maxPatches !== undefined && opts.maxPatches === undefined) opts.maxPatches = meta.maxPatches;
-    if (meta?.dtype !== undefined && opts.dtype === undefined) opts.dtype = meta.dtype;
+    const opts = withTableSettings(o, o.rebuild ? undefined : await ImageStore.peekMeta(dbPath, o.table));
     model = await ctx.loadModel(opts);
-    const setupOpts: { revision?: string; resampler?: "torch" | "pil"; maxPatches?: number; dtype?: "fp32" | "int8" } = {};
-    if (opts.revision !== undefined) setupOpts.revision = opts.revision;
-    if (opts.dtype !== undefined) setupOpts.dtype = opts.dtype;
-    if (opts.resampler !== undefined) setupOpts.resampler = opts.resampler;
-    if (opts.maxPatches !== undefined) setupOpts.maxPatches = opts.maxPatches;
-    const setup = await embeddingSetup(model, modelName(o.model), setupOpts);
+    const setup = await embeddingSetup(model, modelName(o.model), setupOptions(opts));
     store = await openForIndexing(dbPath, o.table, setup, { rebuild: Boolean(o.rebuild) });
     let progress: Progress | undefined;
     const summary = await buildIndex(model, store, roots, {

@@ -14,7 +14,7 @@ import { SiglipError, errorMessage } from "../errors.js";
 import { MAX_BATCH_SIZE, maxThreads, maxWorkers } from "../load-options.js";
 import { CPU_BOUND, applyUsagePolicy, collect, intOption, isCleanExit, readInputList, type ListEntry } from "./args.js";
 import type { ModelOpts } from "./context.js";
-import { Progress } from "./progress.js";
+import { Progress, downloadProgress } from "./progress.js";
 import { adoptParentArgv, relaunchIfLong } from "./relaunch.js";
 import { guardStdout } from "./stdout.js";
 import { registerTrainCommand } from "./train-cmd.js";
@@ -105,6 +105,7 @@ async function loadModel(o: CommonOpts): Promise<SigLIP2> {
   if (o.torchCpuCompat) opts.torchCpuCompat = true;
   if (o.dtype !== undefined) opts.dtype = o.dtype;
   opts.workers = o.workers ?? 1;
+  opts.onProgress = downloadProgress(); // bars for Hub downloads (the library draws none)
   let model: SigLIP2;
   try {
     const { SigLIP2 } = await import("../api.js");

@@ -12,7 +12,6 @@
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import cliProgress from "cli-progress";
 import { Command, Option } from "commander";
 import { SiglipError } from "../errors.js";
 import { maxThreads } from "../load-options.js";
@@ -21,6 +20,7 @@ import type { FilePairs } from "../train/data.js";
 import type { Freeze, Trainer } from "../train/trainer.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import { CPU_BOUND, intOption, numOption } from "./args.js";
+import { Bar, barsEnabled, downloadProgress } from "./progress.js";
 import { onStdoutClosed } from "./stdout.js";
 
 interface TrainOpts {
@@ -146,7 +146,7 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     ]);
   if (o.warmup !== undefined && o.warmup > o.steps) throw new SiglipError("usage", `--warmup ${o.warmup} is more than --steps ${o.steps}`);
   if (o.batchSize % o.accumSteps !== 0) throw new SiglipError("usage", `--batch-size ${o.batchSize} must be a multiple of --accum-steps ${o.accumSteps}`);
-  const dir = await resolveModel(o.model, o.offline ? { offline: true } : {});
+  const dir = await resolveModel(o.model, { onProgress: downloadProgress(), ...(o.offline ? { offline: true } : {}) });
   recoverCheckpointDir(o.out); // finish or undo a save that a crash or kill -9 interrupted
   if (o.resume && !existsSync(o.out)) throw new SiglipError("usage", `--resume: ${o.out} does not exist (nothing to resume)`);
   checkOut(o, dir);
@@ -181,10 +181,9 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
   const log = (obj: unknown): void => {
     if (!stops.stdoutGone) process.stdout.write(`${JSON.stringify(obj)}\n`);
   };
-  const bar = process.stderr.isTTY
-    ? new cliProgress.SingleBar({ stream: process.stderr, format: "{bar} {value}/{total} steps | loss {loss} | lr {lr} | {rate} pairs/s | ETA {eta_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic)
+  const bar = barsEnabled()
+    ? new Bar("{bar} {value}/{total} steps | loss {loss} | lr {lr} | {rate} pairs/s | ETA {eta_formatted}", o.steps, trainer.step, { loss: "-", lr: "-", rate: "-" })
     : null;
-  bar?.start(o.steps, trainer.step, { loss: "-", lr: "-", rate: "-" });
   try {
     try {
       while (trainer.step < Math.min(o.steps, o.stopAt ?? Infinity) && !stops.reason) {

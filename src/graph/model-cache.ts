@@ -17,7 +17,6 @@
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { SiglipError } from "../errors.js";
-import { userCacheHome } from "../user-dirs.js";
 
 /** Default cap on the cache's total size: 10 GiB (a B/16 fp32 image + text tower is about 0.8 GB). */
 export const DEFAULT_CACHE_MAX_BYTES = 10 * 1024 ** 3;
@@ -33,15 +32,8 @@ const STALE_TMP_MS = 60 * 60 * 1000;
 
 const KEY_RE = /^[0-9a-f]{32}$/;
 
-/**
- * Where built ONNX models are cached: `$SIGLIP2_CACHE`, else `<user cache>/siglip2/onnx`
- * (`$XDG_CACHE_HOME` when absolute, else `~/.cache`). `SIGLIP2_CACHE=off` (or `0`) disables it.
- */
-export function defaultModelCacheDir(env: NodeJS.ProcessEnv = process.env): string | null {
-  const v = env["SIGLIP2_CACHE"];
-  if (v === "off" || v === "0") return null;
-  return v && v.length > 0 ? v : join(userCacheHome(env), "siglip2", "onnx");
-}
+/** Where built ONNX models are cached (see src/user-dirs.ts). */
+export { defaultModelCacheDir } from "../user-dirs.js";
 
 /**
  * Parse a cache size: a non-negative integer number of bytes, optionally with a K, M, G or

@@ -1,7 +1,7 @@
 /**
- * The Hugging Face cache: where it lives (the same environment variables as
- * `huggingface_hub`) and how it is laid out on disk, so that files downloaded by
- * Python are reused here and the other way round.
+ * The Hugging Face cache on disk (refs, snapshots, blobs), laid out as `huggingface_hub`
+ * lays it out, so that files downloaded by Python are reused here and the other way round.
+ * Where the cache is: src/user-dirs.ts (defaultCacheDir).
  *
  * ```
  * <cache>/models--{org}--{name}/
@@ -13,99 +13,13 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import * as fsp from "node:fs/promises";
-import { homedir } from "node:os";
 import * as path from "node:path";
-import { userCacheHome } from "../user-dirs.js";
-
-/** The environment variables read here, as a plain record (e.g. `process.env`). */
-export type Env = Readonly<Record<string, string | undefined>>;
 
 /** A full commit id, as `huggingface_hub` recognises one. */
 export const COMMIT_HASH_RE = /^[0-9a-f]{40}$/;
 
-const TRUE_VALUES = new Set(["1", "ON", "YES", "TRUE"]);
-
-/** A non-empty environment variable, or undefined. */
-function envValue(env: Env, name: string): string | undefined {
-  const v = env[name];
-  return v === undefined || v === "" ? undefined : v;
-}
-
-/** `os.path.expanduser` + `os.path.expandvars`, as `huggingface_hub` applies them to its paths. */
-export function expandPath(p: string, env: Env = process.env, home: string = homedir()): string {
-  let out = p;
-  if (out === "~" || out.startsWith("~/") || (path.sep === "\\" && out.startsWith("~\\"))) {
-    out = home + out.slice(1);
-  }
-  // $NAME and ${NAME}; unknown variables are left as they are (like Python).
-  out = out.replace(/\$(\w+)|\$\{([^}]*)\}/g, (whole, a: string | undefined, b: string | undefined) => {
-    const name = a ?? b ?? "";
-    const v = env[name];
-    return v === undefined ? whole : v;
-  });
-  return out;
-}
-
-/** `HF_HOME`, else `$XDG_CACHE_HOME/huggingface` (when absolute: see src/user-dirs.ts), else `~/.cache/huggingface`. */
-export function defaultHfHome(env: Env = process.env, home: string = homedir()): string {
-  const hfHome = envValue(env, "HF_HOME");
-  if (hfHome !== undefined) return expandPath(hfHome, env, home);
-  return expandPath(path.join(userCacheHome(env, home), "huggingface"), env, home);
-}
-
-/**
- * The Hub cache directory, resolved like `huggingface_hub.constants.HF_HUB_CACHE`:
- * `HF_HUB_CACHE`, else the legacy `HUGGINGFACE_HUB_CACHE`, else `<HF_HOME>/hub`
- * (with `HF_HOME` defaulting to `$XDG_CACHE_HOME/huggingface` or `~/.cache/huggingface`).
- * Empty variables count as unset.
- */
-export function defaultCacheDir(env: Env = process.env, home: string = homedir()): string {
-  const explicit = envValue(env, "HF_HUB_CACHE") ?? envValue(env, "HUGGINGFACE_HUB_CACHE");
-  if (explicit !== undefined) return expandPath(explicit, env, home);
-  return path.join(defaultHfHome(env, home), "hub");
-}
-
-/** Where `huggingface_hub` stores the login token: `HF_TOKEN_PATH`, else `<HF_HOME>/token`. */
-export function defaultTokenPath(env: Env = process.env, home: string = homedir()): string {
-  const explicit = envValue(env, "HF_TOKEN_PATH");
-  if (explicit !== undefined) return expandPath(explicit, env, home);
-  return path.join(defaultHfHome(env, home), "token");
-}
-
-function cleanToken(t: string | undefined): string | undefined {
-  if (t === undefined) return undefined;
-  const cleaned = t.replace(/[\r\n]/g, "").trim();
-  return cleaned === "" ? undefined : cleaned;
-}
-
-/** The token `huggingface_hub` would use: `HF_TOKEN`, `HUGGING_FACE_HUB_TOKEN`, then the token file. */
-export function defaultToken(env: Env = process.env, home: string = homedir()): string | undefined {
-  const fromEnv = cleanToken(envValue(env, "HF_TOKEN") ?? envValue(env, "HUGGING_FACE_HUB_TOKEN"));
-  if (fromEnv !== undefined) return fromEnv;
-  try {
-    return cleanToken(readFileSync(defaultTokenPath(env, home), "utf8"));
-  } catch {
-    return undefined;
-  }
-}
-
-/** `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) set to 1/true/yes/on, case-insensitive. */
-export function isOfflineEnv(env: Env = process.env): boolean {
-  const v = envValue(env, "HF_HUB_OFFLINE") ?? envValue(env, "TRANSFORMERS_OFFLINE");
-  return v !== undefined && TRUE_VALUES.has(v.toUpperCase());
-}
-
-/** `HF_ENDPOINT` or `https://huggingface.co`, without a trailing slash. */
-export function defaultEndpoint(env: Env = process.env): string {
-  return (envValue(env, "HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
-}
-
-/** A seconds value from the environment (`HF_HUB_ETAG_TIMEOUT`, `HF_HUB_DOWNLOAD_TIMEOUT`), default 10. */
-export function timeoutSeconds(env: Env, name: string, fallback = 10): number {
-  const v = envValue(env, name);
-  const n = v === undefined ? NaN : Number(v);
-  return Number.isFinite(n) && n > 0 ? n : fallback;
-}
+// Where the cache is (defined in src/user-dirs.ts), re-exported for callers that know it from here.
+export { defaultCacheDir, defaultHfHome } from "../user-dirs.js";
 
 /** `models--org--name`, the folder of a model repo in the cache. */
 export function repoFolderName(repoId: string): string {

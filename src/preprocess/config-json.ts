@@ -1,7 +1,8 @@
 /**
  * Helpers shared by the two image-processor config parsers (./config.ts for
  * SiglipImageProcessor, ./naflex.ts for Siglip2ImageProcessor): transformers 5.x
- * semantics for absent keys (class default) and explicit nulls (`None`).
+ * semantics for absent keys (class default) and explicit nulls (`None`), and the parts
+ * both processors read the same way (rescale/normalise, resample, the Hub defaults).
  */
 import { SiglipError } from "../errors.js";
 import { channelLut } from "./normalize.js";
@@ -18,6 +19,9 @@ export const RESAMPLE_NAMES: Record<number, string> = {
   5: "hamming",
 };
 
+/** PIL resampling code for bilinear, the only filter this port reproduces. */
+export const RESAMPLE_BILINEAR = 2;
+
 export function fail(source: string, problem: string): never {
   throw new SiglipError("checkpoint", `${source}: ${problem}`, { subject: source });
 }
@@ -30,6 +34,16 @@ export function shownValue(v: unknown): string {
 
 export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+export function isPosInt(v: unknown): v is number {
+  return typeof v === "number" && Number.isInteger(v) && v >= 1;
+}
+
+/** `v` as a positive integer, else an error naming `what`. */
+export function posInt(v: unknown, source: string, what: string): number {
+  if (!isPosInt(v)) fail(source, `${what} must be a positive integer, got ${shownValue(v)}`);
+  return v;
 }
 
 /** A boolean switch: absent → class default; null → false (HF keeps the None, which is falsy). */
@@ -56,6 +70,47 @@ export interface RescaleNormalize {
   doNormalize: boolean;
   imageMean: Triple;
   imageStd: Triple;
+}
+
+/**
+ * The rescale/normalise settings of every SigLIP 2 checkpoint on the Hub (and the class
+ * defaults of both processors): rescale 1/255, mean = std = 0.5 (pixels to [-1, 1]).
+ */
+export const HUB_RESCALE_NORMALIZE: Readonly<RescaleNormalize> = Object.freeze({
+  doRescale: true,
+  rescaleFactor: 1 / 255,
+  doNormalize: true,
+  imageMean: [0.5, 0.5, 0.5] as Triple,
+  imageStd: [0.5, 0.5, 0.5] as Triple,
+});
+
+/** A fresh copy of {@link HUB_RESCALE_NORMALIZE} (its arrays are not shared). */
+export function hubRescaleNormalize(): RescaleNormalize {
+  const d = HUB_RESCALE_NORMALIZE;
+  return { doRescale: d.doRescale, rescaleFactor: d.rescaleFactor, doNormalize: d.doNormalize, imageMean: [...d.imageMean], imageStd: [...d.imageStd] };
+}
+
+/**
+ * `resample`: absent → the class default `dflt`; an integer PIL code; `null` is None, which
+ * Siglip2ImageProcessor's resize treats as bilinear (`nullMeans: "bilinear"`) and
+ * SiglipImageProcessor refuses when it resizes (`nullMeans: "error"`). Only bilinear is
+ * implemented, so any other filter is refused when `doResize`.
+ */
+export function parseResample(v: unknown, dflt: number, doResize: boolean, nullMeans: "bilinear" | "error", source: string): number {
+  let resample = dflt;
+  if (v === null) {
+    if (doResize && nullMeans === "error") fail(source, "resample is null but do_resize is true");
+    resample = RESAMPLE_BILINEAR;
+  } else if (v !== undefined) {
+    if (typeof v !== "number" || !Number.isInteger(v)) fail(source, `resample must be an integer PIL resampling code, got ${shownValue(v)}`);
+    resample = v;
+  }
+  if (doResize && resample !== RESAMPLE_BILINEAR) {
+    const nm = RESAMPLE_NAMES[resample] ?? "unknown";
+    const absent = v === undefined ? " (the SiglipImageProcessor default when the key is absent)" : "";
+    fail(source, `resample ${resample} (${nm})${absent} is not supported; only 2 (bilinear) is implemented`);
+  }
+  return resample;
 }
 
 /**

@@ -3,7 +3,7 @@
  * (`SiglipImageProcessor`, spec §4.2), resolved the way transformers 5.x resolves it.
  */
 import { SiglipError } from "../errors.js";
-import { RESAMPLE_NAMES, fail, isObject, bool, parseRescaleNormalize, shownValue } from "./config-json.js";
+import { HUB_RESCALE_NORMALIZE, RESAMPLE_BILINEAR, bool, fail, hubRescaleNormalize, isObject, parseResample, parseRescaleNormalize, posInt, shownValue } from "./config-json.js";
 
 /** Resolved image-processor settings (SiglipImageProcessor semantics). */
 export interface ImageProcessorConfig {
@@ -36,32 +36,73 @@ export interface ImageProcessorConfig {
   source?: string;
 }
 
-/** PIL resampling code for bilinear, the only filter this port reproduces. */
-export const RESAMPLE_BILINEAR = 2;
+export { RESAMPLE_BILINEAR } from "./config-json.js";
 
 /** `SiglipImageProcessor` class defaults (transformers 5.x) for absent keys. */
 const CLASS_DEFAULTS = {
   doResize: true,
   size: { height: 224, width: 224 },
   resample: 3, // PILImageResampling.BICUBIC (the SigLIP 2 Hub configs override it with 2)
-  doRescale: true,
-  rescaleFactor: 1 / 255,
-  doNormalize: true,
-  imageMean: [0.5, 0.5, 0.5] as [number, number, number],
-  imageStd: [0.5, 0.5, 0.5] as [number, number, number],
+  ...HUB_RESCALE_NORMALIZE,
 };
 
-function posInt(v: unknown, source: string, what: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) fail(source, `${what} must be a positive integer, got ${shownValue(v)}`);
-  return v;
+/** The resize target `size` resolves to: fixed height × width, or a shortest (and longest) edge. */
+interface SizeSpec {
+  height: number;
+  width: number;
+  shortestEdge?: number;
+  longestEdge?: number;
+}
+
+/**
+ * `size` as `get_size_dict(size, default_to_square=False)` reads it for SigLIP:
+ * `{height, width}`, `[height, width]`, `{shortest_edge}`, `{shortest_edge, longest_edge}`, or
+ * an integer (= `{shortest_edge}`). Absent → the class default 224×224; null → an error when resizing.
+ */
+function parseSize(size: unknown, doResize: boolean, source: string): SizeSpec {
+  const out: SizeSpec = { ...CLASS_DEFAULTS.size };
+  if (size === null) {
+    if (doResize) fail(source, "size is null but do_resize is true");
+  } else if (size === undefined) {
+    // class default {height: 224, width: 224}
+  } else if (typeof size === "number") {
+    // get_size_dict(int, default_to_square=False) -> {shortest_edge: int}
+    out.shortestEdge = posInt(size, source, "size");
+  } else if (Array.isArray(size)) {
+    if (size.length !== 2) fail(source, `size as a list must be [height, width], got ${shownValue(size)}`);
+    out.height = posInt(size[0], source, "size[0] (height)");
+    out.width = posInt(size[1], source, "size[1] (width)");
+  } else if (isObject(size)) {
+    const keys = Object.keys(size)
+      .filter((k) => size[k] !== null && size[k] !== undefined)
+      .sort()
+      .join(",");
+    if (keys === "height,width") {
+      out.height = posInt(size.height, source, "size.height");
+      out.width = posInt(size.width, source, "size.width");
+    } else if (keys === "shortest_edge") {
+      out.shortestEdge = posInt(size.shortest_edge, source, "size.shortest_edge");
+    } else if (keys === "longest_edge,shortest_edge") {
+      out.shortestEdge = posInt(size.shortest_edge, source, "size.shortest_edge");
+      out.longestEdge = posInt(size.longest_edge, source, "size.longest_edge");
+    } else {
+      fail(source, `unsupported size keys {${keys}} (supported: {height, width}, {shortest_edge}, {shortest_edge, longest_edge})`);
+    }
+  } else {
+    fail(source, `size must be an object, a list or an integer, got ${shownValue(size)}`);
+  }
+  if (out.shortestEdge !== undefined) {
+    out.height = out.shortestEdge;
+    out.width = out.shortestEdge;
+  }
+  return out;
 }
 
 /**
  * Parse `preprocessor_config.json` contents with `SiglipImageProcessor` semantics (transformers
  * 5.x): absent keys take the class defaults; an explicit `null` is kept as `None` (so a null
- * `do_*` switch is off, and a null value that a switched-on step needs is an error). `size`
- * may be `{height, width}`, `[height, width]`, `{shortest_edge}`, `{shortest_edge, longest_edge}` or an integer (= `{shortest_edge}`, as HF
- * reads it for SigLIP). Only `resample: 2` (bilinear) is supported when resizing.
+ * `do_*` switch is off, and a null value that a switched-on step needs is an error). `size`:
+ * see {@link parseSize}. Only `resample: 2` (bilinear) is supported when resizing.
  *
  * @param json  the parsed JSON, or `undefined` when the checkpoint has no preprocessor config:
  *              then the SigLIP 2 Hub settings are used (bilinear resize to `fallbackSize`²,
@@ -76,100 +117,19 @@ export function parseImageProcessorConfig(
 ): ImageProcessorConfig {
   if (json === undefined) {
     const s = posInt(fallbackSize, source, "the fallback image size (vision image_size)");
-    return {
-      doResize: true,
-      height: s,
-      width: s,
-      resample: RESAMPLE_BILINEAR,
-      doRescale: true,
-      rescaleFactor: 1 / 255,
-      doNormalize: true,
-      imageMean: [0.5, 0.5, 0.5],
-      imageStd: [0.5, 0.5, 0.5],
-    };
+    return { doResize: true, height: s, width: s, resample: RESAMPLE_BILINEAR, ...hubRescaleNormalize() };
   }
   if (!isObject(json)) fail(source, "expected a JSON object");
   const j = json;
 
   const doResize = bool(j.do_resize, CLASS_DEFAULTS.doResize, source, "do_resize");
-  const { doRescale, rescaleFactor, doNormalize, imageMean, imageStd } = parseRescaleNormalize(j, CLASS_DEFAULTS, source);
-
-  // An explicit null is an explicit None in transformers: it replaces the class default and
-  // is an error where the value is needed (HF raises "... must be specified if ... is True").
-  const needed = (key: string, flag: string) => fail(source, `${key} is null but ${flag} is true`);
-
-
-  let resample = CLASS_DEFAULTS.resample;
-  if (j.resample === null) {
-    if (doResize) needed("resample", "do_resize");
-    resample = RESAMPLE_BILINEAR; // unused without resizing
-  } else if (j.resample !== undefined) {
-    if (typeof j.resample !== "number" || !Number.isInteger(j.resample)) {
-      fail(source, `resample must be an integer PIL resampling code, got ${shownValue(j.resample)}`);
-    }
-    resample = j.resample;
-  }
-  if (doResize && resample !== RESAMPLE_BILINEAR) {
-    const nm = RESAMPLE_NAMES[resample] ?? "unknown";
-    const absent = j.resample === undefined ? " (the SiglipImageProcessor default when the key is absent)" : "";
-    fail(source, `resample ${resample} (${nm})${absent} is not supported; only 2 (bilinear) is implemented`);
-  }
-
-
+  const rescaleNormalize = parseRescaleNormalize(j, CLASS_DEFAULTS, source);
+  const resample = parseResample(j.resample, CLASS_DEFAULTS.resample, doResize, "error", source);
   if (j.do_center_crop === true) fail(source, "do_center_crop is not supported by SiglipImageProcessor parity");
   if (j.do_pad === true) fail(source, "do_pad is not supported by SiglipImageProcessor parity");
+  const { height, width, shortestEdge, longestEdge } = parseSize(j.size, doResize, source);
 
-  let height = CLASS_DEFAULTS.size.height;
-  let width = CLASS_DEFAULTS.size.width;
-  let shortestEdge: number | undefined;
-  let longestEdge: number | undefined;
-  const size = j.size;
-  if (size === null) {
-    if (doResize) needed("size", "do_resize");
-  } else if (size === undefined) {
-    // class default {height: 224, width: 224}
-  } else if (typeof size === "number") {
-    // get_size_dict(int, default_to_square=False) -> {shortest_edge: int}
-    shortestEdge = posInt(size, source, "size");
-  } else if (Array.isArray(size)) {
-    if (size.length !== 2) fail(source, `size as a list must be [height, width], got ${shownValue(size)}`);
-    height = posInt(size[0], source, "size[0] (height)");
-    width = posInt(size[1], source, "size[1] (width)");
-  } else if (isObject(size)) {
-    const keys = Object.keys(size)
-      .filter((k) => size[k] !== null && size[k] !== undefined)
-      .sort()
-      .join(",");
-    if (keys === "height,width") {
-      height = posInt(size.height, source, "size.height");
-      width = posInt(size.width, source, "size.width");
-    } else if (keys === "shortest_edge") {
-      shortestEdge = posInt(size.shortest_edge, source, "size.shortest_edge");
-    } else if (keys === "longest_edge,shortest_edge") {
-      shortestEdge = posInt(size.shortest_edge, source, "size.shortest_edge");
-      longestEdge = posInt(size.longest_edge, source, "size.longest_edge");
-    } else {
-      fail(source, `unsupported size keys {${keys}} (supported: {height, width}, {shortest_edge}, {shortest_edge, longest_edge})`);
-    }
-  } else {
-    fail(source, `size must be an object, a list or an integer, got ${shownValue(size)}`);
-  }
-  if (shortestEdge !== undefined) {
-    height = shortestEdge;
-    width = shortestEdge;
-  }
-
-  const cfg: ImageProcessorConfig = {
-    doResize,
-    height,
-    width,
-    resample,
-    doRescale,
-    rescaleFactor,
-    doNormalize,
-    imageMean,
-    imageStd,
-  };
+  const cfg: ImageProcessorConfig = { doResize, height, width, resample, ...rescaleNormalize };
   if (shortestEdge !== undefined) cfg.shortestEdge = shortestEdge;
   if (longestEdge !== undefined) cfg.longestEdge = longestEdge;
   return cfg;

@@ -114,20 +114,17 @@ export async function decodeImage(input: string | Uint8Array, options?: DecodeOp
   const maxPixels = options?.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels > 0)) throw new RangeError(`maxPixels must be a positive number, got ${maxPixels}`);
   const bytes = await readInput(input, name);
-  const limit = Number.isFinite(maxPixels) ? Math.floor(maxPixels) : false;
-  const open = () =>
-    sharp(bytes, {
-      autoOrient: true,
-      ignoreIcc: true,
-      failOn: "error", // like PIL: decoder warnings (e.g. extraneous JPEG bytes) pass, truncation and corruption fail
-      limitInputPixels: limit,
-      pages: 1,
-      page: 0,
-    });
+  const meta = await checkHeader(bytes, name, maxPixels);
+  // CMYK (JPEG, TIFF): keep the stored ink values and convert like PIL (no colour management).
+  const cmyk = meta.space === "cmyk";
+  const { data, info } = await decodeRaw(bytes, name, maxPixels, cmyk);
+  return toRgb(data, info, cmyk, name);
+}
 
+/** The header (no pixel limit, so a too-large image is reported with its size): format, size and pixel count checked. */
+async function checkHeader(bytes: Uint8Array, name: string, maxPixels: number): Promise<Metadata> {
   let meta: Metadata;
   try {
-    // Header only, without the pixel limit, so that a too-large image is reported with its size below.
     meta = await sharp(bytes, { autoOrient: true, limitInputPixels: false, pages: 1, page: 0 }).metadata();
   } catch (e) {
     throw describeSharpError(name, e, maxPixels);
@@ -142,17 +139,31 @@ export async function decodeImage(input: string | Uint8Array, options?: DecodeOp
   if (w0 * h0 > maxPixels) {
     throw imageError(name, `too many pixels (${w0}×${h0} = ${w0 * h0}, limit ${maxPixels}; raise maxPixels to allow it)`);
   }
+  return meta;
+}
 
-  // CMYK (JPEG, TIFF): keep the stored ink values and convert like PIL (no colour management).
-  const cmyk = meta.space === "cmyk";
-  let data: Buffer;
-  let info: OutputInfo;
+/** The first frame/page, EXIF-oriented, as raw 8-bit samples (ink values for CMYK). */
+async function decodeRaw(bytes: Uint8Array, name: string, maxPixels: number, cmyk: boolean): Promise<{ data: Buffer; info: OutputInfo }> {
+  const limit = Number.isFinite(maxPixels) ? Math.floor(maxPixels) : false;
+  const open = () =>
+    sharp(bytes, {
+      autoOrient: true,
+      ignoreIcc: true,
+      failOn: "error", // like PIL: decoder warnings (e.g. extraneous JPEG bytes) pass, truncation and corruption fail
+      limitInputPixels: limit,
+      pages: 1,
+      page: 0,
+    });
   try {
     const pipeline = cmyk ? open().pipelineColourspace("cmyk").toColourspace("cmyk") : open();
-    ({ data, info } = await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true }));
+    return await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
   } catch (e) {
     throw describeSharpError(name, e, maxPixels);
   }
+}
+
+/** Raw samples → RGB like PIL's `convert("RGB")`: grey replicated, alpha dropped (no compositing), CMYK naive. */
+function toRgb(data: Buffer, info: OutputInfo, cmyk: boolean, name: string): RgbImage {
   const { width, height, channels } = info;
   if (width <= 0 || height <= 0) throw imageError(name, `zero-size image (${width}×${height})`);
   const n = width * height;

@@ -11,8 +11,7 @@
  * to the caller: {@link preprocessNaflex} returns only the `gridH · gridW` valid rows.
  */
 import { SiglipError } from "../errors.js";
-import { RESAMPLE_NAMES, fail, isObject, bool, parseRescaleNormalize, shownValue } from "./config-json.js";
-import { RESAMPLE_BILINEAR, type ImageProcessorConfig } from "./config.js";
+import { HUB_RESCALE_NORMALIZE, RESAMPLE_BILINEAR, bool, fail, hubRescaleNormalize, isObject, isPosInt, parseResample, parseRescaleNormalize, shownValue } from "./config-json.js";
 import type { RgbImage } from "./decode.js";
 import { normalizeToChw } from "./normalize.js";
 import { resizeRgb, type ResizeBackend } from "./resize.js";
@@ -37,16 +36,8 @@ const CLASS_DEFAULTS = {
   maxNumPatches: 256,
   doResize: true,
   resample: RESAMPLE_BILINEAR, // Siglip2 (unlike Siglip) defaults to BILINEAR
-  doRescale: true,
-  rescaleFactor: 1 / 255,
-  doNormalize: true,
-  imageMean: [0.5, 0.5, 0.5] as [number, number, number],
-  imageStd: [0.5, 0.5, 0.5] as [number, number, number],
+  ...HUB_RESCALE_NORMALIZE,
 };
-
-function isPosInt(v: unknown): v is number {
-  return typeof v === "number" && Number.isInteger(v) && v >= 1;
-}
 
 /**
  * Upper bounds on `patch_size` and `max_num_patches` in a NaFlex preprocessor config (the
@@ -87,17 +78,7 @@ export function parseNaflexProcessorConfig(
     if (!isPosInt(fallbackPatchSize)) {
       fail(source, `the fallback patch size (vision patch_size) must be a positive integer, got ${JSON.stringify(fallbackPatchSize)}`);
     }
-    return {
-      patchSize: fallbackPatchSize,
-      maxNumPatches: CLASS_DEFAULTS.maxNumPatches,
-      doResize: true,
-      resample: RESAMPLE_BILINEAR,
-      doRescale: true,
-      rescaleFactor: 1 / 255,
-      doNormalize: true,
-      imageMean: [0.5, 0.5, 0.5],
-      imageStd: [0.5, 0.5, 0.5],
-    };
+    return { patchSize: fallbackPatchSize, maxNumPatches: CLASS_DEFAULTS.maxNumPatches, doResize: true, resample: RESAMPLE_BILINEAR, ...hubRescaleNormalize() };
   }
   if (!isObject(json)) fail(source, "expected a JSON object");
   const j = json;
@@ -105,29 +86,16 @@ export function parseNaflexProcessorConfig(
   const patchSize = posIntKey(j.patch_size, CLASS_DEFAULTS.patchSize, source, "patch_size");
   const maxNumPatches = posIntKey(j.max_num_patches, CLASS_DEFAULTS.maxNumPatches, source, "max_num_patches");
   const doResize = bool(j.do_resize, CLASS_DEFAULTS.doResize, source, "do_resize");
-  const { doRescale, rescaleFactor, doNormalize, imageMean, imageStd } = parseRescaleNormalize(j, CLASS_DEFAULTS, source);
-
-
+  const rescaleNormalize = parseRescaleNormalize(j, CLASS_DEFAULTS, source);
   // resample: null → None, which both backends' resize() treat as bilinear.
-  let resample = CLASS_DEFAULTS.resample;
-  if (j.resample !== undefined && j.resample !== null) {
-    if (typeof j.resample !== "number" || !Number.isInteger(j.resample)) {
-      fail(source, `resample must be an integer PIL resampling code, got ${JSON.stringify(j.resample)}`);
-    }
-    resample = j.resample;
-  }
-  if (doResize && resample !== RESAMPLE_BILINEAR) {
-    const nm = RESAMPLE_NAMES[resample] ?? "unknown";
-    fail(source, `resample ${resample} (${nm}) is not supported; only 2 (bilinear) is implemented`);
-  }
-
+  const resample = parseResample(j.resample, CLASS_DEFAULTS.resample, doResize, "bilinear", source);
 
   // Siglip2ImageProcessor ignores cropping, but HF still validates it.
   if (j.do_center_crop === true && (j.crop_size === undefined || j.crop_size === null)) {
     fail(source, "do_center_crop is true but crop_size is not set");
   }
 
-  return { patchSize, maxNumPatches, doResize, resample, doRescale, rescaleFactor, doNormalize, imageMean, imageStd };
+  return { patchSize, maxNumPatches, doResize, resample, ...rescaleNormalize };
 }
 
 /**
@@ -169,21 +137,6 @@ export interface NaflexPatches {
   patches: Float32Array;
   gridH: number;
   gridW: number;
-}
-
-/** The `ImageProcessorConfig` view that {@link normalizeToChw} reads (it uses only the rescale/normalise fields). */
-function normalizeConfig(cfg: NaflexProcessorConfig): ImageProcessorConfig {
-  return {
-    doResize: cfg.doResize,
-    height: 0,
-    width: 0,
-    resample: cfg.resample,
-    doRescale: cfg.doRescale,
-    rescaleFactor: cfg.rescaleFactor,
-    doNormalize: cfg.doNormalize,
-    imageMean: cfg.imageMean,
-    imageStd: cfg.imageStd,
-  };
 }
 
 /**
@@ -235,7 +188,7 @@ export function preprocessNaflex(
     );
   }
 
-  const chw = normalizeToChw(resized, normalizeConfig(cfg), backend);
+  const chw = normalizeToChw(resized, cfg, backend);
   const plane = h * w;
   const rowLen = 3 * p * p;
   const patches = new Float32Array(gridH * gridW * rowLen);

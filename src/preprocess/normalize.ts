@@ -13,7 +13,7 @@
  * JS evaluates each operation in float64 and rounds with `Math.fround`; for +, −, ×, ÷ of
  * float32 operands that equals the float32 operation (double rounding is innocuous).
  */
-import type { ImageProcessorConfig } from "./config.js";
+import type { RescaleNormalize } from "./config-json.js";
 import type { RgbImage } from "./decode.js";
 import type { ResizeBackend } from "./resize.js";
 
@@ -24,7 +24,7 @@ const f = Math.fround;
  * Returns the 256 values a uint8 of channel `c` maps to (used to refuse configs that give
  * non-finite pixel values, see src/preprocess/config-json.ts).
  */
-export function channelLut(c: number, cfg: Pick<ImageProcessorConfig, "doRescale" | "rescaleFactor" | "doNormalize" | "imageMean" | "imageStd">, backend: ResizeBackend): Float32Array {
+export function channelLut(c: number, cfg: RescaleNormalize, backend: ResizeBackend): Float32Array {
   const lut = new Float32Array(256);
   const mean = cfg.imageMean[c]!;
   const std = cfg.imageStd[c]!;
@@ -61,7 +61,7 @@ export function channelLut(c: number, cfg: Pick<ImageProcessorConfig, "doRescale
  * Rescale and normalise an RGB uint8 image to a (3, H, W) float32 array, bit-exact with the
  * chosen transformers backend (spec §4.4). Honours `doRescale` / `doNormalize`.
  */
-export function normalizeToChw(img: RgbImage, cfg: ImageProcessorConfig, backend: ResizeBackend = "torch"): Float32Array {
+export function normalizeToChw(img: RgbImage, cfg: RescaleNormalize, backend: ResizeBackend = "torch"): Float32Array {
   if (backend !== "torch" && backend !== "pil") throw new RangeError(`unknown backend "${String(backend)}"`);
   const n = img.width * img.height;
   if (img.data.length !== n * 3) throw new RangeError(`RGB image data has ${img.data.length} bytes, expected ${n * 3}`);

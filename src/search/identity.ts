@@ -3,10 +3,10 @@
  * (or two preprocessing settings) out of one table.
  */
 import { statSync } from "node:fs";
-import { homedir } from "node:os";
 import { resolve } from "node:path";
 import type { SigLIP2 } from "../api.js";
 import { SiglipError } from "../errors.js";
+import { expandHome } from "../user-dirs.js";
 import { checkpointFingerprint } from "./fingerprint.js";
 import type { TableMeta } from "./store.js";
 
@@ -18,7 +18,7 @@ export type EmbeddingSetup = Omit<TableMeta, "format" | "createdAt">;
  * path (so `search` can load it from anywhere); anything else (a Hub id) is kept.
  */
 export function modelName(arg: string): string {
-  const p = arg === "~" || arg.startsWith("~/") ? homedir() + arg.slice(1) : arg;
+  const p = expandHome(arg);
   try {
     if (statSync(p).isDirectory()) return resolve(p);
   } catch {

@@ -116,47 +116,39 @@ export async function openForIndexing(dbPath: string, table: string, setup: Embe
   return store;
 }
 
+/** A file the walk found new or changed, with the row it replaces (if any). */
 interface Pending {
   file: WalkedFile;
   prev?: ImageRow;
+}
+
+/** A pending file whose content was hashed. */
+type Hashed = Pending & { sha256: string };
+
+/** The state one run carries from step to step. */
+interface IndexRun {
+  model: SigLIP2;
+  store: ImageStore;
+  options: IndexOptions;
+  onError: (e: SiglipError) => void;
+  summary: IndexSummary;
+  /** The row of each path, as the table holds it now. */
+  state: Map<string, ImageRow>;
+  /** Content hashes the table holds (a vector to reuse). */
+  knownHashes: Set<string>;
+  /** The generation of the last batch written. */
+  gen: number;
 }
 
 /** Index (or update the index of) the image files under `roots`. */
 export async function buildIndex(model: SigLIP2, store: ImageStore, roots: string[], options: IndexOptions = {}): Promise<IndexSummary> {
   if (model.dim !== store.meta.dim) throw new SiglipError("index", `${store.where} holds ${store.meta.dim}-dim vectors; the model gives ${model.dim}`);
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_INDEX_BATCH);
-  const onError = options.onError ?? (() => {});
   const summary: IndexSummary = {
     found: 0, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, recovered: 0, total: 0, interrupted: false,
   };
-
-  // 1. Recover from an interrupted run.
-  const { kept: state, removed: recovered } = await store.removeSuperseded(await store.rows());
-  summary.recovered = recovered;
-  let gen = ImageStore.maxGen([...state.values()]);
-  const knownHashes = new Set<string>();
-  for (const r of state.values()) knownHashes.add(r.sha256);
-
-  // 2. Walk and compare with the table.
-  const absRoots = [...new Set(roots.map((r) => resolve(r)))];
-  const unseen: string[] = []; // folders and files that exist but could not be read
-  const files = await walkImages(roots, {
-    exclude: [store.dbPath, ...(options.exclude ?? [])],
-    onError: (e) => (summary.failed++, onError(e)),
-    onSkip: (p) => unseen.push(p),
-  });
-  summary.found = files.length;
-  const pending: Pending[] = [];
-  const seen = new Set<string>();
-  for (const f of files) {
-    seen.add(f.path);
-    const prev = state.get(f.path);
-    if (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs) summary.unchanged++;
-    else pending.push(prev ? { file: f, prev } : { file: f });
-  }
-  const gone = [...state.keys()].filter((p) => !seen.has(p) && absRoots.some((r) => isUnder(p, r)) && !unseen.some((u) => isUnder(p, u)));
-  if (!options.prune && gone.length > 0) refuseMassRemoval(store, absRoots, [...state.keys()], gone);
-  options.onPlan?.({ found: files.length, toProcess: pending.length, unchanged: summary.unchanged, toRemove: gone.length, recovered });
+  const run = await recover(model, store, options, summary); // 1.
+  const { pending, gone } = await plan(run, roots); // 2.
 
   // 3. Batches: hash, reuse or embed, write (one commit), delete the replaced rows.
   let done = 0;
@@ -167,79 +159,7 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
       break;
     }
     const batch = pending.slice(s, s + batchSize);
-    const hashed: Array<Pending & { sha256: string }> = [];
-    const stale: string[] = []; // rows of files that changed into something unreadable
-    const fail = (p: Pending, e: SiglipError) => {
-      summary.failed++;
-      onError(e);
-      if (p.prev) stale.push(p.file.path);
-    };
-    for (const p of batch) {
-      try {
-        hashed.push({ ...p, sha256: await sha256File(p.file.path) });
-      } catch (e) {
-        if (!(e instanceof SiglipError)) throw e;
-        fail(p, e);
-      }
-    }
-    // Content already in the table: reuse its vector.
-    const vectors = await store.vectorsByHash(hashed.filter((h) => knownHashes.has(h.sha256)).map((h) => h.sha256));
-    // New content: embed each distinct content once.
-    const toEmbed = new Map<string, string>(); // sha256 → path
-    for (const h of hashed) if (!vectors.has(h.sha256) && !toEmbed.has(h.sha256)) toEmbed.set(h.sha256, h.file.path);
-    const failedHash = new Map<string, SiglipError>();
-    if (toEmbed.size > 0) {
-      const paths = [...toEmbed.values()];
-      const hashes = [...toEmbed.keys()];
-      const out = await model.imageFeaturesSettled(paths, options.maxPatches !== undefined ? { maxPatches: options.maxPatches } : {});
-      out.forEach((r, i) => {
-        if (r instanceof SiglipError) failedHash.set(hashes[i]!, r);
-        else {
-          vectors.set(hashes[i]!, r.embedding);
-          summary.embedded++;
-        }
-      });
-    }
-    const rows: StoredImage[] = [];
-    gen++;
-    const replaced: string[] = [];
-    for (const h of hashed) {
-      const err = failedHash.get(h.sha256);
-      if (err) {
-        fail(h, toEmbed.get(h.sha256) === h.file.path ? err : new SiglipError("image", `cannot read image ${shownPath(h.file.path)}: same content as ${shownPath(toEmbed.get(h.sha256)!)}, which failed`, { subject: h.file.path }));
-        continue;
-      }
-      // The file must still be what the walk saw: otherwise its hash, its vector and its
-      // size/mtime may describe different contents. Its old row (if any) stays.
-      const now = await stat(h.file.path).catch((e: unknown) => e as NodeJS.ErrnoException);
-      if (now instanceof Error) {
-        fail(h, new SiglipError("image", `cannot read ${shownPath(h.file.path)}: vanished while indexing`, { subject: h.file.path }));
-        continue;
-      }
-      if (now.size !== h.file.size || now.mtimeMs !== h.file.mtimeMs) {
-        summary.failed++;
-        onError(new SiglipError("image", `cannot index ${shownPath(h.file.path)}: it changed while being indexed; run the same command again to index its new content`, { subject: h.file.path }));
-        continue;
-      }
-      rows.push({ path: h.file.path, size: h.file.size, mtimeMs: h.file.mtimeMs, sha256: h.sha256, gen, vector: vectors.get(h.sha256)! });
-      if (!h.prev) summary.added++;
-      else if (h.prev.sha256 === h.sha256) summary.touched++;
-      else summary.updated++;
-      if (toEmbed.get(h.sha256) !== h.file.path && !(h.prev && h.prev.sha256 === h.sha256)) summary.reused++;
-      if (h.prev) replaced.push(h.file.path);
-    }
-    await store.add(rows); // the batch's one commit
-    await options.afterWrite?.(batches);
-    if (replaced.length > 0) await store.deletePaths(replaced, gen);
-    if (stale.length > 0) {
-      await store.deletePaths(stale);
-      summary.removed += stale.length;
-    }
-    for (const r of rows) {
-      knownHashes.add(r.sha256);
-      state.set(r.path, r);
-    }
-    for (const p of stale) state.delete(p);
+    await indexBatch(run, batch, batches);
     batches++;
     done += batch.length;
     options.onProgress?.(done, pending.length);
@@ -253,9 +173,160 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
     summary.removed += gone.length;
   }
   // 5. Merge the batches' fragments.
-  if (batches > 0 || summary.removed > 0 || recovered > 0) await store.compact();
+  if (batches > 0 || summary.removed > 0 || summary.recovered > 0) await store.compact();
   summary.total = await store.count();
   return summary;
+}
+
+/** Step 1: keep the newest row of each path (an interrupted run leaves two) and read the table's state. */
+async function recover(model: SigLIP2, store: ImageStore, options: IndexOptions, summary: IndexSummary): Promise<IndexRun> {
+  const { kept: state, removed } = await store.removeSuperseded(await store.rows());
+  summary.recovered = removed;
+  const knownHashes = new Set<string>();
+  for (const r of state.values()) knownHashes.add(r.sha256);
+  const onError = options.onError ?? (() => {});
+  return { model, store, options, onError, summary, state, knownHashes, gen: ImageStore.maxGen([...state.values()]) };
+}
+
+/**
+ * Step 2: walk the folders and compare with the table: unchanged files (same size and
+ * mtime) are counted, new or changed ones are pending, rows of files that are gone (under
+ * the walked folders, not under one that could not be read) are to be removed. A mass
+ * removal is refused here, before anything is written. Reports the plan.
+ */
+async function plan(run: IndexRun, roots: string[]): Promise<{ pending: Pending[]; gone: string[] }> {
+  const { store, options, summary, state } = run;
+  const absRoots = [...new Set(roots.map((r) => resolve(r)))];
+  const unseen: string[] = []; // folders and files that exist but could not be read
+  const files = await walkImages(roots, {
+    exclude: [store.dbPath, ...(options.exclude ?? [])],
+    onError: (e) => (summary.failed++, run.onError(e)),
+    onSkip: (p) => unseen.push(p),
+  });
+  summary.found = files.length;
+  const pending: Pending[] = [];
+  const seen = new Set<string>();
+  for (const f of files) {
+    seen.add(f.path);
+    const prev = state.get(f.path);
+    if (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs) summary.unchanged++;
+    else pending.push(prev ? { file: f, prev } : { file: f });
+  }
+  const gone = [...state.keys()].filter((p) => !seen.has(p) && absRoots.some((r) => isUnder(p, r)) && !unseen.some((u) => isUnder(p, u)));
+  if (!options.prune && gone.length > 0) refuseMassRemoval(store, absRoots, [...state.keys()], gone);
+  options.onPlan?.({ found: files.length, toProcess: pending.length, unchanged: summary.unchanged, toRemove: gone.length, recovered: summary.recovered });
+  return { pending, gone };
+}
+
+/** Step 3, one batch: hash, find or compute the vectors, write the rows in one commit, delete what they replace. */
+async function indexBatch(run: IndexRun, batch: Pending[], batchNo: number): Promise<void> {
+  const { store, summary } = run;
+  const stale: string[] = []; // rows of files that changed into something unreadable
+  const fail = (p: Pending, e: SiglipError): void => {
+    summary.failed++;
+    run.onError(e);
+    if (p.prev) stale.push(p.file.path);
+  };
+  const hashed = await hashBatch(batch, fail);
+  const { vectors, toEmbed, failedHash } = await batchVectors(run, hashed);
+  run.gen++;
+  const { rows, replaced } = await batchRows(run, hashed, vectors, toEmbed, failedHash, fail);
+  await store.add(rows); // the batch's one commit
+  await run.options.afterWrite?.(batchNo);
+  if (replaced.length > 0) await store.deletePaths(replaced, run.gen);
+  if (stale.length > 0) {
+    await store.deletePaths(stale);
+    summary.removed += stale.length;
+  }
+  for (const r of rows) {
+    run.knownHashes.add(r.sha256);
+    run.state.set(r.path, r);
+  }
+  for (const p of stale) run.state.delete(p);
+}
+
+/** SHA-256 of each file; an unreadable one is reported through `fail` and left out. */
+async function hashBatch(batch: Pending[], fail: (p: Pending, e: SiglipError) => void): Promise<Hashed[]> {
+  const hashed: Hashed[] = [];
+  for (const p of batch) {
+    try {
+      hashed.push({ ...p, sha256: await sha256File(p.file.path) });
+    } catch (e) {
+      if (!(e instanceof SiglipError)) throw e;
+      fail(p, e);
+    }
+  }
+  return hashed;
+}
+
+/**
+ * The vector of each content hash: reused from the table when it holds that content,
+ * else embedded (each distinct content once, from the first path that has it).
+ * `toEmbed`: hash → the path embedded; `failedHash`: hash → why embedding it failed.
+ */
+async function batchVectors(run: IndexRun, hashed: Hashed[]): Promise<{ vectors: Map<string, Float32Array>; toEmbed: Map<string, string>; failedHash: Map<string, SiglipError> }> {
+  const vectors = await run.store.vectorsByHash(hashed.filter((h) => run.knownHashes.has(h.sha256)).map((h) => h.sha256));
+  const toEmbed = new Map<string, string>(); // sha256 → path
+  for (const h of hashed) if (!vectors.has(h.sha256) && !toEmbed.has(h.sha256)) toEmbed.set(h.sha256, h.file.path);
+  const failedHash = new Map<string, SiglipError>();
+  if (toEmbed.size > 0) {
+    const paths = [...toEmbed.values()];
+    const hashes = [...toEmbed.keys()];
+    const maxPatches = run.options.maxPatches;
+    const out = await run.model.imageFeaturesSettled(paths, maxPatches !== undefined ? { maxPatches } : {});
+    out.forEach((r, i) => {
+      if (r instanceof SiglipError) failedHash.set(hashes[i]!, r);
+      else {
+        vectors.set(hashes[i]!, r.embedding);
+        run.summary.embedded++;
+      }
+    });
+  }
+  return { vectors, toEmbed, failedHash };
+}
+
+/**
+ * The rows to write (generation `run.gen`) and the paths whose old rows they replace,
+ * counting added / touched / updated / reused. A file that failed, vanished or changed
+ * since the walk is left out (its old row stays, except for failures: see `fail`).
+ */
+async function batchRows(
+  run: IndexRun,
+  hashed: Hashed[],
+  vectors: Map<string, Float32Array>,
+  toEmbed: Map<string, string>,
+  failedHash: Map<string, SiglipError>,
+  fail: (p: Pending, e: SiglipError) => void,
+): Promise<{ rows: StoredImage[]; replaced: string[] }> {
+  const { summary } = run;
+  const rows: StoredImage[] = [];
+  const replaced: string[] = [];
+  for (const h of hashed) {
+    const err = failedHash.get(h.sha256);
+    if (err) {
+      fail(h, toEmbed.get(h.sha256) === h.file.path ? err : new SiglipError("image", `cannot read image ${shownPath(h.file.path)}: same content as ${shownPath(toEmbed.get(h.sha256)!)}, which failed`, { subject: h.file.path }));
+      continue;
+    }
+    // The file must still be what the walk saw: otherwise its hash, its vector and its
+    // size/mtime may describe different contents. Its old row (if any) stays.
+    const now = await stat(h.file.path).catch((e: unknown) => e as NodeJS.ErrnoException);
+    if (now instanceof Error) {
+      fail(h, new SiglipError("image", `cannot read ${shownPath(h.file.path)}: vanished while indexing`, { subject: h.file.path }));
+      continue;
+    }
+    if (now.size !== h.file.size || now.mtimeMs !== h.file.mtimeMs) {
+      summary.failed++;
+      run.onError(new SiglipError("image", `cannot index ${shownPath(h.file.path)}: it changed while being indexed; run the same command again to index its new content`, { subject: h.file.path }));
+      continue;
+    }
+    rows.push({ path: h.file.path, size: h.file.size, mtimeMs: h.file.mtimeMs, sha256: h.sha256, gen: run.gen, vector: vectors.get(h.sha256)! });
+    if (!h.prev) summary.added++;
+    else if (h.prev.sha256 === h.sha256) summary.touched++;
+    else summary.updated++;
+    if (toEmbed.get(h.sha256) !== h.file.path && !(h.prev && h.prev.sha256 === h.sha256)) summary.reused++;
+    if (h.prev) replaced.push(h.file.path);
+  }
+  return { rows, replaced };
 }
 
 /**

@@ -24,7 +24,6 @@ import { connect, type Connection, type Table } from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Int64, Schema, Utf8 } from "apache-arrow";
 import { join } from "node:path";
 import { SiglipError, errorMessage } from "../errors.js";
-import { userCacheHome } from "../user-dirs.js";
 import { checkDbFolder, checkTableName, shownPath } from "./paths.js";
 
 /** Default table name. */
@@ -32,12 +31,8 @@ export const DEFAULT_TABLE = "images";
 const META_KEY = "siglip2";
 const META_FORMAT = 1;
 
-/** Default database folder: `$SIGLIP2_DB`, else `$XDG_CACHE_HOME/siglip2/db` (when absolute: see src/user-dirs.ts), else `~/.cache/siglip2/db`. */
-export function defaultDbPath(env: NodeJS.ProcessEnv = process.env): string {
-  const explicit = env["SIGLIP2_DB"];
-  if (explicit) return explicit;
-  return join(userCacheHome(env), "siglip2", "db");
-}
+/** Default database folder (see src/user-dirs.ts). */
+export { defaultDbPath } from "../user-dirs.js";
 
 /** Which model (and image preprocessing) built a table. */
 export interface TableMeta {
@@ -140,6 +135,20 @@ function toVector(v: unknown): Float32Array {
   const a = v as { toArray?: () => Float32Array } | number[];
   if (a && typeof (a as { toArray?: unknown }).toArray === "function") return Float32Array.from((a as { toArray: () => Float32Array }).toArray());
   return Float32Array.from(a as number[]);
+}
+
+/** The bookkeeping columns of a row, as stored (snake_case) and as read into an {@link ImageRow}. */
+const ROW_COLUMNS = ["path", "size", "mtime_ms", "sha256", "gen"];
+
+/** A LanceDB record → the {@link ImageRow} fields (the one place that knows the column names). */
+function rowFromRecord(r: Record<string, unknown>): ImageRow {
+  return {
+    path: r["path"] as string,
+    size: num(r["size"]),
+    mtimeMs: num(r["mtime_ms"]),
+    sha256: r["sha256"] as string,
+    gen: num(r["gen"]),
+  };
 }
 
 /**
@@ -297,15 +306,8 @@ export class ImageStore {
 
   /** Every row's bookkeeping columns (no vectors), with their row addresses. */
   async rows(): Promise<ImageRow[]> {
-    const rs = await this.guard(() => this.table.query().select(["path", "size", "mtime_ms", "sha256", "gen"]).withRowId().toArray());
-    return rs.map((r: Record<string, unknown>) => ({
-      path: r["path"] as string,
-      size: num(r["size"]),
-      mtimeMs: num(r["mtime_ms"]),
-      sha256: r["sha256"] as string,
-      gen: num(r["gen"]),
-      rowId: BigInt(r["_rowid"] as bigint | number),
-    }));
+    const rs = await this.guard(() => this.table.query().select(ROW_COLUMNS).withRowId().toArray());
+    return rs.map((r: Record<string, unknown>) => ({ ...rowFromRecord(r), rowId: BigInt(r["_rowid"] as bigint | number) }));
   }
 
   /** Number of rows. */
@@ -391,15 +393,13 @@ export class ImageStore {
 
   /** Every row with its vector (tests, export). */
   async all(): Promise<StoredImage[]> {
-    const rs = await this.guard(() => this.table.query().select(["path", "size", "mtime_ms", "sha256", "gen", "vector"]).toArray());
-    return rs.map((r: Record<string, unknown>) => ({
-      path: r["path"] as string,
-      size: num(r["size"]),
-      mtimeMs: num(r["mtime_ms"]),
-      sha256: r["sha256"] as string,
-      gen: num(r["gen"]),
-      vector: this.checkedVector(r["vector"], r["path"] as string),
-    }));
+    const rs = await this.guard(() => this.table.query().select([...ROW_COLUMNS, "vector"]).toArray());
+    return rs.map((r: Record<string, unknown>) => this.storedFromRecord(r));
+  }
+
+  /** A record read with the vector column → a {@link StoredImage} (its vector checked). */
+  private storedFromRecord(r: Record<string, unknown>): StoredImage {
+    return { ...rowFromRecord(r), vector: this.checkedVector(r["vector"], r["path"] as string) };
   }
 
   /** A stored vector, refused (damaged table) unless it is finite and of unit length. */
@@ -425,17 +425,9 @@ export class ImageStore {
       .vectorSearch(Array.from(vector))
       .distanceType("cosine")
       .limit(limit)
-      .select(["path", "size", "mtime_ms", "sha256", "gen", "vector", "_distance"])
+      .select([...ROW_COLUMNS, "vector", "_distance"])
       .toArray());
-    const out = rs.map((r: Record<string, unknown>) => ({
-      path: r["path"] as string,
-      size: num(r["size"]),
-      mtimeMs: num(r["mtime_ms"]),
-      sha256: r["sha256"] as string,
-      gen: num(r["gen"]),
-      vector: this.checkedVector(r["vector"], r["path"] as string),
-      distance: num(r["_distance"]),
-    }));
+    const out = rs.map((r: Record<string, unknown>) => ({ ...this.storedFromRecord(r), distance: num(r["_distance"]) }));
     if (out.length < limit) {
       const total = await this.count();
       if (out.length < Math.min(limit, total)) {

@@ -3,11 +3,10 @@
  * extension, hidden entries (names starting with ".") and the database folder are
  * skipped. Symbolic links to files are followed; links to folders are not (no cycles).
  */
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { opendir, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
 import { SiglipError } from "../errors.js";
+import { sha256File as sha256FileRaw } from "../weights/hash.js";
 import { fsReason, shownPath } from "./paths.js";
 
 /** Extensions indexed when walking folders (case-insensitive). Files named explicitly are always indexed. */
@@ -118,11 +117,7 @@ export async function walkImages(roots: string[], options: WalkOptions = {}): Pr
 
 /** Hex SHA-256 of a file's bytes, streamed (constant memory). */
 export function sha256File(path: string): Promise<string> {
-  return new Promise((ok, fail) => {
-    const h = createHash("sha256");
-    createReadStream(path, { highWaterMark: 1 << 20 })
-      .on("error", (e) => fail(problem(path, e)))
-      .on("data", (b) => h.update(b))
-      .on("end", () => ok(h.digest("hex")));
+  return sha256FileRaw(path).catch((e: unknown) => {
+    throw problem(path, e);
   });
 }

