@@ -1,6 +1,7 @@
 /**
  * Training graphs of a fixed-resolution SigLIP model (model_type "siglip"): both towers, the
- * sigmoid loss and the backward pass from src/graph/autodiff.ts in one graph, so one
+ * sigmoid loss, optionally the LocCa decoder and its loss (src/models/locca.ts,
+ * ./locca-loss.ts), and the backward pass from src/graph/autodiff.ts in one graph, so one
  * onnxruntime session returns the loss and every gradient.
  *
  * The towers are the inference ones (src/models/siglip.ts `fixresVision`, `textModel`, built
