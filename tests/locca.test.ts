@@ -11,7 +11,8 @@ import { describe, it } from "node:test";
 import { backward } from "../src/graph/autodiff.js";
 import { Graph } from "../src/graph/graph.js";
 import { ort } from "../src/graph/runtime.js";
-import { decoderConfig } from "../src/models/locca.js";
+import { decoderConfig, loccaDecoder, selfAttentionMask } from "../src/models/locca.js";
+import { InputParams } from "../src/models/params.js";
 import { chunkedLoccaLoss, loccaLoss } from "../src/train/locca-loss.js";
 import { paramSpecs } from "../src/train/model.js";
 import { Rng } from "../src/train/rng.js";
@@ -197,6 +198,52 @@ describe("LocCa decoder behaviour (items 10, 11, 13, 16)", () => {
     assert.ok(Math.abs(after.loss - base.loss) <= 1e-6 * base.loss, `${after.loss} vs ${base.loss}`);
     const m = maxErr(after.loccaPerSequence!, base.loccaPerSequence!);
     assert.ok(m.abs <= 1e-6, `per-sequence max-abs ${e(m.abs)}`);
+    // appending 4 pad positions (L = 16): the causal rows' losses stay. (Parallel rows attend to
+    // every position, pads included, as the reference does, so their context changes.)
+    const L2 = L + 4;
+    const widen = <T extends BigInt64Array | Float32Array>(a: T): T => {
+      const out = new (a.constructor as new (n: number) => T)(GOLD_SEQUENCES * L2);
+      for (let s = 0; s < GOLD_SEQUENCES; s++) out.set(a.subarray(s * L, (s + 1) * L) as never, s * L2);
+      return out;
+    };
+    const wide = await loccaStep(g, { length: L2 }, withDecoder(g.batch, { inputIds: widen(d.inputIds), targets: widen(d.targets), weights: widen(d.weights) }));
+    for (let s = 0; s < GOLD_SEQUENCES; s++) {
+      if (causal[s]) assert.ok(Math.abs(wide.loccaPerSequence![s]! - base.loccaPerSequence![s]!) <= 1e-6 * base.loccaPerSequence![s]!, `row ${s} with 4 more pads`);
+    }
+  });
+
+  it("the decoder fed image tokens directly: changing one patch token changes that sequence's logits only (item 16)", async () => {
+    const c = g.ckpt.config;
+    const dc = decoderConfig(c.text_config, c.vision_config);
+    const P = 16;
+    const gr = new Graph("decoder");
+    const p = InputParams.root(gr);
+    const dec = loccaDecoder(p, dc, GOLD_SEQUENCES, L);
+    const memory = gr.input("memory", "float32", [GOLD_SEQUENCES, P, dc.memoryDim]);
+    const causalIn = gr.input("decoder_causal", "int64", [GOLD_SEQUENCES]);
+    gr.node("Identity", [dec.head(dec.hidden(memory, selfAttentionMask(gr, causalIn, L)))], { outputs: ["logits"] });
+    gr.output("logits", "float32", [GOLD_SEQUENCES, L, V]);
+    const sess = await ort.InferenceSession.create(gr.toModelBytes());
+    const rng = new Rng(3);
+    const mem = Float32Array.from({ length: GOLD_SEQUENCES * P * dc.memoryDim }, () => rng.normal());
+    const run = async (m: Float32Array) => {
+      const feeds: Record<string, ort.Tensor> = {
+        memory: new ort.Tensor("float32", m, [GOLD_SEQUENCES, P, dc.memoryDim]),
+        decoder_causal: new ort.Tensor("int64", g.batch.decoder!.causal, [GOLD_SEQUENCES]),
+        decoder_input_ids: new ort.Tensor("int64", g.batch.decoder!.inputIds, [GOLD_SEQUENCES, L]),
+      };
+      for (const sp of p.specs) feeds[sp.name] = new ort.Tensor("float32", g.params.get(sp.name)!, sp.shape);
+      return (await sess.run(feeds))["logits"]!.data as Float32Array;
+    };
+    const base = await run(mem);
+    const changed = mem.slice();
+    const seq = 2;
+    for (let k = 0; k < dc.memoryDim; k++) changed[(seq * P + 9) * dc.memoryDim + k] += 0.5; // patch 9 of sequence 2
+    const after = await run(changed);
+    await sess.release();
+    for (let s = 0; s < GOLD_SEQUENCES; s++) {
+      for (let l = 0; l < L; l++) assert.equal(sameRow(rowPos(base, s, l), rowPos(after, s, l)), s !== seq, `sequence ${s} position ${l}`);
+    }
   });
 
   it("cross-attention reads the un-pooled post-LN tokens, not the MAP head (item 16)", async () => {
