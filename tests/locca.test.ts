@@ -91,7 +91,7 @@ async function lossGraphs(d: { S: number; L: number; D: number; V: number }, chu
   let outs: Record<string, string>;
   if (chunk === undefined) {
     const logits = g.add(g.matmul(h, g.transpose(w, [1, 0])), b);
-    const l = loccaLoss(g, logits, targets, weights, { sequences: d.S, vocab: d.V });
+    const l = loccaLoss(g, logits, targets, weights, { vocab: d.V });
     const gr = backward(g, [{ value: l.loss }], [h, w, b]);
     outs = { loss: l.loss, per: l.perSequence, dh: gr[h]!, dw: gr[w]!, db: gr[b]! };
   } else {
@@ -110,12 +110,12 @@ async function lossGraphs(d: { S: number; L: number; D: number; V: number }, chu
 }
 
 describe("LocCa loss: vocabulary-chunked = full (item 14)", () => {
-  it("vocab 1000: chunks of 128, 333 and 1000 match the full loss and its gradients (h, lm_head W and b) to 1e-6", async () => {
-    const d = { S: 3, L: 6, D: 16, V: 1000 };
+  it("vocab 1000: chunks of 128, 333 and 1000 match the full loss and its gradients (h, lm_head W and b) to 1e-6; empty rows left out", async () => {
+    const d = { S: 4, L: 6, D: 16, V: 1000 };
     const rng = new Rng(11);
     const N = d.S * d.L;
     const weights = new Float32Array(N);
-    for (let s = 0; s < d.S; s++) for (let l = 0; l < d.L; l++) weights[s * d.L + l] = l >= 1 && l < 6 - s ? 1 : 0; // prefix 1, then pad
+    for (let s = 0; s < d.S; s++) for (let l = 0; l < d.L; l++) weights[s * d.L + l] = l >= 1 && l < 6 - s && s < 3 ? 1 : 0; // prefix 1, then pad; row 3 empty
     const feeds = {
       h: new ort.Tensor("float32", Float32Array.from({ length: N * d.D }, () => rng.normal()), [d.S, d.L, d.D]),
       w: new ort.Tensor("float32", Float32Array.from({ length: d.V * d.D }, () => 0.5 * rng.normal()), [d.V, d.D]),
@@ -124,6 +124,9 @@ describe("LocCa loss: vocabulary-chunked = full (item 14)", () => {
       weights: new ort.Tensor("float32", weights, [d.S, d.L]),
     };
     const full = await lossGraphs(d, undefined, feeds);
+    const per = full["per"]!;
+    assert.equal(per[3], 0, "an empty row contributes 0");
+    assert.ok(Math.abs(full["loss"]![0]! - (per[0]! + per[1]! + per[2]!) / 3) <= 1e-6 * full["loss"]![0]!, "mean over the non-empty rows");
     for (const chunk of [128, 333, 1000]) {
       const ch = await lossGraphs(d, chunk, feeds);
       for (const k of ["loss", "per", "dh", "dw", "db"]) {

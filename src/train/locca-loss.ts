@@ -5,8 +5,9 @@
  *   per_seq[s] = Σ_l w[s, l]·CE[s, l] / Σ_l w[s, l]     (w = 0 on the prefix and on padding)
  *   L          = mean_s per_seq[s]
  *
- * A sequence whose weights are all zero would divide by zero (as in the reference); the
- * sequence builders never produce one.
+ * A row whose weights are all zero is an empty slot (a static graph has S rows; an example
+ * without regions fills two of its three with nothing): it is left out of the mean — L is the
+ * mean over the rows with Σw > 0 (the reference's definition when every row has weight).
  *
  * {@link loccaLoss} takes the full (S, L, V) logits and is differentiated by autodiff.
  * {@link chunkedLoccaLoss} never builds them: from the decoder's final hidden states h and the
@@ -41,10 +42,19 @@ function oneHot(g: Graph, targets: string, a0: number, n: number, rank: number):
   return g.op("Cast", [g.op("Equal", [t, idRange(g, a0, n, rank + 1)])], { to: { int: 1 } });
 }
 
-/** per_seq and the mean from per-position CE (S, L) and weights (S, L). */
-function reduceSequences(g: Graph, ce: string, weights: string, S: number): LoccaLoss {
-  const perSequence = g.div(sumAxis(g, g.mul(ce, weights), 1, false), sumAxis(g, weights, 1, false)); // (S)
-  const loss = g.div(g.op("ReduceSum", [perSequence], { keepdims: { int: 0 } }), g.constF(S));
+/** Σ_l w (S, keep → (S, 1)) floored at a tiny value (an empty row: 0 / tiny = 0), and the number of non-empty rows (≥ 1). */
+function rowWeights(g: Graph, weights: string, keep: boolean): { sum: string; rows: string } {
+  const sum = sumAxis(g, weights, 1, keep);
+  const present = g.op("Cast", [g.op("Greater", [sum, g.constF(0)])], { to: { int: 1 } });
+  const rows = g.op("Max", [g.op("ReduceSum", [present], { keepdims: { int: 0 } }), g.constF(1)]);
+  return { sum: g.op("Max", [sum, g.constF(1e-12)]), rows };
+}
+
+/** per_seq and the mean over non-empty rows from per-position CE (S, L) and weights (S, L). */
+function reduceSequences(g: Graph, ce: string, weights: string): LoccaLoss {
+  const w = rowWeights(g, weights, false);
+  const perSequence = g.div(sumAxis(g, g.mul(ce, weights), 1, false), w.sum); // (S)
+  const loss = g.div(g.op("ReduceSum", [perSequence], { keepdims: { int: 0 } }), w.rows);
   return { loss, perSequence };
 }
 
@@ -52,10 +62,10 @@ function reduceSequences(g: Graph, ce: string, weights: string, S: number): Locc
  * The loss from full logits (S, L, V), targets (S, L) int64 and weights (S, L) float32:
  * LogSoftmax and a one-hot pick, differentiated by autodiff.
  */
-export function loccaLoss(g: Graph, logits: string, targets: string, weights: string, d: { sequences: number; vocab: number }): LoccaLoss {
+export function loccaLoss(g: Graph, logits: string, targets: string, weights: string, d: { vocab: number }): LoccaLoss {
   const logp = g.op("LogSoftmax", [logits], { axis: { int: -1 } }); // (S, L, V)
   const ce = g.op("Neg", [sumAxis(g, g.mul(oneHot(g, targets, 0, d.vocab, 2), logp), -1, false)]); // (S, L)
-  return reduceSequences(g, ce, weights, d.sequences);
+  return reduceSequences(g, ce, weights);
 }
 
 export interface ChunkedLoccaLoss extends LoccaLoss {
@@ -104,10 +114,11 @@ export function chunkedLoccaLoss(
   // the target's logit: h · W[t] + b[t]
   const target = g.add(sumAxis(g, g.mul(h, g.gather(weight, t, 0)), 1, true), g.reshape(g.gather(bias, t, 0), [N, 1])); // (N, 1)
   const ce = g.reshape(g.sub(lse, target), [S, L]);
-  const out = reduceSequences(g, ce, weights, S);
+  const out = reduceSequences(g, ce, weights);
 
-  // backward, chunk by chunk: dlogitsᵀ = c·(softmax − onehot)ᵀ with c = w / Σ_l w / S
-  const coef = g.reshape(g.div(g.div(weights, sumAxis(g, weights, 1, true)), g.constF(S)), [1, N]); // (1, N)
+  // backward, chunk by chunk: dlogitsᵀ = c·(softmax − onehot)ᵀ with c = w / Σ_l w / rows
+  const rw = rowWeights(g, weights, true);
+  const coef = g.reshape(g.div(g.div(weights, rw.sum), rw.rows), [1, N]); // (1, N)
   const lseRow = g.reshape(lse, [1, N]);
   const dH: string[] = [];
   const dW: string[] = [];

@@ -178,7 +178,7 @@ export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGra
     let loc: { loss: string; perSequence: string };
     if (lo.vocabChunk === undefined) {
       const logits = decoder.head(hidden); // (S, L, V)
-      loc = loccaLoss(g, logits, targets, weights, { sequences: S, vocab: dc.vocab });
+      loc = loccaLoss(g, logits, targets, weights, { vocab: dc.vocab });
       if (lo.outputLogits) emitValue(g, logits, "decoder_logits", [S, L, dc.vocab]);
       seeds.push({ value: loc.loss });
     } else {
