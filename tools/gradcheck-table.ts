@@ -1,7 +1,8 @@
 /**
  * Prints the gradient-check table: every autodiff rule against central finite differences,
  * and the whole tiny SigLIP's loss and parameter gradients against PyTorch autograd
- * (tests/fixtures/goldens/train-grads.safetensors, float64), full and chunked loss.
+ * (tests/fixtures/goldens/train-grads.safetensors, float64), full and chunked loss; then the
+ * same with the LocCa decoder (tests/fixtures/goldens/locca-grads.safetensors).
  *
  *   npx tsx tools/gradcheck-table.ts
  */
@@ -10,6 +11,7 @@ import { gradCheck, opCases } from "../src/train/gradcheck.js";
 import { TrainSession, loadParams } from "../src/train/session.js";
 import { Checkpoint } from "../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
+import { loccaGolden, loccaStep, maxErr } from "../tests/harness/locca-golden.js";
 import { FIXTURES } from "../tests/harness/paths.js";
 
 const e = (x: number) => x.toExponential(1);
@@ -46,4 +48,32 @@ for (const chunk of [undefined, 3]) {
   }
   for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
   await s.release();
+}
+
+// LocCa decoder (tests/fixtures/goldens/locca-grads.safetensors, tools/reference/locca_goldens.py):
+// sigmoid + LocCa loss, the 88 tower and 32 decoder gradients, full logits and vocabulary chunks.
+const lg = loccaGolden();
+process.stdout.write("\nLocCa: sigmoid + LocCa (fixres-f32, 4 images, 8 decoder sequences of 12) vs PyTorch float64 autograd; tolerance 1e-5·max(1, ‖ref‖∞)\n\n| LocCa loss | tensor group | tensors | worst max-abs | worst max-abs / max(1, ‖ref‖∞) |\n|---|---|---|---|---|\n");
+for (const chunk of [undefined, 128]) {
+  const r = await loccaStep(lg, chunk === undefined ? { outputLogits: true } : { vocabChunk: chunk });
+  const label = chunk === undefined ? "full (autodiff)" : `chunked (vocab ${chunk})`;
+  process.stdout.write(`| ${label} | loss | 1 | ${e(Math.abs(r.loss - lg.gold.readFloat32("loss")[0]!))} | – |\n`);
+  process.stdout.write(`| ${label} | LocCa part | 1 | ${e(Math.abs(r.loccaLoss! - lg.gold.readFloat32("locca_loss")[0]!))} | – |\n`);
+  if (r.decoderLogits) {
+    const m = maxErr(r.decoderLogits, lg.gold.readFloat32("decoder_logits"));
+    process.stdout.write(`| ${label} | decoder logits | 1 | ${e(m.abs)} | ${e(m.abs / Math.max(1, m.scale))} |\n`);
+  }
+  const groups = new Map<string, { n: number; abs: number; rel: number }>();
+  for (const [name, g] of r.grads) {
+    const m = maxErr(g, lg.gold.readFloat32(`grad.${name}`));
+    const key = name.startsWith("decoder.")
+      ? name.replace(/^decoder\.layers\.\d+\.(self_attn|cross_attn|mlp|layer_norm\d).*$/, "decoder.layers.*.$1").replace(/^decoder\.(embed_tokens|position_embedding|final_layer_norm|lm_head)\..*$/, "decoder.$1")
+      : name.startsWith("vision_model.") || name.startsWith("text_model.") ? name.split(".")[0]! : "logit_scale, logit_bias";
+    const gr = groups.get(key) ?? { n: 0, abs: 0, rel: 0 };
+    gr.n++;
+    gr.abs = Math.max(gr.abs, m.abs);
+    gr.rel = Math.max(gr.rel, m.abs / Math.max(1, m.scale));
+    groups.set(key, gr);
+  }
+  for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
 }

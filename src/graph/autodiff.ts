@@ -16,6 +16,14 @@
  * ```
  * A seed can also carry an upstream gradient (`{ value: emb, grad: "d_emb" }`), which gives a
  * vector–Jacobian product; several seeds add up.
+ *
+ * Custom gradient boundary: a part of the graph may be differentiated by hand instead (the
+ * chunked losses of src/train/loss.ts and src/train/locca-loss.ts, which never build the whole
+ * logit matrix). Its forward ops are built as usual, and its analytic gradient enters as
+ * seeds: `{ value: x, grad: dx }` for every value x the part reads — intermediate values
+ * (embeddings, hidden states) and parameters alike (a seed on a `wrt` input is that input's
+ * gradient contribution). The part's own outputs must not be seeds, so no gradient flows
+ * through its forward ops (they are skipped: nothing reaches them).
  */
 import type { DTypeName, Graph, NodeDef } from "./graph.js";
 import { attrInt, attrInts, broadcast, constInts, inferShapes, normAxis, numel, type TensorMeta } from "./shapes.js";
@@ -23,7 +31,7 @@ import { attrInt, attrInts, broadcast, constInts, inferShapes, normAxis, numel, 
 /** Ops with a gradient rule. */
 export const DIFFERENTIABLE_OPS = [
   "Add", "Sub", "Mul", "Div", "MatMul", "Neg", "Identity", "Tanh", "Erf", "Exp", "Log", "Sigmoid", "Softplus",
-  "Sqrt", "Reciprocal", "Softmax", "Transpose", "Reshape", "Gather", "LayerNormalization", "Conv", "ReduceSum",
+  "Sqrt", "Reciprocal", "Softmax", "LogSoftmax", "Transpose", "Reshape", "Gather", "LayerNormalization", "Conv", "ReduceSum",
   "ReduceMean", "Expand", "Slice", "Concat", "Unsqueeze", "Squeeze",
 ] as const;
 
@@ -215,6 +223,12 @@ const RULES: Record<string, Rule> = {
     const axis = normAxis(attrInt(n, "axis", -1), e.m(y).shape.length);
     const s = e.reduceSum(e.bin("Mul", dy, y), [axis], true);
     return [e.bin("Mul", y, e.bin("Sub", dy, s))];
+  },
+  LogSoftmax: (e, n, dy) => {
+    // y = x − logsumexp(x): dx = dy − softmax(x)·Σ dy
+    const y = n.outputs[0]!;
+    const axis = normAxis(attrInt(n, "axis", -1), e.m(y).shape.length);
+    return [e.bin("Sub", dy, e.bin("Mul", e.un("Exp", y), e.reduceSum(dy, [axis], true)))];
   },
   Transpose: (e, n, dy) => {
     const r = e.m(n.inputs[0]!).shape.length;

@@ -76,6 +76,7 @@ interface NodeShapes {
 
 type ShapeRule = (s: NodeShapes) => void;
 
+const compare: ShapeRule = ({ n, x, m, set }) => set(broadcast(x, m(1).shape, n.name), "bool");
 const same: ShapeRule = ({ x, set }) => set([...x]);
 const elementwise: ShapeRule = ({ n, x, m, set }) => set(broadcast(x, m(1).shape, n.name));
 
@@ -177,7 +178,9 @@ function pad({ g, n, x, set }: NodeShapes): void {
 export const SHAPE_RULES: Record<string, ShapeRule> = {
   Add: elementwise, Sub: elementwise, Mul: elementwise, Div: elementwise, Pow: elementwise,
   Neg: same, Identity: same, Tanh: same, Erf: same, Exp: same, Log: same, Sigmoid: same, Softplus: same,
-  Sqrt: same, Reciprocal: same, Softmax: same, Relu: same, Abs: same, ScatterND: same,
+  Sqrt: same, Reciprocal: same, Softmax: same, LogSoftmax: same, Relu: same, Abs: same, ScatterND: same,
+  Max: elementwise,
+  Equal: compare, Greater: compare,
   MatMul: matmul,
   Transpose: transpose,
   Reshape: ({ g, n, x, set }) => set(reshapeTarget(x, needConst(g, n, 1))),

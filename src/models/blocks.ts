@@ -68,16 +68,28 @@ export function mlp(p: ParamSource, d: LayerDims): Layer {
 const compose = (f: Layer, h: Layer): Layer => (x) => h(f(x));
 
 /**
+ * Multi-head attention under `p` (q_proj, k_proj, v_proj) up to out_proj: queries from
+ * h (B, Sq, D), keys and values from `kv` (B, Sk, kvDim) — h itself for self-attention, the
+ * image tokens for the LocCa decoder's cross-attention (k_proj / v_proj are then (D, kvDim)).
+ * `mask` is an additive mask broadcast to the scores (B, H, Sq, Sk): a key-padding
+ * (B, 1, 1, Sk) or a per-row causal (B, 1, Sq, Sk) one. Standard ops only.
+ */
+export function multiHeadAttention(p: ParamSource, d: LayerDims, kvDim = d.hidden): (h: string, kv: string, mask?: string) => string {
+  const q = p.linear("q_proj", d.hidden, d.hidden);
+  const k = p.linear("k_proj", kvDim, d.hidden);
+  const v = p.linear("v_proj", kvDim, d.hidden);
+  return (h, kv, mask) => attention(p.g, q(h), k(kv), v(kv), d, mask);
+}
+
+/**
  * SiglipAttention under `p` (q_proj, k_proj, v_proj) up to out_proj: h (B, S, D) → (B, S, D).
- * The source may fuse it into one op; otherwise three projections + {@link attention}.
+ * The source may fuse it into one op; otherwise {@link multiHeadAttention} with kv = h.
  */
 function selfAttention(p: ParamSource, d: LayerDims): AttentionLayer {
   const fused = p.fusedSelfAttention?.(d.hidden, d.heads);
   if (fused) return fused;
-  const q = p.linear("q_proj", d.hidden, d.hidden);
-  const k = p.linear("k_proj", d.hidden, d.hidden);
-  const v = p.linear("v_proj", d.hidden, d.hidden);
-  return (h, mask) => attention(p.g, q(h), k(h), v(h), d, mask?.additive);
+  const mha = multiHeadAttention(p, d);
+  return (h, mask) => mha(h, h, mask?.additive);
 }
 
 /** SiglipEncoderLayer under `p` (pre-LN): x + attn(LN1(x)), then + mlp(LN2(x)). x: (B, S, D). */

@@ -9,7 +9,7 @@
  */
 import type { Dim, Graph } from "../graph/graph.js";
 import type { WeightStore } from "../weights/checkpoint.js";
-import type { AttentionLayer, Layer, ParamSource } from "./params.js";
+import type { AttentionLayer, Layer, ParamSource, TokenInputs } from "./params.js";
 
 /**
  * How linear layers and attention are expressed in the graph.
@@ -126,8 +126,8 @@ export class WeightLoader implements ParamSource {
   }
 
   /** The table stays on disk: the caller gathers the rows a batch needs and feeds `inputs_embeds`. */
-  tokenEmbeddings(_name: string, _vocab: number, dim: number, batch: Dim, seq: Dim): string {
-    return this.g.input("inputs_embeds", "float32", [batch, seq, dim]); // (B, T, D)
+  tokenEmbeddings(_name: string, _vocab: number, dim: number, batch: Dim, seq: Dim, o: TokenInputs = {}): string {
+    return this.g.input(o.embeds ?? "inputs_embeds", "float32", [batch, seq, dim]); // (B, T, D)
   }
 
   /** Fused and int8 modes: bias + tanh-GELU in one contrib op after the fc1 matmul. */

@@ -56,12 +56,22 @@ export interface ParamSource {
    * part, in row-block order. Parts named in `fp32` stay fp32 even in int8 mode.
    */
   packedLinear(weight: string, bias: string, parts: string[], inF: number, outF: number, o?: { fp32?: string[] }): Layer[];
-  /** Token embeddings (B, T, D) of table `name` (vocab, dim): how ids reach the graph is the source's choice. */
-  tokenEmbeddings(name: string, vocab: number, dim: number, batch: Dim, seq: Dim): string;
+  /**
+   * Token embeddings (B, T, D) of table `name` (vocab, dim): how ids reach the graph is the
+   * source's choice (graph input `o.ids`, default "input_ids", or embeddings `o.embeds`,
+   * default "inputs_embeds"; the LocCa decoder names its own).
+   */
+  tokenEmbeddings(name: string, vocab: number, dim: number, batch: Dim, seq: Dim, o?: TokenInputs): string;
   /** fc1 + tanh-GELU as one fused op, or null where the source does not fuse (the block composes linear and gelu). */
   fusedLinearGelu?(name: string, inF: number, outF: number): Layer | null;
   /** q/k/v projections + attention as one fused op, or null where the source does not fuse. */
   fusedSelfAttention?(hidden: number, heads: number): AttentionLayer | null;
+}
+
+/** Graph input names of a token table's ids (training) or gathered rows (inference). */
+export interface TokenInputs {
+  ids?: string;
+  embeds?: string;
 }
 
 const join = (prefix: string, name: string): string => (prefix ? `${prefix}.${name}` : name);
@@ -129,8 +139,8 @@ export class InputParams implements ParamSource {
     });
   }
 
-  tokenEmbeddings(name: string, vocab: number, dim: number, batch: Dim, seq: Dim): string {
-    const ids = this.g.input("input_ids", "int64", [batch, seq]); // (B, T)
+  tokenEmbeddings(name: string, vocab: number, dim: number, batch: Dim, seq: Dim, o: TokenInputs = {}): string {
+    const ids = this.g.input(o.ids ?? "input_ids", "int64", [batch, seq]); // (B, T)
     return this.g.gather(this.tensor(name, [vocab, dim]), ids, 0); // (B, T, D)
   }
 }

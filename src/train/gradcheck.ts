@@ -155,6 +155,7 @@ export function opCases(): OpCase[] {
     u("Softplus", F, [3, 4]),
     { label: "Softmax axis −1", dtype: D, inputs: [{ name: "x", shape: [2, 3, 5] }], build: (g, [x]) => g.softmax(x!, -1) },
     { label: "Softmax axis 1", dtype: D, inputs: [{ name: "x", shape: [2, 3, 5] }], build: (g, [x]) => g.softmax(x!, 1) },
+    { label: "LogSoftmax axis −1", dtype: D, inputs: [{ name: "x", shape: [2, 3, 5] }], build: (g, [x]) => g.op("LogSoftmax", [x!], { axis: { int: -1 } }) },
     { label: "Transpose [0,2,1,3]", dtype: D, inputs: [{ name: "x", shape: [2, 3, 4, 2] }], build: (g, [x]) => g.transpose(x!, [0, 2, 1, 3]) },
     { label: "Transpose [0,2,3,1]", dtype: D, inputs: [{ name: "x", shape: [2, 3, 4, 2] }], build: (g, [x]) => g.transpose(x!, [0, 2, 3, 1]) },
     { label: "Reshape [0,0,2,2]", dtype: D, inputs: [{ name: "x", shape: [2, 3, 4] }], build: (g, [x]) => g.reshape(x!, [0, 0, 2, 2]) },

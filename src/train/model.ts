@@ -1,6 +1,7 @@
 /**
  * Training graphs of a fixed-resolution SigLIP model (model_type "siglip"): both towers, the
- * sigmoid loss and the backward pass from src/graph/autodiff.ts in one graph, so one
+ * sigmoid loss, optionally the LocCa decoder and its loss (src/models/locca.ts,
+ * ./locca-loss.ts), and the backward pass from src/graph/autodiff.ts in one graph, so one
  * onnxruntime session returns the loss and every gradient.
  *
  * The towers are the inference ones (src/models/siglip.ts `fixresVision`, `textModel`, built
@@ -9,12 +10,14 @@
  * key, in checkpoint layout, recorded in the order the graph asks for it — that order is the
  * parameter list ({@link paramSpecs}) of checkpoints, initialisation and optimiser state.
  */
-import { backward } from "../graph/autodiff.js";
+import { backward, type Seed } from "../graph/autodiff.js";
 import { Graph, type Dim } from "../graph/graph.js";
+import { DECODER_PREFIX, decoderConfig, gatherPerSequence, loccaDecoder, selfAttentionMask } from "../models/locca.js";
 import { InputParams, type ParamSpec } from "../models/params.js";
 import { fixresVision, textModel } from "../models/siglip.js";
 import { towerForward } from "../models/tower.js";
 import type { SiglipConfig } from "../weights/config.js";
+import { chunkedLoccaLoss, loccaLoss } from "./locca-loss.js";
 import { chunkedSigmoidLoss, l2normalize, sigmoidLoss } from "./loss.js";
 
 
@@ -31,28 +34,67 @@ function requireFixres(c: SiglipConfig): void {
   if (c.model_type !== "siglip") throw new Error("training supports fixed-resolution (model_type \"siglip\") checkpoints only");
 }
 
-/** Pooled output (B, D) of one tower, built on the training source. */
-function pooled(p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim): string {
-  return towerForward(p, tower === "vision" ? fixresVision(c.vision_config) : textModel(c.text_config), batch).pooled;
+/** Last hidden state (B, S, D) and pooled output (B, D) of one tower, built on the training source. */
+function towerOut(p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim): { last: string; pooled: string } {
+  return towerForward(p, tower === "vision" ? fixresVision(c.vision_config) : textModel(c.text_config), batch);
 }
 
-/** The two towers' embeddings (n, D), L2-normalised, and the loss scalars t' and b: what a training graph asks for. */
-function forward(p: InputParams, c: SiglipConfig, batch: Dim): { zimg: string; ztxt: string; scale: string; bias: string } {
-  const zimg = l2normalize(p.g, pooled(p, c, "vision", batch));
+const pooled = (p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim): string => towerOut(p, c, tower, batch).pooled;
+
+/**
+ * The two towers' embeddings (n, D), L2-normalised, the loss scalars t' and b, and the image
+ * tokens (n, P, Dv) (post-LN, before the MAP head: what the LocCa decoder attends to).
+ */
+function forward(p: InputParams, c: SiglipConfig, batch: Dim): { zimg: string; ztxt: string; scale: string; bias: string; imageTokens: string } {
+  const vision = towerOut(p, c, "vision", batch);
+  const zimg = l2normalize(p.g, vision.pooled);
   const ztxt = l2normalize(p.g, pooled(p, c, "text", batch));
-  return { zimg, ztxt, scale: p.tensor("logit_scale", [1]), bias: p.tensor("logit_bias", [1]) };
+  return { zimg, ztxt, scale: p.tensor("logit_scale", [1]), bias: p.tensor("logit_bias", [1]), imageTokens: vision.last };
+}
+
+/** Training objectives: the sigmoid loss (always in a SigLIP model) and the LocCa decoder loss. */
+export type Objective = "sigmoid" | "locca";
+
+/** Which objectives a graph has (default: sigmoid only). */
+function objectivesOf(o: { objectives?: readonly Objective[] }): { sigmoid: boolean; locca: boolean } {
+  const list = o.objectives ?? ["sigmoid"];
+  if (list.length === 0) throw new Error("internal: a training graph needs at least one objective");
+  return { sigmoid: list.includes("sigmoid"), locca: list.includes("locca") };
 }
 
 /**
- * Every parameter of a FixRes SigLIP model, in a fixed order (vision, text, t', b): the
- * parameters the training graph asks for, in the order it asks (see src/models/params.ts).
+ * Every parameter of a FixRes SigLIP model, in a fixed order (vision, text, t', b, then the
+ * LocCa decoder's `decoder.*` when that objective is on): the parameters the training graph
+ * asks for, in the order it asks (see src/models/params.ts).
  */
-export function paramSpecs(c: SiglipConfig): ParamSpec[] {
+export function paramSpecs(c: SiglipConfig, o: { objectives?: readonly Objective[] } = {}): ParamSpec[] {
   requireFixres(c);
   const p = InputParams.root(new Graph("siglip.params"));
   forward(p, c, 1);
+  if (objectivesOf(o).locca) loccaDecoder(p, decoderConfig(c.text_config, c.vision_config), 1, 1);
   return [...p.specs];
 }
+
+/** Shape of the LocCa part of a training batch: S decoder sequences of L tokens. */
+export interface LoccaGraphOptions {
+  /** Decoder sequences S per micro-batch (captions + referring expressions + grounded captions). */
+  sequences: number;
+  /** Decoder sequence length L (≤ text max_position_embeddings). */
+  length: number;
+  /** Use the vocabulary-chunked loss with this many rows per chunk (default: full logits, autodiff). */
+  vocabChunk?: number;
+  /** Also output `decoder_logits` (S, L, V) (full loss only). */
+  outputLogits?: boolean;
+}
+
+/** Graph inputs of the LocCa objective (the golden's names, tools/reference/locca_goldens.py). */
+export const LOCCA_INPUTS = {
+  ids: "decoder_input_ids", // (S, L) int64: BOS-shifted tokens, or the mask token in parallel rows
+  targets: "decoder_targets", // (S, L) int64
+  weights: "decoder_weights", // (S, L) float32: 0 on prefix and pad
+  causal: "decoder_causal", // (S) int64: 1 causal, 0 parallel
+  image: "decoder_image", // (S) int64: the image of each sequence
+} as const;
 
 /** Options of a training graph. */
 export interface TrainGraphOptions {
@@ -64,9 +106,16 @@ export interface TrainGraphOptions {
   lossChunk?: number;
   /** Also output the (n, n) logits (full loss only). */
   outputLogits?: boolean;
+  /** Objectives (default ["sigmoid"]); the total loss is their unweighted sum. */
+  objectives?: readonly Objective[];
+  /** Required with the "locca" objective. */
+  locca?: LoccaGraphOptions;
 }
 
-/** A built training graph: inputs are the parameters, `pixel_values` and `input_ids`. */
+/**
+ * A built training graph: inputs are the parameters, `pixel_values`, `input_ids` and, with
+ * LocCa, the {@link LOCCA_INPUTS}.
+ */
 export interface TrainGraph {
   graph: Graph;
   params: ParamSpec[];
@@ -74,41 +123,90 @@ export interface TrainGraph {
   trainable: string[];
 }
 
-/** Forward + sigmoid loss + backward in one graph. Outputs: `loss`, `grad.<param>` (and `logits`). */
+/**
+ * Forward + losses + backward in one graph. Outputs: `loss` (the sum of the objectives),
+ * `grad.<param>`, `sigmoid_loss`, and with LocCa `locca_loss`, `locca_per_sequence` (S)
+ * (and `logits` / `decoder_logits` when asked for).
+ *
+ * Each objective contributes its own seeds to one backward pass: a full loss its scalar, a
+ * chunked loss its hand-written gradients (the custom-gradient boundary of autodiff.ts).
+ */
 export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGraph {
   requireFixres(c);
+  const obj = objectivesOf(o);
   const g = new Graph("siglip.train");
   const p = InputParams.root(g);
   const n = o.batch;
-  const { zimg, ztxt, scale, bias } = forward(p, c, n);
+  const { zimg, ztxt, scale, bias, imageTokens } = forward(p, c, n);
+  const lo = o.locca;
+  if (obj.locca && !lo) throw new Error("internal: the locca objective needs TrainGraphOptions.locca");
+  const dc = decoderConfig(c.text_config, c.vision_config);
+  const decoder = obj.locca ? loccaDecoder(p, dc, lo!.sequences, lo!.length) : null;
   const params = [...p.specs];
   const specs = new Map(params.map((s) => [s.name, s]));
   const trainable = params.filter(o.trainable ?? (() => true)).map((p) => p.name);
-  let loss: string;
-  let grads: Record<string, string>;
+  const seeds: Seed[] = [];
+  const direct: Record<string, string> = {}; // gradients written by hand, not by autodiff
+  const parts: string[] = [];
+
+  let sigLoss: string;
   if (o.lossChunk === undefined) {
     const full = sigmoidLoss(g, zimg, ztxt, scale, bias, n);
-    loss = full.loss;
-    if (o.outputLogits) {
-      g.node("Identity", [full.logits], { outputs: ["logits"] });
-      g.output("logits", "float32", [n, n]);
-    }
-    grads = backward(g, [{ value: loss }], trainable);
+    sigLoss = full.loss;
+    if (o.outputLogits) emitValue(g, full.logits, "logits", [n, n]);
+    if (obj.sigmoid) seeds.push({ value: sigLoss });
   } else {
     const ch = chunkedSigmoidLoss(g, zimg, ztxt, scale, bias, n, o.lossChunk);
-    loss = ch.loss;
-    const towerParams = trainable.filter((p) => p !== "logit_scale" && p !== "logit_bias");
-    grads = backward(g, [{ value: zimg, grad: ch.dZimg }, { value: ztxt, grad: ch.dZtxt }], towerParams);
-    if (trainable.includes("logit_scale")) grads["logit_scale"] = ch.dLogitScale;
-    if (trainable.includes("logit_bias")) grads["logit_bias"] = ch.dLogitBias;
+    sigLoss = ch.loss;
+    if (obj.sigmoid) {
+      seeds.push({ value: zimg, grad: ch.dZimg }, { value: ztxt, grad: ch.dZtxt });
+      direct["logit_scale"] = ch.dLogitScale;
+      direct["logit_bias"] = ch.dLogitBias;
+    }
   }
-  g.node("Identity", [loss], { outputs: ["loss"] });
-  g.output("loss", "float32", []);
-  for (const name of trainable) {
-    g.node("Identity", [grads[name]!], { outputs: [`grad.${name}`] });
-    g.output(`grad.${name}`, "float32", specs.get(name)!.shape);
+  if (obj.sigmoid) parts.push(sigLoss);
+  emitValue(g, sigLoss, "sigmoid_loss", []);
+
+  if (decoder && lo) {
+    const S = lo.sequences;
+    const L = lo.length;
+    const targets = g.input(LOCCA_INPUTS.targets, "int64", [S, L]);
+    const weights = g.input(LOCCA_INPUTS.weights, "float32", [S, L]);
+    const causal = g.input(LOCCA_INPUTS.causal, "int64", [S]);
+    const image = g.input(LOCCA_INPUTS.image, "int64", [S]);
+    const hidden = decoder.hidden(gatherPerSequence(g, imageTokens, image), selfAttentionMask(g, causal, L)); // (S, L, D)
+    let loc: { loss: string; perSequence: string };
+    if (lo.vocabChunk === undefined) {
+      const logits = decoder.head(hidden); // (S, L, V)
+      loc = loccaLoss(g, logits, targets, weights, { vocab: dc.vocab });
+      if (lo.outputLogits) emitValue(g, logits, "decoder_logits", [S, L, dc.vocab]);
+      seeds.push({ value: loc.loss });
+    } else {
+      // the lm_head tensors by key (InputParams hands back the inputs it already made)
+      const head = p.at(DECODER_PREFIX).at("lm_head");
+      const w = head.tensor("weight", [dc.vocab, dc.hidden], { decay: true });
+      const b = head.tensor("bias", [dc.vocab]);
+      const ch = chunkedLoccaLoss(g, hidden, w, b, targets, weights, { sequences: S, length: L, hidden: dc.hidden, vocab: dc.vocab }, lo.vocabChunk);
+      loc = ch;
+      seeds.push({ value: hidden, grad: ch.dHidden }, { value: w, grad: ch.dWeight }, { value: b, grad: ch.dBias });
+    }
+    parts.push(loc.loss);
+    emitValue(g, loc.loss, "locca_loss", []);
+    emitValue(g, loc.perSequence, "locca_per_sequence", [S]);
   }
+
+  const loss = parts.reduce((acc, v) => g.add(acc, v));
+  const grads = backward(g, seeds, trainable.filter((name) => !(name in direct)));
+  for (const [name, v] of Object.entries(direct)) if (trainable.includes(name)) grads[name] = v;
+  emitValue(g, loss, "loss", []);
+  for (const name of trainable) emitValue(g, grads[name]!, `grad.${name}`, specs.get(name)!.shape);
   return { graph: g, params, trainable };
+}
+
+/** Name a value as a float32 graph output. */
+function emitValue(g: Graph, value: string, name: string, shape: number[]): void {
+  g.node("Identity", [value], { outputs: [name] });
+  g.output(name, "float32", shape);
 }
 
 /** Forward-only graph of one tower (any batch size): parameters as inputs → `embeds` (B, D), L2-normalised. */

@@ -7,7 +7,7 @@ import { ort } from "../graph/runtime.js";
 import { sessionOptions, type SessionSettings } from "../graph/session-options.js";
 import type { WeightStore } from "../weights/checkpoint.js";
 import type { ParamSpec } from "../models/params.js";
-import { buildEmbedGraph, buildTrainGraph, type Tower, type TrainGraphOptions } from "./model.js";
+import { LOCCA_INPUTS, buildEmbedGraph, buildTrainGraph, type Tower, type TrainGraphOptions } from "./model.js";
 import type { SiglipConfig } from "../weights/config.js";
 
 /** Parameter values by checkpoint key. */
@@ -42,6 +42,22 @@ export interface Batch {
   /** (n, T) token ids. */
   inputIds: BigInt64Array;
   n: number;
+  /** The LocCa sequences (graphs with that objective): S rows of L tokens. */
+  decoder?: DecoderBatch;
+}
+
+/** S decoder sequences of L tokens (see LOCCA_INPUTS in ./model.ts). */
+export interface DecoderBatch {
+  /** (S, L) decoder inputs. */
+  inputIds: BigInt64Array;
+  /** (S, L) targets. */
+  targets: BigInt64Array;
+  /** (S, L) loss weights (0 on prefix and pad). */
+  weights: Float32Array;
+  /** (S) 1 = causal row, 0 = parallel row. */
+  causal: BigInt64Array;
+  /** (S) index of each sequence's image in the batch. */
+  image: BigInt64Array;
 }
 
 export interface StepResult {
@@ -49,6 +65,12 @@ export interface StepResult {
   /** Gradients of the trainable parameters (fresh arrays). */
   grads: Params;
   logits?: Float32Array;
+  /** The sigmoid part of the loss. */
+  sigmoidLoss?: number;
+  /** With LocCa: its part of the loss, the per-sequence losses (S) and, when asked for, the decoder logits (S, L, V). */
+  loccaLoss?: number;
+  loccaPerSequence?: Float32Array;
+  decoderLogits?: Float32Array;
 }
 
 /** Loss and gradients of one micro-batch. */
@@ -60,27 +82,44 @@ export class TrainSession {
     private readonly config: SiglipConfig,
     readonly batch: number,
     private readonly inputs: string[],
+    private readonly locca?: { sequences: number; length: number },
   ) {}
 
   static async create(config: SiglipConfig, o: TrainGraphOptions & SessionOptions): Promise<TrainSession> {
     const tg = buildTrainGraph(config, o);
     const inputs = tg.graph.view().inputs.map((i) => i.name);
     const session = await ort.InferenceSession.create(tg.graph.toModelBytes(), sessionOptions({ threads: o.threads }));
-    return new TrainSession(session, tg.params, tg.trainable, config, o.batch, inputs);
+    const locca = o.objectives?.includes("locca") && o.locca ? { sequences: o.locca.sequences, length: o.locca.length } : undefined;
+    return new TrainSession(session, tg.params, tg.trainable, config, o.batch, inputs, locca);
   }
 
   async step(params: Params, batch: Batch): Promise<StepResult> {
     if (batch.n !== this.batch) throw new Error(`internal: training graph built for batch ${this.batch}, got ${batch.n}`);
     const R = this.config.vision_config.image_size;
     const T = this.config.text_config.max_position_embeddings;
-    const feeds = paramFeeds(this.params, params, this.inputs.filter((n) => n !== "pixel_values" && n !== "input_ids"));
+    const dataInputs = new Set<string>(["pixel_values", "input_ids", ...Object.values(LOCCA_INPUTS)]);
+    const feeds = paramFeeds(this.params, params, this.inputs.filter((n) => !dataInputs.has(n)));
     feeds["pixel_values"] = new ort.Tensor("float32", batch.pixelValues, [batch.n, 3, R, R]);
     feeds["input_ids"] = new ort.Tensor("int64", batch.inputIds, [batch.n, T]);
+    if (this.locca) {
+      const d = batch.decoder;
+      if (!d) throw new Error("internal: this training graph has the LocCa objective; the batch has no decoder sequences");
+      const { sequences: S, length: L } = this.locca;
+      feeds[LOCCA_INPUTS.ids] = new ort.Tensor("int64", d.inputIds, [S, L]);
+      feeds[LOCCA_INPUTS.targets] = new ort.Tensor("int64", d.targets, [S, L]);
+      feeds[LOCCA_INPUTS.weights] = new ort.Tensor("float32", d.weights, [S, L]);
+      feeds[LOCCA_INPUTS.causal] = new ort.Tensor("int64", d.causal, [S]);
+      feeds[LOCCA_INPUTS.image] = new ort.Tensor("int64", d.image, [S]);
+    }
     const out = await this.session.run(feeds);
     const grads: Params = new Map();
     for (const n of this.trainable) grads.set(n, out[`grad.${n}`]!.data as Float32Array);
     const r: StepResult = { loss: Number(out["loss"]!.data[0]), grads };
     if (out["logits"]) r.logits = out["logits"].data as Float32Array;
+    if (out["sigmoid_loss"]) r.sigmoidLoss = Number(out["sigmoid_loss"].data[0]);
+    if (out["locca_loss"]) r.loccaLoss = Number(out["locca_loss"].data[0]);
+    if (out["locca_per_sequence"]) r.loccaPerSequence = out["locca_per_sequence"].data as Float32Array;
+    if (out["decoder_logits"]) r.decoderLogits = out["decoder_logits"].data as Float32Array;
     return r;
   }
 
