@@ -53,7 +53,8 @@ function insidePolygon(pts: [number, number][], x: number, y: number): boolean {
   return inside;
 }
 
-function inside(ol: Outline, x: number, y: number): boolean {
+/** Whether pixel-space point (x, y) lies inside an outline. */
+export function insideOutline(ol: Outline, x: number, y: number): boolean {
   if (ol.kind === "circle") {
     const dx = x - ol.cx, dy = y - ol.cy;
     return dx * dx + dy * dy <= ol.r * ol.r;
@@ -75,7 +76,7 @@ export function rasterizeScene(spec: SceneSpec): RgbBuffer {
     for (let y = y0; y < y1; y++) {
       for (let x = x0; x < x1; x++) {
         let hits = 0;
-        for (let sy = 0; sy < S; sy++) for (let sx = 0; sx < S; sx++) if (inside(ol, x + (sx + 0.5) / S, y + (sy + 0.5) / S)) hits++;
+        for (let sy = 0; sy < S; sy++) for (let sx = 0; sx < S; sx++) if (insideOutline(ol, x + (sx + 0.5) / S, y + (sy + 0.5) / S)) hits++;
         if (hits === 0) continue;
         const a = hits / (S * S);
         const i = (y * size + x) * 3;
