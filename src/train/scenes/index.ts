@@ -5,3 +5,4 @@ export * from "./raster.js";
 export * from "./svg.js";
 export * from "./dataset.js";
 export * from "./locca.js";
+export * from "./dense.js";
