@@ -208,7 +208,11 @@ describe("siglip2 export: NaFlex (naflex-f32), dynamic patch count, position res
   exportModel(new Checkpoint(modelDir("naflex-f32")), out);
   const g = golden("naflex-f32");
   after(() => g.close());
-  const man = JSON.parse(readFileSync(join(FIXTURES, "goldens", "naflex-f32.json"), "utf8")) as { images: string[]; budgets: Record<string, { max_num_patches: number }> };
+  const man = JSON.parse(readFileSync(join(FIXTURES, "goldens", "naflex-f32.json"), "utf8")) as {
+    images: string[];
+    budgets: Record<string, { max_num_patches: number }>;
+    quirk_image: { path: string; budget: number };
+  };
 
   it("declares Siglip2VisionModel's inputs", async () => {
     const v = await ort.InferenceSession.create(join(out, "onnx/vision_model.onnx"));
@@ -254,6 +258,21 @@ describe("siglip2 export: NaFlex (naflex-f32), dynamic patch count, position res
       const dTight = maxAbsDiff(normalizeRows(res["pooler_output"]!.data as Float32Array, D), g.f32("m64.embeds"));
       assert.ok(dTight <= 1e-5, `m64 padded to ${tight.length}: ${dTight}`);
 
+      // a 4×1000 image: a 250×1 grid (w = 1, width downsampled 16 → 1): transformers' mathematically correct value
+      const q = man.quirk_image;
+      const qp = model.naflexPatches(await model.decode(join(REPO, q.path)), q.budget);
+      const qb = vt.prepareBatch([qp]);
+      const qr = await runSession(join(out, "onnx/vision_model.onnx"), {
+        pixel_values: new ort.Tensor("float32", qb.pixelValues, [1, qb.length, F]),
+        pixel_attention_mask: new ort.Tensor("int32", qb.keyMask, [1, qb.length]),
+        spatial_shapes: new ort.Tensor("int64", BigInt64Array.of(BigInt(qp.gridH), BigInt(qp.gridW)), [1, 2]),
+      });
+      const qe = normalizeRows(qr["pooler_output"]!.data as Float32Array, D);
+      const dQuirk = maxAbsDiff(qe, g.f32("quirk_m256.embeds_correct"));
+      const dQuirkOurs = maxAbsDiff(qe, normalizeRows((await vt.run(qb)).pooled, D));
+      assert.ok(dQuirk <= 1e-5 && dQuirkOurs <= 1e-6, `250×1 grid: vs transformers (correct resize) ${dQuirk}, vs ours ${dQuirkOurs}`);
+      lines.push(`250×1 grid vs ours ${dQuirkOurs.toExponential(2)}, vs transformers ${dQuirk.toExponential(2)}`);
+
       const ids = g.i64("text.input_ids");
       const [tn, T] = g.shape("text.input_ids") as [number, number];
       const [te, to] = await textPair(model, join(out, "onnx/text_model.onnx"), ids, tn, T);
@@ -262,6 +281,38 @@ describe("siglip2 export: NaFlex (naflex-f32), dynamic patch count, position res
       assert.ok(tOurs <= 1e-6 && tGold <= 1e-5, `text: vs ours ${tOurs}, vs transformers ${tGold}`);
       process.stderr.write(`# naflex-f32 fp32 export: ${lines.join("; ")}; text vs ours ${tOurs.toExponential(2)}, vs transformers ${tGold.toExponential(2)}\n`);
     } finally {
+      await model.close();
+    }
+  });
+});
+
+describe("siglip2 export: NaFlex int8", () => {
+  it("gives our int8 embeddings", async () => {
+    const out = join(tmp, "naflex-int8");
+    exportModel(new Checkpoint(modelDir("naflex-f32")), out, { dtype: "int8", towers: ["vision"] });
+    const model = await SigLIP2.load(modelDir("naflex-f32"), { dtype: "int8" });
+    const g = golden("naflex-f32");
+    try {
+      const D = model.config.vision_config.hidden_size;
+      const F = 3 * model.config.vision_config.patch_size ** 2;
+      const vt = (await model.visionTower()) as NaflexVisionTower;
+      const man = JSON.parse(readFileSync(join(FIXTURES, "goldens", "naflex-f32.json"), "utf8")) as { images: string[] };
+      const patches = await Promise.all(man.images.map(async (p) => model.naflexPatches(await model.decode(join(REPO, p)), 64)));
+      const b = vt.prepareBatch(patches);
+      const res = await runSession(join(out, "onnx/vision_model_int8.onnx"), {
+        pixel_values: new ort.Tensor("float32", b.pixelValues, [b.batch, b.length, F]),
+        pixel_attention_mask: new ort.Tensor("int32", b.keyMask, [b.batch, b.length]),
+        spatial_shapes: new ort.Tensor("int64", BigInt64Array.from(patches.flatMap((p) => [BigInt(p.gridH), BigInt(p.gridW)])), [b.batch, 2]),
+      });
+      const exp = normalizeRows(res["pooler_output"]!.data as Float32Array, D);
+      const dOurs = maxAbsDiff(exp, normalizeRows((await vt.run(b)).pooled, D));
+      const cGold = minCos(exp, g.f32("m64.embeds"), D);
+      assert.ok(dOurs <= 1e-5, `naflex int8 vs our int8: ${dOurs}`);
+      // int8 itself costs this much on the tiny fixture (D = 32, white-noise position table): a sanity bound only
+      assert.ok(cGold >= 0.85, `naflex int8 vs transformers fp32: min cosine ${cGold}`);
+      process.stderr.write(`# naflex-f32 int8 export: vs our int8 ${dOurs.toExponential(2)}, min cos vs transformers fp32 ${cGold.toFixed(5)}\n`);
+    } finally {
+      g.close();
       await model.close();
     }
   });
