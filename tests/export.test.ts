@@ -318,6 +318,48 @@ describe("siglip2 export: NaFlex int8", () => {
   });
 });
 
+describe("siglip2 export: transformers.js (@huggingface/transformers, onnxruntime-node) loads the folder", () => {
+  it("offline from a local folder: same token ids, same embeddings where no resize happens; external data too", async () => {
+    const tjs = await import("@huggingface/transformers");
+    tjs.env.allowRemoteModels = false;
+    tjs.env.localModelPath = tmp;
+    const root = join(tmp, "tjs");
+    exportModel(new Checkpoint(modelDir("fixres-f32")), join(root, "single"));
+    exportModel(new Checkpoint(modelDir("fixres-f32")), join(root, "external"), { externalAboveBytes: 1000 });
+    const ours = await SigLIP2.load(modelDir("fixres-f32"));
+    try {
+      const texts = ["A photo of two cats sleeping on a red sofa.", "a dog", "两只猫睡在红色的沙发上", ""];
+      const ourIds = await ours.tokenize(texts, { lowercase: false }); // transformers.js's GemmaTokenizer does not lowercase
+      const ourText = flat(await ours.embedTexts(texts, { lowercase: false }));
+      // 32×32 at image_size 32: no resize, so the pixels are the same in both libraries
+      const image = join(FIXTURES, "model-inputs", "noise_32x32.png");
+      const [ourImage] = await ours.embedImages([image]);
+      const P = ours.config.text_config.projection_size;
+      const D = ours.config.vision_config.hidden_size;
+      const lines: string[] = [];
+      for (const id of ["tjs/single", "tjs/external"]) {
+        const tok = await tjs.AutoTokenizer.from_pretrained(id);
+        const enc = tok(texts, { padding: "max_length", max_length: 64, truncation: true }) as { input_ids: { data: BigInt64Array } };
+        assert.deepEqual(Array.from(enc.input_ids.data, Number), ourIds.flatMap((r) => Array.from(r)), `${id}: token ids`);
+        const text = await tjs.SiglipTextModel.from_pretrained(id, { dtype: "fp32", device: "cpu" });
+        const t = (await text(enc)) as { pooler_output: { data: Float32Array } };
+        const dText = maxAbsDiff(normalizeRows(t.pooler_output.data, P), ourText);
+        const vision = await tjs.SiglipVisionModel.from_pretrained(id, { dtype: "fp32", device: "cpu" });
+        const proc = await tjs.AutoProcessor.from_pretrained(id);
+        const px = await proc(await tjs.RawImage.read(image));
+        const v = (await vision(px)) as { pooler_output: { data: Float32Array } };
+        const dImage = maxAbsDiff(normalizeRows(v.pooler_output.data, D), ourImage!);
+        assert.ok(dText <= 1e-6 && dImage <= 1e-6, `${id}: text ${dText}, image ${dImage}`);
+        lines.push(`${id} text ${dText.toExponential(2)}, image ${dImage.toExponential(2)}`);
+        await Promise.all([text.dispose(), vision.dispose()]);
+      }
+      process.stderr.write(`# transformers.js on the export vs ours (max-abs, normalised): ${lines.join("; ")}\n`);
+    } finally {
+      await ours.close();
+    }
+  });
+});
+
 describe("siglip2 export (CLI)", () => {
   const bin = join(REPO, "dist", "cli", "main.js");
   const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: "utf8" });
