@@ -200,6 +200,21 @@ describe("siglip2 export: fixed resolution (fixres-f32)", () => {
     const a = await runSession(join(outX, "onnx/vision_model.onnx"), feeds);
     const b = await runSession(join(out, "onnx/vision_model.onnx"), feeds);
     assert.equal(maxAbsDiff(a["pooler_output"]!.data as Float32Array, b["pooler_output"]!.data as Float32Array), 0);
+    // exporting again below the threshold leaves no stale data file and no external-data note
+    exportModel(new Checkpoint(modelDir("fixres-f32")), outX, { towers: ["vision"] });
+    assert.ok(!existsSync(join(outX, "onnx/vision_model.onnx_data")));
+    assert.equal((JSON.parse(readFileSync(join(outX, "config.json"), "utf8")) as Record<string, unknown>)["transformers.js_config"], undefined);
+  });
+
+  it("--fused (onnxruntime contrib ops) gives the same embeddings", async () => {
+    const outF = join(tmp, "fixres-fused");
+    exportModel(new Checkpoint(modelDir("fixres-f32")), outF, { towers: ["vision"], fused: true });
+    const px = g.f32("image.pixel_values");
+    const [n, , R] = g.shape("image.pixel_values") as [number, number, number];
+    const res = await runSession(join(outF, "onnx/vision_model.onnx"), { pixel_values: new ort.Tensor("float32", px, [n, 3, R, R]) });
+    const D = g.shape("image.embeds")[1]!;
+    const d = maxAbsDiff(normalizeRows(res["pooler_output"]!.data as Float32Array, D), g.f32("image.embeds"));
+    assert.ok(d <= 1e-5, `fused vs transformers: ${d}`);
   });
 });
 

@@ -22,7 +22,7 @@
  * external data (onnx.proto TensorProto.external_data); transformers
  * `Siglip2VisionEmbeddings.resize_positional_embeddings` (bilinear, antialias, align_corners=False).
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Dim, Graph } from "../graph/graph.js";
 import { writeModelFiles } from "../graph/graph.js";
@@ -227,6 +227,7 @@ export function exportModel(ckpt: Checkpoint, outDir: string, opts: ExportOption
       external[name] = true;
       files.push({ file: `onnx/${name}`, bytes: fileSize(path) }, { file: `onnx/${name}_data`, bytes: fileSize(`${path}_data`) });
     } else {
+      rmSync(`${path}_data`, { force: true }); // a previous export's external data
       writeFileSync(path, g.toModelBytes());
       files.push({ file: `onnx/${name}`, bytes: fileSize(path) });
     }
