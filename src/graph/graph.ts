@@ -6,7 +6,7 @@
  * Op semantics: https://onnx.ai/onnx/operators/ (default domain, opset 17).
  */
 import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
-import { basename } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { Message } from "./protobuf.js";
 
 /** Element types we use. Values are ONNX TensorProto.DataType codes. */
@@ -202,13 +202,16 @@ export class Graph {
 const EXTERNAL_ALIGN = 65536;
 
 /**
- * Write the graph as `<path>` (ONNX protobuf) plus `<path>.data` holding every initializer
+ * Write the graph as `<path>` (ONNX protobuf) plus `<path>.data` (or `dataFile`, a name in
+ * the same folder: transformers.js wants `<name>.onnx_data`) holding every initializer
  * of at least `minExternalBytes` at 64 KiB-aligned offsets, so that onnxruntime can
  * memory-map the weights instead of copying them. Gives up the initializers like
  * {@link Graph.toModelBytes}.
  */
-export function writeModelFiles(g: Graph, path: string, minExternalBytes = 1024): void {
-  const dataPath = `${path}.data`;
+export function writeModelFiles(g: Graph, path: string, options: number | { minExternalBytes?: number; dataFile?: string } = 1024): void {
+  const o = typeof options === "number" ? { minExternalBytes: options } : options;
+  const minExternalBytes = o.minExternalBytes ?? 1024;
+  const dataPath = join(dirname(path), o.dataFile ?? `${basename(path)}.data`);
   const fd = openSync(dataPath, "w");
   let offset = 0;
   try {
