@@ -257,8 +257,8 @@ export function saveCheckpoint(
   }
 }
 
-/** Read the training state written by {@link saveCheckpoint}; parameters and moments are loaded into the given maps. */
-export function loadTrainingState(dir: string, specs: readonly ParamSpec[], params: Params, optimizer: AdamW): TrainerState {
+/** The trainer_state.json of a saved run (validated). */
+export function readTrainerState(dir: string): TrainerState {
   const statePath = join(dir, "trainer_state.json");
   if (!existsSync(statePath)) throw new SiglipError("checkpoint", `${statePath}: missing (nothing to resume)`, { subject: statePath });
   let state: TrainerState;
@@ -270,6 +270,12 @@ export function loadTrainingState(dir: string, specs: readonly ParamSpec[], para
   if (state === null || typeof state !== "object" || !Number.isSafeInteger(state.step) || state.step < 0 || !Array.isArray(state.history) || typeof state.run !== "object" || state.run === null) {
     throw new SiglipError("checkpoint", `${statePath}: not a training state (expected {step, run, history})`, { subject: statePath });
   }
+  return state;
+}
+
+/** Read the training state written by {@link saveCheckpoint}; parameters and moments are loaded into the given maps. */
+export function loadTrainingState(dir: string, specs: readonly ParamSpec[], params: Params, optimizer: AdamW): TrainerState {
+  const state = readTrainerState(dir);
   const model = SafetensorsFile.open(join(dir, "model.safetensors"));
   let opt: SafetensorsFile;
   try {

@@ -28,7 +28,7 @@
  */
 import { SiglipError } from "../errors.js";
 import type { SiglipConfig } from "../weights/config.js";
-import { loadTrainingState, saveCheckpoint, type TrainerState } from "./checkpoint.js";
+import { loadTrainingState, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.js";
 import { batchIndices, type PairDataset } from "./data.js";
 import type { ParamSpec } from "../models/params.js";
 import { decoderConfig } from "../models/locca.js";
@@ -203,7 +203,7 @@ export class Trainer {
 
   /** Continue from a directory written by {@link save} (parameters, moments, step, history). */
   resume(dir: string): void {
-    const state = loadTrainingState(dir, this.specs, this.params, this.optimizer);
+    const state = readTrainerState(dir); // settings first: a mismatch is named before any tensor is read
     const want = runSettings(this.config, this.locca?.vocabChunk ?? null);
     if (JSON.stringify(state.run) !== JSON.stringify(want)) {
       const flat = (o: unknown, pre = ""): Array<[string, string]> =>
@@ -212,6 +212,7 @@ export class Trainer {
       const diffs = flat(want).filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`);
       throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze and objective options`);
     }
+    loadTrainingState(dir, this.specs, this.params, this.optimizer);
     this.history.splice(0, this.history.length, ...state.history);
   }
 
