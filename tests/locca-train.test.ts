@@ -99,10 +99,15 @@ describe("LocCa training: trainer, decoder checkpoint, resume", async () => {
     await t.release();
   });
 
-  it("--objectives locca: the decoder and the image tower train; the text tower, t' and b do not", async () => {
+  it("--objectives locca: the decoder and the image tower up to its final LN train; the MAP head, text tower, t' and b stay bit-identical", async () => {
     const t = await s.make({ objectives: ["locca"] });
     const tr = new Set(t.optimizer.trainable);
-    for (const x of s.specs) assert.equal(tr.has(x.name), x.name.startsWith("decoder.") || x.name.startsWith("vision_model."), x.name);
+    const reached = (n: string): boolean => n.startsWith("decoder.") || (n.startsWith("vision_model.") && !n.startsWith("vision_model.head."));
+    for (const x of s.specs) assert.equal(tr.has(x.name), reached(x.name), x.name);
+    await t.trainStep(s.data);
+    await t.trainStep(s.data);
+    for (const [n, v] of t.params) if (!reached(n)) assert.deepEqual(v, s.params.get(n), n);
+    assert.notDeepEqual(t.params.get("vision_model.encoder.layers.0.mlp.fc1.weight"), s.params.get("vision_model.encoder.layers.0.mlp.fc1.weight"));
     await t.release();
   });
 

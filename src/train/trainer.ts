@@ -20,8 +20,9 @@
  *
  * What trains: a frozen tower (`freeze`: a list of "vision", "text") never does. The sigmoid
  * loss trains t', b and the unfrozen towers. The LocCa loss trains the decoder and, through
- * cross-attention, an unfrozen image tower; it reaches neither the text tower nor t', b, so with
- * `objectives: ["locca"]` those stay as they are. With both towers frozen only the decoder
+ * cross-attention, an unfrozen image tower up to its final LayerNorm; it reaches neither the MAP
+ * head, the text tower nor t', b, so with `objectives: ["locca"]` those stay as they are (no
+ * update, no weight decay). With both towers frozen only the decoder
  * trains (the paper's frozen-encoder protocol): the sigmoid loss is then computed and reported
  * (sigmoid_loss) but not trained — t' and b stay fixed too — and the objective list must hold
  * "locca" (else there is nothing to train: a usage error).
@@ -162,7 +163,8 @@ export class Trainer {
       if (p.name.startsWith("decoder.")) return locca;
       const t = towerOf(p.name);
       if (t !== null && frozen.has(t)) return false;
-      if (t === "vision") return true; // reached by either loss
+      // the decoder reads the image tokens before the MAP head: only the sigmoid loss reaches the head
+      if (t === "vision") return locca && !p.name.startsWith("vision_model.head.") ? true : sigmoidTrains;
       return sigmoidTrains; // the text tower, t' and b: only the sigmoid loss reaches them
     };
     const graphObjectives: Objective[] = [...(sigmoidTrains ? (["sigmoid"] as const) : []), ...(locca ? (["locca"] as const) : [])];
