@@ -1,9 +1,11 @@
 /**
  * `siglip2 train --model M --data DATA --out DIR`: fine-tune (or train from scratch) a
- * fixed-resolution SigLIP checkpoint on image–caption pairs with the sigmoid loss.
+ * fixed-resolution SigLIP checkpoint on image–caption pairs with the sigmoid loss and/or the
+ * LocCa decoder loss (`--objectives`; regions from the manifest or COCO annotations).
  *
  * stdout: one JSON line per logged step {step, loss, lr, grad_norm, pairs_per_s, logit_scale,
- * logit_bias}, then {done, out, step}. stderr: a progress bar on a terminal. DIR receives a
+ * logit_bias} (with LocCa also sigmoid_loss and locca_loss; `loss` is what is trained), then
+ * {done, out, step}. With LocCa the decoder is saved in DIR/decoder.safetensors. stderr: a progress bar on a terminal. DIR receives a
  * Hub-layout checkpoint (config.json, model.safetensors, tokenizer and preprocessor files) that
  * transformers and this package load, plus optimizer.safetensors and trainer_state.json for
  * `--resume`. Ctrl-C, SIGTERM or a closed stdout save the current step before exiting (130).
@@ -17,7 +19,8 @@ import { SiglipError } from "../errors.js";
 import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
 import type { FilePairs } from "../train/data.js";
-import type { Freeze, Trainer } from "../train/trainer.js";
+import type { Objective, Tower } from "../train/model.js";
+import type { Trainer } from "../train/trainer.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import { CPU_BOUND, intOption, numOption } from "./args.js";
 import { Bar, barsEnabled, downloadProgress } from "./progress.js";
@@ -38,7 +41,10 @@ interface TrainOpts {
   beta2: number;
   eps: number;
   clip: number;
-  freeze: Freeze;
+  freeze: Tower[];
+  objectives: Objective[];
+  vocabChunk?: number;
+  images?: string;
   lossChunk?: number;
   seed: number;
   saveEvery: number;
@@ -58,6 +64,29 @@ const nonNegInt = (name: string, max = MAX_STEPS) => intOption(name, { min: 0, m
 const positive = (name: string) => numOption(name, { min: 0, minExclusive: true, describe: "a positive finite number" });
 const nonNegative = (name: string) => numOption(name, { min: 0, describe: "a non-negative finite number" });
 const unitInterval = (name: string) => numOption(name, { min: 0, max: 1, maxExclusive: true, describe: "a number in [0, 1)" });
+
+/** `--freeze`: none, vision, text, or a comma list of towers (vision,text). */
+function freezeOption(v: string): Tower[] {
+  const parts = v.split(",").map((x) => x.trim());
+  if (parts.length === 1 && parts[0] === "none") return [];
+  const out: Tower[] = [];
+  for (const p of parts) {
+    if (p !== "vision" && p !== "text") throw new SiglipError("usage", `--freeze must be none, vision, text or vision,text, got ${JSON.stringify(v)}`);
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+/** `--objectives`: sigmoid, locca, or sigmoid,locca. */
+function objectivesOption(v: string): Objective[] {
+  const parts = v.split(",").map((x) => x.trim());
+  const out: Objective[] = [];
+  for (const p of parts) {
+    if (p !== "sigmoid" && p !== "locca") throw new SiglipError("usage", `--objectives: unknown objective ${JSON.stringify(p)} in ${JSON.stringify(v)} (expected sigmoid, locca, or sigmoid,locca)`);
+    if (!out.includes(p)) out.push(p);
+  }
+  return out;
+}
 
 /** Same folder (through links)? */
 function samePath(a: string, b: string): boolean {
@@ -91,13 +120,14 @@ type TrainerConfig = Parameters<typeof Trainer.create>[2];
 function trainerConfig(o: TrainOpts): TrainerConfig {
   const warmup = o.warmup ?? Math.round(0.05 * o.steps);
   const tc: TrainerConfig = {
-    batchSize: o.batchSize, accumSteps: o.accumSteps, steps: o.steps, seed: o.seed, freeze: o.freeze,
+    batchSize: o.batchSize, accumSteps: o.accumSteps, steps: o.steps, seed: o.seed, freeze: o.freeze, objectives: o.objectives,
     optimizer: {
       ...DEFAULT_OPTIMIZER, lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay,
       decayConvention: o.decayConvention, clipNorm: o.clip, warmupSteps: warmup, totalSteps: o.steps,
     },
   };
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
+  if (o.vocabChunk !== undefined) tc.vocabChunk = o.vocabChunk;
   if (o.threads !== undefined) tc.threads = o.threads;
   return tc;
 }
@@ -138,7 +168,7 @@ function watchStops(): Stops {
  */
 async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; data: FilePairs; trainer: Trainer }> {
   // loaded here, not at start-up: --help and usage errors need none of it
-  const [{ resolveModel }, { parseImageProcessorConfig }, { GemmaTokenizer }, { Checkpoint }, { recoverCheckpointDir }, { checkManifestImages, FilePairs, readManifest }, { initParams }, { paramSpecs }, { loadParams }, { Trainer }] =
+  const [{ resolveModel }, { parseImageProcessorConfig }, { GemmaTokenizer }, { Checkpoint }, { recoverCheckpointDir }, { checkManifestImages, FilePairs, readManifest }, { initParams }, { paramSpecs }, { startingParams }, { Trainer }] =
     await Promise.all([
       import("../hub/download.js"), import("../preprocess/index.js"), import("../tokenizer/gemma.js"), import("../weights/checkpoint.js"),
       import("../train/checkpoint.js"), import("../train/data.js"), import("../train/init.js"), import("../train/model.js"),
@@ -146,6 +176,12 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     ]);
   if (o.warmup !== undefined && o.warmup > o.steps) throw new SiglipError("usage", `--warmup ${o.warmup} is more than --steps ${o.steps}`);
   if (o.batchSize % o.accumSteps !== 0) throw new SiglipError("usage", `--batch-size ${o.batchSize} must be a multiple of --accum-steps ${o.accumSteps}`);
+  const locca = o.objectives.includes("locca");
+  if (o.freeze.length === 2 && !locca) {
+    throw new SiglipError("usage", "--freeze vision,text with --objectives sigmoid leaves nothing to train; add the LocCa decoder (--objectives sigmoid,locca or locca) or unfreeze a tower");
+  }
+  if (o.vocabChunk !== undefined && !locca) throw new SiglipError("usage", "--vocab-chunk applies to the LocCa loss; add --objectives sigmoid,locca (or locca)");
+  if (o.images !== undefined && !(existsSync(o.images) && statSync(o.images).isDirectory())) throw new SiglipError("usage", `--images ${o.images}: not a folder`);
   const dir = await resolveModel(o.model, { onProgress: downloadProgress(), ...(o.offline ? { offline: true } : {}) });
   recoverCheckpointDir(o.out); // finish or undo a save that a crash or kill -9 interrupted
   if (o.resume && !existsSync(o.out)) throw new SiglipError("usage", `--resume: ${o.out} does not exist (nothing to resume)`);
@@ -153,16 +189,16 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   const ckpt = new Checkpoint(dir);
   const config = ckpt.config;
   if (config.model_type !== "siglip") throw new SiglipError("usage", `${dir}: training supports fixed-resolution (model_type "siglip") checkpoints; this one is ${config.model_type}`);
-  const records = readManifest(o.data);
+  const records = readManifest(o.data, o.images !== undefined ? { images: o.images } : {});
   checkManifestImages(records);
   if (o.batchSize > records.length) {
     throw new SiglipError("usage", `--batch-size ${o.batchSize} is more than the ${records.length} pairs of ${o.data}; use --batch-size ${records.length} or fewer`);
   }
-  const specs = paramSpecs(config);
-  const params = o.fromScratch ? initParams(specs, o.seed) : loadParams(ckpt.weights, specs);
+  const specs = paramSpecs(config, { objectives: o.objectives });
+  const params = o.fromScratch ? initParams(specs, o.seed) : startingParams(ckpt.weights, dir, specs, o.seed).params;
   const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
   const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
-  const data = new FilePairs(records, processor, tok, config.text_config.max_position_embeddings, o.lowercase);
+  const data = new FilePairs(records, processor, tok, config.text_config.max_position_embeddings, o.lowercase, locca ? config.text_config.vocab_size : undefined);
   const trainer = await Trainer.create(config, params, trainerConfig(o));
   if (o.resume) trainer.resume(o.out);
   return { dir, ckpt, data, trainer };
@@ -191,7 +227,8 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
         const done = trainer.step;
         bar?.update(done, { loss: s.loss.toFixed(4), lr: s.lr.toExponential(2), rate: s.pairsPerSecond.toFixed(1) });
         if (done % o.logEvery === 0 || done === o.steps) {
-          log({ step: done, loss: s.loss, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias });
+          const parts = s.loccaLoss !== undefined ? { sigmoid_loss: s.sigmoidLoss, locca_loss: s.loccaLoss } : {};
+          log({ step: done, loss: s.loss, ...parts, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias });
         }
         if (o.saveEvery > 0 && done % o.saveEvery === 0 && done < o.steps) save();
       }
@@ -221,9 +258,10 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
 /** Add the `train` command to the program. */
 export function registerTrainCommand(program: Command): void {
   program.command("train")
-    .description("fine-tune a fixed-resolution checkpoint on image-caption pairs with the sigmoid loss; writes a Hub-layout checkpoint")
+    .description("fine-tune a fixed-resolution checkpoint on image-caption pairs with the sigmoid and/or LocCa loss; writes a Hub-layout checkpoint")
     .requiredOption("-m, --model <model>", "checkpoint to start from: local directory or Hub id (its config, tokenizer and preprocessor are used)")
-    .requiredOption("--data <path>", "a .jsonl/.csv manifest, or a folder holding metadata.jsonl / captions.jsonl / metadata.csv / captions.csv (fields: image|file_name, caption|text; paths relative to the manifest)")
+    .requiredOption("--data <path>", "a .jsonl/.csv manifest, or a folder holding metadata.jsonl / captions.jsonl / metadata.csv / captions.csv (fields: image|file_name, caption|text, optional regions [{box:[x0,y0,x1,y1],text}]; paths relative to the manifest), or COCO annotations: instances.json, or captions.json,instances.json")
+    .option("--images <dir>", "folder that relative image paths are under (default: the manifest's or annotation file's folder)")
     .requiredOption("--out <dir>", "output directory (checkpoint + optimiser state)")
     .option("--steps <n>", "optimiser steps", posInt("--steps"), 100)
     .option("--batch-size <n>", "pairs per optimiser step (at most the number of pairs)", posInt("--batch-size"), 32)
@@ -236,7 +274,9 @@ export function registerTrainCommand(program: Command): void {
     .option("--beta2 <x>", "Adam β2, in [0, 1) (SigLIP: 0.95)", unitInterval("--beta2"), DEFAULT_OPTIMIZER.beta2)
     .option("--eps <x>", "Adam ε (> 0)", positive("--eps"), DEFAULT_OPTIMIZER.eps)
     .option("--clip <x>", "global gradient-norm clip (0: off)", nonNegative("--clip"), DEFAULT_OPTIMIZER.clipNorm)
-    .addOption(new Option("--freeze <tower>", "freeze a tower: vision (LiT), text, or none").choices(["none", "vision", "text"]).default("none"))
+    .addOption(new Option("--freeze <towers>", "freeze towers: vision (LiT), text, vision,text (only the LocCa decoder trains), or none").argParser(freezeOption).default([] as Tower[], "none"))
+    .addOption(new Option("--objectives <list>", "sigmoid, sigmoid,locca (adds the LocCa decoder: captions, referring expressions, grounded captions; saved in decoder.safetensors), or locca (decoder loss only: the text tower, MAP head, t' and b do not train)").argParser(objectivesOption).default(["sigmoid"] as Objective[], "sigmoid"))
+    .option("--vocab-chunk <n>", "LocCa loss over the vocabulary in chunks of n rows (default: 8192 when the vocabulary is larger, else the full logits)", posInt("--vocab-chunk"))
     .option("--loss-chunk <n>", "compute the sigmoid loss in n×n blocks (same loss and gradients, bounded memory)", posInt("--loss-chunk"))
     .option("--seed <n>", "seed of the data order (and of the init with --from-scratch), below 2^32", nonNegInt("--seed", 2 ** 32 - 1), 0)
     .option("--save-every <n>", "also save every n steps (0: only at the end)", nonNegInt("--save-every"), 100)

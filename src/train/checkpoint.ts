@@ -11,10 +11,18 @@
  * a crash or `kill -9` interrupted, and drops an incomplete `DIR.saving`. The step in
  * trainer_state.json is also carried in the metadata of both safetensors files, so files from
  * different saves are never taken for one checkpoint.
+ *
+ * The LocCa decoder's parameters (`decoder.*`, src/models/locca.ts) are not in
+ * model.safetensors, which stays a plain transformers SiglipModel: they go to
+ * `decoder.safetensors` beside it (F32, the same `decoder.*` names, `__metadata__` {format:
+ * "siglip2-locca-decoder", version: "1", layers, box_bins: "500", step}). Their AdamW moments
+ * are in optimizer.safetensors with the others. A run without the decoder that starts from a
+ * checkpoint with one copies its decoder.safetensors along unchanged.
  */
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { SiglipError } from "../errors.js";
+import { BINS } from "../tasks/boxes.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
 import type { ParamSpec } from "../models/params.js";
 import type { AdamW } from "./optim.js";
@@ -132,6 +140,52 @@ export function recoverCheckpointDir(dir: string): void {
   }
 }
 
+/** The decoder's weights file, and the `format` in its metadata. */
+export const DECODER_FILE = "decoder.safetensors";
+export const DECODER_FORMAT = "siglip2-locca-decoder";
+export const DECODER_FORMAT_VERSION = "1";
+
+export const isDecoderParam = (name: string): boolean => name.startsWith("decoder.");
+
+/** Decoder layers among `specs` (from the `decoder.layers.N.` keys). */
+function decoderLayers(specs: readonly ParamSpec[]): number {
+  let n = 0;
+  for (const s of specs) {
+    const m = /^decoder\.layers\.(\d+)\./.exec(s.name);
+    if (m) n = Math.max(n, Number(m[1]) + 1);
+  }
+  return n;
+}
+
+/**
+ * The decoder's parameters from `dir/decoder.safetensors` (fine-tuning a LocCa checkpoint), or
+ * null when `dir` has none. Checks the format metadata and every shape.
+ */
+export function loadDecoderParams(dir: string, specs: readonly ParamSpec[]): Params | null {
+  const path = join(dir, DECODER_FILE);
+  if (!existsSync(path)) return null;
+  const f = SafetensorsFile.open(path);
+  try {
+    const fmt = f.metadata["format"];
+    if (fmt !== DECODER_FORMAT) throw new SiglipError("checkpoint", `${path}: not a LocCa decoder file (metadata format ${JSON.stringify(fmt ?? null)}, expected "${DECODER_FORMAT}")`, { subject: path });
+    if (f.metadata["version"] !== DECODER_FORMAT_VERSION) throw new SiglipError("checkpoint", `${path}: decoder format version ${JSON.stringify(f.metadata["version"] ?? null)}, this build reads "${DECODER_FORMAT_VERSION}"`, { subject: path });
+    const out: Params = new Map();
+    for (const s of specs.filter((x) => isDecoderParam(x.name))) out.set(s.name, readChecked(f, path, s.name, s.shape));
+    return out;
+  } finally {
+    f.close();
+  }
+}
+
+function readChecked(f: SafetensorsFile, path: string, name: string, shape: readonly number[]): Float32Array {
+  if (!f.has(name)) throw new SiglipError("checkpoint", `${path}: no tensor ${name} (written for another model or freeze setting?)`, { subject: path });
+  const got = f.info(name).shape;
+  if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+    throw new SiglipError("checkpoint", `${path}: ${name} has shape [${got.join(", ")}], expected [${shape.join(", ")}]`, { subject: path });
+  }
+  return f.readFloat32(name);
+}
+
 /** Files copied from the source checkpoint when present. */
 export const SIDE_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json"];
 
@@ -141,7 +195,7 @@ export interface TrainerState {
   /** Run settings (seed, batch, optimiser, …), checked on resume. */
   run: Record<string, unknown>;
   /** Loss per completed step, for the learning curve. */
-  history: Array<{ step: number; loss: number; lr: number; gradNorm: number }>;
+  history: Array<{ step: number; loss: number; lr: number; gradNorm: number; sigmoidLoss?: number; loccaLoss?: number }>;
 }
 
 /**
@@ -164,7 +218,15 @@ export function saveCheckpoint(
     // transformers' strict config dataclasses reject for float fields.
     writeDurable(join(tmp, "config.json"), typeof o.configJson === "string" ? o.configJson : `${JSON.stringify(o.configJson, null, 2)}\n`);
     const tensors = o.specs.map((s) => ({ name: s.name, shape: s.shape, data: o.params.get(s.name)! }));
-    writeDurable(join(tmp, "model.safetensors"), safetensorsBytes(tensors, { step }));
+    writeDurable(join(tmp, "model.safetensors"), safetensorsBytes(tensors.filter((t) => !isDecoderParam(t.name)), { step }));
+    const dec = tensors.filter((t) => isDecoderParam(t.name));
+    if (dec.length > 0) {
+      const meta = { format: DECODER_FORMAT, version: DECODER_FORMAT_VERSION, layers: String(decoderLayers(o.specs)), box_bins: String(BINS), step };
+      writeDurable(join(tmp, DECODER_FILE), safetensorsBytes(dec, meta));
+    } else if (o.sourceDir && existsSync(join(o.sourceDir, DECODER_FILE))) {
+      copyFileSync(join(o.sourceDir, DECODER_FILE), join(tmp, DECODER_FILE));
+      fsyncPath(join(tmp, DECODER_FILE));
+    }
     if (o.sourceDir) {
       for (const f of SIDE_FILES) {
         const src = join(o.sourceDir, f);
@@ -195,8 +257,8 @@ export function saveCheckpoint(
   }
 }
 
-/** Read the training state written by {@link saveCheckpoint}; parameters and moments are loaded into the given maps. */
-export function loadTrainingState(dir: string, specs: readonly ParamSpec[], params: Params, optimizer: AdamW): TrainerState {
+/** The trainer_state.json of a saved run (validated). */
+export function readTrainerState(dir: string): TrainerState {
   const statePath = join(dir, "trainer_state.json");
   if (!existsSync(statePath)) throw new SiglipError("checkpoint", `${statePath}: missing (nothing to resume)`, { subject: statePath });
   let state: TrainerState;
@@ -208,6 +270,12 @@ export function loadTrainingState(dir: string, specs: readonly ParamSpec[], para
   if (state === null || typeof state !== "object" || !Number.isSafeInteger(state.step) || state.step < 0 || !Array.isArray(state.history) || typeof state.run !== "object" || state.run === null) {
     throw new SiglipError("checkpoint", `${statePath}: not a training state (expected {step, run, history})`, { subject: statePath });
   }
+  return state;
+}
+
+/** Read the training state written by {@link saveCheckpoint}; parameters and moments are loaded into the given maps. */
+export function loadTrainingState(dir: string, specs: readonly ParamSpec[], params: Params, optimizer: AdamW): TrainerState {
+  const state = readTrainerState(dir);
   const model = SafetensorsFile.open(join(dir, "model.safetensors"));
   let opt: SafetensorsFile;
   try {
@@ -216,22 +284,23 @@ export function loadTrainingState(dir: string, specs: readonly ParamSpec[], para
     model.close();
     throw e;
   }
-  const read = (f: SafetensorsFile, file: string, name: string, shape: readonly number[]): Float32Array => {
-    if (!f.has(name)) throw new SiglipError("checkpoint", `${join(dir, file)}: no tensor ${name} (written for another model or freeze setting?)`, { subject: dir });
-    const got = f.info(name).shape;
-    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
-      throw new SiglipError("checkpoint", `${join(dir, file)}: ${name} has shape [${got.join(", ")}], expected [${shape.join(", ")}]`, { subject: dir });
-    }
-    return f.readFloat32(name);
-  };
+  const read = (f: SafetensorsFile, file: string, name: string, shape: readonly number[]): Float32Array => readChecked(f, join(dir, file), name, shape);
+  const hasDecoder = specs.some((s) => isDecoderParam(s.name));
+  let dec: SafetensorsFile | null = null;
   try {
-    for (const [f, what] of [[model, "model.safetensors"], [opt, "optimizer.safetensors"]] as const) {
+    if (hasDecoder) {
+      if (!existsSync(join(dir, DECODER_FILE))) throw new SiglipError("checkpoint", `${join(dir, DECODER_FILE)}: missing (the run trains the LocCa decoder; was it saved without --objectives …locca?)`, { subject: dir });
+      dec = SafetensorsFile.open(join(dir, DECODER_FILE));
+    }
+    const files: Array<readonly [SafetensorsFile, string]> = [[model, "model.safetensors"], [opt, "optimizer.safetensors"]];
+    if (dec) files.push([dec, DECODER_FILE]);
+    for (const [f, what] of files) {
       if (f.metadata["step"] !== String(state.step)) {
         throw new SiglipError("checkpoint", `${join(dir, what)}: written at step ${f.metadata["step"]}, but trainer_state.json says ${state.step} (interrupted save?)`, { subject: dir });
       }
     }
     const shapes = new Map(specs.map((s) => [s.name, s.shape]));
-    for (const s of specs) params.set(s.name, read(model, "model.safetensors", s.name, s.shape));
+    for (const s of specs) params.set(s.name, isDecoderParam(s.name) ? read(dec!, DECODER_FILE, s.name, s.shape) : read(model, "model.safetensors", s.name, s.shape));
     for (const n of optimizer.trainable) {
       optimizer.m.set(n, read(opt, "optimizer.safetensors", `m.${n}`, shapes.get(n)!));
       optimizer.v.set(n, read(opt, "optimizer.safetensors", `v.${n}`, shapes.get(n)!));
@@ -240,6 +309,7 @@ export function loadTrainingState(dir: string, specs: readonly ParamSpec[], para
   } finally {
     model.close();
     opt.close();
+    dec?.close();
   }
   return state;
 }

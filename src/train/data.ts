@@ -2,14 +2,80 @@
  * Image–caption pairs for training: a folder plus a JSONL or CSV manifest, or pairs held in
  * memory (the synthetic dataset). Batches are assembled by index, so the data order is a pure
  * function of (seed, step) and a resumed run sees exactly the batches it would have seen.
+ *
+ * Rows may carry regions for the LocCa objective (src/train/trainer.ts): `regions` is a list of
+ * `{box: [x0, y0, x1, y1], text}` in the image's original pixels (after EXIF orientation). A
+ * dataset with the {@link LoccaData} side gives each row's caption, regions and image size; the
+ * decoder's texts are tokenised without lowercasing ({@link decoderTokenizer}).
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { SiglipError } from "../errors.js";
 import { decodeImage, preprocessFixed, type ImageProcessorConfig } from "../preprocess/index.js";
+import type { PixelBox } from "../tasks/boxes.js";
 import type { GemmaTokenizer } from "../tokenizer/gemma.js";
+import { readCoco } from "./coco.js";
 import { Rng, mixSeed } from "./rng.js";
+import type { RegionRow } from "./scenes/locca.js";
 import type { Batch } from "./session.js";
+import type { DecoderSpecials } from "./locca-batch.js";
+
+/** One box–text pair of an image (pixels of the original image). */
+export interface Region {
+  box: PixelBox;
+  text: string;
+}
+
+/** What the LocCa objective needs of a dataset. */
+export interface LoccaData {
+  /** Caption, regions (boxes clamped to the image) and size of row i. */
+  row(i: number): Promise<{ row: RegionRow; width: number; height: number }>;
+  /** Content ids of a decoder text (no BOS / EOS). */
+  tokenize(text: string): number[];
+  specials: DecoderSpecials;
+}
+
+/** Gemma's `<bos>` id (SigLIP 2 tokenizers: pad 0, eos 1, bos 2). */
+export const GEMMA_BOS = 2;
+
+/** The decoder's tokenisation: Gemma content ids, not lowercased (the prompts "Cap:", "ARef:", "GCap:" keep their case). */
+export function decoderTokenizer(tok: GemmaTokenizer, vocab: number): Pick<LoccaData, "tokenize" | "specials"> {
+  return { tokenize: (t) => tok.tokenize(t, { lowercase: false }), specials: { pad: tok.padId, eos: tok.eosId, bos: GEMMA_BOS, mask: vocab } };
+}
+
+/**
+ * Clamp row `source`'s boxes to a `width` × `height` image; a box with no area left (wholly
+ * outside the image) is an error naming the row.
+ */
+export function clampRegions(regions: readonly Region[], width: number, height: number, source: string): Region[] {
+  return regions.map((r, k) => {
+    const [x0, y0, x1, y1] = r.box;
+    const c: PixelBox = [Math.min(Math.max(x0, 0), width), Math.min(Math.max(y0, 0), height), Math.min(Math.max(x1, 0), width), Math.min(Math.max(y1, 0), height)];
+    if (!(c[0] < c[2] && c[1] < c[3])) {
+      throw new SiglipError("usage", `${source}: region ${k} box [${r.box.join(", ")}] lies outside the ${width}×${height} image`, { subject: source });
+    }
+    return { box: c, text: r.text };
+  });
+}
+
+/**
+ * Check one `regions` value of a manifest row: an array of `{box: [x0, y0, x1, y1], text}`,
+ * finite coordinates, x0 < x1 and y0 < y1, a non-empty text. Returns the reason, or null.
+ */
+export function regionProblem(v: unknown): string | null {
+  if (!Array.isArray(v)) return `"regions" is ${describe(v)}, not an array`;
+  for (const [k, r] of v.entries()) {
+    if (r === null || typeof r !== "object" || Array.isArray(r)) return `region ${k} is ${describe(r)}, not an object {box, text}`;
+    const { box, text } = r as { box?: unknown; text?: unknown };
+    if (!Array.isArray(box) || box.length !== 4) return `region ${k}: "box" must be [x0, y0, x1, y1] (4 numbers)`;
+    for (const c of box) if (typeof c !== "number" || !Number.isFinite(c)) return `region ${k}: box coordinate ${JSON.stringify(c) ?? String(c)} is not a finite number`;
+    const [x0, y0, x1, y1] = box as number[];
+    if (!(x0! < x1!)) return `region ${k}: box [${box.join(", ")}] needs x0 < x1`;
+    if (!(y0! < y1!)) return `region ${k}: box [${box.join(", ")}] needs y0 < y1`;
+    if (typeof text !== "string" || text.trim() === "") return `region ${k}: "text" must be a non-empty string`;
+  }
+  return null;
+}
 
 /** A dataset of n pairs that can assemble any batch. */
 export interface PairDataset {
@@ -17,6 +83,8 @@ export interface PairDataset {
   /** The caption of pair i (for logging and evaluation). */
   caption(i: number): string;
   batch(indices: readonly number[]): Promise<Batch>;
+  /** Present when the rows can feed the LocCa objective. */
+  readonly locca?: LoccaData;
 }
 
 /** Indices of global batch `step` (0-based): epochs are seeded permutations; incomplete last batches are dropped. */
@@ -37,10 +105,26 @@ export function tokenizeCaptions(tok: GemmaTokenizer, captions: readonly string[
 /** Pairs whose pixels are already preprocessed, (3, R, R) each. */
 export class InMemoryPairs implements PairDataset {
   private readonly ids: BigInt64Array;
+  readonly locca?: LoccaData;
 
-  constructor(private readonly pixels: Float32Array[], private readonly captions: string[], tok: GemmaTokenizer, private readonly seqLen: number) {
+  /**
+   * With `o.locca`, the rows also feed the LocCa objective: `regions[i]` (boxes in the pixels of
+   * an image of `size`, default the (R, R) of the pixels) and the decoder vocabulary size.
+   */
+  constructor(
+    private readonly pixels: Float32Array[], private readonly captions: string[], tok: GemmaTokenizer, private readonly seqLen: number,
+    o?: { locca?: { vocab: number; regions?: ReadonlyArray<readonly Region[]>; size?: number } },
+  ) {
     if (pixels.length !== captions.length) throw new Error("internal: pixels and captions differ in length");
     this.ids = tokenizeCaptions(tok, captions, seqLen);
+    const lo = o?.locca;
+    if (lo) {
+      const side = lo.size ?? Math.round(Math.sqrt(pixels[0]!.length / 3));
+      this.locca = {
+        ...decoderTokenizer(tok, lo.vocab),
+        row: async (i) => ({ row: { text: captions[i]!, regions: lo.regions?.[i] ?? [] }, width: side, height: side }),
+      };
+    }
   }
 
   get size(): number {
@@ -69,6 +153,8 @@ export interface PairRecord {
   caption: string;
   /** Where it was read: `FILE:LINE` (for error messages). */
   source?: string;
+  /** Boxes with texts (LocCa), in the image's original pixels. */
+  regions?: Region[];
 }
 
 const IMAGE_KEYS = ["image", "file_name", "file", "path", "filename"];
@@ -102,9 +188,14 @@ function describe(v: unknown): string {
  * (image, file_name, file, path, filename) and a caption key (caption, text, label), both
  * strings; CSV files have a header row with the same names (quoted fields may not span lines).
  * Image paths are relative to the manifest's folder. Blank lines are skipped; errors name the
- * file and line. A manifest without any pair is an error.
+ * file and line. A manifest without any pair is an error. JSONL rows may have `regions` (see
+ * {@link regionProblem}). `DATA` ending in `.json` (or a comma list of them, e.g.
+ * `captions.json,instances.json`) is read as COCO annotations (./coco.ts). `o.images`: the
+ * folder that relative image paths are under (default: the manifest's folder).
  */
-export function readManifest(data: string): PairRecord[] {
+export function readManifest(data: string, o: { images?: string } = {}): PairRecord[] {
+  const parts = data.split(",");
+  if (parts.every((f) => f.toLowerCase().endsWith(".json"))) return readCoco(parts, o.images);
   let file = data;
   if (existsSync(data) && statSync(data).isDirectory()) {
     const found = MANIFEST_NAMES.map((n) => join(data, n)).find((p) => existsSync(p));
@@ -113,7 +204,7 @@ export function readManifest(data: string): PairRecord[] {
   }
   if (!existsSync(file)) throw new SiglipError("usage", `${file}: no such file`, { subject: file });
   if (statSync(file).isDirectory()) throw new SiglipError("usage", `${file}: is a directory, not a manifest`, { subject: file });
-  const base = dirname(resolve(file));
+  const base = o.images ?? dirname(resolve(file));
   let text: string;
   try {
     text = readFileSync(file, "utf8").replace(/^\ufeff/, "");
@@ -156,7 +247,13 @@ export function readManifest(data: string): PairRecord[] {
   return rows.map(({ row, n }) => {
     const img = pick(row, IMAGE_KEYS, n, "image");
     if (img.trim() === "") throw bad(n, "the image path is empty");
-    return { image: isAbsolute(img) ? img : join(base, img), caption: pick(row, CAPTION_KEYS, n, "caption"), source: `${file}:${n}` };
+    const rec: PairRecord = { image: isAbsolute(img) ? img : join(base, img), caption: pick(row, CAPTION_KEYS, n, "caption"), source: `${file}:${n}` };
+    if ("regions" in row) {
+      const why = regionProblem(row["regions"]);
+      if (why) throw bad(n, why);
+      rec.regions = (row["regions"] as Array<{ box: number[]; text: string }>).map((r) => ({ box: [r.box[0]!, r.box[1]!, r.box[2]!, r.box[3]!], text: r.text }));
+    }
+    return rec;
   });
 }
 
@@ -186,9 +283,24 @@ export function checkManifestImages(records: readonly PairRecord[]): void {
 export class FilePairs implements PairDataset {
   private readonly ids: BigInt64Array;
   private readonly cache = new Map<number, Float32Array>();
+  /** Original width and height of each decoded image. */
+  private readonly sizes = new Map<number, [number, number]>();
+  readonly locca?: LoccaData;
 
-  constructor(private readonly records: PairRecord[], private readonly processor: ImageProcessorConfig, tok: GemmaTokenizer, private readonly seqLen: number, lowercase = true) {
+  /** With `decoderVocab`, the rows also feed the LocCa objective (regions from the records). */
+  constructor(private readonly records: PairRecord[], private readonly processor: ImageProcessorConfig, tok: GemmaTokenizer, private readonly seqLen: number, lowercase = true, decoderVocab?: number) {
     this.ids = tokenizeCaptions(tok, records.map((r) => r.caption), seqLen, lowercase);
+    if (decoderVocab !== undefined) {
+      this.locca = {
+        ...decoderTokenizer(tok, decoderVocab),
+        row: async (i) => {
+          await this.pixels(i);
+          const [width, height] = this.sizes.get(i)!;
+          const r = this.records[i]!;
+          return { row: { text: r.caption, regions: clampRegions(r.regions ?? [], width, height, r.source ?? r.image) }, width, height };
+        },
+      };
+    }
   }
 
   get size(): number {
@@ -202,8 +314,10 @@ export class FilePairs implements PairDataset {
   private async pixels(i: number): Promise<Float32Array> {
     let p = this.cache.get(i);
     if (!p) {
-      p = preprocessFixed(await decodeImage(this.records[i]!.image), this.processor);
+      const img = await decodeImage(this.records[i]!.image);
+      p = preprocessFixed(img, this.processor);
       this.cache.set(i, p);
+      this.sizes.set(i, [img.width, img.height]);
     }
     return p;
   }

@@ -9,6 +9,8 @@ import type { WeightStore } from "../weights/checkpoint.js";
 import type { ParamSpec } from "../models/params.js";
 import { LOCCA_INPUTS, buildEmbedGraph, buildTrainGraph, type Tower, type TrainGraphOptions } from "./model.js";
 import type { SiglipConfig } from "../weights/config.js";
+import { isDecoderParam, loadDecoderParams } from "./checkpoint.js";
+import { initDecoderParams } from "./init.js";
 
 /** Parameter values by checkpoint key. */
 export type Params = Map<string, Float32Array>;
@@ -18,6 +20,20 @@ export function loadParams(store: WeightStore, specs: readonly ParamSpec[]): Par
   const out: Params = new Map();
   for (const s of specs) out.set(s.name, store.float32(s.name, s.shape).slice());
   return out;
+}
+
+/**
+ * The starting parameters of a run from checkpoint folder `dir`: the towers from its weights
+ * and, when `specs` has the LocCa decoder, the decoder from `dir/decoder.safetensors`
+ * (fine-tune) or fresh from ./init.ts with `seed`. `decoder` says which (null: no decoder).
+ */
+export function startingParams(store: WeightStore, dir: string, specs: readonly ParamSpec[], seed: number): { params: Params; decoder: "loaded" | "initialised" | null } {
+  const towers = specs.filter((s) => !isDecoderParam(s.name));
+  const params = loadParams(store, towers);
+  if (towers.length === specs.length) return { params, decoder: null };
+  const loaded = loadDecoderParams(dir, specs);
+  for (const [n, v] of loaded ?? initDecoderParams(specs, seed)) params.set(n, v);
+  return { params, decoder: loaded ? "loaded" : "initialised" };
 }
 
 /** Training sessions choose only the thread count (default: every CPU, as inference). */

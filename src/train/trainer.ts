@@ -7,17 +7,61 @@
  * m = B / accumSteps; each micro-batch is scored with its own m×m sigmoid loss (its negatives are
  * the other m − 1 pairs of the micro-batch) and the losses and gradients are averaged. With
  * accumSteps = 1 this is exactly the big_vision loss of the global batch.
+ *
+ * Objectives (`objectives`, default ["sigmoid"]): "sigmoid" and/or "locca". With LocCa, the
+ * parameters include the decoder's `decoder.*` (src/models/locca.ts; fresh ones from
+ * ./init.ts `initDecoderParams`), and each micro-batch of m pairs gets S = 3m decoder rows of
+ * L = text max_position_embeddings tokens (./locca-batch.ts `buildDecoderBatch`): the m captions,
+ * then one referring expression (ARef) and one grounded caption (GCap) per example with regions.
+ * The region choices and the parallel-caption draws (p = 0.5) come from one RNG per step, seeded
+ * by (seed, step): a run is reproducible and a resumed run sees the same rows. The LocCa loss
+ * uses vocabulary chunks of `vocabChunk` rows (default: 8192 when the vocabulary is larger,
+ * else the full logits).
+ *
+ * What trains: a frozen tower (`freeze`: a list of "vision", "text") never does. The sigmoid
+ * loss trains t', b and the unfrozen towers. The LocCa loss trains the decoder and, through
+ * cross-attention, an unfrozen image tower up to its final LayerNorm; it reaches neither the MAP
+ * head, the text tower nor t', b, so with `objectives: ["locca"]` those stay as they are (no
+ * update, no weight decay). With both towers frozen only the decoder
+ * trains (the paper's frozen-encoder protocol): the sigmoid loss is then computed and reported
+ * (sigmoid_loss) but not trained — t' and b stay fixed too — and the objective list must hold
+ * "locca" (else there is nothing to train: a usage error).
  */
 import { SiglipError } from "../errors.js";
 import type { SiglipConfig } from "../weights/config.js";
-import { loadTrainingState, saveCheckpoint, type TrainerState } from "./checkpoint.js";
+import { loadTrainingState, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.js";
 import { batchIndices, type PairDataset } from "./data.js";
 import type { ParamSpec } from "../models/params.js";
-import { towerOf } from "./model.js";
+import { decoderConfig } from "../models/locca.js";
+import { buildDecoderBatch } from "./locca-batch.js";
+import { towerOf, type Objective, type Tower } from "./model.js";
+import { Rng, mixSeed } from "./rng.js";
+import { locCaTargets, type LocCaTargets } from "./scenes/locca.js";
 import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
-import { TrainSession, type Params } from "./session.js";
+import { TrainSession, type DecoderBatch, type Params } from "./session.js";
 
 export type Freeze = "none" | "vision" | "text";
+
+/** The objectives a run may name. */
+export const OBJECTIVES: readonly Objective[] = ["sigmoid", "locca"];
+
+/** Default LocCa vocabulary chunk: used when the vocabulary is larger than this. */
+export const DEFAULT_VOCAB_CHUNK = 8192;
+
+/** Mixed into the seed for the per-step LocCa RNG (region choice, parallel captions). */
+const LOCCA_STREAM = 0x1cca;
+
+/** The frozen towers of a freeze setting ("none", a tower, or a list). */
+export function frozenTowers(f: Freeze | readonly Tower[]): Set<Tower> {
+  if (typeof f === "string") return new Set(f === "none" ? [] : [f]);
+  return new Set(f);
+}
+
+/** The saved form of a freeze setting: "none", "vision", "text" or "vision,text". */
+function freezeName(f: Freeze | readonly Tower[]): string {
+  const t = frozenTowers(f);
+  return (["vision", "text"] as const).filter((x) => t.has(x)).join(",") || "none";
+}
 
 export interface TrainConfig {
   /** Global batch size (pairs per optimiser step). */
@@ -28,8 +72,12 @@ export interface TrainConfig {
   steps: number;
   seed: number;
   optimizer: OptimizerConfig;
-  /** Freeze the image tower (LiT), the text tower, or neither. t' and b always train. */
-  freeze: Freeze;
+  /** Freeze the image tower (LiT), the text tower, both (decoder only), or neither. */
+  freeze: Freeze | readonly Tower[];
+  /** Default ["sigmoid"]. */
+  objectives?: readonly Objective[];
+  /** LocCa loss in vocabulary chunks of this many rows (default: see the module comment). */
+  vocabChunk?: number;
   /** Chunked loss block size (default: the full m×m loss). */
   lossChunk?: number;
   threads?: number;
@@ -44,11 +92,26 @@ export interface StepInfo {
   pairsPerSecond: number;
   logitScale: number;
   logitBias: number;
+  /** The parts of the loss (the sigmoid part is reported even when it is not trained). */
+  sigmoidLoss?: number;
+  loccaLoss?: number;
 }
 
 /** Settings that must match for a resume to be exact. */
-function runSettings(c: TrainConfig): Record<string, unknown> {
-  return { batchSize: c.batchSize, accumSteps: c.accumSteps, steps: c.steps, seed: c.seed, optimizer: c.optimizer, freeze: c.freeze, lossChunk: c.lossChunk ?? null };
+function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, unknown> {
+  const r: Record<string, unknown> = { batchSize: c.batchSize, accumSteps: c.accumSteps, steps: c.steps, seed: c.seed, optimizer: c.optimizer, freeze: freezeName(c.freeze), lossChunk: c.lossChunk ?? null };
+  const obj = objectivesOf(c);
+  // sigmoid-only runs keep the settings of earlier versions (their saves stay resumable)
+  if (obj.join(",") !== "sigmoid") Object.assign(r, { objectives: obj, vocabChunk });
+  return r;
+}
+
+/** The checked objective list (default ["sigmoid"]), in canonical order. */
+function objectivesOf(c: Pick<TrainConfig, "objectives">): Objective[] {
+  const list = c.objectives ?? ["sigmoid"];
+  for (const o of list) if (!OBJECTIVES.includes(o)) throw new SiglipError("usage", `unknown objective ${JSON.stringify(o)} (expected sigmoid, locca, or sigmoid,locca)`);
+  if (list.length === 0) throw new SiglipError("usage", "no objective: give sigmoid, locca, or sigmoid,locca");
+  return OBJECTIVES.filter((o) => list.includes(o));
 }
 
 /** The error of a run whose loss, gradients or parameters stopped being finite (code "diverged"). */
@@ -72,7 +135,14 @@ export class Trainer {
     readonly config: TrainConfig,
     readonly optimizer: AdamW,
     private readonly session: TrainSession,
+    /** With LocCa: S rows of L tokens per micro-batch, and the chunk used (null: full logits). */
+    private readonly locca: { sequences: number; length: number; vocabChunk: number | null } | null,
   ) {}
+
+  /** The objectives of this run, canonical order. */
+  get objectives(): Objective[] {
+    return objectivesOf(this.config);
+  }
 
   static async create(model: SiglipConfig, params: Params, c: TrainConfig): Promise<Trainer> {
     if (!Number.isInteger(c.accumSteps) || c.accumSteps < 1 || c.batchSize % c.accumSteps !== 0) {
@@ -80,16 +150,53 @@ export class Trainer {
     }
     const micro = c.batchSize / c.accumSteps;
     if (micro < 2) throw new SiglipError("usage", `micro-batches of ${micro} pair have no negatives; use a larger --batch-size or fewer --accum-steps`);
+    const objectives = objectivesOf(c);
+    const frozen = frozenTowers(c.freeze);
+    for (const t of frozen) if (t !== "vision" && t !== "text") throw new SiglipError("usage", `--freeze: unknown tower ${JSON.stringify(t)} (expected none, vision, text, or vision,text)`);
+    const locca = objectives.includes("locca");
+    // both towers frozen: the sigmoid loss can only move t' and b, so it is reported, not trained
+    const sigmoidTrains = objectives.includes("sigmoid") && frozen.size < 2;
+    if (!sigmoidTrains && !locca) {
+      throw new SiglipError("usage", "--freeze vision,text with --objectives sigmoid leaves nothing to train; add the LocCa decoder (--objectives sigmoid,locca or locca) or unfreeze a tower");
+    }
     const trainable = (p: ParamSpec): boolean => {
+      if (p.name.startsWith("decoder.")) return locca;
       const t = towerOf(p.name);
-      return !(t !== null && t === c.freeze);
+      if (t !== null && frozen.has(t)) return false;
+      // the decoder reads the image tokens before the MAP head: only the sigmoid loss reaches the head
+      if (t === "vision") return locca && !p.name.startsWith("vision_model.head.") ? true : sigmoidTrains;
+      return sigmoidTrains; // the text tower, t' and b: only the sigmoid loss reaches them
     };
-    const opts: Parameters<typeof TrainSession.create>[1] = { batch: micro, trainable };
+    const graphObjectives: Objective[] = [...(sigmoidTrains ? (["sigmoid"] as const) : []), ...(locca ? (["locca"] as const) : [])];
+    const opts: Parameters<typeof TrainSession.create>[1] = { batch: micro, trainable, objectives: graphObjectives };
+    let lo: { sequences: number; length: number; vocabChunk: number | null } | null = null;
+    if (locca) {
+      const vocab = decoderConfig(model.text_config, model.vision_config).vocab;
+      if (c.vocabChunk !== undefined && (!Number.isInteger(c.vocabChunk) || c.vocabChunk < 1)) throw new SiglipError("usage", `--vocab-chunk ${c.vocabChunk} must be a positive integer`);
+      const chunk = c.vocabChunk ?? (vocab > DEFAULT_VOCAB_CHUNK ? DEFAULT_VOCAB_CHUNK : null);
+      lo = { sequences: 3 * micro, length: model.text_config.max_position_embeddings, vocabChunk: chunk !== null && chunk < vocab ? chunk : null };
+      opts.locca = { sequences: lo.sequences, length: lo.length, ...(lo.vocabChunk !== null ? { vocabChunk: lo.vocabChunk } : {}) };
+    }
     if (c.lossChunk !== undefined) opts.lossChunk = c.lossChunk;
     if (c.threads !== undefined) opts.threads = c.threads;
     const session = await TrainSession.create(model, opts);
+    const missing = session.params.find((s) => !params.has(s.name));
+    if (missing) throw new Error(`internal: no value for parameter ${missing.name}`);
     const optimizer = new AdamW(c.optimizer, session.params, session.trainable);
-    return new Trainer(model, session.params, params, c, optimizer, session);
+    return new Trainer(model, session.params, params, c, optimizer, session, lo);
+  }
+
+  /** The decoder rows of micro-batch `indices` (see the module comment). */
+  private async decoderRows(data: PairDataset, indices: readonly number[], rng: Rng): Promise<DecoderBatch> {
+    const ld = data.locca;
+    if (!ld) throw new SiglipError("usage", "the LocCa objective needs a dataset with LocCa rows (captions, optional regions)");
+    const lo = this.locca!;
+    const examples: LocCaTargets[] = [];
+    for (const i of indices) {
+      const { row, width, height } = await ld.row(i);
+      examples.push(locCaTargets(row, width, height, rng));
+    }
+    return buildDecoderBatch(examples, { length: lo.length, sequences: lo.sequences, specials: ld.specials, tokenize: ld.tokenize, rng });
   }
 
   get step(): number {
@@ -98,15 +205,16 @@ export class Trainer {
 
   /** Continue from a directory written by {@link save} (parameters, moments, step, history). */
   resume(dir: string): void {
-    const state = loadTrainingState(dir, this.specs, this.params, this.optimizer);
-    const want = runSettings(this.config);
+    const state = readTrainerState(dir); // settings first: a mismatch is named before any tensor is read
+    const want = runSettings(this.config, this.locca?.vocabChunk ?? null);
     if (JSON.stringify(state.run) !== JSON.stringify(want)) {
       const flat = (o: unknown, pre = ""): Array<[string, string]> =>
         o !== null && typeof o === "object" ? Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => flat(v, `${pre}${k}.`)) : [[pre.slice(0, -1), JSON.stringify(o)]];
       const saved = new Map(flat(state.run));
       const diffs = flat(want).filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`);
-      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser and freeze options`);
+      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze and objective options`);
     }
+    loadTrainingState(dir, this.specs, this.params, this.optimizer);
     this.history.splice(0, this.history.length, ...state.history);
   }
 
@@ -118,9 +226,17 @@ export class Trainer {
     const m = c.batchSize / c.accumSteps;
     let grads: Params | null = null;
     let loss = 0;
+    let sigmoidLoss = 0;
+    let loccaLoss = 0;
+    const rng = this.locca ? new Rng(mixSeed(mixSeed(c.seed, LOCCA_STREAM), this.step)) : null;
     for (let k = 0; k < c.accumSteps; k++) {
-      const r = await this.session.step(this.params, await data.batch(indices.slice(k * m, (k + 1) * m)));
+      const part = indices.slice(k * m, (k + 1) * m);
+      const batch = await data.batch(part);
+      if (rng) batch.decoder = await this.decoderRows(data, part, rng);
+      const r = await this.session.step(this.params, batch);
       loss += r.loss / c.accumSteps;
+      sigmoidLoss += (r.sigmoidLoss ?? NaN) / c.accumSteps;
+      loccaLoss += (r.loccaLoss ?? 0) / c.accumSteps;
       if (grads === null) {
         grads = r.grads;
         if (c.accumSteps > 1) for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i] = g[i]! / c.accumSteps;
@@ -145,7 +261,13 @@ export class Trainer {
       pairsPerSecond: c.batchSize / ((performance.now() - t0) / 1000),
       logitScale: this.params.get("logit_scale")![0]!, logitBias: this.params.get("logit_bias")![0]!,
     };
-    this.history.push({ step: info.step, loss, lr, gradNorm });
+    if (this.locca) {
+      info.sigmoidLoss = sigmoidLoss;
+      info.loccaLoss = loccaLoss;
+      this.history.push({ step: info.step, loss, lr, gradNorm, sigmoidLoss, loccaLoss });
+    } else {
+      this.history.push({ step: info.step, loss, lr, gradNorm });
+    }
     return info;
   }
 
@@ -153,7 +275,7 @@ export class Trainer {
   save(dir: string, configJson: unknown, sourceDir?: string): void {
     const o: Parameters<typeof saveCheckpoint>[1] = {
       configJson, specs: this.specs, params: this.params, optimizer: this.optimizer,
-      state: { step: this.step, run: runSettings(this.config), history: this.history },
+      state: { step: this.step, run: runSettings(this.config, this.locca?.vocabChunk ?? null), history: this.history },
     };
     if (sourceDir !== undefined) o.sourceDir = sourceDir;
     saveCheckpoint(dir, o);

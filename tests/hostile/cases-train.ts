@@ -2,7 +2,8 @@
  * Hostile and careless `siglip2 train` runs: a diverging learning rate, every option out of
  * bounds, broken manifests, --resume without a run, and runs killed (SIGKILL at two points of
  * a save, SIGINT mid-run) that must leave a whole checkpoint and resume to the exact result
- * of an uninterrupted run.
+ * of an uninterrupted run. LocCa: bad regions, bad COCO files, unknown objectives and freeze
+ * lists, nothing to train, a sigmoid run resumed with the decoder.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -67,6 +68,26 @@ function usage(id: string, args: string[], mentions: Array<string | RegExp>, dat
     },
   };
 }
+
+/** A COCO annotation file over the shared dataset's images (`annotations` as given). */
+async function coco(annotations: unknown[], extra: Record<string, unknown> = {}): Promise<string> {
+  const data = await trainData();
+  const dir = tempDir();
+  const images = Array.from({ length: 16 }, (_, i) => ({ id: i, file_name: join(data, `img${i}.png`) }));
+  const caps = images.map((im) => ({ image_id: im.id, caption: `image ${im.id}` }));
+  writeFileSync(join(dir, "instances.json"), JSON.stringify({ images, categories: [{ id: 1, name: "shape" }], annotations: [...caps, ...annotations], ...extra }));
+  return join(dir, "instances.json");
+}
+
+/** The shared dataset's manifest with `regions` (JSON text) on row 3. */
+async function withRegions(regions: string): Promise<string> {
+  const data = await trainData();
+  const rows = readFileSync(join(data, "metadata.jsonl"), "utf8").trim().split("\n");
+  rows[2] = rows[2]!.replace(/}$/, `,"regions":${regions}}`);
+  return manifest(rows.map((r) => r.replace(/"file_name":"/, `"file_name":"DATA/`)).join("\n") + "\n");
+}
+
+const LOCCA = ["--objectives", "sigmoid,locca"];
 
 let reference: Promise<{ model: Buffer; optimizer: Buffer }> | undefined;
 /** An uninterrupted 4-step run: what every interrupted-and-resumed run must end with, byte for byte. */
@@ -160,6 +181,38 @@ export const cases: HostileCase[] = [
   usage("train-manifest-array-line", [], ["metadata.jsonl:1", "not a JSON object"], () => manifest(`["DATA/img0.png", "a cat"]\n`)),
   usage("train-manifest-csv-unterminated-quote", [], ["pairs.csv:2", "unterminated quote"], async () => join(await manifest(`image,caption\nDATA/img0.png,"a cat\n`, "pairs.csv"), "pairs.csv")),
   usage("train-manifest-is-missing", [], ["no manifest found"], async () => tempDir()),
+
+  // --- LocCa: regions, COCO, objectives, freeze lists (issue 11 item 2) ---------------------------
+  usage("train-regions-reversed-box", LOCCA, ["metadata.jsonl:3", "region 0", "x0 < x1"], () => withRegions(`[{"box":[10,0,5,8],"text":"x"}]`)),
+  usage("train-regions-infinite-coordinate", LOCCA, ["metadata.jsonl:3", "not a finite number"], () => withRegions(`[{"box":[0,0,1e999,8],"text":"x"}]`)),
+  usage("train-regions-not-an-array", [], ["metadata.jsonl:3", '"regions" is a string'], () => withRegions(`"a dog"`)),
+  usage("train-regions-no-text", LOCCA, ["metadata.jsonl:3", '"text" must be a non-empty string'], () => withRegions(`[{"box":[0,0,4,8]}]`)),
+  usage("train-region-wholly-outside-the-image", LOCCA, ["metadata.jsonl:3", "lies outside the 32×32 image"], () => withRegions(`[{"box":[100,100,120,120],"text":"x"}]`)),
+  usage("train-coco-bbox-without-area", LOCCA, ["instances.json", "annotations[16]", "has no area"], () => coco([{ image_id: 0, bbox: [1, 1, 0, 4], category_id: 1 }])),
+  usage("train-coco-unknown-category", LOCCA, ["instances.json", "category_id 5 is not in categories"], () => coco([{ image_id: 0, bbox: [1, 1, 3, 4], category_id: 5 }])),
+  usage("train-coco-unknown-image", LOCCA, ["instances.json", "image_id 99, which is not in images"], () => coco([{ image_id: 99, bbox: [1, 1, 3, 4], category_id: 1 }])),
+  usage("train-coco-images-not-a-list", LOCCA, ["instances.json", '"images" is a string'], () => coco([], { images: "all" })),
+  usage("train-coco-not-json", LOCCA, ["broken.json", "not valid JSON"], async () => {
+    const f = join(tempDir(), "broken.json");
+    writeFileSync(f, '{"images": [');
+    return f;
+  }),
+  usage("train-unknown-objective", ["--objectives", "sigmoid,contrastive"], ["--objectives", '"contrastive"', "sigmoid,locca"]),
+  usage("train-unknown-freeze-tower", ["--freeze", "vision,audio"], ["--freeze", '"vision,audio"']),
+  usage("train-freeze-both-towers-sigmoid-only", ["--freeze", "vision,text"], ["nothing to train", "--objectives sigmoid,locca"]),
+  usage("train-vocab-chunk-without-locca", ["--vocab-chunk", "100"], ["--vocab-chunk", "LocCa"]),
+  usage("train-vocab-chunk-zero", [...LOCCA, "--vocab-chunk", "0"], ["--vocab-chunk", '"0"']),
+  {
+    id: "train-resume-a-sigmoid-run-with-locca",
+    area: "train",
+    expect: "clean-error",
+    run: async () => {
+      const out = join(tempDir(), "out");
+      const first = await train(["--out", out, "--steps", "4", "--stop-at", "1"]);
+      if (first.code !== 0) return { outcome: "unclear-error", detail: first.stderr };
+      return expectCleanError(await train(["--out", out, "--steps", "4", "--resume", ...LOCCA]), { code: 2, mentions: ["other settings", "objectives"] });
+    },
+  },
 
   // --- --out and --resume ---------------------------------------------------------------------
   {
