@@ -21,6 +21,7 @@
  * Every step re-runs the decoder over whole rows (no key/value cache); the live beams of every
  * image go through the decoder as one batch.
  */
+import { SiglipError } from "../errors.js";
 import type { DecoderRow } from "../models/locca-infer.js";
 
 /** Logits (S, V) of the token after each row's last token. */
@@ -64,6 +65,39 @@ export interface Decoded {
 /** Default beam width and length penalty. */
 export const DEFAULT_BEAM = 1;
 export const DEFAULT_LENGTH_PENALTY = 1;
+
+/** Largest beam width accepted. */
+export const MAX_BEAM = 16;
+
+/** The captioning prompt (./boxes.ts `capPrompt` without its caption). */
+export const CAPTION_PROMPT = "Cap:";
+
+/**
+ * The referring-expression prompt of a query: `"ARef: {query} :"`, which the decoder completes
+ * with `" {box}"` (./boxes.ts `arefPrompt`). The query is trimmed; an empty one, or one that holds
+ * " : " (the separator before the box), is an error.
+ */
+export function referPrompt(query: string): string {
+  if (typeof query !== "string" || query.trim() === "") throw new SiglipError("input", "the query is empty: give the text to locate", { subject: "query" });
+  const q = query.trim();
+  if (q.includes(" : ")) throw new SiglipError("input", `the query ${JSON.stringify(q.slice(0, 60))} contains " : ", the separator before the box`, { subject: "query" });
+  return `ARef: ${q} :`;
+}
+
+/** Bounds of the decoding options (one line naming the bad one). */
+export function checkCaptionOptions(o: DecodeOptions): void {
+  const bad = (what: string) => new SiglipError("options", what, { subject: what.split(" ")[0]! });
+  if (o.beam !== undefined && !(Number.isInteger(o.beam) && o.beam >= 1 && o.beam <= MAX_BEAM)) throw bad(`beam must be an integer from 1 to ${MAX_BEAM} (got ${String(o.beam)})`);
+  if (o.maxTokens !== undefined && !(Number.isInteger(o.maxTokens) && o.maxTokens >= 1)) throw bad(`maxTokens must be a positive integer (got ${String(o.maxTokens)})`);
+  if (o.lengthPenalty !== undefined && !(typeof o.lengthPenalty === "number" && Number.isFinite(o.lengthPenalty) && Math.abs(o.lengthPenalty) <= 10)) {
+    throw bad(`lengthPenalty must be a number from -10 to 10 (got ${String(o.lengthPenalty)})`);
+  }
+}
+
+/** exp(mean token log-probability): the geometric-mean probability of a hypothesis's tokens. */
+export function tokenScore(d: { tokens: readonly number[]; logProb: number }): number {
+  return Math.exp(d.logProb / Math.max(1, d.tokens.length));
+}
 
 interface Beam {
   tokens: number[];
