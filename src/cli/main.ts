@@ -23,6 +23,7 @@ import { registerSearchCommand } from "./search-cmd.js";
 import { registerServeCommand } from "./serve-cmd.js";
 import { registerCacheCommand } from "./cache-cmd.js";
 import { registerEvalCommand } from "./eval-cmd.js";
+import { registerCaptionCommands } from "./caption-cmd.js";
 
 const PROG = "siglip2";
 let debug = false;
@@ -337,6 +338,7 @@ function buildProgram(): Command {
   registerTrainCommand(program);
   registerCacheCommand(program);
   registerEvalCommand(program, ctx);
+  registerCaptionCommands(program, ctx);
   return program;
 }
 
