@@ -49,7 +49,7 @@ export function scriptDecoder(t: NamedTensor[], start: number, ids: readonly num
   for (const x of t) if (/out_proj|fc2|embed_tokens/.test(x.name)) x.data.fill(0);
   const pos = get("position_embedding.weight");
   const [L, D] = pos.shape as [number, number];
-  if (start + ids.length > D) throw new Error(`script of ${ids.length} tokens from ${start} does not fit ${D} directions`);
+  if (ids.length > D) throw new Error(`a script of ${ids.length} tokens does not fit ${D} directions`);
   pos.data.fill(0);
   for (let p = 0; p < L; p++) pos.data[p * D + (p % D)] = 1;
   get("final_layer_norm.weight").data.fill(1);
