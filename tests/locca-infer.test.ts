@@ -5,7 +5,8 @@
  * library / CLI contract of caption and locate on a temp checkpoint (tests/harness/locca-checkpoint.ts).
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { FixresVisionTower } from "../src/models/siglip.js";
@@ -128,6 +129,7 @@ const PHOTO = join(FIXTURES, "images", "photo_200x300.png"); // 300 × 200
 const SMALL = join(FIXTURES, "images", "photo_48x64.jpg"); // 64 × 48
 const BAD = join(FIXTURES, "images", "bad_text.txt");
 const BOX: QuantizedBox = [12, 40, 300, 410];
+const F32 = join(FIXTURES, "models", "fixres-f32");
 
 /** A checkpoint whose decoder answers `answer` (then EOS) after `prompt`. */
 function scripted(prompt: string, answer: string, base?: string): string {
@@ -236,5 +238,24 @@ describe("siglip2 caption / locate (CLI)", () => {
     assert.equal(n.code, 2);
     assert.equal(n.stderr, `siglip2: ${dir} has no LocCa decoder (decoder.safetensors); train one with siglip2 train --objectives sigmoid,locca\n`);
     assert.deepEqual(n.lines, []);
+  });
+});
+
+describe("siglip2 eval locate", () => {
+  it("Acc@0.5 and mean IoU over the manifest's regions; a bad row is one line naming file:line", () => {
+    const dir = mkdtempSync(join(tmpdir(), "siglip2-eval-locate-"));
+    const manifest = join(dir, "regions.jsonl");
+    const hit = dequantizeBox(BOX, 300, 200);
+    writeFileSync(manifest, [
+      JSON.stringify({ image: PHOTO, regions: [{ box: hit, text: "red" }] }),
+      JSON.stringify({ image: SMALL, regions: [{ box: [0, 0, 5, 5], text: "red" }] }),
+    ].join("\n"));
+    const r = cli(["eval", "locate", "--model", scripted("ARef: red :", " 12 40 300 410"), "--data", manifest]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.lines, [{ task: "locate", data: manifest, regions: 2, images: 2, threshold: 0.5, accuracy: 0.5, meanIoU: 0.5, unanswered: 0 }]);
+    writeFileSync(manifest, `${JSON.stringify({ image: PHOTO, regions: [{ box: [5, 5, 5, 9], text: "red" }] })}\n`);
+    const bad = cli(["eval", "locate", "--model", F32, "--data", manifest]);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, `siglip2: ${manifest}:1: region 1: box [5, 5, 5, 9] has no area (need x0 < x1 and y0 < y1)\n`);
   });
 });
