@@ -409,10 +409,12 @@ export class SigLIP2 {
     checkCaptionOptions(options);
     const decoder = await this.loccaDecoder();
     const tok = await this.tokenizer();
-    const prompt = tok.tokenize(referPrompt(query), { lowercase: false });
+    // a prompt longer than the decoder is cut by tokenizeHead (a huge query is not tokenised whole)
+    const prompt = tok.tokenizeHead(referPrompt(query), decoder.length, { lowercase: false });
     const room = decoder.length - 1 - prompt.length;
-    if (room < 8) {
-      throw new SiglipError("input", `query ${textName(query).slice(5)} is too long: ${prompt.length + 1} prompt tokens leave ${Math.max(0, room)} of the decoder's ${decoder.length} positions for the box`, { subject: "query" });
+    if (room < MIN_BOX_TOKENS) {
+      const n = prompt.length >= decoder.length ? `more than ${decoder.length - 1}` : String(prompt.length);
+      throw new SiglipError("input", `query ${textName(query).slice(5)} is too long: the prompt takes ${n} of the decoder's ${decoder.length} positions, leaving ${Math.max(0, room)} for the box (at least ${MIN_BOX_TOKENS} needed)`, { subject: "query" });
     }
     const sizes: Array<{ width: number; height: number } | null> = [];
     const decodedInputs: Array<ImageInput | SiglipError> = await Promise.all(images.map(async (input, i) => {
@@ -495,6 +497,9 @@ export class SigLIP2 {
     this.checkpoint.close();
   }
 }
+
+/** Fewest positions a locate prompt must leave for the answer (a box is 4 numbers and 3 spaces, 7+ tokens). */
+const MIN_BOX_TOKENS = 8;
 
 /** Gemma's `<bos>`, the first token of every LocCa decoder row (as in training). */
 const BOS_ID = 2;
