@@ -11,10 +11,10 @@
  * exactly as ./locca.ts asks for them, `__metadata__`
  * `{"format":"siglip2-locca-decoder","version":"1","layers":"<n>","box_bins":"500"}`.
  *
- * The graph is built once at the full length L = `max_position_embeddings` (the position table):
- * shorter rows are right-padded, which the causal mask makes invisible to the positions asked
- * for. Each call re-runs the whole prefix (no key/value cache): at LocCa sizes (64 positions,
- * half the text tower's depth) a step costs about one text-tower pass per row.
+ * Graphs are built per length bucket ({@link LENGTH_BUCKETS}, capped at L =
+ * `max_position_embeddings`, the position table), on first use: a call runs the smallest bucket
+ * that holds its longest row, and shorter rows are right-padded, which the causal mask makes
+ * invisible to the positions asked for. Each call re-runs the whole prefix (no key/value cache).
  *
  * Graph inputs: `decoder_inputs_embeds` (S, L, D) (token rows gathered here from the table on
  * disk, like the text tower), `memory` (N, P, Dv) the image tower's post-LN `last_hidden_state`
@@ -41,6 +41,9 @@ export const DECODER_FILE = "decoder.safetensors";
 export const DECODER_FORMAT = "siglip2-locca-decoder";
 export const DECODER_VERSION = "1";
 
+/** Row lengths the decoder graph is built for (then L itself). */
+export const LENGTH_BUCKETS: readonly number[] = [16, 32];
+
 /** Every tensor the decoder reads, in parameter order (from building it on {@link InputParams}). */
 export function decoderShapes(c: DecoderConfig): Array<[string, number[]]> {
   const p = InputParams.root(new Graph("decoder.shapes"));
@@ -49,9 +52,9 @@ export function decoderShapes(c: DecoderConfig): Array<[string, number[]]> {
 }
 
 /** The inference graph (see the module comment). */
-export function buildDecoderGraph(store: WeightStore, c: DecoderConfig, opts: TowerOptions = {}): Graph {
-  const g = new Graph("locca-decoder");
-  const L = c.positions;
+export function buildDecoderGraph(store: WeightStore, c: DecoderConfig, opts: TowerOptions = {}, length = c.positions): Graph {
+  const g = new Graph(`locca-decoder.${length}`);
+  const L = length;
   const dec = loccaDecoder(new WeightLoader(g, store, buildMode(opts)), c, "seqs", L);
   const memory = g.input("memory", "float32", ["images", "patches", c.memoryDim]); // (N, P, Dv)
   const keep = g.input("memory_keep", "float32", ["images", "patches"]); // (N, P)
@@ -80,11 +83,14 @@ export interface DecoderMemory {
 
 /** The LocCa decoder of a checkpoint, ready to run. */
 export class LoccaDecoderModel {
+  private readonly pipelines = new Map<number, Promise<Pipeline>>();
+
   private constructor(
     readonly config: DecoderConfig,
     readonly path: string,
     private readonly store: WeightStore,
-    private readonly pipeline: Pipeline,
+    private readonly dir: string,
+    private readonly opts: TowerOptions,
   ) {}
 
   /**
@@ -101,18 +107,30 @@ export class LoccaDecoderModel {
     const store = WeightStore.openFile(path);
     try {
       checkDecoderFile(store, path, c, boxBins);
-      const build = () => [buildDecoderGraph(store, c, opts)];
-      const spec: CacheSpec = {
-        model: ckpt.dir,
-        tower: "locca-decoder",
-        key: async (hashDir) => ({ tower: "locca-decoder", weights: await contentIdentity([path], hashDir), config: c, mode: buildMode(opts) }),
-      };
-      const pipeline = await Pipeline.cached(spec, build, runtimeOptions(opts));
-      return new LoccaDecoderModel(c, path, store, pipeline);
+      const m = new LoccaDecoderModel(c, path, store, ckpt.dir, opts);
+      await m.pipeline(c.positions); // build problems surface at load
+      return m;
     } catch (e) {
       store.close();
       throw e;
     }
+  }
+
+  /** The graph of rows up to `length` tokens (built, or found in the model cache, on first use). */
+  private pipeline(length: number): Promise<Pipeline> {
+    let p = this.pipelines.get(length);
+    if (!p) {
+      const { store, config: c, opts, path } = this;
+      const spec: CacheSpec = {
+        model: this.dir,
+        tower: "locca-decoder",
+        key: async (hashDir) => ({ tower: "locca-decoder", weights: await contentIdentity([path], hashDir), config: c, mode: buildMode(opts), length }),
+      };
+      p = Pipeline.cached(spec, () => [buildDecoderGraph(store, c, opts, length)], runtimeOptions(opts));
+      p.catch(() => this.pipelines.delete(length));
+      this.pipelines.set(length, p);
+    }
+    return p;
   }
 
   /** Longest row (BOS included): the position table's rows. */
@@ -140,7 +158,8 @@ export class LoccaDecoderModel {
    */
   async logits(rows: readonly DecoderRow[], memory: readonly DecoderMemory[], positions: readonly (readonly number[])[]): Promise<Float32Array> {
     const c = this.config;
-    const L = c.positions;
+    const longest = Math.max(...rows.map((r) => r.ids.length));
+    const L = [...LENGTH_BUCKETS.filter((b) => b < c.positions), c.positions].find((b) => b >= longest) ?? c.positions;
     const S = rows.length;
     const K = positions[0]?.length ?? 0;
     if (S === 0 || K === 0) throw new Error("internal: no decoder rows");
@@ -168,7 +187,8 @@ export class LoccaDecoderModel {
       mem.set(m.patches, i * P * Dv);
       keep.fill(1, i * P, i * P + m.patches.length / Dv);
     });
-    const out = await this.pipeline.run({
+    const pipeline = await this.pipeline(L);
+    const out = await pipeline.run({
       decoder_inputs_embeds: new ort.Tensor("float32", this.embed(ids), [S, L, c.hidden]),
       memory: new ort.Tensor("float32", mem, [memory.length, P, Dv]),
       memory_keep: new ort.Tensor("float32", keep, [memory.length, P]),
@@ -179,7 +199,9 @@ export class LoccaDecoderModel {
   }
 
   async release(): Promise<void> {
-    await this.pipeline.release();
+    const all = [...this.pipelines.values()];
+    this.pipelines.clear();
+    for (const p of all) await (await p.catch(() => null))?.release();
     this.store.close();
   }
 }
