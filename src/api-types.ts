@@ -84,3 +84,31 @@ export const DEFAULT_TEMPLATE = "This is a photo of {}.";
  * (ServerOptions.labelCacheSize).
  */
 export const LABEL_CACHE_SETS = 256;
+
+/** Options for `SigLIP2.caption` and `SigLIP2.locate` (decoding: src/tasks/caption.ts). */
+export interface CaptionOptions {
+  /** Beam width (default 1: greedy; at most 16). */
+  beam?: number;
+  /** Most generated tokens, EOS included (default and cap: what the decoder's positions allow). */
+  maxTokens?: number;
+  /** Length penalty α of the beam ranking, `logProb / tokens^α` (default 1). */
+  lengthPenalty?: number;
+}
+
+/** One image's caption. */
+export interface CaptionResult {
+  caption: string;
+  /**
+   * exp(mean log-probability of the generated tokens, EOS included): the geometric-mean token
+   * probability, in (0, 1]. Comparable across images, not a calibrated probability.
+   */
+  score: number;
+}
+
+/** Where a query is in one image. */
+export interface LocateResult {
+  /** `[x0, y0, x1, y1]` in the original image's pixels (x right, y down; bin centres of the 500 bins). */
+  box: [number, number, number, number];
+  /** As {@link CaptionResult.score}: the geometric-mean probability of the decoded box tokens. */
+  score: number;
+}

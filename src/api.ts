@@ -20,6 +20,7 @@
 import { SiglipError, assertFinite } from "./errors.js";
 import { checkMaxPatches, validateLoadOptions, validateModelOptions } from "./load-options.js";
 import { resolveModel } from "./hub/download.js";
+import { LoccaDecoderModel, type DecoderMemory } from "./models/locca-infer.js";
 import { FixresVisionTower, TextTower } from "./models/siglip.js";
 import { NaflexVisionTower, type NaflexTowerOptions } from "./models/siglip2.js";
 import { checkNaflexFitsModel } from "./preprocess/config.js";
@@ -30,10 +31,12 @@ import {
 import { PreprocessPool } from "./preprocess/pool.js";
 import { prepareImage, type PrepareTask, type Prepared } from "./preprocess/task.js";
 import { runImagePipeline, type ImageFeatures, type ImageInput, type ImageOptions, type ImageProgress, type ImageResult } from "./tasks/image-pipeline.js";
+import { BINS, dequantizeBox, parseArefOutput } from "./tasks/boxes.js";
+import { CAPTION_PROMPT, checkCaptionOptions, decode, referPrompt, tokenScore, type Decoded } from "./tasks/caption.js";
 import { logitsPerImage, l2normalize, rows, sigmoid, type LogitParams } from "./tasks/similarity.js";
 import { LruCache } from "./lru.js";
 import {
-  DEFAULT_TEMPLATE, LABEL_CACHE_SETS, type ClassifyOptions, type EmbedOptions, type LabelScore, type LoadOptions, type TextOptions, type TokenizedText,
+  DEFAULT_TEMPLATE, LABEL_CACHE_SETS, type CaptionOptions, type CaptionResult, type ClassifyOptions, type LocateResult, type EmbedOptions, type LabelScore, type LoadOptions, type TextOptions, type TokenizedText,
 } from "./api-types.js";
 import { GemmaTokenizer } from "./tokenizer/gemma.js";
 import { Checkpoint } from "./weights/checkpoint.js";
@@ -45,6 +48,7 @@ export * from "./api-types.js";
 export class SigLIP2 {
   private vision?: Promise<FixresVisionTower | NaflexVisionTower>;
   private text?: Promise<TextTower>;
+  private decoder?: Promise<LoccaDecoderModel>;
   private tokenizerP?: Promise<GemmaTokenizer>;
   private imageCfg?: ImageProcessorConfig;
   private naflexCfg?: NaflexProcessorConfig;
@@ -140,6 +144,18 @@ export class SigLIP2 {
       throw e;
     });
     return this.text;
+  }
+
+  /**
+   * The LocCa decoder of the checkpoint (`decoder.safetensors`, built on first use). A checkpoint
+   * without one is a SiglipError saying how to train one.
+   */
+  loccaDecoder(): Promise<LoccaDecoderModel> {
+    this.decoder ??= LoccaDecoderModel.load(this.checkpoint, this.towerOptions(), BINS).catch((e: unknown) => {
+      this.decoder = undefined;
+      throw e;
+    });
+    return this.decoder;
   }
 
   /** The checkpoint's tokenizer (loaded on first use). */
@@ -363,13 +379,116 @@ export class SigLIP2 {
     );
   }
 
+  /**
+   * Caption images with the LocCa decoder (prompt "Cap:"; greedy, or beam search with `beam`).
+   * Per input and in order: its caption, or the SiglipError explaining why it has none (a bad
+   * image). Checkpoint problems (no decoder) are thrown.
+   */
+  async captionSettled(images: ImageInput[], options: CaptionOptions = {}): Promise<Array<CaptionResult | SiglipError>> {
+    checkCaptionOptions(options);
+    const decoder = await this.loccaDecoder();
+    const tok = await this.tokenizer();
+    const prompt = tok.tokenize(CAPTION_PROMPT, { lowercase: false });
+    const decoded = await this.decodeImages(decoder, images, () => prompt, options);
+    return decoded.map((d) => (d instanceof SiglipError ? d : { caption: tok.decode(d.tokens).trim(), score: tokenScore(d) }));
+  }
+
+  /** {@link captionSettled}, throwing the first bad image's error. */
+  async caption(images: ImageInput[], options: CaptionOptions = {}): Promise<CaptionResult[]> {
+    return (await this.captionSettled(images, options)).map(throwIfError);
+  }
+
+  /**
+   * Locate `query` in each image with the LocCa decoder (prompt "ARef: {query} :", which the
+   * decoder completes with a box "ymin xmin ymax xmax" in 500 bins). Per input: the box in the
+   * original image's pixels (the preprocessing stretches the whole image onto the patch grid,
+   * fixed resolution and NaFlex alike, so bins scale by the original width and height), or a
+   * SiglipError: a bad image, or a decoder output that is not a box (named, with its text).
+   */
+  async locateSettled(query: string, images: ImageInput[], options: CaptionOptions = {}): Promise<Array<LocateResult | SiglipError>> {
+    checkCaptionOptions(options);
+    const decoder = await this.loccaDecoder();
+    const tok = await this.tokenizer();
+    // a prompt longer than the decoder is cut by tokenizeHead (a huge query is not tokenised whole)
+    const prompt = tok.tokenizeHead(referPrompt(query), decoder.length, { lowercase: false });
+    const room = decoder.length - 1 - prompt.length;
+    if (room < MIN_BOX_TOKENS) {
+      const n = prompt.length >= decoder.length ? `more than ${decoder.length - 1}` : String(prompt.length);
+      throw new SiglipError("input", `query ${textName(query).slice(5)} is too long: the prompt takes ${n} of the decoder's ${decoder.length} positions, leaving ${Math.max(0, room)} for the box (at least ${MIN_BOX_TOKENS} needed)`, { subject: "query" });
+    }
+    const sizes: Array<{ width: number; height: number } | null> = [];
+    const decodedInputs: Array<ImageInput | SiglipError> = await Promise.all(images.map(async (input, i) => {
+      try {
+        const img = await this.decode(input, typeof input === "string" ? input : `image ${i}`);
+        sizes[i] = { width: img.width, height: img.height };
+        return img;
+      } catch (e) {
+        sizes[i] = null;
+        if (e instanceof SiglipError) return e;
+        throw e;
+      }
+    }));
+    const decoded = await this.decodeImages(decoder, decodedInputs, () => prompt, options);
+    return decoded.map((d, i) => {
+      if (d instanceof SiglipError) return d;
+      const text = tok.decode(d.tokens);
+      const name = typeof images[i] === "string" ? (images[i] as string) : `image ${i}`;
+      const parsed = parseArefOutput(text);
+      if (!parsed.ok) {
+        const shown = JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}…` : text);
+        return new SiglipError("output", `${name}: the decoder's answer to ${textName(query).slice(5)} is not a box: ${shown} (${parsed.reason})`, { subject: name });
+      }
+      const { width, height } = sizes[i]!;
+      return { box: dequantizeBox(parsed.box, width, height), score: tokenScore(d) };
+    });
+  }
+
+  /** {@link locateSettled}, throwing the first error. */
+  async locate(query: string, images: ImageInput[], options: CaptionOptions = {}): Promise<LocateResult[]> {
+    return (await this.locateSettled(query, images, options)).map(throwIfError);
+  }
+
+  /**
+   * Image tokens (post-LN last hidden state) of each input, then decoding from `prompt(i)` in
+   * batches of `imageBatchSize` images (every live beam of a batch in one decoder run).
+   */
+  private async decodeImages(
+    decoder: LoccaDecoderModel, images: Array<ImageInput | SiglipError>, prompt: (i: number) => number[], options: CaptionOptions,
+  ): Promise<Array<Decoded | SiglipError>> {
+    const ok = images.flatMap((x, i) => (x instanceof SiglipError ? [] : [i]));
+    const feats = await this.imageFeaturesSettled(ok.map((i) => images[i] as ImageInput), { patches: true });
+    const out: Array<Decoded | SiglipError> = images.map((x) => (x instanceof SiglipError ? x : new SiglipError("internal", "not decoded")));
+    const ready: Array<{ slot: number; memory: DecoderMemory }> = [];
+    feats.forEach((f, k) => {
+      if (f instanceof SiglipError) out[ok[k]!] = f;
+      else ready.push({ slot: ok[k]!, memory: { patches: f.patches! } });
+    });
+    const tok = await this.tokenizer();
+    const c = decoder.config;
+    const spec = { bos: BOS_ID, eos: tok.eosId, vocab: c.vocab, length: decoder.length };
+    const bs = Math.max(1, this.opts.imageBatchSize ?? 8);
+    for (let s = 0; s < ready.length; s += bs) {
+      const chunk = ready.slice(s, s + bs);
+      const memory = chunk.map((r) => r.memory);
+      const next = (rows: Array<{ ids: ArrayLike<number>; image: number }>) => decoder.logits(rows, memory, rows.map((r) => [r.ids.length - 1]));
+      const o: { beam?: number; maxTokens?: number; lengthPenalty?: number } = {};
+      if (options.beam !== undefined) o.beam = options.beam;
+      if (options.maxTokens !== undefined) o.maxTokens = options.maxTokens;
+      if (options.lengthPenalty !== undefined) o.lengthPenalty = options.lengthPenalty;
+      const res = await decode(next, chunk.map((r, image) => ({ prompt: prompt(r.slot), image })), spec, o);
+      res.forEach((d, k) => (out[chunk[k]!.slot] = d));
+    }
+    return out;
+  }
+
   /** Free the onnxruntime sessions and close the weight files. */
   async close(): Promise<void> {
     const pool = this.pool;
-    const towers = [this.vision, this.text];
+    const towers = [this.vision, this.text, this.decoder];
     this.pool = undefined;
     this.vision = undefined;
     this.text = undefined;
+    this.decoder = undefined;
     await pool?.close();
     for (const t of towers) {
       const tower = await t?.catch(() => undefined);
@@ -377,6 +496,17 @@ export class SigLIP2 {
     }
     this.checkpoint.close();
   }
+}
+
+/** Fewest positions a locate prompt must leave for the answer (a box is 4 numbers and 3 spaces, 7+ tokens). */
+const MIN_BOX_TOKENS = 8;
+
+/** Gemma's `<bos>`, the first token of every LocCa decoder row (as in training). */
+const BOS_ID = 2;
+
+function throwIfError<T>(r: T | SiglipError): T {
+  if (r instanceof SiglipError) throw r;
+  return r;
 }
 
 /** The largest `logit_scale` whose exponential is finite in float64 (ln of the largest double). */

@@ -1,5 +1,6 @@
 /**
- * `siglip2 eval zeroshot --model M --data DIR` and `siglip2 eval retrieval --model M --data MANIFEST`:
+ * `siglip2 eval zeroshot --model M --data DIR`, `siglip2 eval retrieval --model M --data MANIFEST` and
+ * `siglip2 eval locate --model M --data MANIFEST` (regions; the checkpoint's LocCa decoder):
  * the numbers CLIP-style papers report (src/tasks/eval.ts). One JSON object on stdout, a readable
  * table on stderr.
  */
@@ -63,7 +64,7 @@ function retrievalTable(r: RetrievalReport): string {
 }
 
 export function registerEvalCommand(program: Command, ctx: CliContext): void {
-  const evalCmd = program.command("eval").description("evaluate a model: zero-shot classification, retrieval");
+  const evalCmd = program.command("eval").description("evaluate a model: zero-shot classification, retrieval, localisation (LocCa)");
   ctx.withModelOptions(
     evalCmd.command("zeroshot").description("zero-shot accuracy on an ImageFolder (one folder per class, named by its label): top-1, top-5, per class"),
   )
@@ -93,5 +94,19 @@ export function registerEvalCommand(program: Command, ctx: CliContext): void {
       const r = await evalRetrieval(model, data);
       process.stdout.write(`${JSON.stringify({ task: "retrieval", data: o.data, ...r })}\n`);
       process.stderr.write(`${retrievalTable(r)}\n`);
+    });
+  ctx.withModelOptions(
+    evalCmd.command("locate").description('referring-expression localisation Acc@0.5 and mean IoU on a JSON Lines manifest ({"image", "regions":[{"box":[x0,y0,x1,y1],"text"}]}) with the LocCa decoder'),
+  )
+    .requiredOption("--data <manifest>", "JSON Lines manifest with regions (boxes in the image's pixels)")
+    .action(async (o: RetrievalOpts) => {
+      const { evalLocate, readLocateManifest } = await import("../tasks/eval.js");
+      const data = readLocateManifest(o.data);
+      const model = await ctx.loadModel(o);
+      await model.loccaDecoder();
+      note(`${data.items.length} regions in ${data.images} images`);
+      const r = await evalLocate(model, data);
+      process.stdout.write(`${JSON.stringify({ task: "locate", data: o.data, ...r })}\n`);
+      process.stderr.write(`Acc@${r.threshold} ${pct(r.accuracy).trim()}  mean IoU ${r.meanIoU.toFixed(3)}  (${r.regions} regions, ${r.unanswered} answers not a box)\n`);
     });
 }

@@ -24,6 +24,7 @@ import { registerServeCommand } from "./serve-cmd.js";
 import { registerCacheCommand } from "./cache-cmd.js";
 import { registerEvalCommand } from "./eval-cmd.js";
 import { registerExportCommand } from "./export-cmd.js";
+import { registerCaptionCommands } from "./caption-cmd.js";
 
 const PROG = "siglip2";
 let debug = false;
@@ -339,6 +340,7 @@ function buildProgram(): Command {
   registerCacheCommand(program);
   registerEvalCommand(program, ctx);
   registerExportCommand(program);
+  registerCaptionCommands(program, ctx);
   return program;
 }
 

@@ -3,7 +3,10 @@
  * - zero-shot classification on an ImageFolder layout (one folder per class, named by its label),
  *   prompt-ensembled over templates → top-1, top-5, per-class accuracy;
  * - image↔text retrieval on a manifest (JSON Lines `{"image", "text" | "texts", "lang"?}`) → R@1/5/10
- *   both ways, overall and per language.
+ *   both ways, overall and per language;
+ * - referring-expression localisation (LocCa `locate`) on a manifest with regions (JSON Lines
+ *   `{"image", "regions": [{"box": [x0, y0, x1, y1], "text"}]}`, pixels of the original image) →
+ *   Acc@0.5 (the fraction of regions whose predicted box has IoU ≥ 0.5 with the true one) and mean IoU.
  *
  * The model is anything that embeds images and texts to L2-normalised vectors (`EvalEmbedder`: the
  * `SigLIP2` class is one), so the harness sits below the interfaces and the trainer can call it on
@@ -14,7 +17,9 @@ import { readFileSync, readdirSync, statSync } from "node:fs";
 import { extname, join, resolve, dirname } from "node:path";
 import { SiglipError, errorMessage } from "../errors.js";
 import { dot } from "./similarity.js";
-import { classificationMetrics, ensembleClassEmbeddings, retrievalMetrics, type ClassificationMetrics, type RetrievalMetrics } from "./metrics.js";
+import {
+  accuracyAtIoU, boxIoU, classificationMetrics, ensembleClassEmbeddings, retrievalMetrics, type Box, type ClassificationMetrics, type RetrievalMetrics,
+} from "./metrics.js";
 
 /** What the harness needs of a model. Embeddings must be L2-normalised. */
 export interface EvalEmbedder {
@@ -147,4 +152,100 @@ export async function evalRetrieval(model: EvalEmbedder, data: RetrievalData, ks
     perLang[lang] = retrievalMetrics(sub, tIdx.map((t) => pos.get(data.texts[t]!.image)!), ks);
   }
   return { ...all, perLang };
+}
+
+/** What the localisation eval needs of a model (`SigLIP2.locateSettled` is one). */
+export interface LocateModel {
+  locateSettled(query: string, images: string[]): Promise<Array<{ box: readonly [number, number, number, number]; score: number } | SiglipError>>;
+}
+
+export interface LocateData {
+  /** One referring expression per region: the image, the text, the true box (pixels). */
+  items: Array<{ image: string; text: string; box: Box }>;
+  images: number;
+}
+
+/** Read a localisation manifest (see the module comment); relative image paths are relative to the manifest. */
+export function readLocateManifest(file: string): LocateData {
+  let raw: string;
+  try {
+    raw = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new SiglipError("input", `${file}: cannot read the manifest (${errorMessage(e)})`, { subject: file });
+  }
+  const base = dirname(resolve(file));
+  const data: LocateData = { items: [], images: 0 };
+  raw.split("\n").forEach((line, i) => {
+    if (line.trim() === "") return;
+    const where = `${file}:${i + 1}`;
+    const fail = (what: string): never => {
+      throw new SiglipError("input", `${where}: ${what}`, { subject: file });
+    };
+    let row: unknown;
+    try {
+      row = JSON.parse(line);
+    } catch {
+      fail("not a JSON object");
+    }
+    if (typeof row !== "object" || row === null || Array.isArray(row)) fail("not a JSON object");
+    const r = row as Record<string, unknown>;
+    if (typeof r.image !== "string" || r.image === "") fail(`"image" must be a non-empty string`);
+    if (!Array.isArray(r.regions) || r.regions.length === 0) fail(`"regions" must be a non-empty list of {"box": [x0, y0, x1, y1], "text"}`);
+    const image = resolve(base, r.image as string);
+    (r.regions as unknown[]).forEach((g, k) => {
+      const reg = g as { box?: unknown; text?: unknown };
+      if (typeof g !== "object" || g === null || typeof reg.text !== "string" || reg.text.trim() === "") fail(`region ${k + 1}: "text" must be a non-empty string`);
+      const b = reg.box;
+      if (!Array.isArray(b) || b.length !== 4 || !b.every((v) => typeof v === "number" && Number.isFinite(v))) fail(`region ${k + 1}: "box" must be four finite numbers [x0, y0, x1, y1]`);
+      const [x0, y0, x1, y1] = b as number[];
+      if (!(x0! < x1! && y0! < y1!)) fail(`region ${k + 1}: box [${(b as number[]).join(", ")}] has no area (need x0 < x1 and y0 < y1)`);
+      data.items.push({ image, text: reg.text as string, box: [x0!, y0!, x1!, y1!] });
+    });
+    data.images++;
+  });
+  if (data.items.length === 0) throw new SiglipError("input", `${file}: no rows`, { subject: file });
+  return data;
+}
+
+export interface LocateReport {
+  regions: number;
+  images: number;
+  threshold: number;
+  /** Acc@threshold: regions whose predicted box has IoU ≥ threshold with the truth. */
+  accuracy: number;
+  meanIoU: number;
+  /** Regions where the decoder's answer was not a box (counted as misses, IoU 0). */
+  unanswered: number;
+}
+
+/**
+ * Localisation accuracy: each region's text is located in its image (regions sharing a text are
+ * one batch). A decoder answer that is not a box is a miss; an unreadable image is an error.
+ */
+export async function evalLocate(model: LocateModel, data: LocateData, threshold = 0.5): Promise<LocateReport> {
+  const byText = new Map<string, number[]>();
+  data.items.forEach((it, i) => byText.set(it.text, [...(byText.get(it.text) ?? []), i]));
+  const pred: Box[] = data.items.map(() => [0, 0, 0, 0]);
+  let unanswered = 0;
+  for (const [text, idx] of byText) {
+    const res = await model.locateSettled(text, idx.map((i) => data.items[i]!.image));
+    res.forEach((r, k) => {
+      if (r instanceof SiglipError) {
+        if (r.code !== "output") throw r;
+        unanswered++;
+      } else {
+        pred[idx[k]!] = r.box;
+      }
+    });
+  }
+  const truth = data.items.map((it) => it.box);
+  const ious = pred.map((p, i) => boxIoU(p, truth[i]!));
+  return {
+    regions: data.items.length,
+    images: data.images,
+    threshold,
+    accuracy: accuracyAtIoU(pred, truth, threshold),
+    meanIoU: ious.reduce((a, b) => a + b, 0) / ious.length,
+    unanswered,
+  };
 }

@@ -133,6 +133,42 @@ export class GemmaTokenizer {
   }
 
   /**
+   * Text of generated ids (the LocCa decoder's output), as tokenizer.json's Gemma decoder does it:
+   * `▁` → space, runs of byte-fallback tokens `<0xXX>` → their UTF-8 text (U+FFFD per byte when
+   * invalid), the rest joined. `<pad>`, `<eos>` and `<bos>` are dropped; other added tokens are
+   * shown as written. Ids outside the vocabulary are an error.
+   */
+  decode(ids: ArrayLike<number>): string {
+    const skip = new Set([this.padId, this.eosId, this.model.vocab.get("<bos>") ?? -1]);
+    let out = "";
+    let bytes: number[] = [];
+    const flush = () => {
+      if (bytes.length === 0) return;
+      try {
+        out += new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.from(bytes));
+      } catch {
+        out += REPLACEMENT_CHARACTER.repeat(bytes.length);
+      }
+      bytes = [];
+    };
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new SiglipError("input", `token id ${id} is outside the vocabulary (0 to ${this.vocabSize - 1})`);
+      if (skip.has(id)) continue;
+      const t = this.model.tokens[id] ?? "";
+      const b = /^<0x([0-9A-F]{2})>$/.exec(t);
+      if (b && this.model.byteIds) {
+        bytes.push(parseInt(b[1]!, 16));
+        continue;
+      }
+      flush();
+      out += t.replace(/\u2581/g, " ");
+    }
+    flush();
+    return out;
+  }
+
+  /**
    * Model input: the first `length - 1` content ids, then `<eos>`, right-padded with `<pad>` to
    * `length`. No `<bos>`.
    */

@@ -78,6 +78,19 @@ export class WeightStore {
     );
   }
 
+  /** One safetensors file on its own (e.g. a checkpoint's `decoder.safetensors`). */
+  static openFile(path: string): WeightStore {
+    const store = new WeightStore(path);
+    store.addFile(path);
+    return store;
+  }
+
+  /** `__metadata__` of the store's first file (the only one for {@link openFile}). */
+  metadata(): Record<string, string> {
+    const first = this.files.values().next().value;
+    return first ? first.metadata : {};
+  }
+
   private addFile(path: string): void {
     const f = SafetensorsFile.open(path);
     this.files.set(path, f);

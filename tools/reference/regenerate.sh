@@ -62,6 +62,8 @@ echo "== make_naflex_fixtures.py" >&2
 
 echo "== locca_goldens.py" >&2
 "$PY" "$ROOT/tools/reference/locca_goldens.py" || status=1
+echo "== locca_decode_goldens.py" >&2
+"$PY" "$ROOT/tools/reference/locca_decode_goldens.py" || status=1
 
 # Training goldens: PyTorch autograd on fixres-f32, then transformers loading the checkpoint that our
 # trainer writes (tools/make-trained-fixture.ts, deterministic).

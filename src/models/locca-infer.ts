@@ -1,0 +1,228 @@
+/**
+ * The LocCa decoder for inference (`caption`, `locate`): {@link loccaDecoder} (./locca.ts, the
+ * one definition that training differentiates) built on a {@link WeightLoader} over the
+ * checkpoint's `decoder.safetensors`, returning next-token logits.
+ *
+ * Reference: tools/reference/locca_goldens.py `Decoder` (the oracle of the training graph) and
+ * tools/reference/locca_decode_goldens.py (greedy and beam search on it); tests/locca-infer.test.ts.
+ *
+ * `decoder.safetensors` (written by `siglip2 train --objectives sigmoid,locca`, beside
+ * model.safetensors so that transformers still loads the towers): tensors named `decoder.*`
+ * exactly as ./locca.ts asks for them, `__metadata__`
+ * `{"format":"siglip2-locca-decoder","version":"1","layers":"<n>","box_bins":"500"}`.
+ *
+ * Graphs are built per length bucket ({@link LENGTH_BUCKETS}, capped at L =
+ * `max_position_embeddings`, the position table), on first use: a call runs the smallest bucket
+ * that holds its longest row, and shorter rows are right-padded, which the causal mask makes
+ * invisible to the positions asked for. Each call re-runs the whole prefix (no key/value cache).
+ *
+ * Graph inputs: `decoder_inputs_embeds` (S, L, D) (token rows gathered here from the table on
+ * disk, like the text tower), `memory` (N, P, Dv) the image tower's post-LN `last_hidden_state`
+ * (before the MAP head), `memory_keep` (N, P) 1 = a real patch (NaFlex images padded to the
+ * longest), `decoder_image` (S) int64 the image of each row, `decoder_positions` (S, K) int64.
+ * Output: `logits` (S, K, V) at those positions.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { SiglipError } from "../errors.js";
+import { Graph } from "../graph/graph.js";
+import { Pipeline, ort, type CacheSpec } from "../graph/runtime.js";
+import type { Checkpoint } from "../weights/checkpoint.js";
+import { WeightStore } from "../weights/checkpoint.js";
+import { contentIdentity } from "../weights/fingerprint.js";
+import { decoderConfig, gatherPerSequence, loccaDecoder, selfAttentionMask, DECODER_PREFIX, type DecoderConfig } from "./locca.js";
+import { MASK_FILTER, WeightLoader } from "./loader.js";
+import { InputParams } from "./params.js";
+import { buildMode, emit, runtimeOptions, type TowerOptions } from "./tower.js";
+
+/** File name of the decoder weights in a checkpoint folder. */
+export const DECODER_FILE = "decoder.safetensors";
+/** `__metadata__.format` of {@link DECODER_FILE}. */
+export const DECODER_FORMAT = "siglip2-locca-decoder";
+export const DECODER_VERSION = "1";
+
+/** Row lengths the decoder graph is built for (then L itself). */
+export const LENGTH_BUCKETS: readonly number[] = [16, 32];
+
+/** Every tensor the decoder reads, in parameter order (from building it on {@link InputParams}). */
+export function decoderShapes(c: DecoderConfig): Array<[string, number[]]> {
+  const p = InputParams.root(new Graph("decoder.shapes"));
+  loccaDecoder(p, c, 1, c.positions);
+  return p.specs.map((s) => [s.name, s.shape]);
+}
+
+/** The inference graph (see the module comment). */
+export function buildDecoderGraph(store: WeightStore, c: DecoderConfig, opts: TowerOptions = {}, length = c.positions): Graph {
+  const g = new Graph(`locca-decoder.${length}`);
+  const L = length;
+  const dec = loccaDecoder(new WeightLoader(g, store, buildMode(opts)), c, "seqs", L);
+  const memory = g.input("memory", "float32", ["images", "patches", c.memoryDim]); // (N, P, Dv)
+  const keep = g.input("memory_keep", "float32", ["images", "patches"]); // (N, P)
+  const image = g.input("decoder_image", "int64", ["seqs"]); // (S)
+  const positions = g.input("decoder_positions", "int64", ["seqs", "k"]); // (S, K)
+  const additive = g.reshape(g.mul(g.sub(g.constF(1), keep), g.constF(MASK_FILTER)), [0, 1, 1, -1]); // (N, 1, 1, P)
+  const mem = gatherPerSequence(g, memory, image); // (S, P, Dv)
+  const memMask = gatherPerSequence(g, additive, image); // (S, 1, 1, P)
+  const selfMask = selfAttentionMask(g, g.constI64([1]), L); // (1, 1, L, L): every row causal
+  const h = dec.hidden(mem, selfMask, memMask); // (S, L, D)
+  const picked = g.op("GatherND", [h, g.reshape(positions, [0, 0, 1])], { batch_dims: { int: 1 } }); // (S, K, D)
+  emit(g, dec.head(picked), "logits", ["seqs", "k", c.vocab]); // (S, K, V)
+  return g;
+}
+
+/** One decoder row: token ids (BOS first, at most L) and the index of its image in the memory. */
+export interface DecoderRow {
+  ids: ArrayLike<number>;
+  image: number;
+}
+
+/** Image tokens of one image: `patches` (P, Dv) row-major. */
+export interface DecoderMemory {
+  patches: Float32Array;
+}
+
+/** The LocCa decoder of a checkpoint, ready to run. */
+export class LoccaDecoderModel {
+  private readonly pipelines = new Map<number, Promise<Pipeline>>();
+
+  private constructor(
+    readonly config: DecoderConfig,
+    readonly path: string,
+    private readonly store: WeightStore,
+    private readonly dir: string,
+    private readonly opts: TowerOptions,
+  ) {}
+
+  /**
+   * Open `decoder.safetensors` of `ckpt` and build the graph. A checkpoint without one, a file
+   * that is not a LocCa decoder of this format (or whose `box_bins` is not `boxBins`), or tensors
+   * of the wrong shape are one-line {@link SiglipError}s (code "checkpoint").
+   */
+  static async load(ckpt: Checkpoint, opts: TowerOptions = {}, boxBins?: number): Promise<LoccaDecoderModel> {
+    const path = join(ckpt.dir, DECODER_FILE);
+    if (!existsSync(path)) {
+      throw new SiglipError("checkpoint", `${ckpt.dir} has no LocCa decoder (${DECODER_FILE}); train one with siglip2 train --objectives sigmoid,locca`, { subject: ckpt.dir });
+    }
+    const c = decoderConfig(ckpt.config.text_config, ckpt.config.vision_config);
+    const store = WeightStore.openFile(path);
+    try {
+      checkDecoderFile(store, path, c, boxBins);
+      const m = new LoccaDecoderModel(c, path, store, ckpt.dir, opts);
+      await m.pipeline(c.positions); // build problems surface at load
+      return m;
+    } catch (e) {
+      store.close();
+      throw e;
+    }
+  }
+
+  /** The graph of rows up to `length` tokens (built, or found in the model cache, on first use). */
+  private pipeline(length: number): Promise<Pipeline> {
+    let p = this.pipelines.get(length);
+    if (!p) {
+      const { store, config: c, opts, path } = this;
+      const spec: CacheSpec = {
+        model: this.dir,
+        tower: "locca-decoder",
+        key: async (hashDir) => ({ tower: "locca-decoder", weights: await contentIdentity([path], hashDir), config: c, mode: buildMode(opts), length }),
+      };
+      p = Pipeline.cached(spec, () => [buildDecoderGraph(store, c, opts, length)], runtimeOptions(opts));
+      p.catch(() => this.pipelines.delete(length));
+      this.pipelines.set(length, p);
+    }
+    return p;
+  }
+
+  /** Longest row (BOS included): the position table's rows. */
+  get length(): number {
+    return this.config.positions;
+  }
+
+  /** Token rows of the table for a flat id list, reading only the distinct rows from disk. */
+  private embed(ids: ArrayLike<number>): Float32Array {
+    const D = this.config.hidden;
+    const unique = [...new Set(Array.from(ids))];
+    const rows = this.store.rowsFloat32(`${DECODER_PREFIX}.embed_tokens.weight`, unique);
+    const at = new Map(unique.map((id, i) => [id, i]));
+    const out = new Float32Array(ids.length * D);
+    for (let i = 0; i < ids.length; i++) {
+      const r = at.get(ids[i]!)!;
+      out.set(rows.subarray(r * D, (r + 1) * D), i * D);
+    }
+    return out;
+  }
+
+  /**
+   * Logits (S, K, V) of `rows` at `positions[s]` (K per row, each < the row's length): the
+   * distribution of the token after position k. `memory` holds the images the rows point to.
+   */
+  async logits(rows: readonly DecoderRow[], memory: readonly DecoderMemory[], positions: readonly (readonly number[])[]): Promise<Float32Array> {
+    const c = this.config;
+    const longest = Math.max(...rows.map((r) => r.ids.length));
+    const L = [...LENGTH_BUCKETS.filter((b) => b < c.positions), c.positions].find((b) => b >= longest) ?? c.positions;
+    const S = rows.length;
+    const K = positions[0]?.length ?? 0;
+    if (S === 0 || K === 0) throw new Error("internal: no decoder rows");
+    const ids = new Array<number>(S * L).fill(0);
+    const pos = new BigInt64Array(S * K);
+    rows.forEach((r, s) => {
+      if (r.ids.length < 1 || r.ids.length > L) throw new Error(`internal: decoder row of ${r.ids.length} tokens (1..${L})`);
+      for (let k = 0; k < r.ids.length; k++) {
+        const id = r.ids[k]!;
+        if (!Number.isInteger(id) || id < 0 || id > c.vocab) throw new Error(`internal: decoder token id ${id}`);
+        ids[s * L + k] = id;
+      }
+      const ps = positions[s]!;
+      if (ps.length !== K) throw new Error("internal: ragged decoder positions");
+      ps.forEach((p, k) => {
+        if (!(p >= 0 && p < r.ids.length)) throw new Error(`internal: decoder position ${p} outside the row`);
+        pos[s * K + k] = BigInt(p);
+      });
+    });
+    const Dv = c.memoryDim;
+    const P = Math.max(...memory.map((m) => m.patches.length / Dv));
+    const mem = new Float32Array(memory.length * P * Dv);
+    const keep = new Float32Array(memory.length * P);
+    memory.forEach((m, i) => {
+      mem.set(m.patches, i * P * Dv);
+      keep.fill(1, i * P, i * P + m.patches.length / Dv);
+    });
+    const pipeline = await this.pipeline(L);
+    const out = await pipeline.run({
+      decoder_inputs_embeds: new ort.Tensor("float32", this.embed(ids), [S, L, c.hidden]),
+      memory: new ort.Tensor("float32", mem, [memory.length, P, Dv]),
+      memory_keep: new ort.Tensor("float32", keep, [memory.length, P]),
+      decoder_image: new ort.Tensor("int64", BigInt64Array.from(rows, (r) => BigInt(r.image)), [S]),
+      decoder_positions: new ort.Tensor("int64", pos, [S, K]),
+    });
+    return out["logits"]!.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    const all = [...this.pipelines.values()];
+    this.pipelines.clear();
+    for (const p of all) await (await p.catch(() => null))?.release();
+    this.store.close();
+  }
+}
+
+/** The metadata and tensors of a decoder file must be the format above, for this checkpoint's config. */
+function checkDecoderFile(store: WeightStore, path: string, c: DecoderConfig, boxBins?: number): void {
+  const m = store.metadata();
+  const bad = (what: string) => new SiglipError("checkpoint", `${path}: ${what}`, { subject: path });
+  if (m["format"] !== DECODER_FORMAT) throw bad(`not a LocCa decoder (__metadata__.format is ${JSON.stringify(m["format"] ?? null)}, expected "${DECODER_FORMAT}")`);
+  if (m["version"] !== DECODER_VERSION) throw bad(`decoder format version ${JSON.stringify(m["version"] ?? null)} is not supported (expected "${DECODER_VERSION}")`);
+  if (boxBins !== undefined && m["box_bins"] !== undefined && m["box_bins"] !== String(boxBins)) {
+    throw bad(`box_bins ${JSON.stringify(m["box_bins"])}: boxes are read in ${boxBins} bins`);
+  }
+  if (m["layers"] !== undefined && m["layers"] !== String(c.layers)) {
+    throw bad(`holds ${m["layers"]} decoder layers but the config gives ${c.layers} (max(1, ⌊text_config.num_hidden_layers / 2⌋)); decoder and checkpoint do not match`);
+  }
+  const extra = store.names().find((n) => !n.startsWith(`${DECODER_PREFIX}.`));
+  if (extra !== undefined) throw bad(`tensor ${JSON.stringify(extra.slice(0, 80))} is not a decoder.* tensor`);
+  const expected = decoderShapes(c);
+  const known = new Set(expected.map(([n]) => n));
+  const unknown = store.names().find((n) => !known.has(n));
+  if (unknown !== undefined) throw bad(`unexpected tensor ${JSON.stringify(unknown.slice(0, 80))} (the config gives ${c.layers} decoder layers)`);
+  store.checkAll(expected);
+}
