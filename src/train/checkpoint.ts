@@ -140,10 +140,9 @@ export function recoverCheckpointDir(dir: string): void {
   }
 }
 
-/** The decoder's weights file, and the `format` in its metadata. */
-export const DECODER_FILE = "decoder.safetensors";
-export const DECODER_FORMAT = "siglip2-locca-decoder";
-export const DECODER_FORMAT_VERSION = "1";
+/** The decoder's weights file and its metadata `format` / `version` (defined once, with the decoder's loader). */
+export { DECODER_FILE, DECODER_FORMAT, DECODER_VERSION as DECODER_FORMAT_VERSION } from "../models/locca-infer.js";
+import { DECODER_FILE, DECODER_FORMAT, DECODER_VERSION as DECODER_FORMAT_VERSION } from "../models/locca-infer.js";
 
 export const isDecoderParam = (name: string): boolean => name.startsWith("decoder.");
 
