@@ -1,0 +1,194 @@
+/**
+ * Build models/siglip2-demo: a small SigLIP 2 (fixed resolution, model_type "siglip") trained from
+ * scratch with our own trainer on generated scenes (src/train/scenes): filled circles, squares,
+ * triangles and stars in red, green, blue and yellow, one to three per image, captions in English,
+ * German, Spanish, French and Chinese. Its tokenizer is the sub-vocabulary of Gemma that these
+ * texts use (src/tokenizer/prune.ts), so the checkpoint is a few MB and loads in transformers.
+ *
+ *   npx tsx tools/make-demo-model.ts [--out models/siglip2-demo] [--steps N] [--threads N]
+ *
+ * Everything derives from SEED: the same script, seed and thread count on the same kind of CPU
+ * rebuild the same weights bit for bit (onnxruntime's kernels differ between CPU instruction sets).
+ * After training, the held-out figures are written to eval.json beside the weights: zero-shot
+ * accuracy per language on single-object scenes drawn by our rasteriser and by librsvg (another
+ * renderer: robustness), and image→text / text→image R@1 on multi-object scenes.
+ */
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { SigLIP2 } from "../src/api.js";
+import { parseImageProcessorConfig, preprocessFixed, type RgbImage } from "../src/preprocess/index.js";
+import { SiglipError } from "../src/errors.js";
+import { boxIoU, classificationMetrics, retrievalMetrics } from "../src/tasks/metrics.js";
+import { dot } from "../src/tasks/similarity.js";
+import { GemmaTokenizer } from "../src/tokenizer/gemma.js";
+import { pruneTokenizer } from "../src/tokenizer/prune.js";
+import { InMemoryPairs } from "../src/train/data.js";
+import { tinyConfigJson } from "../src/train/experiment.js";
+import { initParams } from "../src/train/init.js";
+import { paramSpecs } from "../src/train/model.js";
+import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
+import { encodePng, generateScenes, renderScene, SCENE_LANGUAGES, sceneLabels, type SceneRecord } from "../src/train/scenes/index.js";
+import { Trainer } from "../src/train/trainer.js";
+import { parseConfig } from "../src/weights/config.js";
+
+export const SEED = 20261202;
+const GEMMA = join("node_modules", "@lenml", "tokenizer-gemini", "models", "tokenizer.json");
+
+const { values: args } = parseArgs({
+  options: {
+    out: { type: "string", default: "models/siglip2-demo" },
+    steps: { type: "string", default: "2500" },
+    threads: { type: "string", default: "2" },
+    train: { type: "string", default: "12000" },
+    objectives: { type: "string", default: "sigmoid,locca" },
+  },
+});
+const OUT = resolve(args.out!);
+const STEPS = Number(args.steps);
+const THREADS = Number(args.threads);
+const TRAIN = Number(args.train);
+const OBJECTIVES = args.objectives!.split(",") as Array<"sigmoid" | "locca">;
+
+// Model: ViT with 8×8 patches on 64×64 images (64 tokens), 4 layers of width 128 in both towers.
+const IMAGE = 64;
+const SEQ = 32;
+const WIDTH = 128;
+const LAYERS = 4;
+const BATCH = 64;
+const LR = 1e-3;
+
+const log = (m: string) => process.stderr.write(`${m}\n`);
+
+async function pixelsOf(rec: SceneRecord, renderer: "ours" | "svg", cfg: ReturnType<typeof parseImageProcessorConfig>): Promise<{ img: RgbImage; px: Float32Array }> {
+  const r = await renderScene(rec.spec, renderer);
+  const img: RgbImage = { width: r.width, height: r.height, data: r.data } as RgbImage;
+  return { img, px: preprocessFixed(img, cfg) };
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  // Data: 2/3 of the training scenes drawn at 64 px, 1/3 at 128 px (downsampled by our resampler,
+  // as a user's larger image would be); English 40%, the four others 15% each.
+  const mix = { en: 0.4, de: 0.15, es: 0.15, fr: 0.15, zh: 0.15 };
+  const train = [
+    ...generateScenes({ seed: SEED, count: Math.round((TRAIN * 2) / 3), size: 64, langs: mix }),
+    ...generateScenes({ seed: SEED + 1, count: Math.round(TRAIN / 3), size: 128, langs: mix }),
+  ];
+  // Held out (other seeds): single-object scenes for zero-shot, multi-object ones for retrieval.
+  const zsTest = generateScenes({ seed: SEED + 2, count: 400, size: 96, maxObjects: 1, langs: [...SCENE_LANGUAGES] });
+  const retTest = generateScenes({ seed: SEED + 3, count: 250, size: 64, langs: [...SCENE_LANGUAGES] });
+
+  // Tokenizer: the Gemma tokens of every text the model will see (captions, referring expressions,
+  // zero-shot prompts and class names, lowercased as SigLIP does), with their merge ancestors.
+  const labels = sceneLabels();
+  const corpus = new Set<string>();
+  for (const s of [...train, ...generateScenes({ seed: SEED + 9, count: 20000, size: 64 })]) {
+    corpus.add(s.caption);
+    for (const r of s.regions) corpus.add(r.text);
+  }
+  for (const l of Object.values(labels.languages)) for (const t of [...l.names, ...l.prompts]) corpus.add(t);
+  // The decoder's texts keep their case (src/train/data.ts decoderTokenizer) and carry the task
+  // prefixes and box coordinates (src/tasks/boxes.ts: integers 0–499).
+  for (const p of ["Cap:", "ARef:", "GCap:", " : "]) corpus.add(p);
+  for (let q = 0; q < 500; q++) corpus.add(`${q} `);
+  const gemmaJson = JSON.parse(readFileSync(GEMMA, "utf8"));
+  const gemma = GemmaTokenizer.fromJSON(gemmaJson);
+  const pruned = pruneTokenizer(gemmaJson, [...corpus].flatMap((t) => [...gemma.tokenize(t, { lowercase: true }), ...gemma.tokenize(t, { lowercase: false })]));
+  log(`tokenizer: ${pruned.vocabSize} tokens, ${pruned.merges} merges (from ${corpus.size} texts)`);
+
+  const staging = `${OUT}.build`;
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  writeFileSync(join(staging, "tokenizer.json"), JSON.stringify(pruned.json));
+  writeFileSync(join(staging, "tokenizer_config.json"), `${JSON.stringify({
+    add_bos_token: false, add_eos_token: true, backend: "tokenizers", bos_token: "<bos>", do_lower_case: true,
+    eos_token: "<eos>", mask_token: "<mask>", model_input_names: ["input_ids"], model_max_length: SEQ,
+    pad_token: "<pad>", padding_side: "right", tokenizer_class: "GemmaTokenizer", unk_token: "<unk>",
+  }, null, 2)}\n`);
+  const preprocessor = {
+    do_convert_rgb: null, do_normalize: true, do_rescale: true, do_resize: true, image_mean: [0.5, 0.5, 0.5],
+    image_processor_type: "SiglipImageProcessor", image_std: [0.5, 0.5, 0.5], resample: 2,
+    rescale_factor: 0.00392156862745098, size: { height: IMAGE, width: IMAGE },
+  };
+  writeFileSync(join(staging, "preprocessor_config.json"), `${JSON.stringify(preprocessor, null, 2)}\n`);
+  const cfg = parseImageProcessorConfig(preprocessor, IMAGE);
+
+  const configJson = tinyConfigJson({ width: WIDTH, layers: LAYERS, heads: 4, mlp: 4 * WIDTH, vocab: pruned.vocabSize, seqLen: SEQ, image: IMAGE, patch: 8 });
+  const config = parseConfig(configJson);
+  const tok = GemmaTokenizer.fromJSON(pruned.json);
+  log(`rendering ${train.length} training scenes`);
+  const pixels: Float32Array[] = [];
+  for (const s of train) pixels.push((await pixelsOf(s, "ours", cfg)).px);
+  // Boxes of the 128-px scenes in the 64-px frame the pixels are in (LocCa boxes are relative anyway).
+  const regions = train.map((s) => s.regions.map((r) => ({ text: r.text, box: r.box.map((v) => (v * IMAGE) / s.spec.size) as [number, number, number, number] })));
+  const data = new InMemoryPairs(pixels, train.map((s) => s.caption), tok, SEQ, OBJECTIVES.includes("locca") ? { locca: { vocab: pruned.vocabSize, regions, size: IMAGE } } : undefined);
+
+  const specs = paramSpecs(config, { objectives: OBJECTIVES });
+  const trainer = await Trainer.create(config, initParams(specs, SEED), {
+    batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze: "none", threads: THREADS, objectives: OBJECTIVES,
+    optimizer: { ...DEFAULT_OPTIMIZER, lr: LR, totalSteps: STEPS, warmupSteps: Math.round(STEPS * 0.05) },
+  });
+  while (trainer.step < STEPS) {
+    const s = await trainer.trainStep(data);
+    if (s.step % 100 === 0 || s.step === STEPS - 1) log(`step ${s.step} loss ${s.loss.toFixed(4)} t' ${s.logitScale.toFixed(3)} b ${s.logitBias.toFixed(3)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+  const run = `${OUT}.run`;
+  trainer.save(run, configJson, staging);
+  await trainer.release();
+
+  // The release: weights, config, tokenizer, preprocessor (no optimiser state).
+  rmSync(OUT, { recursive: true, force: true });
+  mkdirSync(OUT, { recursive: true });
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", ...(OBJECTIVES.includes("locca") ? ["decoder.safetensors"] : [])]) copyFileSync(join(run, f), join(OUT, f));
+  // Example images for the README: one scene of each kind, drawn by our rasteriser.
+  const examples = generateScenes({ seed: SEED + 4, count: 2, size: 128, langs: ["en"] });
+  for (const [i, s] of examples.entries()) writeFileSync(join(OUT, `example-${i + 1}.png`), await encodePng(await renderScene(s.spec, "ours")));
+
+  // Held-out evaluation through the public API (what a user gets).
+  const model = await SigLIP2.load(OUT, { threads: THREADS });
+  const evalJson: Record<string, unknown> = { seed: SEED, steps: STEPS, train_pairs: train.length, vocab: pruned.vocabSize };
+  const classIndex = (s: SceneRecord) => labels.classes.findIndex((c) => c.colour === s.spec.objects[0]!.colour && c.shape === s.spec.objects[0]!.shape);
+  for (const renderer of ["ours", "svg"] as const) {
+    const imgs = [];
+    for (const s of zsTest) imgs.push((await pixelsOf(s, renderer, cfg)).img);
+    const emb = await model.embedImages(imgs);
+    const perLang: Record<string, number> = {};
+    for (const lang of SCENE_LANGUAGES) {
+      const prompts = await model.embedTexts(labels.languages[lang]!.prompts);
+      const m = classificationMetrics(emb.map((e) => prompts.map((p) => dot(e, p))), zsTest.map(classIndex), labels.languages[lang]!.names);
+      perLang[lang] = m.top1;
+    }
+    evalJson[`zeroshot_${renderer}`] = perLang;
+    log(`zero-shot top-1 (${renderer} renderer, ${zsTest.length} single-object scenes, 16 classes): ${JSON.stringify(perLang)}`);
+  }
+  const retImgs = [];
+  for (const s of retTest) retImgs.push((await pixelsOf(s, "ours", cfg)).img);
+  const ie = await model.embedImages(retImgs);
+  const te = await model.embedTexts(retTest.map((s) => s.caption));
+  const r = retrievalMetrics(ie.map((a) => te.map((b) => dot(a, b))), retTest.map((_, i) => i), [1, 5]);
+  evalJson["retrieval"] = { images: retTest.length, image_to_text: r.imageToText, text_to_image: r.textToImage };
+  log(`retrieval (${retTest.length} multi-object scenes, 5 languages): i→t ${JSON.stringify(r.imageToText)} t→i ${JSON.stringify(r.textToImage)}`);
+  if (OBJECTIVES.includes("locca")) {
+    // Referring expressions: each held-out multi-object scene's first region, in its own language.
+    const per: Record<string, { n: number; hits: number }> = {};
+    for (let i = 0; i < retTest.length; i++) {
+      const s = retTest[i]!;
+      const region = s.regions[0]!;
+      const [res] = await model.locateSettled(region.text, [retImgs[i]!]);
+      const hit = !(res instanceof SiglipError) && boxIoU(res!.box, region.box) >= 0.5;
+      const p = (per[s.lang] ??= { n: 0, hits: 0 });
+      p.n++;
+      if (hit) p.hits++;
+    }
+    evalJson["locate_acc50"] = Object.fromEntries(Object.entries(per).map(([l, p]) => [l, p.hits / p.n]));
+    log(`locate Acc@0.5 (${retTest.length} held-out referring expressions): ${JSON.stringify(evalJson["locate_acc50"])}`);
+  }
+  await model.close();
+  evalJson["seconds"] = Math.round((performance.now() - t0) / 1000);
+  writeFileSync(join(OUT, "eval.json"), `${JSON.stringify(evalJson, null, 2)}\n`);
+  rmSync(staging, { recursive: true, force: true });
+  log(`wrote ${OUT} in ${evalJson["seconds"]} s`);
+}
+
+await main();
