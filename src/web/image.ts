@@ -43,6 +43,11 @@ function isRgbImage(x: unknown): x is RgbImage {
 
 /** Pixels of a bitmap drawn at its natural size (never scaled) on an OffscreenCanvas. */
 function bitmapPixels(bmp: ImageBitmap, name: string): RgbImage {
+  return rgbaToRgb(bitmapRgba(bmp, name), bmp.width, bmp.height);
+}
+
+/** RGBA of a bitmap drawn at its natural size on an OffscreenCanvas (premultiplied inside: alpha < 255 rounds colours). */
+function bitmapRgba(bmp: ImageBitmap, name: string): Uint8ClampedArray {
   const { width, height } = bmp;
   if (width <= 0 || height <= 0) throw imageError(name, `zero-size image (${width}×${height})`);
   const canvas = new OffscreenCanvas(width, height);
@@ -50,12 +55,11 @@ function bitmapPixels(bmp: ImageBitmap, name: string): RgbImage {
   if (!ctx) throw imageError(name, "no 2D canvas context in this browser");
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(bmp, 0, 0); // natural size: no resampling
-  const data = ctx.getImageData(0, 0, width, height, { colorSpace: "srgb" }).data;
-  return rgbaToRgb(data, width, height);
+  return ctx.getImageData(0, 0, width, height, { colorSpace: "srgb" }).data;
 }
 
 /** Pixels of `blob` through WebCodecs (unpremultiplied RGBA), or null when the browser cannot. */
-async function decodeWithImageDecoder(blob: Blob, name: string): Promise<RgbImage | null> {
+async function decodeWithImageDecoder(blob: Blob, name: string): Promise<{ rgba: Uint8Array; width: number; height: number } | null> {
   const Dec = (globalThis as { ImageDecoder?: { new (init: unknown): { decode(o?: unknown): Promise<{ image: VideoFrameLike }>; close(): void }; isTypeSupported(t: string): Promise<boolean> } }).ImageDecoder;
   if (!Dec || !blob.type || !(await Dec.isTypeSupported(blob.type).catch(() => false))) return null;
   let dec: { decode(o?: unknown): Promise<{ image: VideoFrameLike }>; close(): void } | null = null;
@@ -70,7 +74,7 @@ async function decodeWithImageDecoder(blob: Blob, name: string): Promise<RgbImag
       const buf = new Uint8Array(w * h * 4);
       await image.copyTo(buf);
       if (image.format.startsWith("BGR")) for (let i = 0; i < buf.length; i += 4) [buf[i], buf[i + 2]] = [buf[i + 2]!, buf[i]!];
-      return rgbaToRgb(buf, w, h);
+      return { rgba: buf, width: w, height: h };
     } finally {
       image.close();
     }
@@ -104,13 +108,31 @@ export async function decodeBlob(blob: Blob, name: string, maxPixels = WEB_MAX_P
   }
   try {
     if (bmp.width * bmp.height > maxPixels) throw imageError(name, `too many pixels (${bmp.width}×${bmp.height}, limit ${maxPixels})`);
-    const exact = /^image\/(png|webp|gif)$/.test(blob.type) ? await decodeWithImageDecoder(blob, name) : null;
-    // ImageDecoder ignores EXIF orientation: use it only when its frame has the bitmap's (oriented) size.
-    if (exact && exact.width === bmp.width && exact.height === bmp.height) return exact;
-    return bitmapPixels(bmp, name);
+    const canvas = bitmapRgba(bmp, name);
+    const exact = /^image\/(png|webp|gif)$/.test(blob.type) && hasTranslucency(canvas) ? await decodeWithImageDecoder(blob, name) : null;
+    // ImageDecoder's frame is unpremultiplied but not EXIF-oriented: use it only when it agrees
+    // with the (oriented) canvas on every opaque pixel, i.e. the orientation is the identity.
+    if (exact && exact.width === bmp.width && exact.height === bmp.height && agreesWhereOpaque(canvas, exact.rgba)) return rgbaToRgb(exact.rgba, exact.width, exact.height);
+    return rgbaToRgb(canvas, bmp.width, bmp.height);
   } finally {
     bmp.close();
   }
+}
+
+/** True when some pixel has alpha below 255 (its colour may have been rounded by the canvas). */
+function hasTranslucency(rgba: Uint8ClampedArray): boolean {
+  for (let j = 3; j < rgba.length; j += 4) if (rgba[j]! < 255) return true;
+  return false;
+}
+
+/** Same alpha everywhere and the same colour on every opaque pixel. */
+function agreesWhereOpaque(canvas: Uint8ClampedArray, exact: Uint8Array): boolean {
+  if (canvas.length !== exact.length) return false;
+  for (let j = 0; j < canvas.length; j += 4) {
+    if (canvas[j + 3] !== exact[j + 3]) return false;
+    if (canvas[j + 3] === 255 && (canvas[j] !== exact[j] || canvas[j + 1] !== exact[j + 1] || canvas[j + 2] !== exact[j + 2])) return false;
+  }
+  return true;
 }
 
 /** The name of an input in messages. */

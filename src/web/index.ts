@@ -55,7 +55,7 @@ export interface WebLoadOptions {
   backend?: "auto" | WebBackend;
   /** Hub revision when `model` is a Hub id (default "main"). */
   revision?: string;
-  /** Where onnxruntime-web's .wasm files are served (default: next to this bundle). */
+  /** Base URL where onnxruntime-web's ort-wasm-simd-threaded.jsep.wasm is served (default: next to this bundle). */
   wasmPaths?: string;
   /** WASM threads (only when the page is crossOriginIsolated; default: navigator.hardwareConcurrency). */
   threads?: number;
@@ -97,6 +97,8 @@ const TOWER_PREFIXES: Record<string, string[]> = {
   "vision-naflex": ["vision_model."],
   text: ["text_model."],
 };
+/** onnxruntime-web's binary, copied next to the bundle by tools/build-web.ts. */
+const WASM_FILE = "ort-wasm-simd-threaded.jsep.wasm";
 const TOKEN_TABLE = "text_model.embeddings.token_embedding.weight";
 const NAFLEX_POSITIONS = "vision_model.embeddings.position_embedding.weight";
 
@@ -137,7 +139,8 @@ export class SigLIP2 {
     const offered = await webgpuAdapter();
     const backend: WebBackend = options.backend === "wasm" ? "wasm" : options.backend === "webgpu" || offered ? "webgpu" : "wasm";
     if (options.backend === "webgpu" && !offered) throw new SiglipError("runtime", "backend \"webgpu\" asked for, but navigator.gpu gave no adapter");
-    ort.env.wasm.wasmPaths = options.wasmPaths ?? new URL("./", import.meta.url).href;
+    // Only the .wasm is fetched: its JavaScript loader is inside this bundle.
+    ort.env.wasm.wasmPaths = { wasm: new URL(WASM_FILE, options.wasmPaths ?? new URL("./", import.meta.url).href).href };
     const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
     const threads = isolated ? Math.max(1, options.threads ?? globalThis.navigator?.hardwareConcurrency ?? 1) : 1;
     ort.env.wasm.numThreads = threads;
