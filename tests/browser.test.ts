@@ -145,6 +145,41 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
     assert.ok(rowReqs > 0, "token rows were fetched one range request each");
   });
 
+  it("naflex-f32: patches bit-exact with Node; embeddings at 64 and 256 patches within 1e-5 of transformers and Node", async () => {
+    const man = loadManifest("naflex-f32");
+    const golden = SafetensorsFile.open(join(FIXTURES, "goldens", "naflex-f32.safetensors"));
+    const images = man.images.map((p) => p.replace(/^tests\/fixtures\//, "/fixtures/"));
+    const r = await inPage<{ patches: number[][]; grids: number[][]; m64: number[][]; m256: number[][]; txt: number[][] }>(`
+      const m = await siglip2.SigLIP2.load("/fixtures/models/naflex-f32/");
+      const patches = [], grids = [];
+      for (const u of args.images) {
+        const p = m.naflexPatches(await m.decode(u, u));
+        patches.push(Array.from(p.patches));
+        grids.push([p.gridH, p.gridW]);
+      }
+      const m64 = (await m.embedImages(args.images)).map((e) => Array.from(e));
+      const m256 = (await m.embedImages(args.images, { maxPatches: 256 })).map((e) => Array.from(e));
+      const txt = (await m.embedTexts(args.texts, { lowercase: false })).map((e) => Array.from(e));
+      await m.close();
+      return { patches, grids, m64, m256, txt };`, { images, texts: man.texts });
+    const node = await SigLIP2.load(join(FIXTURES, "models", "naflex-f32"), { tower: { cacheDir: null } });
+    const paths = man.images.map((p) => join(REPO, p));
+    for (const [i, p] of paths.entries()) {
+      const want = node.naflexPatches(await node.decode(p));
+      assert.deepEqual(r.grids[i], [want.gridH, want.gridW], p);
+      assert.equal(mismatches(r.patches[i]!, want.patches), 0, `${p}: NaFlex patches differ from Node`);
+    }
+    const n64 = (await node.embedImages(paths)).flatMap((e) => Array.from(e));
+    const n256 = (await node.embedImages(paths, { maxPatches: 256 })).flatMap((e) => Array.from(e));
+    const nt = (await node.embedTexts(man.texts, { lowercase: false })).flatMap((e) => Array.from(e));
+    await node.close();
+    const g64 = golden.readFloat32("m64.embeds");
+    const g256 = golden.readFloat32("m256.embeds");
+    const d = { g64: maxAbs(r.m64.flat(), g64), g256: maxAbs(r.m256.flat(), g256), n64: maxAbs(r.m64.flat(), n64), n256: maxAbs(r.m256.flat(), n256), nt: maxAbs(r.txt.flat(), nt) };
+    console.log(`# naflex-f32 browser vs transformers: m64 ${d.g64.toExponential(2)}, m256 ${d.g256.toExponential(2)}; vs Node: m64 ${d.n64.toExponential(2)}, m256 ${d.n256.toExponential(2)}, texts ${d.nt.toExponential(2)}`);
+    for (const [k, v] of Object.entries(d)) assert.ok(v < 1e-5, `${k}: ${v}`);
+  });
+
   it("the second load takes both towers' ONNX from the Cache API and gives the same embeddings", async () => {
     const r = await inPage<{ cached: Record<string, boolean>; a: number[]; b: number[] }>(`
       const m = await siglip2.SigLIP2.load("/fixtures/models/fixres-f32/");

@@ -21,7 +21,7 @@ import { SiglipError } from "../errors.js";
 import { FixresVisionTower, TextTower } from "../models/siglip.js";
 import { NaflexVisionTower } from "../models/siglip2.js";
 import { checkNaflexFitsModel, fitFixedConfigToModel, parseImageProcessorConfig } from "../preprocess/config.js";
-import { parseNaflexProcessorConfig, preprocessNaflex, type NaflexProcessorConfig } from "../preprocess/naflex.js";
+import { parseNaflexProcessorConfig, preprocessNaflex, type NaflexPatches, type NaflexProcessorConfig } from "../preprocess/naflex.js";
 import { preprocessFixed } from "../preprocess/index.js";
 import type { ImageProcessorConfig } from "../preprocess/config.js";
 import type { RgbImage } from "../preprocess/decode.js";
@@ -246,6 +246,11 @@ export class SigLIP2 {
   /** Fixed resolution: pixel_values (3, R, R) of decoded pixels, with our resampler. */
   pixelValues(img: RgbImage): Float32Array {
     return preprocessFixed(img, this.imageProcessorConfig, this.opts.resampler ?? "torch");
+  }
+
+  /** NaFlex: resize within the patch budget, normalise and patchify (unpadded), as on Node. */
+  naflexPatches(img: RgbImage, maxPatches?: number): NaflexPatches {
+    return preprocessNaflex(img, this.naflexProcessorConfig, this.patchBudget(maxPatches), this.opts.resampler ?? "torch");
   }
 
   private patchBudget(maxPatches?: number): number {
