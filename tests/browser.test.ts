@@ -11,7 +11,7 @@
  * WebGPU adapter is printed (with --disable-gpu it does not).
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -49,11 +49,13 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
   let page: Page;
   let server: Awaited<ReturnType<typeof startServer>>;
   let profile: string;
+  let broken: string;
 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: the browser tests need Debian's chromium (run \`apt-get install -y chromium\`)`);
     assert.ok(existsSync(join(REPO, "dist", "web", "siglip2.js")), "dist/web/siglip2.js is missing: run `npm run build:web` (npm test does)");
-    server = await startServer({ "/dist/web/": join(REPO, "dist", "web"), "/fixtures/": FIXTURES, "/": join(REPO, "tests", "browser") });
+    broken = mkdtempSync(join(tmpdir(), "siglip2-broken-"));
+    server = await startServer({ "/dist/web/": join(REPO, "dist", "web"), "/fixtures/": FIXTURES, "/broken/": broken, "/": join(REPO, "tests", "browser") });
     profile = mkdtempSync(join(tmpdir(), "siglip2-chromium-"));
     ctx = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
     page = await ctx.newPage();
@@ -66,6 +68,7 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
     await ctx?.close();
     await server?.close();
     if (profile) rmSync(profile, { recursive: true, force: true });
+    if (broken) rmSync(broken, { recursive: true, force: true });
   });
 
   /** Evaluate `body` (an async function body) in the page with `siglip2` and `args` in scope. */
@@ -202,6 +205,53 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
     assert.equal(r.ranged, false);
     const golden = SafetensorsFile.open(join(FIXTURES, "goldens", "fixres-f32.safetensors"));
     assert.ok(maxAbs(r.e, golden.readFloat32("image.embeds").subarray(2 * 32, 3 * 32)) < 1e-5);
+  });
+
+  it("a malformed safetensors file over HTTP gets the same one-line error as on disk (one header validation)", async () => {
+    const src = join(FIXTURES, "models", "fixres-f32");
+    const bytes = readFileSync(join(src, "model.safetensors"));
+    const headerLen = Number(bytes.readBigUInt64LE(0));
+    const cases: Record<string, Buffer> = {
+      truncated: bytes.subarray(0, Math.floor(bytes.length / 2)),
+      "huge-header": Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]), bytes.subarray(8)]),
+      "not-json": Buffer.concat([bytes.subarray(0, 8), Buffer.from("{".padEnd(headerLen, "x")), bytes.subarray(8 + headerLen)]),
+    };
+    for (const [name, b] of Object.entries(cases)) {
+      const d = join(broken, name);
+      mkdirSync(d, { recursive: true });
+      for (const f of ["config.json", "preprocessor_config.json", "tokenizer.json"]) copyFileSync(join(src, f), join(d, f));
+      writeFileSync(join(d, "model.safetensors"), b);
+    }
+    const got = await inPage<Record<string, string>>(`
+      const out = {};
+      for (const n of args) {
+        try { await siglip2.SigLIP2.load("/broken/" + n + "/"); out[n] = "loaded"; }
+        catch (e) { out[n] = (e instanceof siglip2.SiglipError ? "" : "not a SiglipError: ") + e.message; }
+      }
+      return out;`, Object.keys(cases));
+    for (const name of Object.keys(cases)) {
+      const file = join(broken, name, "model.safetensors");
+      let want = "";
+      try {
+        SafetensorsFile.open(file).close();
+      } catch (e) {
+        want = (e as Error).message.replace(file, "FILE");
+      }
+      assert.ok(want.length > 0, `${name}: Node refuses it`);
+      // JSON.parse's own text differs between V8 versions (Node's, Chromium's): compared up to it
+      const engine = (m: string): string => m.replace(/not valid JSON \(.*\)$/, "not valid JSON (…)");
+      assert.equal(engine(got[name]!.replace(`${server.url}/broken/${name}/model.safetensors`, "FILE")), engine(want), name);
+    }
+  });
+
+  it("int8 in the browser: cosine to fp32 above 0.99", async () => {
+    const r = await inPage<{ a: number[]; b: number[] }>(`
+      const f = await siglip2.SigLIP2.load("/fixtures/models/fixres-f32/", { cache: false });
+      const q = await siglip2.SigLIP2.load("/fixtures/models/fixres-f32/", { cache: false, dtype: "int8" });
+      const u = ["/fixtures/model-inputs/noise_61x47.png"];
+      return { a: Array.from((await f.embedImages(u))[0]), b: Array.from((await q.embedImages(u))[0]) };`);
+    const cos = r.a.reduce((s, x, i) => s + x * r.b[i]!, 0);
+    assert.ok(cos > 0.99, `cosine ${cos}`);
   });
 
   it("bad inputs are one-line SiglipErrors naming them; classify ranks labels", async () => {
