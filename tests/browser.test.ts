@@ -100,6 +100,28 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
     assert.deepEqual(bad, [], `checked ${files.length} PNGs`);
   });
 
+  it("lossy formats (JPEG, lossy WebP): within 8 levels of sharp (lossless: exact)", async () => {
+    const files = ["images/photo_48x64.jpg", "images/exif6_48x64.jpg", "images/photo_48x64_lossy.webp", "images/photo_48x64.webp", "images/anim_48x64.gif"];
+    const node = await SigLIP2.load(join(FIXTURES, "models", "fixres-f32"), { tower: { cacheDir: null } });
+    const browser = await inPage<Record<string, { w: number; h: number; data: number[] }>>(`
+      const m = await siglip2.SigLIP2.load("/fixtures/models/fixres-f32/", { cache: false });
+      const out = {};
+      for (const f of args) { const img = await m.decode("/fixtures/" + f, f); out[f] = { w: img.width, h: img.height, data: Array.from(img.data) }; }
+      return out;`, files);
+    const rows: string[] = [];
+    for (const f of files) {
+      const want = await node.decode(join(FIXTURES, f));
+      const got = browser[f]!;
+      assert.deepEqual([got.w, got.h], [want.width, want.height], `${f}: size (EXIF orientation applied on both sides)`);
+      const d = maxAbs(got.data, want.data);
+      rows.push(`${f} ${d}`);
+      // stated tolerance: lossless formats exact; lossy decoders (IDCT, upsampling) within 8 levels of 255
+      assert.ok(f.endsWith(".jpg") || f.endsWith("_lossy.webp") ? d <= 8 : d === 0, `${f}: decoded pixels differ by ${d} levels`);
+    }
+    await node.close();
+    console.log(`# decoded pixels, browser vs sharp (max levels): ${rows.join(", ")}`);
+  });
+
   it("fixres-f32: embeddings within 1e-5 of the transformers goldens and of Node; logits; token table read by rows", async () => {
     const man = loadManifest("fixres-f32");
     const golden = SafetensorsFile.open(join(FIXTURES, "goldens", "fixres-f32.safetensors"));
@@ -270,5 +292,7 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
     for (const s of r.settled) assert.ok(!s.includes("\n"), s);
     assert.match(r.missing, /^SiglipError: .*config\.json: HTTP 404/);
     assert.equal(r.top.split(",").length, 3);
+    const urls = await inPage<string[]>(`return [siglip2.checkpointBaseUrl("google/siglip2-base-patch16-224"), siglip2.checkpointBaseUrl("/fixtures/models/fixres-f32")];`);
+    assert.deepEqual(urls, ["https://huggingface.co/google/siglip2-base-patch16-224/resolve/main/", `${server.url}/fixtures/models/fixres-f32/`]);
   });
 });

@@ -141,7 +141,7 @@ export class HttpSource implements ByteSource {
     if (this.whole) return this.whole.slice(offset, offset + length);
     if (length === 0) return new Uint8Array(0);
     const progress = this.options.onProgress;
-    const cache = length >= 4096 ? await this.cache() : null; // small reads (header prefix) are not worth an entry
+    const cache = await this.cache();
     const key = this.cacheKey(offset, length);
     const hit = await cache?.match(key);
     if (hit) {

@@ -44,6 +44,7 @@ export type { ImageFeatures, ImageOptions, ImageResult } from "../tasks/image-pi
 export type { LabelScoreRow as LabelScore } from "../tasks/scoring.js";
 export { SiglipError } from "../errors.js";
 export { toRgbImage } from "./image.js";
+export { checkpointBaseUrl } from "./checkpoint.js";
 
 /** Where sessions run. */
 export type WebBackend = "webgpu" | "wasm";
