@@ -219,6 +219,14 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
     assert.ok(maxAbs(r.a, a!) < 1e-5 && maxAbs(r.b, b!) < 1e-5);
   });
 
+  it("tensors that span two range requests (4 KiB requests) give the same embedding", async () => {
+    const r = await inPage<number[]>(`
+      const m = await siglip2.SigLIP2.load("/fixtures/models/fixres-f32/", { cache: false, maxRequestBytes: 4096 });
+      return Array.from((await m.embedImages(["/fixtures/model-inputs/noise_47x61.png"]))[0]);`);
+    const golden = SafetensorsFile.open(join(FIXTURES, "goldens", "fixres-f32.safetensors"));
+    assert.ok(maxAbs(r, golden.readFloat32("image.embeds").subarray(2 * 32, 3 * 32)) < 1e-5);
+  });
+
   it("a server without range support: the file is downloaded once and gives the same embedding", async () => {
     const r = await inPage<{ ranged: boolean; e: number[] }>(`
       const m = await siglip2.SigLIP2.load("/noranges/fixtures/models/fixres-f32/", { cache: false });

@@ -29,6 +29,8 @@ export interface HttpOptions {
   /** Cache API cache for weight bytes; null: none. Default "siglip2-weights". */
   cacheName?: string | null;
   onProgress?: (p: FetchProgress) => void;
+  /** Largest range request when a tower's tensors are fetched (default {@link MAX_REQUEST_BYTES}). */
+  maxRequestBytes?: number;
   /** The fetch to use (default globalThis.fetch). */
   fetch?: typeof fetch;
 }
@@ -88,6 +90,11 @@ export class HttpSource implements ByteSource {
     private readonly identity: string,
     private readonly options: HttpOptions,
   ) {}
+
+  /** Largest range request for bulk fetches. */
+  get maxRequestBytes(): number {
+    return Math.max(1, this.options.maxRequestBytes ?? MAX_REQUEST_BYTES);
+  }
 
   /** True when reads are range requests (false: the file was downloaded whole). */
   get ranged(): boolean {
@@ -190,6 +197,9 @@ interface Chunk {
   tag: string;
 }
 
+/** Largest single range request (and Cache API entry): a tower's tensors come in pieces of this size. */
+export const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+
 /** Most token-table rows kept in memory (a row of B/16 is 3 KiB). */
 const MAX_ROWS = 8192;
 
@@ -216,10 +226,17 @@ export class PrefetchedSource implements SyncByteSource {
     return this.http.read(offset, length);
   }
 
-  /** Fetch `ranges` (coalesced across gaps under 64 KiB) and keep them under `tag`. */
+  /** Fetch `ranges` (coalesced across gaps under 64 KiB, in requests of at most {@link MAX_REQUEST_BYTES}) and keep them under `tag`. */
   async fetchRanges(ranges: readonly Range[], tag: string): Promise<void> {
     const todo = coalesce(ranges, 65536).filter(([a, b]) => !this.covered(a, b - a));
-    for (const [a, b] of todo) this.chunks.push({ begin: a, bytes: await this.http.read(a, b - a), tag });
+    for (const [a, b] of todo) {
+      const step = this.http.maxRequestBytes;
+      for (let p = a; p < b; p += step) {
+        const n = Math.min(step, b - p);
+        this.chunks.push({ begin: p, bytes: await this.http.read(p, n), tag });
+      }
+    }
+    this.chunks.sort((x, y) => x.begin - y.begin);
   }
 
   /** Fetch rows (`rowBytes` each, the table starting at `begin`), one range request per missing row, in parallel. */
@@ -241,8 +258,14 @@ export class PrefetchedSource implements SyncByteSource {
     this.rows.clear();
   }
 
+  /** True when the fetched chunks hold every byte of [offset, offset + length). */
   private covered(offset: number, length: number): boolean {
-    return this.chunks.some((c) => offset >= c.begin && offset + length <= c.begin + c.bytes.length);
+    let pos = offset;
+    for (const c of this.chunks) {
+      if (c.begin <= pos && c.begin + c.bytes.length > pos) pos = c.begin + c.bytes.length;
+      if (pos >= offset + length) return true;
+    }
+    return length === 0;
   }
 
   readSync(offset: number, length: number, into: Uint8Array = new Uint8Array(length)): Uint8Array {
@@ -251,9 +274,18 @@ export class PrefetchedSource implements SyncByteSource {
       into.set(row);
       return into;
     }
-    const c = this.chunks.find((x) => offset >= x.begin && offset + length <= x.begin + x.bytes.length);
-    if (!c) throw new Error(`internal: ${this.name}: bytes ${offset}–${offset + length} were not fetched before use`);
-    into.set(c.bytes.subarray(offset - c.begin, offset - c.begin + length));
+    // A tensor may span two requests: copy piece by piece from the sorted chunks.
+    let pos = offset;
+    const end = offset + length;
+    for (const c of this.chunks) {
+      if (pos >= end) break;
+      const cEnd = c.begin + c.bytes.length;
+      if (c.begin > pos || cEnd <= pos) continue;
+      const n = Math.min(end, cEnd) - pos;
+      into.set(c.bytes.subarray(pos - c.begin, pos - c.begin + n), pos - offset);
+      pos += n;
+    }
+    if (pos < end) throw new Error(`internal: ${this.name}: bytes ${pos}–${end} were not fetched before use`);
     return into;
   }
 }

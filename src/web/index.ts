@@ -34,7 +34,7 @@ import { GemmaTokenizer } from "../tokenizer/gemma.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import type { SiglipConfig } from "../weights/config.js";
 import { WebCheckpoint, checkpointBaseUrl, fetchJson } from "./checkpoint.js";
-import type { FetchProgress } from "./http-source.js";
+import type { FetchProgress, HttpOptions } from "./http-source.js";
 import { toRgbImage, webImageName, WEB_MAX_PIXELS, type WebImageInput } from "./image.js";
 import { webRuntime } from "./runtime.js";
 
@@ -60,6 +60,8 @@ export interface WebLoadOptions {
   wasmPaths?: string;
   /** WASM threads (only when the page is crossOriginIsolated; default: navigator.hardwareConcurrency). */
   threads?: number;
+  /** Largest range request when a tower's tensors are fetched (default 64 MiB). */
+  maxRequestBytes?: number;
   /** Cache API: false turns off caching of weights and built ONNX. Default true. */
   cache?: boolean;
   /** Resampler arithmetic: "torch" (default, as transformers' fast processor) or "pil". */
@@ -103,6 +105,8 @@ const WASM_FILE = "ort-wasm-simd-threaded.jsep.wasm";
 const TOKEN_TABLE = "text_model.embeddings.token_embedding.weight";
 const NAFLEX_POSITIONS = "vision_model.embeddings.position_embedding.weight";
 
+let loadChain: Promise<unknown> = Promise.resolve();
+
 /** A SigLIP / SigLIP 2 checkpoint loaded in the browser. */
 export class SigLIP2 {
   private vision?: Promise<FixresVisionTower | NaflexVisionTower>;
@@ -134,7 +138,8 @@ export class SigLIP2 {
    */
   static async load(model: string, options: WebLoadOptions = {}): Promise<SigLIP2> {
     const base = checkpointBaseUrl(model, options.revision);
-    const http: { onProgress?: (p: FetchProgress) => void; cacheName?: string | null } = { cacheName: options.cache === false ? null : "siglip2-weights" };
+    const http: HttpOptions = { cacheName: options.cache === false ? null : "siglip2-weights" };
+    if (options.maxRequestBytes !== undefined) http.maxRequestBytes = options.maxRequestBytes;
     if (options.onProgress) http.onProgress = options.onProgress;
     const checkpoint = await WebCheckpoint.open(base, http);
     const offered = await webgpuAdapter();
@@ -226,11 +231,10 @@ export class SigLIP2 {
     return this.text;
   }
 
-  /** Tower loads one at a time (they share the runtime hooks). */
-  private queue: Promise<unknown> = Promise.resolve();
+  /** Tower loads run one at a time, across models (they share the runtime settings and hooks). */
   private loadQueue<T>(f: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(f, f);
-    this.queue = next.catch(() => undefined);
+    const next = loadChain.then(f, f);
+    loadChain = next.catch(() => undefined);
     return next;
   }
 
@@ -286,8 +290,6 @@ export class SigLIP2 {
     const tower = await this.visionTower();
     if (this.isNaflex) this.patchBudget(options.maxPatches);
     else void this.imageProcessorConfig;
-    const index = new Map<unknown, number>();
-    images.forEach((im, i) => index.set(im, i));
     // The pipeline names inputs by their string form; browser inputs are named here (webImageName).
     const named = images.map((im, i) => (typeof im === "string" ? im : { width: 0, height: 0, data: new Uint8Array(0), i }));
     return runImagePipeline(
