@@ -205,6 +205,23 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
     for (const [k, v] of Object.entries(d)) assert.ok(v < 1e-5, `${k}: ${v}`);
   });
 
+  it("SigLIP2Worker: the same embeddings from a Web Worker (the page's thread stays free)", async () => {
+    const man = loadManifest("fixres-f32");
+    const r = await inPage<{ img: number[]; txt: number[]; backend: string }>(`
+      const w = await siglip2.SigLIP2Worker.load("/fixtures/models/fixres-f32/");
+      const blob = await (await fetch("/fixtures/model-inputs/noise_32x32.png")).blob();
+      const [img] = await w.embedImages([blob]);
+      const [txt] = await w.embedTexts(args, { lowercase: false });
+      let bad = "";
+      try { await w.embedImages(["/fixtures/images/bad_text.txt"]); } catch (e) { bad = e instanceof siglip2.SiglipError ? "" : "not a SiglipError"; }
+      await w.close();
+      return { img: Array.from(img), txt: Array.from(txt), backend: w.backend + bad };`, [man.texts[0]]);
+    const golden = SafetensorsFile.open(join(FIXTURES, "goldens", "fixres-f32.safetensors"));
+    assert.equal(r.backend, "wasm");
+    assert.ok(maxAbs(r.img, golden.readFloat32("image.embeds").subarray(0, 32)) < 1e-5);
+    assert.ok(maxAbs(r.txt, golden.readFloat32("text.embeds").subarray(0, 32)) < 1e-5);
+  });
+
   it("the second load takes both towers' ONNX from the Cache API and gives the same embeddings", async () => {
     const r = await inPage<{ cached: Record<string, boolean>; a: number[]; b: number[] }>(`
       const m = await siglip2.SigLIP2.load("/fixtures/models/fixres-f32/");

@@ -13,14 +13,16 @@
  *
  * Reference: esbuild's build API (plugins: onResolve/onLoad, metafile).
  */
-import { build, type Plugin } from "esbuild";
+import { build, type Metafile, type Plugin } from "esbuild";
 import { copyFileSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const OUT_DIR = join(REPO, "dist", "web");
 export const BUNDLE = join(OUT_DIR, "siglip2.js");
+/** The Web Worker entry (src/web/worker.ts), loaded by SigLIP2Worker from next to the bundle. */
+export const WORKER_BUNDLE = join(OUT_DIR, "siglip2.worker.js");
 /** The onnxruntime-web binary the default (JSEP: WASM + WebGPU) bundle loads. */
 export const WASM_FILES = ["ort-wasm-simd-threaded.jsep.wasm"];
 
@@ -71,29 +73,40 @@ export async function buildWeb(): Promise<{ bytes: number; file: string }> {
   mkdirSync(OUT_DIR, { recursive: true });
   const stubbed = new Map<string, Set<string>>();
   const version = (JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string }).version;
-  const result = await build({
-    entryPoints: [join(REPO, "src", "web", "index.ts")],
-    outfile: BUNDLE,
+  const common = {
     bundle: true,
-    format: "esm",
-    platform: "browser",
+    format: "esm" as const,
+    platform: "browser" as const,
     target: "es2022",
     sourcemap: true,
     metafile: true,
-    logLevel: "silent",
+    logLevel: "silent" as const,
     define: { __SIGLIP2_VERSION__: JSON.stringify(version) },
     plugins: [webPlugin(stubbed)],
+  };
+  const worker = await build({ ...common, entryPoints: [join(REPO, "src", "web", "worker.ts")], outfile: WORKER_BUNDLE });
+  const result = await build({
+    entryPoints: [join(REPO, "src", "web", "index.ts")],
+    outfile: BUNDLE,
+    ...common,
   });
-  const leaked = Object.entries(result.metafile.outputs[Object.keys(result.metafile.outputs).find((k) => k.endsWith("siglip2.js"))!]!.inputs)
-    .filter(([path, info]) => path.startsWith("node-only:") && info.bytesInOutput > 0 && !(path.slice("node-only:".length) in DORMANT))
-    .map(([path]) => `${path.slice("node-only:".length)} (imported by ${[...(stubbed.get(path.slice("node-only:".length)) ?? [])].join(", ")})`);
-  if (leaked.length > 0) throw new Error(`build:web: Node-only code would reach the browser bundle: ${leaked.join("; ")}`);
-  const text = readFileSync(BUNDLE, "utf8");
-  const bad = checkBundleText(text);
-  if (bad.length > 0) throw new Error(`build:web: ${BUNDLE} imports Node-only modules: ${bad.join(", ")}`);
+  for (const [out, meta] of [[BUNDLE, result.metafile!], [WORKER_BUNDLE, worker.metafile!]] as const) checkMetafile(out, meta, stubbed);
+  for (const out of [BUNDLE, WORKER_BUNDLE]) {
+    const bad = checkBundleText(readFileSync(out, "utf8"));
+    if (bad.length > 0) throw new Error(`build:web: ${out} imports Node-only modules: ${bad.join(", ")}`);
+  }
   const ortDist = join(REPO, "node_modules", "onnxruntime-web", "dist");
   for (const f of WASM_FILES) copyFileSync(join(ortDist, f), join(OUT_DIR, f));
   return { bytes: statSync(BUNDLE).size, file: BUNDLE };
+}
+
+/** Fail when a Node-only stub's code reached `out` (beyond the DORMANT list). */
+function checkMetafile(out: string, meta: Metafile, stubbed: Map<string, Set<string>>): void {
+  const key = Object.keys(meta.outputs).find((k) => k.endsWith(`/${basename(out)}`))!;
+  const leaked = Object.entries(meta.outputs[key]!.inputs)
+    .filter(([path, info]) => path.startsWith("node-only:") && info.bytesInOutput > 0 && !(path.slice("node-only:".length) in DORMANT))
+    .map(([path]) => `${path.slice("node-only:".length)} (imported by ${[...(stubbed.get(path.slice("node-only:".length)) ?? [])].join(", ")})`);
+  if (leaked.length > 0) throw new Error(`build:web: Node-only code would reach ${out}: ${leaked.join("; ")}`);
 }
 
 /** Module specifiers in `text` (import/export from, dynamic import, require) that name Node-only modules. */
@@ -107,7 +120,7 @@ export function checkBundleText(text: string): string[] {
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   buildWeb().then(
-    ({ bytes, file }) => console.log(`${file.replace(`${REPO}/`, "")}: ${(bytes / 1024).toFixed(0)} KiB (+ ${WASM_FILES.join(", ")})`),
+    ({ bytes, file }) => console.log(`${file.replace(`${REPO}/`, "")}: ${(bytes / 1024).toFixed(0)} KiB (+ siglip2.worker.js, ${WASM_FILES.join(", ")})`),
     (e: unknown) => {
       console.error(e instanceof Error ? e.message : String(e));
       process.exit(1);

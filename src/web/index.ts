@@ -45,6 +45,7 @@ export type { LabelScoreRow as LabelScore } from "../tasks/scoring.js";
 export { SiglipError } from "../errors.js";
 export { toRgbImage } from "./image.js";
 export { checkpointBaseUrl } from "./checkpoint.js";
+export { SigLIP2Worker } from "./worker-client.js";
 
 /** Where sessions run. */
 export type WebBackend = "webgpu" | "wasm";
