@@ -33,7 +33,8 @@ import { prepareImage, type PrepareTask, type Prepared } from "./preprocess/task
 import { runImagePipeline, type ImageFeatures, type ImageInput, type ImageOptions, type ImageProgress, type ImageResult } from "./tasks/image-pipeline.js";
 import { BINS, dequantizeBox, parseArefOutput } from "./tasks/boxes.js";
 import { CAPTION_PROMPT, checkCaptionOptions, decode, referPrompt, tokenScore, type Decoded } from "./tasks/caption.js";
-import { logitsPerImage, l2normalize, rows, sigmoid, type LogitParams } from "./tasks/similarity.js";
+import { l2normalize, rows, type LogitParams } from "./tasks/similarity.js";
+import { applyTemplate, checkTextEmbeddings, checkTokenIds, labelScores, readLogitParams, similarityTable, textName } from "./tasks/scoring.js";
 import { LruCache } from "./lru.js";
 import {
   DEFAULT_TEMPLATE, LABEL_CACHE_SETS, type CaptionOptions, type CaptionResult, type ClassifyOptions, type LocateResult, type EmbedOptions, type LabelScore, type LoadOptions, type TextOptions, type TokenizedText,
@@ -289,16 +290,7 @@ export class SigLIP2 {
     const tower = await this.textTower();
     const T = tower.sequenceLength;
     const V = tower.config.vocab_size;
-    const name = (i: number): string => names?.[i] ?? `token ids ${i}`;
-    ids.forEach((row, i) => {
-      if (row.length !== T) throw new SiglipError("input", `${name(i)}: ${row.length} ids, expected ${T}`, { subject: name(i) });
-      const bad = row.find((id) => !(id >= 0 && id < V));
-      if (bad === undefined) return;
-      if (names) {
-        throw new SiglipError("checkpoint", `${name(i)}: token id ${bad} is outside the model's vocabulary (text_config.vocab_size ${V}); tokenizer.json does not belong to this checkpoint`, { subject: name(i) });
-      }
-      throw new SiglipError("input", `${name(i)}: id ${bad} is outside the vocabulary (0 to ${V - 1})`, { subject: name(i) });
-    });
+    checkTokenIds(ids, T, V, names);
     const bs = Math.max(1, this.opts.textBatchSize ?? 32);
     const out: Float32Array[] = [];
     for (let s = 0; s < ids.length; s += bs) {
@@ -309,10 +301,7 @@ export class SigLIP2 {
       out.push(...rows(r.pooled, tower.config.projection_size));
     }
     const result = options.normalize === false ? out : out.map(l2normalize);
-    result.forEach((e, i) => {
-      assertFinite(out[i]!, name(i), "text embedding");
-      assertFinite(e, name(i), "normalised text embedding (a zero vector?)");
-    });
+    checkTextEmbeddings(out, result, names);
     return result;
   }
 
@@ -322,16 +311,7 @@ export class SigLIP2 {
    * naming it; any smaller one gives finite logits (computed in float64).
    */
   logitParams(): LogitParams {
-    const w = this.checkpoint.weights;
-    const p = { logitScale: w.float32("logit_scale", [1])[0]!, logitBias: w.float32("logit_bias", [1])[0]! };
-    if (!Number.isFinite(Math.exp(p.logitScale))) {
-      throw new SiglipError(
-        "checkpoint",
-        `${w.info("logit_scale").file}: logit_scale ${p.logitScale} is too large: exp(logit_scale) overflows (the largest usable value is about ${LOGIT_SCALE_MAX.toFixed(2)})`,
-        { subject: "logit_scale" },
-      );
-    }
-    return p;
+    return readLogitParams(this.checkpoint.weights);
   }
 
   /**
@@ -339,9 +319,7 @@ export class SigLIP2 {
    * L2-normalised embeddings. Arrays are indexed [image][text].
    */
   similarity(imageEmbeds: Float32Array[], textEmbeds: Float32Array[]): { logits: number[][]; probabilities: number[][] } {
-    const logits = logitsPerImage(imageEmbeds, textEmbeds, this.logitParams());
-    logits.forEach((row, i) => assertFinite(row, `image ${i}`, "logits"));
-    return { logits, probabilities: logits.map((r) => r.map(sigmoid)) };
+    return similarityTable(imageEmbeds, textEmbeds, this.logitParams());
   }
 
   /**
@@ -373,10 +351,7 @@ export class SigLIP2 {
 
   /** Score normalised image embeddings against label embeddings (sorted per image). */
   scoreLabels(imageEmbeds: Float32Array[], labels: string[], labelEmbeds: Float32Array[]): LabelScore[][] {
-    const { logits } = this.similarity(imageEmbeds, labelEmbeds);
-    return logits.map((row) =>
-      row.map((logit, j) => ({ label: labels[j]!, logit, probability: sigmoid(logit) })).sort((a, b) => b.probability - a.probability),
-    );
+    return labelScores(this.similarity(imageEmbeds, labelEmbeds).logits, labels);
   }
 
   /**
@@ -509,17 +484,4 @@ function throwIfError<T>(r: T | SiglipError): T {
   return r;
 }
 
-/** The largest `logit_scale` whose exponential is finite in float64 (ln of the largest double). */
-const LOGIT_SCALE_MAX = Math.log(Number.MAX_VALUE);
-
-/** How a text is named in messages: quoted, cut to 60 characters. */
-function textName(text: string): string {
-  const q = JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}…` : text);
-  return `text ${q}`;
-}
-
-/** Fill a prompt template: every `{}` becomes the label. */
-export function applyTemplate(template: string, label: string): string {
-  if (!template.includes("{}")) throw new SiglipError("input", `template ${JSON.stringify(template)} has no {} placeholder for the label`);
-  return template.split("{}").join(label);
-}
+export { applyTemplate };

@@ -22,6 +22,7 @@ export const LAYERS: ReadonlyArray<readonly string[]> = [
   ["tasks"], // embedding maths, image pipeline, metrics, eval harness, boxes
   ["train"], // losses, optimiser, trainer, data, scene generator
   ["api", "api-types", "index"], // the library interface (SigLIP2)
+  ["web"], // the same interface in browsers (onnxruntime-web, HTTP range reads), bundled by tools/build-web.ts
   ["search"], // LanceDB index and search
   ["server"], // HTTP server
   ["cli"], // the siglip2 command
