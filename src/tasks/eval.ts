@@ -101,6 +101,24 @@ export interface RetrievalData {
  * `"texts"` (several), optional `"lang"`; relative image paths are relative to the manifest.
  */
 export function readRetrievalManifest(file: string): RetrievalData {
+  const data: RetrievalData = { images: [], texts: [] };
+  forEachManifestRow(file, (r, image, fail) => {
+    const texts = r.texts !== undefined ? r.texts : r.text !== undefined ? [r.text] : r.caption !== undefined ? [r.caption] : undefined;
+    if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === "string")) fail(`"text" must be a string or "texts" a non-empty list of strings`);
+    if (r.lang !== undefined && typeof r.lang !== "string") fail(`"lang" must be a string`);
+    const idx = data.images.push(image) - 1;
+    for (const text of texts as string[]) data.texts.push(r.lang === undefined ? { text, image: idx } : { text, image: idx, lang: r.lang as string });
+  });
+  if (data.images.length === 0) throw new SiglipError("input", `${file}: no rows`, { subject: file });
+  return data;
+}
+
+/**
+ * Each row of a JSON Lines manifest: blank lines skipped; a row must be a JSON object with a
+ * non-empty `"image"` (resolved against the manifest's folder). `fail` throws one error naming
+ * FILE:LINE.
+ */
+function forEachManifestRow(file: string, each: (row: Record<string, unknown>, image: string, fail: (what: string) => never) => void): void {
   let raw: string;
   try {
     raw = readFileSync(file, "utf8");
@@ -108,27 +126,22 @@ export function readRetrievalManifest(file: string): RetrievalData {
     throw new SiglipError("input", `${file}: cannot read the manifest (${errorMessage(e)})`, { subject: file });
   }
   const base = dirname(resolve(file));
-  const data: RetrievalData = { images: [], texts: [] };
   raw.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
-    const where = `${file}:${i + 1}`;
+    const fail = (what: string): never => {
+      throw new SiglipError("input", `${file}:${i + 1}: ${what}`, { subject: file });
+    };
     let row: unknown;
     try {
       row = JSON.parse(line);
     } catch {
-      throw new SiglipError("input", `${where}: not a JSON object`, { subject: file });
+      fail("not a JSON object");
     }
-    if (typeof row !== "object" || row === null || Array.isArray(row)) throw new SiglipError("input", `${where}: not a JSON object`, { subject: file });
+    if (typeof row !== "object" || row === null || Array.isArray(row)) fail("not a JSON object");
     const r = row as Record<string, unknown>;
-    if (typeof r.image !== "string" || r.image === "") throw new SiglipError("input", `${where}: "image" must be a non-empty string`, { subject: file });
-    const texts = r.texts !== undefined ? r.texts : r.text !== undefined ? [r.text] : r.caption !== undefined ? [r.caption] : undefined;
-    if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === "string")) throw new SiglipError("input", `${where}: "text" must be a string or "texts" a non-empty list of strings`, { subject: file });
-    if (r.lang !== undefined && typeof r.lang !== "string") throw new SiglipError("input", `${where}: "lang" must be a string`, { subject: file });
-    const image = data.images.push(resolve(base, r.image)) - 1;
-    for (const text of texts as string[]) data.texts.push(r.lang === undefined ? { text, image } : { text, image, lang: r.lang });
+    if (typeof r.image !== "string" || r.image === "") fail(`"image" must be a non-empty string`);
+    each(r, resolve(base, r.image as string), fail);
   });
-  if (data.images.length === 0) throw new SiglipError("input", `${file}: no rows`, { subject: file });
-  return data;
 }
 
 export interface RetrievalReport extends RetrievalMetrics {
@@ -167,31 +180,9 @@ export interface LocateData {
 
 /** Read a localisation manifest (see the module comment); relative image paths are relative to the manifest. */
 export function readLocateManifest(file: string): LocateData {
-  let raw: string;
-  try {
-    raw = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new SiglipError("input", `${file}: cannot read the manifest (${errorMessage(e)})`, { subject: file });
-  }
-  const base = dirname(resolve(file));
   const data: LocateData = { items: [], images: 0 };
-  raw.split("\n").forEach((line, i) => {
-    if (line.trim() === "") return;
-    const where = `${file}:${i + 1}`;
-    const fail = (what: string): never => {
-      throw new SiglipError("input", `${where}: ${what}`, { subject: file });
-    };
-    let row: unknown;
-    try {
-      row = JSON.parse(line);
-    } catch {
-      fail("not a JSON object");
-    }
-    if (typeof row !== "object" || row === null || Array.isArray(row)) fail("not a JSON object");
-    const r = row as Record<string, unknown>;
-    if (typeof r.image !== "string" || r.image === "") fail(`"image" must be a non-empty string`);
+  forEachManifestRow(file, (r, image, fail) => {
     if (!Array.isArray(r.regions) || r.regions.length === 0) fail(`"regions" must be a non-empty list of {"box": [x0, y0, x1, y1], "text"}`);
-    const image = resolve(base, r.image as string);
     (r.regions as unknown[]).forEach((g, k) => {
       const reg = g as { box?: unknown; text?: unknown };
       if (typeof g !== "object" || g === null || typeof reg.text !== "string" || reg.text.trim() === "") fail(`region ${k + 1}: "text" must be a non-empty string`);
