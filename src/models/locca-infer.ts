@@ -140,16 +140,7 @@ export class LoccaDecoderModel {
 
   /** Token rows of the table for a flat id list, reading only the distinct rows from disk. */
   private embed(ids: ArrayLike<number>): Float32Array {
-    const D = this.config.hidden;
-    const unique = [...new Set(Array.from(ids))];
-    const rows = this.store.rowsFloat32(`${DECODER_PREFIX}.embed_tokens.weight`, unique);
-    const at = new Map(unique.map((id, i) => [id, i]));
-    const out = new Float32Array(ids.length * D);
-    for (let i = 0; i < ids.length; i++) {
-      const r = at.get(ids[i]!)!;
-      out.set(rows.subarray(r * D, (r + 1) * D), i * D);
-    }
-    return out;
+    return this.store.gatherRows(`${DECODER_PREFIX}.embed_tokens.weight`, ids, this.config.hidden);
   }
 
   /**

@@ -178,16 +178,7 @@ export class TextTower {
 
   /** Token embeddings for a flat (B·T) id array, reading only the distinct rows from disk. */
   embedTokens(ids: ArrayLike<number>): Float32Array {
-    const D = this.config.hidden_size;
-    const unique = [...new Set(Array.from(ids))];
-    const rows = this.store.rowsFloat32("text_model.embeddings.token_embedding.weight", unique);
-    const at = new Map(unique.map((id, i) => [id, i]));
-    const out = new Float32Array(ids.length * D);
-    for (let i = 0; i < ids.length; i++) {
-      const r = at.get(ids[i]!)!;
-      out.set(rows.subarray(r * D, (r + 1) * D), i * D);
-    }
-    return out;
+    return this.store.gatherRows("text_model.embeddings.token_embedding.weight", ids, this.config.hidden_size);
   }
 
   /** Run on token ids, flat (batch·T) with T = max_position_embeddings. */

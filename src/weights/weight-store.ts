@@ -103,6 +103,22 @@ export class WeightStore {
     return values;
   }
 
+  /**
+   * Rows `ids[i]` of the 2-D table `name` (row width `dim`), stacked in `ids` order: each distinct
+   * row is read once (token tables: a batch repeats ids, and the table never enters memory whole).
+   */
+  gatherRows(name: string, ids: ArrayLike<number>, dim: number): Float32Array {
+    const unique = [...new Set(Array.from(ids))];
+    const rows = this.rowsFloat32(name, unique);
+    const at = new Map(unique.map((id, i) => [id, i]));
+    const out = new Float32Array(ids.length * dim);
+    for (let i = 0; i < ids.length; i++) {
+      const r = at.get(ids[i]!)!;
+      out.set(rows.subarray(r * dim, (r + 1) * dim), i * dim);
+    }
+    return out;
+  }
+
   /** Throw a clear error when `name` is absent or not stored as a float type (F32, F16, BF16, F64). */
   checkDtype(name: string): void {
     const info = this.info(name);
