@@ -72,7 +72,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     model = await SigLIP2.load(F32);
     store = await openForIndexing(join(work, "db"), "images", await embeddingSetup(model, modelName(F32)));
     await buildIndex(model, store, [photos]);
-    app = createServer(model, { store });
+    app = createServer(model, { store, modelName: "fixres-f32 (random weights)" });
     url = await app.listen({ host: "127.0.0.1", port: 0 });
     keyed = createServer(model, { store, apiKey: KEY });
     keyedUrl = await keyed.listen({ host: "127.0.0.1", port: 0 });
@@ -80,7 +80,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     mkdirSync(shots, { recursive: true });
     browser = await chromium.launchPersistentContext(join(work, "profile"), { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 800 } });
     page = await browser.newPage();
-    page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+    watch(page);
   });
 
   after(async () => {
@@ -92,6 +92,16 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     console.log(`# screenshots in ${shots}`);
     if (work && !shots.startsWith(work)) rmSync(work, { recursive: true, force: true });
   });
+
+  /** Errors the page logged (a script error, a CSP violation, a failed load the page did not expect). */
+  const pageErrors: string[] = [];
+  function watch(p: Page): void {
+    p.on("pageerror", (e) => pageErrors.push(`page error: ${e.message}`));
+    p.on("console", (m) => {
+      // The 401s of the API-key test are expected; everything else logged as an error is not.
+      if (m.type() === "error" && !/status of 401/.test(m.text())) pageErrors.push(`console: ${m.text()} (${m.location().url})`);
+    });
+  }
 
   async function open(p: Page, base = url, hash = ""): Promise<void> {
     await p.goto(`${base}/${hash}`);
@@ -243,7 +253,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
   it("zero-shot page: labels + an image give the JSON API's scores, in its order", async () => {
     await open(page, url, "#zero-shot");
     assert.equal(await page.isVisible("#page-search"), false);
-    const labels = ["un chat", "ein Hund", "a colour gradient", "夕焼け"];
+    const labels = ["un chat", "ein Hund", "a colour gradient", "закат над морем"];
     await page.fill("#zs-labels", labels.join("\n"));
     await page.setInputFiles("#zs-file", join(IMAGES, "grad_224x224.png"));
     await page.click("#zs-form button[type=submit]");
@@ -256,6 +266,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
 
   it("phone width (375 px): no horizontal scroll on the search grid, the viewer and the zero-shot page", async () => {
     const phone = await browser.newPage();
+    watch(phone);
     try {
       await phone.setViewportSize({ width: 375, height: 812 });
       await open(phone);
@@ -280,6 +291,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
 
   it("with an API key: the page loads, asks for the key on 401, and then searches and loads thumbnails with it", async () => {
     const p = await browser.newPage();
+    watch(p);
     try {
       await open(p, keyedUrl);
       await p.waitForSelector("#key-form", { state: "visible" });
@@ -326,5 +338,9 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     assert.match(await html.text(), /<script type="module" src="\/ui\/app.js">/);
     assert.equal((await fetch(`${url}/ui/app.js`)).headers.get("content-type"), "text/javascript; charset=utf-8");
     assert.equal((await fetch(`${url}/ui/..%2Fassets.js`)).status, 404);
+  });
+
+  it("the pages logged no script errors and no Content-Security-Policy violations", () => {
+    assert.deepEqual(pageErrors, []);
   });
 });

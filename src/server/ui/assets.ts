@@ -1,5 +1,5 @@
 /**
- * The web UI's files: `index.html` and `style.css` from src/server/ui/client/, and the page
+ * The web UI's files: `index.html`, `style.css` and `icon.svg` from src/server/ui/client/, and the page
  * script, compiled from the TypeScript beside them by `tsconfig.ui.json` (`npm run build`)
  * into dist/server/ui/client/. Both folders sit at the same place below the package root,
  * whether this module runs from src/ (tsx) or dist/, and both ship in the package.
@@ -29,7 +29,7 @@ const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
   ".css": "text/css; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
-  ".map": "application/json; charset=utf-8",
+  ".svg": "image/svg+xml",
 };
 
 /**
@@ -44,12 +44,12 @@ function asset(path: string): Asset {
   return { bytes, contentType: TYPES[ext] ?? "application/octet-stream", etag: `"${createHash("sha256").update(bytes).digest("hex").slice(0, 32)}"` };
 }
 
-/** The UI's files by URL name (`index.html`, `style.css`, `app.js`, ...), or the one-line reason they are missing. */
+/** The UI's files by URL name (`index.html`, `style.css`, `icon.svg`, `app.js`, ...), or the one-line reason they are missing. */
 export function loadUiAssets(): { assets: Map<string, Asset>; problem: string | null } {
   const assets = new Map<string, Asset>();
   const entry = join(UI_BUILD_DIR, "app.js");
   if (!existsSync(entry)) return { assets, problem: `the web UI is not built (${entry} is missing); run \`npm run build\`` };
-  for (const f of ["index.html", "style.css"]) assets.set(f, asset(join(UI_SOURCE_DIR, f)));
-  for (const f of readdirSync(UI_BUILD_DIR)) if (/^[a-z][a-z0-9-]*\.js(\.map)?$/.test(f)) assets.set(f, asset(join(UI_BUILD_DIR, f)));
+  for (const f of ["index.html", "style.css", "icon.svg"]) assets.set(f, asset(join(UI_SOURCE_DIR, f)));
+  for (const f of readdirSync(UI_BUILD_DIR)) if (/^[a-z][a-z0-9-]*\.js$/.test(f)) assets.set(f, asset(join(UI_BUILD_DIR, f)));
   return { assets, problem: null };
 }

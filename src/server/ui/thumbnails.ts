@@ -124,10 +124,12 @@ export class Thumbnailer {
     const etag = Thumbnailer.etag(row, size);
     const hit = this.cache.get(key);
     if (hit && (await this.unchanged(row))) return { bytes: hit, etag, contentType: "image/webp" };
-    let p = this.pending.get(key);
+    // Requests are joined per path (each path's own file is checked), cached per content.
+    const job = `${key}:${row.path}`;
+    let p = this.pending.get(job);
     if (!p) {
-      p = this.limiter.run(async () => this.make(await this.verifiedBytes(row), row, size)).finally(() => this.pending.delete(key));
-      this.pending.set(key, p);
+      p = this.limiter.run(async () => this.make(await this.verifiedBytes(row), row, size)).finally(() => this.pending.delete(job));
+      this.pending.set(job, p);
     }
     const bytes = await p;
     this.cache.set(key, bytes);
@@ -137,7 +139,7 @@ export class Thumbnailer {
   /** The file's bytes, when they are exactly the indexed ones. */
   private async verifiedBytes(row: ImageRow): Promise<Buffer> {
     const shown = shownPath(row.path);
-    const changed = (why: string) => notFound(`${shown} ${why} since it was indexed; run \`siglip2 index\` again`);
+    const changed = (why: string) => notFound(`${shown}: ${why} since it was indexed; run \`siglip2 index\` again`);
     if (row.size > MAX_THUMBNAIL_SOURCE_BYTES) {
       throw new HttpError(413, `${shown} is ${row.size} bytes; thumbnails are made of files up to ${MAX_THUMBNAIL_SOURCE_BYTES} bytes`, "invalid_request_error", "path", "too_large");
     }
@@ -145,11 +147,11 @@ export class Thumbnailer {
     try {
       fh = await open(row.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch {
-      throw changed("is gone or unreadable");
+      throw changed("deleted or made unreadable");
     }
     try {
       const st = await fh.stat();
-      if (!st.isFile()) throw changed("is no longer a regular file");
+      if (!st.isFile()) throw changed("replaced by something that is not a regular file");
       if (st.size !== row.size) throw changed("changed");
       const buf = Buffer.allocUnsafe(row.size);
       let off = 0;
@@ -162,7 +164,7 @@ export class Thumbnailer {
       return buf;
     } catch (e) {
       if (e instanceof HttpError) throw e;
-      throw changed("is unreadable");
+      throw changed("made unreadable");
     } finally {
       await fh.close();
     }
