@@ -176,11 +176,17 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     await page.screenshot({ path: join(shots, "desktop-search.png"), fullPage: true });
   });
 
-  it("keyboard: tab order, one tab stop for the grid, arrow keys, Enter opens a result (larger view, path), Esc closes and focus returns", async () => {
+  it("keyboard and labels: every control named, tab order, one tab stop for the grid, arrow keys, Enter opens a result (larger view, path), Esc closes and focus returns", async () => {
     await open(page);
     await page.fill("#q", "a gradient");
     await page.press("#q", "Enter");
     const hits = await shownHits(page, FILES.length);
+    // Every control has an accessible name: a <label>, aria-label(ledby) or its own text.
+    const unnamed = await inPage<string[]>(page, `[...document.querySelectorAll("input, textarea, button, a, select, [role=dialog], dialog")].filter((e) => {
+      const named = (e.labels && e.labels.length > 0) || e.getAttribute("aria-label") || e.getAttribute("aria-labelledby") || (e.tagName !== "INPUT" && e.tagName !== "TEXTAREA" && e.textContent.trim() !== "");
+      return !named;
+    }).map((e) => e.outerHTML.slice(0, 80))`);
+    assert.deepEqual(unnamed, [], "controls without an accessible name");
     await page.focus("#nav-search");
     const order: string[] = [];
     for (let i = 0; i < 5; i++) {

@@ -27,7 +27,7 @@ const IMAGES = join(FIXTURES, "images");
 const KEY = "ui-hostile-key";
 const AUTH = { authorization: `Bearer ${KEY}` };
 /** One indexed file per case that changes it, plus `keep.png` that nothing changes. */
-const FILES = ["keep", "swap-link", "rewrite", "delete", "fifo", "folder", "cached-delete", "etag-rewrite", "link-at-index"];
+const FILES = ["keep", "swap-link", "rewrite", "delete", "fifo", "folder", "cached-delete", "etag-rewrite", "link-at-index", "café's ü [1]"];
 
 interface UiServed extends Served {
   photos: string;
@@ -100,6 +100,12 @@ export const cases: HostileCase[] = [
     id: "ui-thumb-indexed-symlink", area: "server", expect: "correct",
     run: thumb((p) => join(p, "link-at-index.png"), (r) => expectHttpCorrect(r, () => (r.headers.get("content-type") === "image/webp" ? null : `content-type ${r.headers.get("content-type")}`))),
   },
+  {
+    id: "ui-thumb-quote-in-indexed-name", area: "server", expect: "correct",
+    run: thumb((p) => join(p, "café's ü [1].png"), (r) => expectHttpCorrect(r, () => (r.headers.get("content-type") === "image/webp" ? null : `content-type ${r.headers.get("content-type")}`))),
+  },
+  { id: "ui-thumb-backslash-escape", area: "server", expect: "clean-error", run: notIndexed((p) => `${p}/keep.png\\' OR 1=1 --`) },
+  { id: "ui-thumb-long-path-message", area: "server", expect: "clean-error", run: notIndexed((p) => `${p}/${"x/".repeat(1500)}keep.png`) },
   { id: "ui-thumb-symlink-swapped-in", area: "server", expect: "clean-error", run: changed("swap-link.png", (f) => { unlinkSync(f); symlinkSync("/etc/passwd", f); }) },
   { id: "ui-thumb-rewritten-after-index", area: "server", expect: "clean-error", run: changed("rewrite.png", (f) => copyFileSync(join(IMAGES, "grad_224x224.png"), f)) },
   { id: "ui-thumb-deleted-after-index", area: "server", expect: "clean-error", run: changed("delete.png", (f) => unlinkSync(f)) },

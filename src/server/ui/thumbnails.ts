@@ -41,6 +41,12 @@ export interface Thumbnail {
   contentType: "image/webp";
 }
 
+/** A path for a message: control characters escaped, and only its end when it is very long. */
+function shown(path: string): string {
+  const p = shownPath(path);
+  return p.length > 300 ? `…${p.slice(-300)}` : p;
+}
+
 function notFound(message: string): HttpError {
   return new HttpError(404, message, "not_found_error", "path", "not_indexed");
 }
@@ -50,7 +56,7 @@ export function checkThumbnailPath(v: unknown): string {
   if (Array.isArray(v)) throw new HttpError(400, `give "path" once, not ${v.length} times`, "invalid_request_error", "path");
   if (typeof v !== "string" || v.length === 0) throw new HttpError(400, `missing "path": the path of an indexed image, as search results give it`, "invalid_request_error", "path");
   if (v.length > MAX_PATH_CHARS) throw new HttpError(400, `"path" is ${v.length} characters long (at most ${MAX_PATH_CHARS})`, "invalid_request_error", "path");
-  if (v.includes("\u0000")) throw notFound(`${shownPath(v.slice(0, 200))} is not in the index`);
+  if (v.includes("\u0000")) throw notFound(`${shown(v)} is not in the index`);
   return v;
 }
 
@@ -87,7 +93,7 @@ export class Thumbnailer {
   private readonly pending = new Map<string, Promise<Buffer>>();
   private readonly limiter = new Limiter(MAX_CONCURRENT);
 
-  constructor(private readonly store: ImageStore, cacheEntries = 512) {
+  constructor(private readonly store: ImageStore, cacheEntries = 256) {
     this.cache = new LruCache(cacheEntries);
   }
 
@@ -99,7 +105,7 @@ export class Thumbnailer {
   /** The indexed row of `path`, or a 404. */
   async row(path: string): Promise<ImageRow> {
     const row = await this.store.rowByPath(path);
-    if (!row) throw notFound(`${shownPath(path.slice(0, 300))} is not in the index`);
+    if (!row) throw notFound(`${shown(path)} is not in the index`);
     return row;
   }
 
@@ -138,10 +144,10 @@ export class Thumbnailer {
 
   /** The file's bytes, when they are exactly the indexed ones. */
   private async verifiedBytes(row: ImageRow): Promise<Buffer> {
-    const shown = shownPath(row.path);
-    const changed = (why: string) => notFound(`${shown}: ${why} since it was indexed; run \`siglip2 index\` again`);
+    const name = shown(row.path);
+    const changed = (why: string) => notFound(`${name}: ${why} since it was indexed; run \`siglip2 index\` again`);
     if (row.size > MAX_THUMBNAIL_SOURCE_BYTES) {
-      throw new HttpError(413, `${shown} is ${row.size} bytes; thumbnails are made of files up to ${MAX_THUMBNAIL_SOURCE_BYTES} bytes`, "invalid_request_error", "path", "too_large");
+      throw new HttpError(413, `${name} is ${row.size} bytes; thumbnails are made of files up to ${MAX_THUMBNAIL_SOURCE_BYTES} bytes`, "invalid_request_error", "path", "too_large");
     }
     let fh;
     try {
@@ -180,7 +186,7 @@ export class Thumbnailer {
         .toBuffer();
     } catch (e) {
       const why = e instanceof Error ? e.message.split("\n")[0]!.slice(0, 160) : String(e);
-      throw new HttpError(422, `cannot make a thumbnail of ${shownPath(row.path)}: ${why}`, "invalid_request_error", "path", "thumbnail_failed");
+      throw new HttpError(422, `cannot make a thumbnail of ${shown(row.path)}: ${why}`, "invalid_request_error", "path", "thumbnail_failed");
     }
   }
 }
