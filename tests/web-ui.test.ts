@@ -32,6 +32,9 @@ const F32 = join(FIXTURES, "models", "fixres-f32");
 const IMAGES = join(FIXTURES, "images");
 const FILES = ["grad_224x224.png", "photo_200x300.png", "rgb_64x64.png", "photo_48x64.jpg", "exif6_48x64.jpg", "rgba_19x29.png", "strip_5x400.png"];
 const KEY = "ui-test-key";
+/** An indexed file whose name is markup: the page must show it as text, never run it. */
+const MARKUP_NAME = `<img src=x onerror="document.title='pwned'">.png`;
+const INDEXED = FILES.length + 1;
 
 interface ShownHit {
   path: string;
@@ -69,6 +72,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     photos = join(work, "photos");
     mkdirSync(photos);
     for (const f of FILES) copyFileSync(join(IMAGES, f), join(photos, f));
+    copyFileSync(join(IMAGES, "rgb_37x23.png"), join(photos, MARKUP_NAME));
     model = await SigLIP2.load(F32);
     store = await openForIndexing(join(work, "db"), "images", await embeddingSetup(model, modelName(F32)));
     await buildIndex(model, store, [photos]);
@@ -97,6 +101,10 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
   const pageErrors: string[] = [];
   function watch(p: Page): void {
     p.on("pageerror", (e) => pageErrors.push(`page error: ${e.message}`));
+    p.on("dialog", (d) => {
+      pageErrors.push(`dialog: ${d.message()}`);
+      void d.dismiss();
+    });
     p.on("console", (m) => {
       // The 401s of the API-key test are expected; everything else logged as an error is not.
       if (m.type() === "error" && !/status of 401/.test(m.text())) pageErrors.push(`console: ${m.text()} (${m.location().url})`);
@@ -155,12 +163,12 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
 
   it("text search (any language): the grid shows every indexed image with the JSON API's ranks, cosines and probabilities, thumbnails of the files", async () => {
     await open(page);
-    await until(page, `document.getElementById("index-info").textContent.startsWith("7 images")`);
+    await until(page, `document.getElementById("index-info").textContent.startsWith(args + " images")`, INDEXED);
     for (const query of ["猫の写真", "a photo of a cat"]) {
       await page.fill("#q", query);
       await page.press("#q", "Enter");
       await until(page, `document.getElementById("search-status").textContent.includes(args)`, query);
-      const shown = await shownHits(page, FILES.length);
+      const shown = await shownHits(page, INDEXED);
       const want = await api<{ data: ApiHit[] }>("/v1/search", { query, k: 24 });
       assert.deepEqual(shown, asShown(want.data), `grid vs POST /v1/search for ${query}`);
       assert.ok(shown.every((h) => h.probability !== undefined), "text queries show a probability");
@@ -173,6 +181,11 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
       const s = Math.min(1, 256 / Math.max(w0, h0));
       assert.ok(Math.abs(d.w - w0 * s) <= 1 && Math.abs(d.h - h0 * s) <= 1, `${d.path}: thumbnail ${d.w}×${d.h}, file ${w0}×${h0}`);
     }
+    // A file name that is markup is shown as text (and its "onerror" never runs).
+    const markup = await inPage<{ names: string[]; title: string; stray: number }>(page, `({ names: [...document.querySelectorAll("#results .hit .name")].map((n) => n.textContent), title: document.title, stray: document.querySelectorAll("#results img:not(.thumb)").length })`);
+    assert.ok(markup.names.includes(MARKUP_NAME), "the markup file name is shown as text");
+    assert.equal(markup.stray, 0, "no element was made from a file name");
+    assert.notEqual(markup.title, "pwned");
     await page.screenshot({ path: join(shots, "desktop-search.png"), fullPage: true });
   });
 
@@ -180,7 +193,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     await open(page);
     await page.fill("#q", "a gradient");
     await page.press("#q", "Enter");
-    const hits = await shownHits(page, FILES.length);
+    const hits = await shownHits(page, INDEXED);
     // Every control has an accessible name: a <label>, aria-label(ledby) or its own text.
     const unnamed = await inPage<string[]>(page, `[...document.querySelectorAll("input, textarea, button, a, select, [role=dialog], dialog")].filter((e) => {
       const named = (e.labels && e.labels.length > 0) || e.getAttribute("aria-label") || e.getAttribute("aria-labelledby") || (e.tagName !== "INPUT" && e.tagName !== "TEXTAREA" && e.textContent.trim() !== "");
@@ -197,7 +210,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     await page.keyboard.press("ArrowRight");
     assert.equal(await focusedRank(page), "2");
     await page.keyboard.press("End");
-    assert.equal(await focusedRank(page), String(FILES.length));
+    assert.equal(await focusedRank(page), String(INDEXED));
     await page.keyboard.press("Home");
     await page.keyboard.press("ArrowRight");
     await page.keyboard.press("Enter");
@@ -246,7 +259,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
         })()`, { b64: readFileSync(join(IMAGES, file)).toString("base64"), name: file, how });
       }
       await until(page, `document.getElementById("search-status").textContent.includes("like " + args)`, file);
-      const shown = await shownHits(page, FILES.length);
+      const shown = await shownHits(page, INDEXED);
       const want = await api<{ data: ApiHit[] }>("/v1/search", { image: dataUrl(file), k: 24 });
       assert.deepEqual(shown, asShown(want.data), `${how} ${file}: grid vs POST /v1/search`);
       assert.equal(shown[0]!.path, join(photos, file), `${how} ${file}: the indexed copy comes first`);
@@ -278,7 +291,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
       await open(phone);
       await phone.fill("#q", "a long query that would overflow a narrow screen if the layout did not wrap it properly");
       await phone.press("#q", "Enter");
-      await shownHits(phone, FILES.length);
+      await shownHits(phone, INDEXED);
       await noHorizontalScroll(phone, "search");
       const cols = await inPage<number>(phone, `getComputedStyle(document.getElementById("results")).gridTemplateColumns.split(" ").length`);
       assert.equal(cols, 2, "two columns of results on a phone");
@@ -309,7 +322,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
       await p.fill("#key", KEY);
       await p.press("#key", "Enter");
       await p.press("#q", "Enter");
-      const shown = await shownHits(p, FILES.length);
+      const shown = await shownHits(p, INDEXED);
       const want = await api<{ data: ApiHit[] }>("/v1/search", { query: "a cat", k: 24 });
       assert.deepEqual(shown, asShown(want.data));
       const noKey = await fetch(`${keyedUrl}/v1/thumbnails?path=${encodeURIComponent(shown[0]!.path)}`);
@@ -338,7 +351,7 @@ describe("web UI (siglip2 serve --db) in chromium", { timeout: 120_000 }, () => 
     assert.equal((await fetch(u)).status, 200);
     const afterIt = (await (await fetch(`${url}/v1/index`)).json()) as { images: number; thumbnails: { hits: number } };
     assert.equal(afterIt.thumbnails.hits, before.thumbnails.hits + 1, "a repeat is served from the cache");
-    assert.equal(afterIt.images, FILES.length);
+    assert.equal(afterIt.images, INDEXED);
     const html = await fetch(`${url}/`);
     assert.match(html.headers.get("content-security-policy") ?? "", /script-src 'self'/);
     assert.match(await html.text(), /<script type="module" src="\/ui\/app.js">/);

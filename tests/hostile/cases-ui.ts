@@ -105,6 +105,7 @@ export const cases: HostileCase[] = [
     run: thumb((p) => join(p, "café's ü [1].png"), (r) => expectHttpCorrect(r, () => (r.headers.get("content-type") === "image/webp" ? null : `content-type ${r.headers.get("content-type")}`))),
   },
   { id: "ui-thumb-backslash-escape", area: "server", expect: "clean-error", run: notIndexed((p) => `${p}/keep.png\\' OR 1=1 --`) },
+  { id: "ui-thumb-newline-and-percent", area: "server", expect: "clean-error", run: notIndexed((p) => `${p}/keep.png\n%_*`) },
   { id: "ui-thumb-long-path-message", area: "server", expect: "clean-error", run: notIndexed((p) => `${p}/${"x/".repeat(1500)}keep.png`) },
   { id: "ui-thumb-symlink-swapped-in", area: "server", expect: "clean-error", run: changed("swap-link.png", (f) => { unlinkSync(f); symlinkSync("/etc/passwd", f); }) },
   { id: "ui-thumb-rewritten-after-index", area: "server", expect: "clean-error", run: changed("rewrite.png", (f) => copyFileSync(join(IMAGES, "grad_224x224.png"), f)) },

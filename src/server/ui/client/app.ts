@@ -202,6 +202,7 @@ function hitButton(h: Hit): HTMLButtonElement {
   const n = document.createElement("span");
   n.className = "name";
   n.textContent = name;
+  n.title = name;
   const c = document.createElement("span");
   c.className = "cosine";
   c.textContent = `cos ${formatCosine(h.cosine)}`;
