@@ -188,6 +188,7 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
           "200": { description: "image/webp; ETag, Cache-Control: private, max-age=300", content: { "image/webp": {} } },
           "304": { description: "If-None-Match matched" },
           ...errors(400, 401, 503),
+          "422": { description: "an indexed file too large (over 256 MiB) or impossible to resize", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
           "404": { description: "not in the index, or the file changed since it was indexed", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
         },
       },

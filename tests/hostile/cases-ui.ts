@@ -41,6 +41,10 @@ const server = sharedServer(async (): Promise<UiServed> => {
   for (const f of FILES) if (f !== "link-at-index") copyFileSync(join(IMAGES, "rgb_64x64.png"), join(photos, `${f}.png`));
   copyFileSync(join(IMAGES, "grad_224x224.png"), join(root, "outside.png"));
   symlinkSync(join(root, "outside.png"), join(photos, "link-at-index.png")); // a link when indexed: the walker follows it
+  // Noise does not compress: a PNG of about 6.8 MB, read and hashed in two chunks.
+  const noise = Buffer.alloc(1500 * 1500 * 3);
+  for (let i = 0, x = 12345; i < noise.length; i++) noise[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+  await sharp(noise, { raw: { width: 1500, height: 1500, channels: 3 } }).png({ compressionLevel: 1 }).toFile(join(photos, "big-noise.png"));
   const store: ImageStore = await openForIndexing(join(root, "db"), "images", await embeddingSetup(model, modelName(F32)));
   await buildIndex(model, store, [photos]);
   const s = await listen(model, { apiKey: KEY, store });
@@ -107,6 +111,10 @@ export const cases: HostileCase[] = [
   { id: "ui-thumb-backslash-escape", area: "server", expect: "clean-error", run: notIndexed((p) => `${p}/keep.png\\' OR 1=1 --`) },
   { id: "ui-thumb-newline-and-percent", area: "server", expect: "clean-error", run: notIndexed((p) => `${p}/keep.png\n%_*`) },
   { id: "ui-thumb-long-path-message", area: "server", expect: "clean-error", run: notIndexed((p) => `${p}/${"x/".repeat(1500)}keep.png`) },
+  {
+    id: "ui-thumb-big-file", area: "server", expect: "correct",
+    run: thumb((p) => join(p, "big-noise.png"), (r) => expectHttpCorrect(r, () => (r.headers.get("content-type") === "image/webp" ? null : `content-type ${r.headers.get("content-type")}`)), { size: "1024" }),
+  },
   { id: "ui-thumb-symlink-swapped-in", area: "server", expect: "clean-error", run: changed("swap-link.png", (f) => { unlinkSync(f); symlinkSync("/etc/passwd", f); }) },
   { id: "ui-thumb-rewritten-after-index", area: "server", expect: "clean-error", run: changed("rewrite.png", (f) => copyFileSync(join(IMAGES, "grad_224x224.png"), f)) },
   { id: "ui-thumb-deleted-after-index", area: "server", expect: "clean-error", run: changed("delete.png", (f) => unlinkSync(f)) },

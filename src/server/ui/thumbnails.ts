@@ -30,6 +30,8 @@ export const THUMBNAIL_SIZES: readonly number[] = [256, 1024];
 export const MAX_THUMBNAIL_SOURCE_BYTES = 256 << 20;
 /** Thumbnails made at once (each holds its source file in memory). */
 const MAX_CONCURRENT = 4;
+/** Bytes read (and hashed) at a time. */
+const READ_CHUNK = 4 << 20;
 /** Longest path accepted (Linux PATH_MAX). */
 const MAX_PATH_CHARS = 4096;
 
@@ -97,7 +99,7 @@ export class Thumbnailer {
     this.cache = new LruCache(cacheEntries);
   }
 
-  /** Cache counters (tests, /stats). */
+  /** Cache counters (GET /v1/index). */
   stats(): { size: number; hits: number; misses: number } {
     return this.cache.stats();
   }
@@ -147,7 +149,7 @@ export class Thumbnailer {
     const name = shown(row.path);
     const changed = (why: string) => notFound(`${name}: ${why} since it was indexed; run \`siglip2 index\` again`);
     if (row.size > MAX_THUMBNAIL_SOURCE_BYTES) {
-      throw new HttpError(413, `${name} is ${row.size} bytes; thumbnails are made of files up to ${MAX_THUMBNAIL_SOURCE_BYTES} bytes`, "invalid_request_error", "path", "too_large");
+      throw new HttpError(422, `${name} is ${row.size} bytes; thumbnails are made of files up to ${MAX_THUMBNAIL_SOURCE_BYTES} bytes`, "invalid_request_error", "path", "too_large");
     }
     let fh;
     try {
@@ -159,14 +161,17 @@ export class Thumbnailer {
       const st = await fh.stat();
       if (!st.isFile()) throw changed("replaced by something that is not a regular file");
       if (st.size !== row.size) throw changed("changed");
+      // Read and hash a chunk at a time: the event loop gets a turn between chunks.
       const buf = Buffer.allocUnsafe(row.size);
+      const hash = createHash("sha256");
       let off = 0;
       while (off < buf.length) {
-        const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
+        const { bytesRead } = await fh.read(buf, off, Math.min(READ_CHUNK, buf.length - off), off);
         if (bytesRead === 0) break;
+        hash.update(buf.subarray(off, off + bytesRead));
         off += bytesRead;
       }
-      if (off !== row.size || createHash("sha256").update(buf).digest("hex") !== row.sha256) throw changed("changed");
+      if (off !== row.size || hash.digest("hex") !== row.sha256) throw changed("changed");
       return buf;
     } catch (e) {
       if (e instanceof HttpError) throw e;
