@@ -310,6 +310,20 @@ export class ImageStore {
     return rs.map((r: Record<string, unknown>) => ({ ...rowFromRecord(r), rowId: BigInt(r["_rowid"] as bigint | number) }));
   }
 
+  /**
+   * The newest row (largest `gen`) of this exact path, or undefined when the table has none.
+   * Paths are compared as stored (absolute, byte for byte); nothing is resolved on disk.
+   */
+  async rowByPath(path: string): Promise<ImageRow | undefined> {
+    const rs = await this.guard(() => this.table.query().where(`path = ${sqlString(path)}`).select(ROW_COLUMNS).toArray());
+    let best: ImageRow | undefined;
+    for (const r of rs) {
+      const row = rowFromRecord(r as Record<string, unknown>);
+      if (row.path === path && (!best || row.gen > best.gen)) best = row;
+    }
+    return best;
+  }
+
   /** Number of rows. */
   count(): Promise<number> {
     return this.guard(() => this.table.countRows());
