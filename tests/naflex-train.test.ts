@@ -15,6 +15,14 @@ import { describe, it } from "node:test";
 import { TrainSession, loadParams, type Batch } from "../src/train/session.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { SigLIP2 } from "../src/api.js";
+import { parseNaflexProcessorConfig } from "../src/preprocess/naflex.js";
+import { GemmaTokenizer } from "../src/tokenizer/gemma.js";
+import type { PairDataset } from "../src/train/data.js";
+import { paramSpecs } from "../src/train/model.js";
+import { NaflexPairs } from "../src/train/naflex-data.js";
+import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
+import { synthesizeMixed, toRgb8 } from "../src/train/synthetic.js";
+import { Trainer } from "../src/train/trainer.js";
 import { tempDir } from "./harness/files.js";
 import { writeNaflexPairs } from "./harness/naflex-data.js";
 import { maxErr } from "./harness/locca-golden.js";
@@ -114,5 +122,45 @@ describe("siglip2 train on a NaFlex checkpoint (CLI)", async () => {
       const d = maxErr(r32.grads.get(name)!, g);
       assert.ok(d.abs <= 1e-5 * Math.max(1, d.scale), `${name}: ${d.abs}`);
     }
+  });
+});
+
+describe("NaFlex trainer: patch-budget draws", () => {
+  /** The budgets and padded lengths of every micro-batch of a 3-step run (accum 2). */
+  async function draws(budgetDraw: "example" | "batch"): Promise<Array<{ budgets: number[]; length: number }>> {
+    const config = ckpt.config;
+    const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
+    const processor = parseNaflexProcessorConfig(ckpt.preprocessorConfig, config.vision_config.patch_size);
+    const pairs = synthesizeMixed(16, [[16, 24], [24, 16], [20, 20]], 3);
+    const data = new NaflexPairs(async (i) => toRgb8(pairs[i]!.pixels, pairs[i]!.width, pairs[i]!.height), pairs.map((p) => p.caption), processor, tok, config.text_config.max_position_embeddings);
+    const seen: Array<{ budgets: number[]; length: number }> = [];
+    const spy: PairDataset = {
+      size: data.size, caption: (i) => data.caption(i),
+      batch: async (idx, o) => {
+        const b = await data.batch(idx, o);
+        seen.push({ budgets: [...o!.budgets], length: b.naflex!.length });
+        return b;
+      },
+    };
+    const trainer = await Trainer.create(config, loadParams(ckpt.weights, paramSpecs(config)), {
+      batchSize: 8, accumSteps: 2, steps: 3, seed: 4, freeze: "none", maxPatches: { list: [6, 12, 40] }, budgetDraw, threads: 1,
+      optimizer: { ...DEFAULT_OPTIMIZER, lr: 1e-4, totalSteps: 3, warmupSteps: 0 },
+    });
+    for (let s = 0; s < 3; s++) assert.ok(Number.isFinite((await trainer.trainStep(spy)).loss));
+    await trainer.release();
+    return seen;
+  }
+
+  it("per example: budgets vary within a micro-batch; per batch: one budget per micro-batch and a padded length to match", async () => {
+    const ex = await draws("example");
+    assert.equal(ex.length, 6);
+    assert.ok(ex.some((d) => new Set(d.budgets).size > 1), "per-example budgets never differ within a micro-batch");
+    for (const d of ex) assert.ok(d.budgets.every((b) => [6, 12, 40].includes(b)));
+    const pb = await draws("batch");
+    for (const d of pb) {
+      assert.equal(new Set(d.budgets).size, 1, `one budget per micro-batch: ${d.budgets}`);
+      assert.ok(d.length <= Math.min(40, Math.ceil(d.budgets[0]! / 16) * 16), `padded to ${d.length} for budget ${d.budgets[0]}`);
+    }
+    assert.ok(new Set(pb.map((d) => d.budgets[0])).size > 1, "the per-batch budget never changes");
   });
 });

@@ -58,6 +58,7 @@ interface TrainOpts {
   offline?: boolean;
   /** NaFlex: per-example patch budgets, a list or a range (parsed in setUpRun). */
   maxPatches?: string;
+  budgetDraw?: "example" | "batch";
 }
 
 /** Most steps (and step-like counts) accepted. */
@@ -132,7 +133,10 @@ function trainerConfig(o: TrainOpts, maxPatches?: PatchBudgets): TrainerConfig {
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
   if (o.vocabChunk !== undefined) tc.vocabChunk = o.vocabChunk;
   if (o.threads !== undefined) tc.threads = o.threads;
-  if (maxPatches !== undefined) tc.maxPatches = maxPatches;
+  if (maxPatches !== undefined) {
+    tc.maxPatches = maxPatches;
+    if (o.budgetDraw !== undefined) tc.budgetDraw = o.budgetDraw;
+  }
   return tc;
 }
 
@@ -193,6 +197,7 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   const ckpt = new Checkpoint(dir);
   const config = ckpt.config;
   const naflex = config.model_type === "siglip2";
+  if (!naflex && o.budgetDraw !== undefined) throw new SiglipError("usage", `--budget-draw is for NaFlex (model_type "siglip2") checkpoints; ${dir} is fixed-resolution`);
   if (!naflex && o.maxPatches !== undefined) throw new SiglipError("usage", `--max-patches is for NaFlex (model_type "siglip2") checkpoints; ${dir} is fixed-resolution`);
   if (naflex && locca) throw new SiglipError("usage", `${dir} is a NaFlex checkpoint: the LocCa objective does not train NaFlex checkpoints yet; use --objectives sigmoid`);
   const records = readManifest(o.data, o.images !== undefined ? { images: o.images } : {});
@@ -295,6 +300,7 @@ export function registerTrainCommand(program: Command): void {
     .addOption(new Option("--objectives <list>", "sigmoid, sigmoid,locca (adds the LocCa decoder: captions, referring expressions, grounded captions; saved in decoder.safetensors), or locca (decoder loss only: the text tower, MAP head, t' and b do not train)").argParser(objectivesOption).default(["sigmoid"] as Objective[], "sigmoid"))
     .option("--vocab-chunk <n>", "LocCa loss over the vocabulary in chunks of n rows (default: 8192 when the vocabulary is larger, else the full logits)", posInt("--vocab-chunk"))
     .option("--max-patches <budgets>", "NaFlex checkpoints: per-example patch budgets, drawn uniformly per example and step: a list (64,128,256) or a range (64-256); batches are padded to their longest example with key masks (default: the preprocessor's max_num_patches)")
+    .addOption(new Option("--budget-draw <how>", "NaFlex: draw a patch budget per example, or one per micro-batch (the SigLIP 2 paper's choice; less padding)").choices(["example", "batch"]).default(undefined, "example"))
     .option("--loss-chunk <n>", "compute the sigmoid loss in n×n blocks (same loss and gradients, bounded memory)", posInt("--loss-chunk"))
     .option("--seed <n>", "seed of the data order (and of the init with --from-scratch), below 2^32", nonNegInt("--seed", 2 ** 32 - 1), 0)
     .option("--save-every <n>", "also save every n steps (0: only at the end)", nonNegInt("--save-every"), 100)

@@ -87,6 +87,11 @@ export interface TrainConfig {
   threads?: number;
   /** NaFlex (model_type "siglip2") only, and required there: the per-example patch budgets (./naflex-data.ts). */
   maxPatches?: PatchBudgets;
+  /**
+   * NaFlex: draw a budget per example (default) or one per micro-batch ("batch", the paper's
+   * choice: every image of a micro-batch gets the same budget, so little is padded).
+   */
+  budgetDraw?: "example" | "batch";
 }
 
 export interface StepInfo {
@@ -110,6 +115,7 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   // sigmoid-only runs keep the settings of earlier versions (their saves stay resumable)
   if (obj.join(",") !== "sigmoid") Object.assign(r, { objectives: obj, vocabChunk });
   if (c.maxPatches) r["maxPatches"] = c.maxPatches; // NaFlex
+  if (c.budgetDraw === "batch") r["budgetDraw"] = "batch";
   return r;
 }
 
@@ -192,6 +198,7 @@ export class Trainer {
     const naflex = model.model_type === "siglip2";
     if (naflex && !c.maxPatches) throw new SiglipError("usage", "NaFlex training needs patch budgets (--max-patches)");
     if (!naflex && c.maxPatches) throw new SiglipError("usage", "--max-patches is for NaFlex (model_type \"siglip2\") checkpoints; this one is fixed-resolution");
+    if (c.budgetDraw !== undefined && c.budgetDraw !== "example" && c.budgetDraw !== "batch") throw new SiglipError("usage", `--budget-draw must be example or batch, got ${JSON.stringify(c.budgetDraw)}`);
     if (naflex && locca) throw new SiglipError("usage", "the LocCa objective does not train NaFlex checkpoints yet (its cross-attention has no patch mask); use --objectives sigmoid");
     if (naflex) opts.patches = paddedLength(maxBudget(c.maxPatches!), c.maxPatches!);
     // ----
@@ -259,7 +266,8 @@ export class Trainer {
     const rng = this.locca ? new Rng(mixSeed(mixSeed(c.seed, LOCCA_STREAM), this.step)) : null;
     // NaFlex: every example's patch budget, drawn from (seed, step)
     const budgetRng = c.maxPatches ? new Rng(mixSeed(mixSeed(c.seed, NAFLEX_STREAM), this.step)) : null;
-    const budgets = budgetRng ? indices.map(() => drawBudget(c.maxPatches!, budgetRng)) : null;
+    const perBatch = c.budgetDraw === "batch";
+    const budgets = budgetRng ? (perBatch ? Array.from({ length: c.accumSteps }, () => drawBudget(c.maxPatches!, budgetRng)).flatMap((b) => new Array<number>(m).fill(b)) : indices.map(() => drawBudget(c.maxPatches!, budgetRng))) : null;
     for (let k = 0; k < c.accumSteps; k++) {
       const part = indices.slice(k * m, (k + 1) * m);
       const batch = budgets ? await data.batch(part, { budgets: budgets.slice(k * m, (k + 1) * m), lengths: c.maxPatches! }) : await data.batch(part);

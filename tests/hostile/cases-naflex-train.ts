@@ -40,6 +40,8 @@ export const cases: HostileCase[] = [
   usage("naflex-train-max-patches-empty", ["--max-patches", ""], ["--max-patches"]),
   usage("naflex-train-max-patches-trailing-comma", ["--max-patches", "16,"], ["--max-patches", '"" is not a positive integer']),
   usage("naflex-train-max-patches-on-fixres", ["--max-patches", "16"], ["--max-patches is for NaFlex"], F32),
+  usage("naflex-train-budget-draw-unknown", ["--budget-draw", "sometimes"], ["--budget-draw", "sometimes"]),
+  usage("naflex-train-budget-draw-on-fixres", ["--budget-draw", "batch"], ["--budget-draw is for NaFlex"], F32),
   usage("naflex-train-locca", ["--objectives", "sigmoid,locca"], ["NaFlex", "LocCa", "--objectives sigmoid"]),
   {
     id: "naflex-train-resume-with-other-budgets",
