@@ -1,6 +1,6 @@
 /**
  * `siglip2 train --model M --data DATA --out DIR`: fine-tune (or train from scratch) a
- * fixed-resolution SigLIP checkpoint on image–caption pairs with the sigmoid loss and/or the
+ * fixed-resolution SigLIP or a NaFlex SigLIP 2 checkpoint (`--max-patches`) on image–caption pairs with the sigmoid loss and/or the
  * LocCa decoder loss (`--objectives`; regions from the manifest or COCO annotations).
  *
  * stdout: one JSON line per logged step {step, loss, lr, grad_norm, pairs_per_s, logit_scale,
@@ -18,8 +18,9 @@ import { Command, Option } from "commander";
 import { SiglipError } from "../errors.js";
 import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
-import type { FilePairs } from "../train/data.js";
+import type { PairDataset } from "../train/data.js";
 import type { Objective, Tower } from "../train/model.js";
+import type { PatchBudgets } from "../train/naflex-data.js";
 import type { Trainer } from "../train/trainer.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import { CPU_BOUND, intOption, numOption } from "./args.js";
@@ -55,6 +56,9 @@ interface TrainOpts {
   threads?: number;
   lowercase: boolean;
   offline?: boolean;
+  /** NaFlex: per-example patch budgets, a list or a range (parsed in setUpRun). */
+  maxPatches?: string;
+  budgetDraw?: "example" | "batch";
 }
 
 /** Most steps (and step-like counts) accepted. */
@@ -117,7 +121,7 @@ function checkOut(o: TrainOpts, modelDir: string): void {
 type TrainerConfig = Parameters<typeof Trainer.create>[2];
 
 /** The flags as Trainer options (warm-up: 5% of the steps unless given). */
-function trainerConfig(o: TrainOpts): TrainerConfig {
+function trainerConfig(o: TrainOpts, maxPatches?: PatchBudgets): TrainerConfig {
   const warmup = o.warmup ?? Math.round(0.05 * o.steps);
   const tc: TrainerConfig = {
     batchSize: o.batchSize, accumSteps: o.accumSteps, steps: o.steps, seed: o.seed, freeze: o.freeze, objectives: o.objectives,
@@ -129,6 +133,10 @@ function trainerConfig(o: TrainOpts): TrainerConfig {
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
   if (o.vocabChunk !== undefined) tc.vocabChunk = o.vocabChunk;
   if (o.threads !== undefined) tc.threads = o.threads;
+  if (maxPatches !== undefined) {
+    tc.maxPatches = maxPatches;
+    if (o.budgetDraw !== undefined) tc.budgetDraw = o.budgetDraw;
+  }
   return tc;
 }
 
@@ -166,7 +174,7 @@ function watchStops(): Stops {
  * Check the flags against the checkpoint and the data, then load everything a run needs: the
  * checkpoint, the data pipeline, and the trainer (resumed from --out with --resume).
  */
-async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; data: FilePairs; trainer: Trainer }> {
+async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; data: PairDataset; trainer: Trainer }> {
   // loaded here, not at start-up: --help and usage errors need none of it
   const [{ resolveModel }, { parseImageProcessorConfig }, { GemmaTokenizer }, { Checkpoint }, { recoverCheckpointDir }, { checkManifestImages, FilePairs, readManifest }, { initParams }, { paramSpecs }, { startingParams }, { Trainer }] =
     await Promise.all([
@@ -188,7 +196,10 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   checkOut(o, dir);
   const ckpt = new Checkpoint(dir);
   const config = ckpt.config;
-  if (config.model_type !== "siglip") throw new SiglipError("usage", `${dir}: training supports fixed-resolution (model_type "siglip") checkpoints; this one is ${config.model_type}`);
+  const naflex = config.model_type === "siglip2";
+  if (!naflex && o.budgetDraw !== undefined) throw new SiglipError("usage", `--budget-draw is for NaFlex (model_type "siglip2") checkpoints; ${dir} is fixed-resolution`);
+  if (!naflex && o.maxPatches !== undefined) throw new SiglipError("usage", `--max-patches is for NaFlex (model_type "siglip2") checkpoints; ${dir} is fixed-resolution`);
+  if (naflex && locca) throw new SiglipError("usage", `${dir} is a NaFlex checkpoint: the LocCa objective does not train NaFlex checkpoints yet; use --objectives sigmoid`);
   const records = readManifest(o.data, o.images !== undefined ? { images: o.images } : {});
   checkManifestImages(records);
   if (o.batchSize > records.length) {
@@ -197,9 +208,20 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   const specs = paramSpecs(config, { objectives: o.objectives });
   const params = o.fromScratch ? initParams(specs, o.seed) : startingParams(ckpt.weights, dir, specs, o.seed).params;
   const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
-  const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
-  const data = new FilePairs(records, processor, tok, config.text_config.max_position_embeddings, o.lowercase, locca ? config.text_config.vocab_size : undefined);
-  const trainer = await Trainer.create(config, params, trainerConfig(o));
+  const T = config.text_config.max_position_embeddings;
+  let data: PairDataset;
+  let budgets: PatchBudgets | undefined;
+  if (naflex) {
+    // NaFlex (h12-naflex): per-example budgets, default the preprocessor's max_num_patches
+    const [{ parseNaflexProcessorConfig, decodeImage }, { NaflexPairs, parsePatchBudgets }] = await Promise.all([import("../preprocess/index.js"), import("../train/naflex-data.js")]);
+    const nproc = parseNaflexProcessorConfig(ckpt.preprocessorConfig, config.vision_config.patch_size);
+    budgets = parsePatchBudgets(o.maxPatches ?? String(nproc.maxNumPatches));
+    data = new NaflexPairs((i) => decodeImage(records[i]!.image), records.map((r) => r.caption), nproc, tok, T, o.lowercase);
+  } else {
+    const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
+    data = new FilePairs(records, processor, tok, T, o.lowercase, locca ? config.text_config.vocab_size : undefined);
+  }
+  const trainer = await Trainer.create(config, params, trainerConfig(o, budgets));
   if (o.resume) trainer.resume(o.out);
   return { dir, ckpt, data, trainer };
 }
@@ -258,7 +280,7 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
 /** Add the `train` command to the program. */
 export function registerTrainCommand(program: Command): void {
   program.command("train")
-    .description("fine-tune a fixed-resolution checkpoint on image-caption pairs with the sigmoid and/or LocCa loss; writes a Hub-layout checkpoint")
+    .description("fine-tune a fixed-resolution or NaFlex checkpoint on image-caption pairs with the sigmoid and/or LocCa loss; writes a Hub-layout checkpoint")
     .requiredOption("-m, --model <model>", "checkpoint to start from: local directory or Hub id (its config, tokenizer and preprocessor are used)")
     .requiredOption("--data <path>", "a .jsonl/.csv manifest, or a folder holding metadata.jsonl / captions.jsonl / metadata.csv / captions.csv (fields: image|file_name, caption|text, optional regions [{box:[x0,y0,x1,y1],text}]; paths relative to the manifest), or COCO annotations: instances.json, or captions.json,instances.json")
     .option("--images <dir>", "folder that relative image paths are under (default: the manifest's or annotation file's folder)")
@@ -277,6 +299,8 @@ export function registerTrainCommand(program: Command): void {
     .addOption(new Option("--freeze <towers>", "freeze towers: vision (LiT), text, vision,text (only the LocCa decoder trains), or none").argParser(freezeOption).default([] as Tower[], "none"))
     .addOption(new Option("--objectives <list>", "sigmoid, sigmoid,locca (adds the LocCa decoder: captions, referring expressions, grounded captions; saved in decoder.safetensors), or locca (decoder loss only: the text tower, MAP head, t' and b do not train)").argParser(objectivesOption).default(["sigmoid"] as Objective[], "sigmoid"))
     .option("--vocab-chunk <n>", "LocCa loss over the vocabulary in chunks of n rows (default: 8192 when the vocabulary is larger, else the full logits)", posInt("--vocab-chunk"))
+    .option("--max-patches <budgets>", "NaFlex checkpoints: per-example patch budgets, drawn uniformly per example and step: a list (64,128,256) or a range (64-256); batches are padded to their longest example with key masks (default: the preprocessor's max_num_patches)")
+    .addOption(new Option("--budget-draw <how>", "NaFlex: draw a patch budget per example, or one per micro-batch (the SigLIP 2 paper's choice; less padding)").choices(["example", "batch"]).default(undefined, "example"))
     .option("--loss-chunk <n>", "compute the sigmoid loss in n×n blocks (same loss and gradients, bounded memory)", posInt("--loss-chunk"))
     .option("--seed <n>", "seed of the data order (and of the init with --from-scratch), below 2^32", nonNegInt("--seed", 2 ** 32 - 1), 0)
     .option("--save-every <n>", "also save every n steps (0: only at the end)", nonNegInt("--save-every"), 100)

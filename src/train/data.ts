@@ -19,6 +19,7 @@ import { Rng, mixSeed } from "./rng.js";
 import type { RegionRow } from "./scenes/locca.js";
 import type { Batch } from "./session.js";
 import type { DecoderSpecials } from "./locca-batch.js";
+import type { PatchBudgets } from "./naflex-data.js";
 
 /** One box–text pair of an image (pixels of the original image). */
 export interface Region {
@@ -82,7 +83,8 @@ export interface PairDataset {
   readonly size: number;
   /** The caption of pair i (for logging and evaluation). */
   caption(i: number): string;
-  batch(indices: readonly number[]): Promise<Batch>;
+  /** NaFlex datasets (./naflex-data.ts) take each example's patch budget and the run's budgets (for the padded length). */
+  batch(indices: readonly number[], naflex?: { budgets: readonly number[]; lengths: PatchBudgets }): Promise<Batch>;
   /** Present when the rows can feed the LocCa objective. */
   readonly locca?: LoccaData;
 }

@@ -39,6 +39,7 @@ import { Rng, mixSeed } from "./rng.js";
 import { locCaTargets, type LocCaTargets } from "./scenes/locca.js";
 import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
 import { TrainSession, type DecoderBatch, type Params } from "./session.js";
+import { drawBudget, maxBudget, paddedLength, type PatchBudgets } from "./naflex-data.js";
 
 export type Freeze = "none" | "vision" | "text";
 
@@ -50,6 +51,9 @@ export const DEFAULT_VOCAB_CHUNK = 8192;
 
 /** Mixed into the seed for the per-step LocCa RNG (region choice, parallel captions). */
 const LOCCA_STREAM = 0x1cca;
+
+/** Mixed into the seed for the per-step NaFlex patch-budget draws. */
+const NAFLEX_STREAM = 0xf1e7;
 
 /** The frozen towers of a freeze setting ("none", a tower, or a list). */
 export function frozenTowers(f: Freeze | readonly Tower[]): Set<Tower> {
@@ -81,6 +85,13 @@ export interface TrainConfig {
   /** Chunked loss block size (default: the full m×m loss). */
   lossChunk?: number;
   threads?: number;
+  /** NaFlex (model_type "siglip2") only, and required there: the per-example patch budgets (./naflex-data.ts). */
+  maxPatches?: PatchBudgets;
+  /**
+   * NaFlex: draw a budget per example (default) or one per micro-batch ("batch", the paper's
+   * choice: every image of a micro-batch gets the same budget, so little is padded).
+   */
+  budgetDraw?: "example" | "batch";
 }
 
 export interface StepInfo {
@@ -103,6 +114,8 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   const obj = objectivesOf(c);
   // sigmoid-only runs keep the settings of earlier versions (their saves stay resumable)
   if (obj.join(",") !== "sigmoid") Object.assign(r, { objectives: obj, vocabChunk });
+  if (c.maxPatches) r["maxPatches"] = c.maxPatches; // NaFlex
+  if (c.budgetDraw === "batch") r["budgetDraw"] = "batch";
   return r;
 }
 
@@ -137,6 +150,8 @@ export class Trainer {
     private readonly session: TrainSession,
     /** With LocCa: S rows of L tokens per micro-batch, and the chunk used (null: full logits). */
     private readonly locca: { sequences: number; length: number; vocabChunk: number | null } | null,
+    /** NaFlex: the graph options, to build one more session per padded length. */
+    private readonly naflex: { options: Parameters<typeof TrainSession.create>[1]; sessions: Map<number, TrainSession> } | null = null,
   ) {}
 
   /** The objectives of this run, canonical order. */
@@ -179,11 +194,20 @@ export class Trainer {
     }
     if (c.lossChunk !== undefined) opts.lossChunk = c.lossChunk;
     if (c.threads !== undefined) opts.threads = c.threads;
+    // ---- NaFlex (h12-naflex): one graph per padded length, the first at the largest budget
+    const naflex = model.model_type === "siglip2";
+    if (naflex && !c.maxPatches) throw new SiglipError("usage", "NaFlex training needs patch budgets (--max-patches)");
+    if (!naflex && c.maxPatches) throw new SiglipError("usage", "--max-patches is for NaFlex (model_type \"siglip2\") checkpoints; this one is fixed-resolution");
+    if (c.budgetDraw !== undefined && c.budgetDraw !== "example" && c.budgetDraw !== "batch") throw new SiglipError("usage", `--budget-draw must be example or batch, got ${JSON.stringify(c.budgetDraw)}`);
+    if (naflex && locca) throw new SiglipError("usage", "the LocCa objective does not train NaFlex checkpoints yet (its cross-attention has no patch mask); use --objectives sigmoid");
+    if (naflex) opts.patches = paddedLength(maxBudget(c.maxPatches!), c.maxPatches!);
+    // ----
     const session = await TrainSession.create(model, opts);
     const missing = session.params.find((s) => !params.has(s.name));
     if (missing) throw new Error(`internal: no value for parameter ${missing.name}`);
     const optimizer = new AdamW(c.optimizer, session.params, session.trainable);
-    return new Trainer(model, session.params, params, c, optimizer, session, lo);
+    const nf = naflex ? { options: opts, sessions: new Map([[opts.patches!, session]]) } : null;
+    return new Trainer(model, session.params, params, c, optimizer, session, lo, nf);
   }
 
   /** The decoder rows of micro-batch `indices` (see the module comment). */
@@ -203,6 +227,17 @@ export class Trainer {
     return this.optimizer.step;
   }
 
+  /** NaFlex: the session of a padded length (built on first use); FixRes: the one session. */
+  private async sessionFor(length: number | undefined): Promise<TrainSession> {
+    if (!this.naflex || length === undefined) return this.session;
+    let s = this.naflex.sessions.get(length);
+    if (!s) {
+      s = await TrainSession.create(this.model, { ...this.naflex.options, patches: length });
+      this.naflex.sessions.set(length, s);
+    }
+    return s;
+  }
+
   /** Continue from a directory written by {@link save} (parameters, moments, step, history). */
   resume(dir: string): void {
     const state = readTrainerState(dir); // settings first: a mismatch is named before any tensor is read
@@ -212,7 +247,7 @@ export class Trainer {
         o !== null && typeof o === "object" ? Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => flat(v, `${pre}${k}.`)) : [[pre.slice(0, -1), JSON.stringify(o)]];
       const saved = new Map(flat(state.run));
       const diffs = flat(want).filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`);
-      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze and objective options`);
+      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective and --max-patches options`);
     }
     loadTrainingState(dir, this.specs, this.params, this.optimizer);
     this.history.splice(0, this.history.length, ...state.history);
@@ -229,11 +264,15 @@ export class Trainer {
     let sigmoidLoss = 0;
     let loccaLoss = 0;
     const rng = this.locca ? new Rng(mixSeed(mixSeed(c.seed, LOCCA_STREAM), this.step)) : null;
+    // NaFlex: every example's patch budget, drawn from (seed, step)
+    const budgetRng = c.maxPatches ? new Rng(mixSeed(mixSeed(c.seed, NAFLEX_STREAM), this.step)) : null;
+    const perBatch = c.budgetDraw === "batch";
+    const budgets = budgetRng ? (perBatch ? Array.from({ length: c.accumSteps }, () => drawBudget(c.maxPatches!, budgetRng)).flatMap((b) => new Array<number>(m).fill(b)) : indices.map(() => drawBudget(c.maxPatches!, budgetRng))) : null;
     for (let k = 0; k < c.accumSteps; k++) {
       const part = indices.slice(k * m, (k + 1) * m);
-      const batch = await data.batch(part);
+      const batch = budgets ? await data.batch(part, { budgets: budgets.slice(k * m, (k + 1) * m), lengths: c.maxPatches! }) : await data.batch(part);
       if (rng) batch.decoder = await this.decoderRows(data, part, rng);
-      const r = await this.session.step(this.params, batch);
+      const r = await (await this.sessionFor(batch.naflex?.length)).step(this.params, batch);
       loss += r.loss / c.accumSteps;
       sigmoidLoss += (r.sigmoidLoss ?? NaN) / c.accumSteps;
       loccaLoss += (r.loccaLoss ?? 0) / c.accumSteps;
@@ -283,5 +322,6 @@ export class Trainer {
 
   async release(): Promise<void> {
     await this.session.release();
+    for (const s of this.naflex?.sessions.values() ?? []) if (s !== this.session) await s.release();
   }
 }
