@@ -73,5 +73,9 @@ echo "== make-trained-fixture.ts + train_goldens.py" >&2
 echo "== naflex_train_goldens.py" >&2
 "$PY" "$ROOT/tools/reference/naflex_train_goldens.py" || status=1
 
+# The committed demo model (tools/make-demo-model.ts): transformers loads it and embeds its examples.
+echo "== demo_goldens.py" >&2
+"$PY" "$ROOT/tools/reference/demo_goldens.py" || status=1
+
 du -sh "$ROOT/tests/fixtures" >&2
 exit $status
