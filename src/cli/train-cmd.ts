@@ -11,8 +11,15 @@
  * `--resume`. Ctrl-C, SIGTERM or a closed stdout save the current step before exiting (130).
  * A run whose loss, gradients or parameters stop being finite stops with exit 2 and saves
  * nothing; saves are atomic (src/train/checkpoint.ts), so DIR always holds a whole checkpoint.
+ *
+ * `--curate-teacher M [--curate-ratio F] [--curate-dtype int8]`: ACID curation
+ * (src/train/curate.ts); each logged step then has `curation` {super_batch, kept, score_all,
+ * score_kept, threshold, student_*, teacher_*}. `--lang-mix en=0.9,other=0.1`: per-language
+ * sampling (src/train/lang-mix.ts); logged steps have `langs` (counts), and the final line has
+ * `lang_mix` {requested, realised} (shares of the trained examples), also written to
+ * DIR/data_mix.json.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import { SiglipError } from "../errors.js";
@@ -20,6 +27,8 @@ import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
 import type { FilePairs } from "../train/data.js";
 import type { Objective, Tower } from "../train/model.js";
+import { parseLangMix, shares, type LangMixSpec } from "../train/lang-mix.js";
+import type { SigLIP2 } from "../api.js";
 import type { Trainer } from "../train/trainer.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import { CPU_BOUND, intOption, numOption } from "./args.js";
@@ -55,6 +64,10 @@ interface TrainOpts {
   threads?: number;
   lowercase: boolean;
   offline?: boolean;
+  curateTeacher?: string;
+  curateRatio?: number;
+  curateDtype: "fp32" | "int8";
+  langMix?: LangMixSpec;
 }
 
 /** Most steps (and step-like counts) accepted. */
@@ -126,6 +139,7 @@ function trainerConfig(o: TrainOpts): TrainerConfig {
       decayConvention: o.decayConvention, clipNorm: o.clip, warmupSteps: warmup, totalSteps: o.steps,
     },
   };
+  if (o.langMix !== undefined) tc.langMix = o.langMix;
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
   if (o.vocabChunk !== undefined) tc.vocabChunk = o.vocabChunk;
   if (o.threads !== undefined) tc.threads = o.threads;
@@ -166,7 +180,7 @@ function watchStops(): Stops {
  * Check the flags against the checkpoint and the data, then load everything a run needs: the
  * checkpoint, the data pipeline, and the trainer (resumed from --out with --resume).
  */
-async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; data: FilePairs; trainer: Trainer }> {
+async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; data: FilePairs; trainer: Trainer; teacher: SigLIP2 | null }> {
   // loaded here, not at start-up: --help and usage errors need none of it
   const [{ resolveModel }, { parseImageProcessorConfig }, { GemmaTokenizer }, { Checkpoint }, { recoverCheckpointDir }, { checkManifestImages, FilePairs, readManifest }, { initParams }, { paramSpecs }, { startingParams }, { Trainer }] =
     await Promise.all([
@@ -181,6 +195,8 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     throw new SiglipError("usage", "--freeze vision,text with --objectives sigmoid leaves nothing to train; add the LocCa decoder (--objectives sigmoid,locca or locca) or unfreeze a tower");
   }
   if (o.vocabChunk !== undefined && !locca) throw new SiglipError("usage", "--vocab-chunk applies to the LocCa loss; add --objectives sigmoid,locca (or locca)");
+  if (o.curateRatio !== undefined && o.curateTeacher === undefined) throw new SiglipError("usage", "--curate-ratio applies to curation; add --curate-teacher MODEL");
+  if (o.curateDtype !== "fp32" && o.curateTeacher === undefined) throw new SiglipError("usage", "--curate-dtype applies to curation; add --curate-teacher MODEL");
   if (o.images !== undefined && !(existsSync(o.images) && statSync(o.images).isDirectory())) throw new SiglipError("usage", `--images ${o.images}: not a folder`);
   const dir = await resolveModel(o.model, { onProgress: downloadProgress(), ...(o.offline ? { offline: true } : {}) });
   recoverCheckpointDir(o.out); // finish or undo a save that a crash or kill -9 interrupted
@@ -199,13 +215,33 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
   const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
   const data = new FilePairs(records, processor, tok, config.text_config.max_position_embeddings, o.lowercase, locca ? config.text_config.vocab_size : undefined);
-  const trainer = await Trainer.create(config, params, trainerConfig(o));
-  if (o.resume) trainer.resume(o.out);
-  return { dir, ckpt, data, trainer };
+  const tc = trainerConfig(o);
+  // --- curation (src/train/curate.ts) and language mix (src/train/lang-mix.ts) ---
+  if (o.langMix !== undefined && !data.langs) {
+    const r = records.find((x) => x.lang === undefined)!;
+    throw new SiglipError("usage", `--lang-mix needs a "lang" field on every manifest row; ${r.source ?? r.image} has none`);
+  }
+  let teacher: SigLIP2 | null = null;
+  if (o.curateTeacher !== undefined) {
+    const ratio = o.curateRatio ?? 0.5;
+    const superBatch = Math.max(o.batchSize, Math.round(o.batchSize / ratio));
+    if (superBatch > records.length) throw new SiglipError("usage", `--curate-ratio ${ratio} draws super-batches of ${superBatch} (--batch-size ${o.batchSize} / ratio), more than the ${records.length} pairs of ${o.data}`);
+    const { SigLIP2 } = await import("../api.js");
+    teacher = await SigLIP2.load(o.curateTeacher, { dtype: o.curateDtype, lowercase: o.lowercase, ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.offline ? { offline: true } : {}) });
+    tc.curate = { teacher, ratio, teacherId: teacher.modelId };
+  }
+  try {
+    const trainer = await Trainer.create(config, params, tc);
+    if (o.resume) trainer.resume(o.out);
+    return { dir, ckpt, data, trainer, teacher };
+  } catch (e) {
+    await teacher?.close();
+    throw e;
+  }
 }
 
 async function cmdTrain(o: TrainOpts): Promise<void> {
-  const { dir, ckpt, data, trainer } = await setUpRun(o);
+  const { dir, ckpt, data, trainer, teacher } = await setUpRun(o);
   const configJson = readFileSync(join(dir, "config.json"), "utf8"); // copied verbatim
   let saved: number | null = o.resume ? trainer.step : null;
   const save = (): void => {
@@ -228,7 +264,7 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
         bar?.update(done, { loss: s.loss.toFixed(4), lr: s.lr.toExponential(2), rate: s.pairsPerSecond.toFixed(1) });
         if (done % o.logEvery === 0 || done === o.steps) {
           const parts = s.loccaLoss !== undefined ? { sigmoid_loss: s.sigmoidLoss, locca_loss: s.loccaLoss } : {};
-          log({ step: done, loss: s.loss, ...parts, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias });
+          log({ step: done, loss: s.loss, ...parts, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias, ...dataParts(s) });
         }
         if (o.saveEvery > 0 && done % o.saveEvery === 0 && done < o.steps) save();
       }
@@ -246,13 +282,35 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
   } finally {
     stops.dispose();
     await trainer.release();
+    await teacher?.close();
     ckpt.close();
   }
-  log({ done: trainer.step >= o.steps, out: o.out, step: trainer.step });
+  const mix = trainer.requestedLangs ? { lang_mix: { requested: trainer.requestedLangs, realised: shares(trainer.realisedLangs()), counts: trainer.realisedLangs() } } : {};
+  if (trainer.requestedLangs) writeFileSync(join(o.out, "data_mix.json"), `${JSON.stringify({ step: trainer.step, ...mix.lang_mix }, null, 2)}\n`);
+  log({ done: trainer.step >= o.steps, out: o.out, step: trainer.step, ...mix });
   if (stops.reason) {
     process.stderr.write(`siglip2: ${stops.reason}: stopped at step ${trainer.step}; saved to ${o.out} (continue with --resume)\n`);
     process.exitCode = 130;
   }
+}
+
+/** The curation and language-mix parts of a logged step (snake_case, as the other fields). */
+function dataParts(s: Awaited<ReturnType<Trainer["trainStep"]>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const c = s.curation;
+  if (c) {
+    out["curation"] = {
+      super_batch: c.superBatch, kept: c.kept, score_all: c.scoreAll, score_kept: c.scoreKept, threshold: c.threshold,
+      student_all: c.studentAll, student_kept: c.studentKept, teacher_all: c.teacherAll, teacher_kept: c.teacherKept,
+    };
+  }
+  if (s.langs) out["langs"] = s.langs;
+  return out;
+}
+
+/** `--lang-mix`: LANG=WEIGHT pairs (src/train/lang-mix.ts). */
+function langMixOption(v: string): LangMixSpec {
+  return parseLangMix(v);
 }
 
 /** Add the `train` command to the program. */
@@ -287,5 +345,9 @@ export function registerTrainCommand(program: Command): void {
     .option("--threads <n>", "onnxruntime intra-op threads (at most 4 per CPU, at least 8)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: CPU_BOUND }))
     .option("--no-lowercase", "do not lowercase captions")
     .option("--offline", "never contact the Hub")
+    .option("--curate-teacher <model>", "ACID curation: a checkpoint (local or Hub id; any size, tokenizer or NaFlex) that scores each super-batch with the student; train on the most learnable examples (student loss − teacher loss)")
+    .option("--curate-ratio <f>", "fraction of each super-batch kept, in (0, 1] (super-batch = round(--batch-size / f); default 0.5)", numOption("--curate-ratio", { min: 0, minExclusive: true, max: 1, describe: "a number in (0, 1]" }))
+    .addOption(new Option("--curate-dtype <d>", "teacher weight precision").choices(["fp32", "int8"]).default("fp32"))
+    .addOption(new Option("--lang-mix <weights>", "sample by language: LANG=WEIGHT,… (manifest rows carry \"lang\"; other = every language not named), e.g. en=0.9,other=0.1").argParser(langMixOption))
     .action((opts: TrainOpts) => cmdTrain(opts));
 }
