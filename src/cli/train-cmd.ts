@@ -27,7 +27,7 @@ import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
 import type { FilePairs } from "../train/data.js";
 import type { Objective, Tower } from "../train/model.js";
-import { parseLangMix, shares, type LangMixSpec } from "../train/lang-mix.js";
+import { LangMixSampler, parseLangMix, shares, type LangMixSpec } from "../train/lang-mix.js";
 import type { SigLIP2 } from "../api.js";
 import type { Trainer } from "../train/trainer.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
@@ -220,6 +220,10 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   if (o.langMix !== undefined && !data.langs) {
     const r = records.find((x) => x.lang === undefined)!;
     throw new SiglipError("usage", `--lang-mix needs a "lang" field on every manifest row; ${r.source ?? r.image} has none`);
+  }
+  if (o.langMix !== undefined) {
+    const mix = new LangMixSampler(o.langMix, data.langs!, o.data); // checks the keys against the data's languages
+    if (mix.drawable < o.batchSize) throw new SiglipError("usage", `--lang-mix: the weighted languages have ${mix.drawable} rows, fewer than --batch-size ${o.batchSize}`);
   }
   let teacher: SigLIP2 | null = null;
   if (o.curateTeacher !== undefined) {
