@@ -11,11 +11,13 @@
  * 4. Held-out (other seeds): single-object scenes for 16-class zero-shot (mean over the five prompt
  *    languages), multi-object scenes for image→text / text→image R@1.
  *
- *   nice -n 10 npx tsx tools/ablate-acid.ts [--seeds 3] [--steps 300] [--teacher-steps 600] [--threads 2]
+ *   nice -n 10 npx tsx tools/ablate-acid.ts [--seeds 3] [--steps 400] [--teacher-steps 800] [--threads 2]
+ *
+ * `--reuse-teacher`: keep the teacher of an earlier run in --work (same data and settings).
  *
  * Prints one table (mean ± sd over seeds, and each seed) and writes it as JSON to --out.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { cpus } from "node:os";
@@ -37,8 +39,9 @@ import { parseConfig, type SiglipConfig } from "../src/weights/config.js";
 const { values: a } = parseArgs({
   options: {
     seeds: { type: "string", default: "3" },
-    steps: { type: "string", default: "300" },
-    "teacher-steps": { type: "string", default: "600" },
+    steps: { type: "string", default: "400" },
+    "teacher-steps": { type: "string", default: "800" },
+    "reuse-teacher": { type: "boolean", default: false },
     train: { type: "string", default: "3000" },
     batch: { type: "string", default: "32" },
     ratio: { type: "string", default: "0.5" },
@@ -153,14 +156,15 @@ async function main(): Promise<void> {
 
   // --- the teacher: bigger, 48 px, trained first, saved, loaded through the library ---
   const teacherDir = join(WORK, "teacher");
-  rmSync(WORK, { recursive: true, force: true });
+  const reuse = a["reuse-teacher"] === true && existsSync(join(teacherDir, "model.safetensors"));
+  if (!reuse) rmSync(WORK, { recursive: true, force: true });
   mkdirSync(join(WORK, "side"), { recursive: true });
   writeFileSync(join(WORK, "side", "tokenizer.json"), JSON.stringify(pruned.json));
   writeFileSync(join(WORK, "side", "tokenizer_config.json"), JSON.stringify({ add_bos_token: false, add_eos_token: true, do_lower_case: true, tokenizer_class: "GemmaTokenizer", pad_token: "<pad>", eos_token: "<eos>", model_max_length: SEQ }));
   writeFileSync(join(WORK, "side", "preprocessor_config.json"), JSON.stringify(teacherPre.json));
   const tJson = tinyConfigJson({ width: 64, layers: 3, heads: 4, mlp: 256, vocab: pruned.vocabSize, seqLen: SEQ, image: 48, patch: 8 });
   const tConfig = parseConfig(tJson);
-  {
+  if (!reuse) {
     const data = new InMemoryPairs(trainImgs.map((im) => preprocessFixed(im, teacherPre.cfg)), train.map((s) => s.caption), tok, SEQ);
     const tr = await Trainer.create(tConfig, initParams(paramSpecs(tConfig), DATA_SEED), {
       batchSize: 64, accumSteps: 1, steps: TEACHER_STEPS, seed: DATA_SEED, freeze: "none", threads: THREADS, optimizer: optimizer(TEACHER_STEPS),

@@ -16,8 +16,8 @@
  * (src/train/curate.ts); each logged step then has `curation` {super_batch, kept, score_all,
  * score_kept, threshold, student_*, teacher_*}. `--lang-mix en=0.9,other=0.1`: per-language
  * sampling (src/train/lang-mix.ts); logged steps have `langs` (counts), and the final line has
- * `lang_mix` {requested, realised} (shares of the trained examples), also written to
- * DIR/data_mix.json.
+ * `lang_mix` {requested, realised} (shares of the trained examples). The final line also has a
+ * `curation` summary (means over steps); both are written to DIR/data_summary.json.
  */
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -289,9 +289,9 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
     await teacher?.close();
     ckpt.close();
   }
-  const mix = trainer.requestedLangs ? { lang_mix: { requested: trainer.requestedLangs, realised: shares(trainer.realisedLangs()), counts: trainer.realisedLangs() } } : {};
-  if (trainer.requestedLangs) writeFileSync(join(o.out, "data_mix.json"), `${JSON.stringify({ step: trainer.step, ...mix.lang_mix }, null, 2)}\n`);
-  log({ done: trainer.step >= o.steps, out: o.out, step: trainer.step, ...mix });
+  const summary = dataSummary(trainer);
+  if (Object.keys(summary).length > 0) writeFileSync(join(o.out, "data_summary.json"), `${JSON.stringify({ step: trainer.step, ...summary }, null, 2)}\n`);
+  log({ done: trainer.step >= o.steps, out: o.out, step: trainer.step, ...summary });
   if (stops.reason) {
     process.stderr.write(`siglip2: ${stops.reason}: stopped at step ${trainer.step}; saved to ${o.out} (continue with --resume)\n`);
     process.exitCode = 130;
@@ -309,6 +309,22 @@ function dataParts(s: Awaited<ReturnType<Trainer["trainStep"]>>): Record<string,
     };
   }
   if (s.langs) out["langs"] = s.langs;
+  return out;
+}
+
+/**
+ * The run's data summary (over every step in the history, resumed ones included): `lang_mix`
+ * {requested, realised, counts} with a language mix; `curation` {steps, score_kept, score_all,
+ * student_kept, teacher_kept} (means over steps) with curation. Empty when neither is on.
+ */
+function dataSummary(trainer: Trainer): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (trainer.requestedLangs) out["lang_mix"] = { requested: trainer.requestedLangs, realised: shares(trainer.realisedLangs()), counts: trainer.realisedLangs() };
+  const cur = trainer.history.flatMap((h) => (h.curation ? [h.curation] : []));
+  if (cur.length > 0) {
+    const m = (k: "scoreKept" | "scoreAll" | "studentKept" | "teacherKept") => cur.reduce((s, c) => s + c[k], 0) / cur.length;
+    out["curation"] = { steps: cur.length, super_batch: cur[0]!.superBatch, kept: cur[0]!.kept, score_kept: m("scoreKept"), score_all: m("scoreAll"), student_kept: m("studentKept"), teacher_kept: m("teacherKept") };
+  }
   return out;
 }
 

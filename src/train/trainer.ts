@@ -263,8 +263,12 @@ export class Trainer {
       const flat = (o: unknown, pre = ""): Array<[string, string]> =>
         o !== null && typeof o === "object" ? Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => flat(v, `${pre}${k}.`)) : [[pre.slice(0, -1), JSON.stringify(o)]];
       const saved = new Map(flat(state.run));
-      const diffs = flat(want).filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`);
-      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze and objective options`);
+      const wanted = new Map(flat(want));
+      const diffs = [
+        ...[...wanted].filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`),
+        ...[...saved].filter(([k]) => !wanted.has(k)).map(([k, v]) => `${k} ${v} → unset`), // e.g. a curated run resumed without curation
+      ];
+      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective, curation and --lang-mix options`);
     }
     loadTrainingState(dir, this.specs, this.params, this.optimizer);
     this.history.splice(0, this.history.length, ...state.history);

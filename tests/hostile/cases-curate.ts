@@ -5,10 +5,11 @@
  * size, width and tokenizer (handled: each model reads the example its own way), bad mixes,
  * languages the data does not have, rows without `lang`.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../harness/files.js";
 import { FIXTURES } from "../harness/paths.js";
-import { expectCorrect, jsonLines, runCli, type HostileCase } from "./harness.js";
+import { expectCleanError, expectCorrect, jsonLines, runCli, type HostileCase } from "./harness.js";
 import { manifest, trainData, usage } from "./cases-train.js";
 
 const F32 = join(FIXTURES, "models", "fixres-f32");
@@ -41,14 +42,40 @@ export const cases: HostileCase[] = [
       const out = join(tempDir(), "out");
       const r = await runCli(["train", "--model", F32, "--data", await trainData(), "--out", out, "--threads", "1", "--batch-size", "4", "--steps", "2", "--save-every", "0", "--curate-teacher", ODD, "--curate-ratio", "0.5", "--curate-dtype", "int8"], { timeoutMs: 60_000 });
       return expectCorrect(r, (lines) => {
-        const steps = lines.filter((l) => (l as { step?: number }).step !== undefined && (l as { curation?: unknown }).curation !== undefined) as Array<{ curation: { super_batch: number; kept: number; score_kept: number; score_all: number } }>;
+        const steps = lines.filter((l) => (l as { loss?: number }).loss !== undefined && (l as { curation?: unknown }).curation !== undefined) as Array<{ curation: { super_batch: number; kept: number; score_kept: number; score_all: number } }>;
         if (steps.length !== 2) return `${steps.length} logged steps with curation, expected 2`;
+        const summary = (lines.at(-1) as { curation?: { steps: number; super_batch: number } }).curation;
+        if (summary?.steps !== 2 || summary.super_batch !== 8) return `final curation summary ${JSON.stringify(summary)}`;
         for (const s of steps) {
           if (s.curation.super_batch !== 8 || s.curation.kept !== 4) return `super-batch ${s.curation.super_batch} / kept ${s.curation.kept}, expected 8 / 4`;
           if (!(s.curation.score_kept >= s.curation.score_all)) return `kept examples score ${s.curation.score_kept} below the super-batch mean ${s.curation.score_all}`;
         }
         return null;
       });
+    },
+  },
+  {
+    id: "curate-teacher-naflex",
+    area: "train",
+    expect: "correct",
+    run: async () => {
+      const r = await runCli(["train", "--model", F32, "--data", await trainData(), "--out", join(tempDir(), "out"), "--threads", "1", "--batch-size", "4", "--steps", "1", "--save-every", "0", "--curate-teacher", join(FIXTURES, "models", "naflex-f32"), "--curate-ratio", "0.25"], { timeoutMs: 60_000 });
+      return expectCorrect(r, (lines) => {
+        const c = (lines.find((l) => (l as { curation?: unknown }).curation !== undefined) as { curation?: { super_batch: number; kept: number } } | undefined)?.curation;
+        return c?.super_batch === 16 && c.kept === 4 ? null : `curation ${JSON.stringify(c)}, expected super_batch 16, kept 4`;
+      });
+    },
+  },
+  {
+    id: "curate-resume-without-teacher",
+    area: "train",
+    expect: "clean-error",
+    run: async () => {
+      const out = join(tempDir(), "out");
+      const base = ["train", "--model", F32, "--data", await trainData(), "--out", out, "--threads", "1", "--batch-size", "4", "--steps", "2"];
+      const first = await runCli([...base, "--stop-at", "1", "--curate-teacher", F32], { timeoutMs: 60_000 });
+      if (first.code !== 0) return { outcome: "crash", detail: `the curated run failed: ${first.stderr.slice(0, 200)}` };
+      return expectCleanError(await runCli([...base, "--resume"], { timeoutMs: 60_000 }), { code: 2, mentions: ["other settings", "curate.ratio 0.5 → unset"] });
     },
   },
   usage("lang-mix-no-weight", ["--lang-mix", "en"], ["--lang-mix", "LANG=WEIGHT"], langData()),
@@ -75,6 +102,8 @@ export const cases: HostileCase[] = [
         if (!m) return "no lang_mix in the final line";
         if (m.realised["zh"] !== 1 || Object.keys(m.realised).length !== 1) return `realised ${JSON.stringify(m.realised)}, expected only zh`;
         if (m.requested["en"] !== 0 || m.requested["zh"] !== 1) return `requested ${JSON.stringify(m.requested)}`;
+        const file = JSON.parse(readFileSync(join(out, "data_summary.json"), "utf8")) as { step: number; lang_mix: unknown };
+        if (file.step !== 3 || JSON.stringify(file.lang_mix) !== JSON.stringify(m)) return `data_summary.json ${JSON.stringify(file)} differs from the final line`;
         return null;
       });
     },
