@@ -1,9 +1,10 @@
 /**
  * The multilingual mix (SigLIP 2 §2.1: 90% English, 10% other languages): `--lang-mix
  * en=0.9,other=0.1` reweights sampling per language. Manifest rows carry `lang` (a language
- * code, e.g. "en", "zh"); `other` stands for every language of the data that is not named.
- * Weights are relative (normalised to sum 1); a language of the data with no weight (not named,
- * no `other`) is never drawn.
+ * code, e.g. "en", "zh"); `other` stands for every language of the data that is not named, and
+ * its weight is shared among them in proportion to their rows (so within `other` rows are drawn
+ * uniformly). Weights are relative (normalised to sum 1); a language of the data with no weight
+ * (not named, no `other`) is never drawn.
  *
  * Sampling: batch `step` draws each slot's language i.i.d. from the weights, then that
  * language's examples uniformly without replacement within the batch, all from one RNG seeded
