@@ -19,6 +19,7 @@
  * are in optimizer.safetensors with the others. A run without the decoder that starts from a
  * checkpoint with one copies its decoder.safetensors along unchanged.
  */
+import type { CurationStats } from "./curate.js";
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { SiglipError } from "../errors.js";
@@ -194,7 +195,7 @@ export interface TrainerState {
   /** Run settings (seed, batch, optimiser, …), checked on resume. */
   run: Record<string, unknown>;
   /** Loss per completed step, for the learning curve. */
-  history: Array<{ step: number; loss: number; lr: number; gradNorm: number; sigmoidLoss?: number; loccaLoss?: number }>;
+  history: Array<{ step: number; loss: number; lr: number; gradNorm: number; sigmoidLoss?: number; loccaLoss?: number; curation?: CurationStats; langs?: Record<string, number> }>;
 }
 
 /**

@@ -89,9 +89,9 @@ export class NaflexPairs implements PairDataset {
   private readonly ids: BigInt64Array;
   private readonly cache = new Map<number, RgbImage>();
 
-  /** `image(i)` decodes image i (called once per image); `names(i)` names it in errors. */
+  /** `decodeAt(i)` decodes image i (called once per image); `names(i)` names it in errors. */
   constructor(
-    private readonly image: (i: number) => Promise<RgbImage>,
+    private readonly decodeAt: (i: number) => Promise<RgbImage>,
     private readonly captions: readonly string[],
     private readonly processor: NaflexProcessorConfig,
     tok: GemmaTokenizer,
@@ -112,7 +112,7 @@ export class NaflexPairs implements PairDataset {
   private async rgb(i: number): Promise<RgbImage> {
     let img = this.cache.get(i);
     if (!img) {
-      img = await this.image(i);
+      img = await this.decodeAt(i);
       this.cache.set(i, img);
     }
     return img;

@@ -26,6 +26,12 @@
  * trains (the paper's frozen-encoder protocol): the sigmoid loss is then computed and reported
  * (sigmoid_loss) but not trained — t' and b stay fixed too — and the objective list must hold
  * "locca" (else there is nothing to train: a usage error).
+ *
+ * Curation (`curate`, ./curate.ts): each step draws a super-batch of round(B / ratio) examples,
+ * scores them with the student (forward only) and the teacher, and trains on the B most
+ * learnable. Language mix (`langMix`, ./lang-mix.ts): batches (or super-batches) are drawn with
+ * per-language weights instead of the epoch permutation. Both are recorded per step in the
+ * history (`curation` statistics, `langs` counts of the trained examples).
  */
 import { SiglipError } from "../errors.js";
 import type { SiglipConfig } from "../weights/config.js";
@@ -40,6 +46,8 @@ import { locCaTargets, type LocCaTargets } from "./scenes/locca.js";
 import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
 import { TrainSession, type DecoderBatch, type Params } from "./session.js";
 import { drawBudget, maxBudget, paddedLength, type PatchBudgets } from "./naflex-data.js";
+import { Curator, superBatchSize, type CurationStats, type TeacherModel } from "./curate.js";
+import { LangMixSampler, countLangs, langMixString, type LangMixSpec } from "./lang-mix.js";
 
 export type Freeze = "none" | "vision" | "text";
 
@@ -92,6 +100,11 @@ export interface TrainConfig {
    * choice: every image of a micro-batch gets the same budget, so little is padded).
    */
   budgetDraw?: "example" | "batch";
+  // --- curation and language mix (./curate.ts, ./lang-mix.ts) ---
+  /** ACID: keep the `ratio` (in (0, 1]) most learnable of each super-batch; `teacherId` names the teacher in the saved settings. */
+  curate?: { teacher: TeacherModel; ratio: number; teacherId: string };
+  /** Draw batches with these language weights (the dataset must have `langs`). */
+  langMix?: LangMixSpec;
 }
 
 export interface StepInfo {
@@ -106,6 +119,10 @@ export interface StepInfo {
   /** The parts of the loss (the sigmoid part is reported even when it is not trained). */
   sigmoidLoss?: number;
   loccaLoss?: number;
+  /** With curation: what the selection did. */
+  curation?: CurationStats;
+  /** With a language mix: languages of the trained examples. */
+  langs?: Record<string, number>;
 }
 
 /** Settings that must match for a resume to be exact. */
@@ -116,6 +133,8 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   if (obj.join(",") !== "sigmoid") Object.assign(r, { objectives: obj, vocabChunk });
   if (c.maxPatches) r["maxPatches"] = c.maxPatches; // NaFlex
   if (c.budgetDraw === "batch") r["budgetDraw"] = "batch";
+  if (c.curate) r["curate"] = { ratio: c.curate.ratio, teacher: c.curate.teacherId };
+  if (c.langMix) r["langMix"] = langMixString(c.langMix);
   return r;
 }
 
@@ -140,6 +159,9 @@ function firstNonFinite(params: Params): string | null {
 
 export class Trainer {
   readonly history: TrainerState["history"] = [];
+  /** Curation scorer (null: off) and language-mix sampler (built on the first step's data). */
+  private curator: Curator | null = null;
+  private sampler: LangMixSampler | null = null;
 
   private constructor(
     readonly model: SiglipConfig,
@@ -207,7 +229,37 @@ export class Trainer {
     if (missing) throw new Error(`internal: no value for parameter ${missing.name}`);
     const optimizer = new AdamW(c.optimizer, session.params, session.trainable);
     const nf = naflex ? { options: opts, sessions: new Map([[opts.patches!, session]]) } : null;
-    return new Trainer(model, session.params, params, c, optimizer, session, lo, nf);
+    const trainer = new Trainer(model, session.params, params, c, optimizer, session, lo, nf);
+    if (c.curate) trainer.curator = await Curator.create(model, c.curate.teacher, c.curate.ratio, c.threads);
+    return trainer;
+  }
+
+  /**
+   * The dataset indices of this step's batch: the epoch permutation, or the language-mix
+   * sampler; with curation, the kept part of a super-batch drawn the same way.
+   */
+  private async drawBatch(data: PairDataset): Promise<{ indices: number[]; curation?: CurationStats }> {
+    const c = this.config;
+    if (c.langMix && !this.sampler) {
+      if (!data.langs) throw new SiglipError("usage", "--lang-mix needs a language per row: give every manifest row a \"lang\" field");
+      this.sampler = new LangMixSampler(c.langMix, data.langs);
+    }
+    const draw = (n: number): number[] => (this.sampler ? this.sampler.indices(n, c.seed, this.step) : batchIndices(data.size, n, c.seed, this.step));
+    if (!this.curator) return { indices: draw(c.batchSize) };
+    const sel = await this.curator.select(this.params, data, draw(superBatchSize(c.batchSize, this.curator.ratio)), c.batchSize);
+    return { indices: sel.indices, curation: sel.stats };
+  }
+
+  /** Share of each language among the examples trained on so far (from the history; empty without a language mix). */
+  realisedLangs(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const h of this.history) for (const [l, n] of Object.entries(h.langs ?? {})) counts[l] = (counts[l] ?? 0) + n;
+    return counts;
+  }
+
+  /** The requested share of each language of the data (null before the first step or without a mix). */
+  get requestedLangs(): Record<string, number> | null {
+    return this.sampler?.requested ?? null;
   }
 
   /** The decoder rows of micro-batch `indices` (see the module comment). */
@@ -246,8 +298,12 @@ export class Trainer {
       const flat = (o: unknown, pre = ""): Array<[string, string]> =>
         o !== null && typeof o === "object" ? Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => flat(v, `${pre}${k}.`)) : [[pre.slice(0, -1), JSON.stringify(o)]];
       const saved = new Map(flat(state.run));
-      const diffs = flat(want).filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`);
-      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective and --max-patches options`);
+      const wanted = new Map(flat(want));
+      const diffs = [
+        ...[...wanted].filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`),
+        ...[...saved].filter(([k]) => !wanted.has(k)).map(([k, v]) => `${k} ${v} → unset`), // e.g. a curated run resumed without curation
+      ];
+      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective, --max-patches, curation and --lang-mix options`);
     }
     loadTrainingState(dir, this.specs, this.params, this.optimizer);
     this.history.splice(0, this.history.length, ...state.history);
@@ -257,7 +313,7 @@ export class Trainer {
   async trainStep(data: PairDataset): Promise<StepInfo> {
     const t0 = performance.now();
     const c = this.config;
-    const indices = batchIndices(data.size, c.batchSize, c.seed, this.step);
+    const { indices, curation } = await this.drawBatch(data);
     const m = c.batchSize / c.accumSteps;
     let grads: Params | null = null;
     let loss = 0;
@@ -300,13 +356,14 @@ export class Trainer {
       pairsPerSecond: c.batchSize / ((performance.now() - t0) / 1000),
       logitScale: this.params.get("logit_scale")![0]!, logitBias: this.params.get("logit_bias")![0]!,
     };
+    const entry: TrainerState["history"][number] = { step: info.step, loss, lr, gradNorm };
     if (this.locca) {
-      info.sigmoidLoss = sigmoidLoss;
-      info.loccaLoss = loccaLoss;
-      this.history.push({ step: info.step, loss, lr, gradNorm, sigmoidLoss, loccaLoss });
-    } else {
-      this.history.push({ step: info.step, loss, lr, gradNorm });
+      info.sigmoidLoss = entry.sigmoidLoss = sigmoidLoss;
+      info.loccaLoss = entry.loccaLoss = loccaLoss;
     }
+    if (curation) info.curation = entry.curation = curation;
+    if (this.sampler) info.langs = entry.langs = countLangs(data.langs!, indices);
+    this.history.push(entry);
     return info;
   }
 
@@ -323,5 +380,6 @@ export class Trainer {
   async release(): Promise<void> {
     await this.session.release();
     for (const s of this.naflex?.sessions.values() ?? []) if (s !== this.session) await s.release();
+    await this.curator?.release();
   }
 }

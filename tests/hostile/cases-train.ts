@@ -18,7 +18,7 @@ const F32 = join(FIXTURES, "models", "fixres-f32");
 
 let dataset: Promise<string> | undefined;
 /** 16 image–caption pairs (32×32 PNGs + metadata.jsonl), written once per process. */
-function trainData(): Promise<string> {
+export function trainData(): Promise<string> {
   dataset ??= (async () => {
     const dir = tempDir("siglip2-train-data-");
     const pairs = synthesize(16, 32, 5);
@@ -49,14 +49,14 @@ async function train(args: string[], opts: CliOptions = {}) {
 }
 
 /** A manifest folder whose metadata.jsonl is `content` (image paths point into the shared dataset). */
-async function manifest(content: string, name = "metadata.jsonl"): Promise<string> {
+export async function manifest(content: string, name = "metadata.jsonl"): Promise<string> {
   const data = await trainData();
   const dir = tempDir();
   writeFileSync(join(dir, name), content.replaceAll("DATA/", `${data}/`));
   return dir;
 }
 
-function usage(id: string, args: string[], mentions: Array<string | RegExp>, data?: () => Promise<string>): HostileCase {
+export function usage(id: string, args: string[], mentions: Array<string | RegExp>, data?: () => Promise<string>): HostileCase {
   return {
     id,
     area: "train",

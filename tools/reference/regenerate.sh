@@ -76,6 +76,9 @@ echo "== naflex_train_goldens.py" >&2
 # The committed demo model (tools/make-demo-model.ts): transformers loads it and embeds its examples.
 echo "== demo_goldens.py" >&2
 "$PY" "$ROOT/tools/reference/demo_goldens.py" || status=1
+# ACID curation: per-example scores of trained-f32 (student) and fixres-odd (teacher).
+echo "== curate_goldens.py" >&2
+"$PY" "$ROOT/tools/reference/curate_goldens.py" || status=1
 
 du -sh "$ROOT/tests/fixtures" >&2
 exit $status
