@@ -16,7 +16,7 @@
  * Both engines get the same WASM thread count ($SIGLIP2_BENCH_THREADS, default min(2, cores)).
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -76,12 +76,24 @@ const tjsOrt = [join(REPO, "node_modules", "@huggingface", "transformers", "node
 const tjsVersion = (JSON.parse(readFileSync(join(REPO, "node_modules", "@huggingface", "transformers", "package.json"), "utf8")) as { version: string }).version;
 
 // ---- 3. Node's fp32 embeddings (the reference both engines are compared with)
-log("bench:web: Node fp32 embeddings (reference)");
-const node = await SigLIP2.load(ckpt, { tower: { cacheDir: join(cache, "onnx-cache") } });
-const nodeImg = await node.embedImages(IMAGES.map((f) => join(FIXTURES, f)));
-const nodeTxt = await node.embedTexts(TEXTS);
-const nodeIds = await node.tokenize(TEXTS);
-await node.close();
+// Kept in the cache folder, keyed on the checkpoint's config and the inputs (random weights never change for a name).
+const refFile = join(tjsDir, "node-reference.json");
+const refKey = JSON.stringify({ config: readFileSync(join(ckpt, "config.json"), "utf8"), IMAGES, TEXTS });
+type NodeRef = { key: string; img: number[][]; txt: number[][]; ids: number[][] };
+let ref = existsSync(refFile) ? (JSON.parse(readFileSync(refFile, "utf8")) as NodeRef) : null;
+if (ref?.key !== refKey) {
+  log("bench:web: Node fp32 embeddings (reference)");
+  const node = await SigLIP2.load(ckpt, { tower: { cacheDir: join(cache, "onnx-cache") } });
+  const img = await node.embedImages(IMAGES.map((f) => join(FIXTURES, f)));
+  const txt = await node.embedTexts(TEXTS);
+  const ids = await node.tokenize(TEXTS);
+  await node.close();
+  ref = { key: refKey, img: img.map((e) => Array.from(e)), txt: txt.map((e) => Array.from(e)), ids: ids.map((e) => Array.from(e)) };
+  writeFileSync(refFile, JSON.stringify(ref));
+}
+const nodeImg = ref.img;
+const nodeTxt = ref.txt;
+const nodeIds = ref.ids;
 
 // ---- 4. one Chromium run
 const server = await startServer({
@@ -115,13 +127,16 @@ const OURS = `
 const TJS = `
   const T = await import("/tjs/transformers.js");
   T.env.allowRemoteModels = false; T.env.allowLocalModels = true; T.env.useBrowserCache = false;
-  T.env.localModelPath = location.origin + "/models/";
+  T.env.localModelPath = "/models/"; // a path, not a URL: transformers.js treats URLs as remote
   T.env.backends.onnx.wasm.wasmPaths = location.origin + "/tjs-ort/";
   T.env.backends.onnx.wasm.numThreads = args.threads;
   const t0 = performance.now();
   const opts = { dtype: args.dtype, device: args.backend };
   const processor = await T.AutoImageProcessor.from_pretrained("b16-224");
   const tok = await T.AutoTokenizer.from_pretrained("b16-224");
+  // The checkpoint's tokenizer_config.json names no pad token (transformers pads with id 0, "<pad>");
+  // transformers.js needs it named to pad to max_length.
+  if (tok.pad_token_id === undefined || tok.pad_token_id === null) { tok.pad_token = "<pad>"; tok.pad_token_id = 0; }
   const vm = await T.SiglipVisionModel.from_pretrained("b16-224", opts);
   const tm = await T.SiglipTextModel.from_pretrained("b16-224", opts);
   const rowsOf = (t) => { const [B, D] = t.dims; const out = []; for (let i = 0; i < B; i++) out.push(t.data.slice(i * D, (i + 1) * D)); return out; };
@@ -170,17 +185,20 @@ const offered = (await probe.evaluate(`(async () => { try { return !!(navigator.
 await probe.close();
 const backends: ("wasm" | "webgpu")[] = offered ? ["wasm", "webgpu"] : ["wasm"];
 
+/** Optional filters (comma lists) for a partial run: SIGLIP2_BENCH_ENGINES=ours,transformers.js, SIGLIP2_BENCH_DTYPES=fp32,int8. */
+const only = (name: string, all: readonly string[]): string[] => process.env[name]?.split(",").filter((x) => all.includes(x)) ?? [...all];
 const results: { spec: Spec; r: RunResult | null; error?: string }[] = [];
 for (const backend of backends) {
-  for (const dtype of ["fp32", "int8"] as const) {
-    for (const engine of ["ours", "transformers.js"] as const) {
+  for (const dtype of only("SIGLIP2_BENCH_DTYPES", ["fp32", "int8"]) as ("fp32" | "int8")[]) {
+    for (const engine of only("SIGLIP2_BENCH_ENGINES", ["ours", "transformers.js"]) as Spec["engine"][]) {
       const spec: Spec = { engine, backend, dtype };
       log(`bench:web: ${engine} ${backend} ${dtype}`);
       try {
         results.push({ spec, r: await runOne(spec) });
       } catch (e) {
-        const msg = (e instanceof Error ? e.message : String(e)).split("\n")[0]!;
-        log(`bench:web: ${engine} ${backend} ${dtype} failed: ${msg}`);
+        const full = e instanceof Error ? e.message : String(e);
+        const msg = full.split("\n")[0]!;
+        log(`bench:web: ${engine} ${backend} ${dtype} failed: ${full}`);
         results.push({ spec, r: null, error: msg });
       }
     }
@@ -215,6 +233,13 @@ const tjsIds = results.find((x) => x.spec.engine === "transformers.js" && x.r?.i
 if (tjsIds) {
   const differ = tjsIds.filter((row, i) => row.some((v, j) => v !== nodeIds[i]![j])).length;
   console.log(`\ntoken ids: transformers.js's tokenizer and ours differ on ${differ} of ${TEXTS.length} texts`);
+  const i = tjsIds.findIndex((row, k) => row.some((v, j) => v !== nodeIds[k]![j]));
+  if (i >= 0) console.log(`  e.g. ${JSON.stringify(TEXTS[i])}: ours [${nodeIds[i]!.slice(0, 12).join(", ")}, …], transformers.js [${tjsIds[i]!.slice(0, 12).join(", ")}, …]`);
+}
+const tjsFp32 = results.find((x) => x.spec.engine === "transformers.js" && x.spec.dtype === "fp32" && x.spec.backend === "wasm")?.r;
+if (tjsFp32) {
+  const per = IMAGES.map((f, k) => `${f.split("/").pop()} ${dot(norm(tjsFp32.img[k]!), norm(nodeImg[k]!)).toFixed(4)}`);
+  console.log(`image cosine, transformers.js fp32 vs Node fp32, per image: ${per.join(", ")}`);
 }
 for (const { spec, r } of results) {
   if (spec.engine !== "transformers.js" || !r) continue;
