@@ -15,7 +15,7 @@
  *
  *   npx tsx tools/ablate-locca.ts [--seeds 1,2,3] [--steps 700] [--probe-steps 500] [--threads 2] [--jobs 1]
  *
- * With the defaults it takes about 17 minutes on a quiet 2-core machine (one seed: 700 steps at about
+ * With the defaults it takes about 16 minutes on a quiet 2-core machine (one seed: 700 steps at about
  * 0.1 s (sigmoid) and 0.22 s (sigmoid + LocCa), two probes of 500 steps at 0.08 s, evaluation 30 s).
  * `--jobs J` trains J seeds at once (useful when the machine is shared: each job gets its own share).
  *
@@ -105,10 +105,10 @@ async function main(): Promise<SeedResult[]> {
 
   // Held out: the same sets for every seed.
   const all = [...SCENE_LANGUAGES];
-  const zsTest = generateScenes({ seed: HELD_OUT + 1, count: 320, size: IMAGE, maxObjects: 1, langs: all });
-  const retTest = generateScenes({ seed: HELD_OUT + 2, count: 250, size: IMAGE, langs: all });
-  const denseTrain = generateScenes({ seed: HELD_OUT + 3, count: 150, size: IMAGE, langs: all });
-  const denseTest = generateScenes({ seed: HELD_OUT + 4, count: 150, size: IMAGE, langs: all });
+  const zsTest = generateScenes({ seed: HELD_OUT + 1, count: 240, size: IMAGE, maxObjects: 1, langs: all });
+  const retTest = generateScenes({ seed: HELD_OUT + 2, count: 200, size: IMAGE, langs: all });
+  const denseTrain = generateScenes({ seed: HELD_OUT + 3, count: 100, size: IMAGE, langs: all });
+  const denseTest = generateScenes({ seed: HELD_OUT + 4, count: 100, size: IMAGE, langs: all });
   const [zsImg, retImg, dTrainImg, dTestImg] = await Promise.all([zsTest, retTest, denseTrain, denseTest].map((r) => renderScenes(r)));
 
   const runSeed = async (seed: number): Promise<SeedResult> => {
@@ -237,12 +237,12 @@ function printTable(rs: SeedResult[]): void {
     return Math.abs(mean) <= 2 * se ? `within noise (${mean >= 0 ? "+" : ""}${pct(mean)})` : `${mean > 0 ? "+" : ""}${pct(mean)} (paired, > 2 se)`;
   };
   const rows: Array<[string, number[], number[] | null]> = [
-    ["zero-shot top-1, mean of 5 languages (320 single-object scenes, 16 classes)", rs.map((r) => r.zeroShot.a), rs.map((r) => r.zeroShot.b)],
-    ["retrieval R@1 image→text (250 multi-object scenes)", rs.map((r) => r.i2t.a), rs.map((r) => r.i2t.b)],
+    ["zero-shot top-1, mean of 5 languages (240 single-object scenes, 16 classes)", rs.map((r) => r.zeroShot.a), rs.map((r) => r.zeroShot.b)],
+    ["retrieval R@1 image→text (200 multi-object scenes)", rs.map((r) => r.i2t.a), rs.map((r) => r.i2t.b)],
     ["retrieval R@1 text→image", rs.map((r) => r.t2i.a), rs.map((r) => r.t2i.b)],
     [`referring expressions Acc@0.5, frozen encoder + decoder probe (${PROBE_STEPS} steps)`, rs.map((r) => r.locateProbe.a), rs.map((r) => r.locateProbe.b)],
     ["referring expressions Acc@0.5, jointly trained decoder", [], rs.map((r) => r.locateJoint)],
-    ["dense probe mIoU (background + 4 shapes, 8×8 patches, 150 + 150 scenes)", rs.map((r) => r.dense.a), rs.map((r) => r.dense.b)],
+    ["dense probe mIoU (background + 4 shapes, 8×8 patches, 100 + 100 scenes)", rs.map((r) => r.dense.a), rs.map((r) => r.dense.b)],
   ];
   const cpu = cpus()[0]?.model ?? "cpu";
   console.log(`\n## LocCa ablation: ${rs.length} seed${rs.length > 1 ? "s" : ""} (${SEEDS.join(", ")}), mean ± sd, %\n`);
