@@ -247,7 +247,7 @@ function printTable(rs: SeedResult[]): void {
   const cpu = cpus()[0]?.model ?? "cpu";
   console.log(`\n## LocCa ablation: ${rs.length} seed${rs.length > 1 ? "s" : ""} (${SEEDS.join(", ")}), mean ± sd, %\n`);
   console.log(`Command: \`npx tsx tools/ablate-locca.ts --seeds ${SEEDS.join(",")} --steps ${STEPS} --probe-steps ${PROBE_STEPS} --threads ${THREADS} --train ${TRAIN} --jobs ${JOBS}\``);
-  console.log(`Machine: ${cpu}, ${cpus().length} cores, ${THREADS} threads; ${((performance.now() - t0) / 60000).toFixed(1)} min.`);
+  console.log(`Machine: ${cpu}, ${cpus().length} cores, ${THREADS} onnxruntime thread${THREADS > 1 ? "s" : ""} per job, ${JOBS} job${JOBS > 1 ? "s" : ""}; ${((performance.now() - t0) / 60000).toFixed(1)} min.`);
   console.log(`Model: width ${WIDTH}, ${LAYERS} layers, 4 heads, ${IMAGE} px, patch ${PATCH}, ${SEQ} tokens; ${STEPS} steps of ${BATCH} pairs from ${TRAIN} scenes per seed, lr ${LR}.\n`);
   console.log("| metric (held-out) | (a) sigmoid | (b) sigmoid + LocCa | (b) − (a) |");
   console.log("|---|---|---|---|");
