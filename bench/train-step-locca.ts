@@ -100,20 +100,36 @@ async function main(): Promise<void> {
   writeFileSync(configPath, JSON.stringify(configJson, null, 2));
   const common = ["--batch", String(B), "--steps", String(STEPS), "--threads", String(THREADS)];
   const gemm = () => Math.max(childJson(process.execPath, ["--import", "tsx", "bench/ours.ts", "gemm", "--threads", String(THREADS)], THREADS).gflops, childJson(python, ["bench/reference_bench.py", "gemm", "--threads", String(THREADS)], THREADS).gflops);
+  // Memory: parameters, gradients (ours: onnxruntime's outputs and their JS copies) and two AdamW
+  // moments, 4 bytes each, before activations. A side that cannot fit is not started (no OOM killer
+  // on a shared machine): the message says what is missing.
+  const { parseConfig } = await import("../src/weights/config.js");
+  const { paramSpecs } = await import("../src/train/model.js");
+  const nParams = paramSpecs(parseConfig(configJson), { objectives: ["sigmoid", "locca"] }).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+  const needMb = (nParams * 4 * 5) / 2 ** 20;
+  const availableMb = () => Number(readFileSync("/proc/meminfo", "utf8").match(/^MemAvailable:\s+(\d+)/m)?.[1] ?? 0) / 1024;
+  const checkMemory = (side: string) => {
+    const avail = availableMb();
+    log(`train-step: ${side}: ${avail.toFixed(0)} MB available, about ${needMb.toFixed(0)} MB needed before activations (${(nParams / 1e6).toFixed(0)} M parameters)`);
+    if (avail < needMb) throw new Error(`train-step: not enough memory for the ${side} side (${avail.toFixed(0)} MB available, ${needMb.toFixed(0)} MB needed); stop other jobs or use --tiny`);
+    return avail;
+  };
   try {
     let peak = gemm();
     log(`train-step: fp32 GEMM peak ${peak.toFixed(0)} GFLOP/s; our side (batch ${B}, ${STEPS} steps after a warm-up)`);
+    const availOurs = checkMemory("ours");
     const ours = childJson(process.execPath, ["--import", "tsx", "bench/train-step-locca.ts", "--child", configPath, ...common], THREADS);
     log("train-step: PyTorch side");
+    const availRef = checkMemory("PyTorch");
     const ref = childJson(python, ["bench/train_step_locca.py", "--config", configPath, ...common], THREADS);
     peak = Math.max(peak, gemm()); // machines drift: the better of the two measurements
-    report(configJson, ours, ref, peak);
+    report(configJson, ours, ref, peak, [availOurs, availRef]);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 }
 
-function report(configJson: Record<string, unknown>, ours: any, ref: any, peak: number): void {
+function report(configJson: Record<string, unknown>, ours: any, ref: any, peak: number, available: number[]): void {
   const tc = configJson.text_config as Record<string, number>;
   const vc = configJson.vision_config as Record<string, number>;
   const D = vc.hidden_size!, M = vc.intermediate_size!, L = vc.num_hidden_layers!, P = (vc.image_size! / vc.patch_size!) ** 2;
@@ -138,6 +154,7 @@ function report(configJson: Record<string, unknown>, ours: any, ref: any, peak: 
   console.log(`| warm-up step (s) | ${f2(ours.warmup_s)} | ${f2(ref.warmup_s)} | |`);
   console.log(`| % of the GEMM peak | ${((100 * flops) / o / 1e9 / peak).toFixed(1)} % | ${((100 * flops) / r / 1e9 / peak).toFixed(1)} % | |`);
   console.log(`| peak RSS (MB) | ${ours.peak_rss_mb.toFixed(0)} | ${ref.peak_rss_mb.toFixed(0)} | ${f2(ours.peak_rss_mb / ref.peak_rss_mb)} |`);
+  console.log(`| memory available at the side's start (MB) | ${available[0]!.toFixed(0)} | ${available[1]!.toFixed(0)} | |`);
   console.log(`| initialise parameters (s) | ${f2(ours.init_s)} | ${f2(ref.init_s)} | |`);
   console.log(`| build (ours: graph + session; PyTorch: optimiser) (s) | ${f2(ours.build_s)} | ${f2(ref.build_s)} | |`);
 }
