@@ -177,6 +177,8 @@ export interface NearestOptions {
   nprobes?: number;
   /** Candidates re-ranked exactly per result (default {@link ANN_REFINE_FACTOR}). */
   refineFactor?: number;
+  /** Only rows with a cosine distance below this (dedupe); the list may then be shorter than `limit`. */
+  maxDistance?: number;
 }
 // ---- end of ANN index -------------------------------------------------------------------
 
@@ -612,6 +614,18 @@ export class ImageStore {
     return "current";
   }
 
+  /** Rows `offset` … `offset + limit − 1` with their vectors, in the table's scan order (dedupe reads big tables page by page). */
+  async page(offset: number, limit: number): Promise<StoredImage[]> {
+    const rs = await this.guard(() => this.table.query().select([...this.rowColumns, "vector"]).offset(offset).limit(limit).toArray());
+    return rs.map((r: Record<string, unknown>) => this.storedFromRecord(r));
+  }
+
+  /** Whether the vector column has an ANN index now (not cached). */
+  async annIndexed(): Promise<boolean> {
+    this.annSeen = undefined;
+    return this.hasAnnIndex();
+  }
+
   /** A record read with the vector column → a {@link StoredImage} (its vector checked). */
   private storedFromRecord(r: Record<string, unknown>): StoredImage {
     return { ...rowFromRecord(r), vector: this.checkedVector(r["vector"], r["path"] as string) };
@@ -646,12 +660,13 @@ export class ImageStore {
       let q: VectorQuery = this.table.vectorSearch(Array.from(vector)).distanceType("cosine").limit(limit);
       q = exact ? q.bypassVectorIndex() : q.nprobes(options.nprobes ?? ANN_NPROBES).refineFactor(options.refineFactor ?? ANN_REFINE_FACTOR);
       if (where !== undefined) q = q.where(where);
+      if (options.maxDistance !== undefined) q = q.distanceRange(undefined, options.maxDistance);
       const rs = await this.guard(() => q.select([...this.rowColumns, "vector", "_distance"]).toArray());
       return rs.map((r: Record<string, unknown>) => ({ ...this.storedFromRecord(r), distance: num(r["_distance"]) }));
     };
     const ann = !options.exact && (await this.hasAnnIndex());
     let out = await run(!ann);
-    if (out.length < limit) {
+    if (out.length < limit && options.maxDistance === undefined) {
       const total = await this.guard(() => this.table.countRows(where));
       if (ann && out.length < Math.min(limit, total)) out = await run(true);
       if (out.length < Math.min(limit, total)) {
