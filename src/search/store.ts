@@ -133,6 +133,8 @@ export function extOf(path: string): string {
 // ---- ANN index --------------------------------------------------------------------------
 /** Rows from which `siglip2 index` builds the ANN index (below it every search is an exact scan). */
 export const DEFAULT_ANN_THRESHOLD = 50_000;
+/** Fewest rows an IVF-PQ index can be trained on (PQ's 256 centroids per sub-vector); below, a lower threshold is raised to it. */
+export const ANN_MIN_ROWS = 256;
 /** Retrain the index (new partitions) once the table has grown to this many times the rows it was trained on. */
 const ANN_RETRAIN_GROWTH = 2;
 /** Index new rows into the existing partitions once they are more than this fraction of the table. */
@@ -585,7 +587,7 @@ export class ImageStore {
 
   /**
    * Build, refresh or retrain the ANN index (IVF-PQ, cosine) as the table's size asks:
-   * - fewer rows than `threshold`: nothing (searches scan exactly);
+   * - fewer rows than `threshold` (at least {@link ANN_MIN_ROWS}): nothing (searches scan exactly);
    * - no index yet, or the table grew to {@link ANN_RETRAIN_GROWTH}× the rows the index was
    *   trained on: train a new one (new partitions), which replaces the old in one commit;
    * - rows not in the index above {@link ANN_REFRESH_FRACTION} of the table: add them to
@@ -595,7 +597,7 @@ export class ImageStore {
    */
   async ensureAnnIndex(settings: AnnSettings = {}): Promise<"none" | "built" | "retrained" | "refreshed" | "current"> {
     const rows = await this.count();
-    if (rows < Math.max(1, settings.threshold ?? DEFAULT_ANN_THRESHOLD)) return "none";
+    if (rows < Math.max(ANN_MIN_ROWS, settings.threshold ?? DEFAULT_ANN_THRESHOLD)) return "none";
     const st = await this.annState();
     if (st.name === undefined || rows >= ANN_RETRAIN_GROWTH * st.trainedRows) {
       const numPartitions = settings.numPartitions ?? Math.max(1, Math.round(rows / ANN_ROWS_PER_PARTITION));
