@@ -659,13 +659,18 @@ export class ImageStore {
   async nearest(vector: Float32Array, limit: number, options: NearestOptions = {}): Promise<NearestRow[]> {
     if (vector.length !== this.meta.dim) throw new SiglipError("input", `query vector has ${vector.length} dims; ${this.where} holds ${this.meta.dim}`);
     const { where } = options;
-    if (where !== undefined) await this.checkWhere(where);
     const run = async (exact: boolean): Promise<NearestRow[]> => {
       let q: VectorQuery = this.table.vectorSearch(Array.from(vector)).distanceType("cosine").limit(limit);
       q = exact ? q.bypassVectorIndex() : q.nprobes(options.nprobes ?? ANN_NPROBES).refineFactor(options.refineFactor ?? ANN_REFINE_FACTOR);
       if (where !== undefined) q = q.where(where);
       if (options.maxDistance !== undefined) q = q.distanceRange(undefined, options.maxDistance);
-      const rs = await this.guard(() => q.select([...this.rowColumns, "vector", "_distance"]).toArray());
+      let rs: Record<string, unknown>[];
+      try {
+        rs = await q.select([...this.rowColumns, "vector", "_distance"]).toArray();
+      } catch (e) {
+        if (where !== undefined) await this.checkWhere(where); // a bad filter is the user's one line, not a damaged table
+        throw storeFailure(e, this.dbPath, this.tableName, this.meta.model);
+      }
       return rs.map((r: Record<string, unknown>) => ({ ...this.storedFromRecord(r), distance: num(r["_distance"]) }));
     };
     const ann = !options.exact && (await this.hasAnnIndex());

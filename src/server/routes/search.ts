@@ -57,8 +57,6 @@ export function searchRoute(app: FastifyInstance, ctx: ServerContext, store: Ima
       const v = optional(body, key);
       return v === undefined ? [] : parseStringList(v, key, MAX_TERMS).map((t) => ({ ...parseWeighted(t, key === "plus" ? 1 : -1), key }));
     });
-    const where = filters ? filterSql(filters) : undefined;
-    if (where !== undefined) await store.checkWhere(where);
     const signal = ctx.deadline(reply).signal;
     let q: Float32Array;
     let kind: "text" | "image";
