@@ -163,7 +163,23 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
         "Search the image index: a text query (with sigmoid probability) or an image query (cosine only)",
         {
           type: "object",
-          properties: { query: { type: ["string", "null"] }, image: imageRef, k: { type: ["integer", "null"], minimum: 1, maximum: 10000, default: 10 }, truncate },
+          properties: {
+            query: { type: ["string", "null"] }, image: imageRef, k: { type: ["integer", "null"], minimum: 1, maximum: 10000, default: 10 }, truncate,
+            plus: { type: "array", items: { type: "string" }, maxItems: 16, description: 'texts added to the query, optionally weighted: "sunset:0.5"' },
+            minus: { type: "array", items: { type: "string" }, maxItems: 16, description: 'texts subtracted: "people" or "people:0.5"; the query becomes normalise(Σ wᵢ·eᵢ), cosines only' },
+            exact: { type: "boolean", description: "scan every row even when the index has an ANN index" },
+            filter: {
+              type: "object",
+              description: "applied inside the query; dates ISO 8601 (no zone = UTC), after inclusive, before exclusive",
+              properties: {
+                path_prefix: { type: "string" }, glob: { type: "string" }, after: { type: "string" }, before: { type: "string" },
+                taken_after: { type: "string" }, taken_before: { type: "string" }, type: { type: ["string", "array"], items: { type: "string" } },
+                min_width: { type: "integer", minimum: 1 }, min_height: { type: "integer", minimum: 1 },
+                where: { type: "string", description: "LanceDB SQL over path, size, mtime_ms, ext, width, height, taken_ms" },
+              },
+              additionalProperties: false,
+            },
+          },
         },
         {
           type: "object",
