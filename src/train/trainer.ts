@@ -26,6 +26,13 @@
  * trains (the paper's frozen-encoder protocol): the sigmoid loss is then computed and reported
  * (sigmoid_loss) but not trained — t' and b stay fixed too — and the objective list must hold
  * "locca" (else there is nothing to train: a usage error).
+ *
+ * Self-distillation and masked prediction (`distill`, ./distill.ts): nothing of it exists before
+ * step ⌈start·T⌉. At that step the heads and mask token are created (seeded), the training graph
+ * is rebuilt with them, the optimiser gets their fresh state, and the teacher is copied from the
+ * student; from then on each micro-batch gets its views, masks and teacher targets, and each
+ * step ends with the EMA and centre updates. A resume after the switch rebuilds the same state
+ * and loads the heads, teacher and centres from the run directory.
  */
 import { SiglipError } from "../errors.js";
 import type { SiglipConfig } from "../weights/config.js";
@@ -39,6 +46,7 @@ import { Rng, mixSeed } from "./rng.js";
 import { locCaTargets, type LocCaTargets } from "./scenes/locca.js";
 import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
 import { TrainSession, type DecoderBatch, type Params } from "./session.js";
+import { DistillPhase, checkDistill, distillSpecs, initDistillParams, isDistillParam, loadDistillState, switchStep, type DistillConfig } from "./distill.js";
 
 export type Freeze = "none" | "vision" | "text";
 
@@ -81,6 +89,8 @@ export interface TrainConfig {
   /** Chunked loss block size (default: the full m×m loss). */
   lossChunk?: number;
   threads?: number;
+  /** Self-distillation + masked prediction from `distill.start` of the run (default: off). */
+  distill?: DistillConfig;
 }
 
 export interface StepInfo {
@@ -95,6 +105,9 @@ export interface StepInfo {
   /** The parts of the loss (the sigmoid part is reported even when it is not trained). */
   sigmoidLoss?: number;
   loccaLoss?: number;
+  /** With self-distillation on: the two unweighted losses. */
+  sdLoss?: number;
+  mpLoss?: number;
 }
 
 /** Settings that must match for a resume to be exact. */
@@ -103,6 +116,7 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   const obj = objectivesOf(c);
   // sigmoid-only runs keep the settings of earlier versions (their saves stay resumable)
   if (obj.join(",") !== "sigmoid") Object.assign(r, { objectives: obj, vocabChunk });
+  if (c.distill) r["distill"] = c.distill;
   return r;
 }
 
@@ -128,16 +142,45 @@ function firstNonFinite(params: Params): string | null {
 export class Trainer {
   readonly history: TrainerState["history"] = [];
 
+  /** Self-distillation after its switch (null before, and in runs without it). */
+  distill: DistillPhase | null = null;
+  /** A run directory saved after the switch, whose distillation state the next step loads. */
+  private pendingDistill: string | null = null;
+
   private constructor(
     readonly model: SiglipConfig,
-    readonly specs: ParamSpec[],
+    public specs: ParamSpec[],
     readonly params: Params,
     readonly config: TrainConfig,
     readonly optimizer: AdamW,
-    private readonly session: TrainSession,
+    private session: TrainSession,
     /** With LocCa: S rows of L tokens per micro-batch, and the chunk used (null: full logits). */
     private readonly locca: { sequences: number; length: number; vocabChunk: number | null } | null,
+    private readonly sessionOptions: Parameters<typeof TrainSession.create>[1],
   ) {}
+
+  /** The first step with self-distillation on (null: none in this run). */
+  get distillStart(): number | null {
+    return this.config.distill ? switchStep(this.config.distill.start, this.config.steps) : null;
+  }
+
+  /**
+   * Switch self-distillation on (see the module comment): fresh heads and mask token, the
+   * graph rebuilt with them, their fresh optimiser state (joined at step `born`), the teacher
+   * copied from the student.
+   */
+  private async switchOn(born: number): Promise<void> {
+    const d = checkDistill(this.config.distill!, this.model.vision_config);
+    const specs = distillSpecs(this.model.vision_config, d.head);
+    for (const [n, v] of initDistillParams(specs, this.config.seed)) this.params.set(n, v);
+    const phase = await DistillPhase.start(d, this.model.vision_config, this.params, this.config.threads !== undefined ? { threads: this.config.threads } : {});
+    const session = await TrainSession.create(this.model, { ...this.sessionOptions, distill: phase.graphOptions });
+    await this.session.release();
+    this.session = session;
+    this.specs = session.params;
+    this.optimizer.addParams(specs, session.trainable.filter(isDistillParam), born);
+    this.distill = phase;
+  }
 
   /** The objectives of this run, canonical order. */
   get objectives(): Objective[] {
@@ -154,6 +197,10 @@ export class Trainer {
     const frozen = frozenTowers(c.freeze);
     for (const t of frozen) if (t !== "vision" && t !== "text") throw new SiglipError("usage", `--freeze: unknown tower ${JSON.stringify(t)} (expected none, vision, text, or vision,text)`);
     const locca = objectives.includes("locca");
+    if (c.distill) {
+      checkDistill(c.distill, model.vision_config);
+      if (frozen.has("vision")) throw new SiglipError("usage", "self-distillation trains the image tower: it cannot be combined with --freeze vision");
+    }
     // both towers frozen: the sigmoid loss can only move t' and b, so it is reported, not trained
     const sigmoidTrains = objectives.includes("sigmoid") && frozen.size < 2;
     if (!sigmoidTrains && !locca) {
@@ -161,6 +208,9 @@ export class Trainer {
     }
     const trainable = (p: ParamSpec): boolean => {
       if (p.name.startsWith("decoder.")) return locca;
+      if (isDistillParam(p.name)) return true;
+      // self-distillation reaches the whole image tower (the MAP head through the pooled view)
+      if (c.distill && towerOf(p.name) === "vision") return true;
       const t = towerOf(p.name);
       if (t !== null && frozen.has(t)) return false;
       // the decoder reads the image tokens before the MAP head: only the sigmoid loss reaches the head
@@ -183,7 +233,7 @@ export class Trainer {
     const missing = session.params.find((s) => !params.has(s.name));
     if (missing) throw new Error(`internal: no value for parameter ${missing.name}`);
     const optimizer = new AdamW(c.optimizer, session.params, session.trainable);
-    return new Trainer(model, session.params, params, c, optimizer, session, lo);
+    return new Trainer(model, session.params, params, c, optimizer, session, lo, opts);
   }
 
   /** The decoder rows of micro-batch `indices` (see the module comment). */
@@ -214,14 +264,35 @@ export class Trainer {
       const diffs = flat(want).filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`);
       throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze and objective options`);
     }
+    if (this.distill) throw new Error("internal: resume a fresh trainer");
     loadTrainingState(dir, this.specs, this.params, this.optimizer);
+    const start = this.distillStart;
+    // saved after the switch: the heads, their moments, the teacher and the centres come with the next step
+    this.pendingDistill = start !== null && state.step > start ? dir : null;
     this.history.splice(0, this.history.length, ...state.history);
+  }
+
+  /**
+   * Whatever must exist before step `this.step` (called by {@link trainStep}): self-distillation
+   * is switched on at its first step, or its saved state loaded after a resume past it.
+   */
+  async prepareStep(): Promise<void> {
+    const start = this.distillStart;
+    if (start === null || this.distill || this.step < start) return;
+    const dir = this.pendingDistill;
+    await this.switchOn(dir !== null ? start : this.step);
+    if (dir !== null) loadDistillState(dir, this.specs, this.params, this.optimizer, this.distill!, this.step);
+    this.pendingDistill = null;
   }
 
   /** One optimiser step on global batch number `this.step`. */
   async trainStep(data: PairDataset): Promise<StepInfo> {
     const t0 = performance.now();
     const c = this.config;
+    await this.prepareStep();
+    const drng = this.distill ? DistillPhase.stepRng(c.seed, this.step) : null;
+    let sdLoss = 0;
+    let mpLoss = 0;
     const indices = batchIndices(data.size, c.batchSize, c.seed, this.step);
     const m = c.batchSize / c.accumSteps;
     let grads: Params | null = null;
@@ -233,7 +304,10 @@ export class Trainer {
       const part = indices.slice(k * m, (k + 1) * m);
       const batch = await data.batch(part);
       if (rng) batch.decoder = await this.decoderRows(data, part, rng);
+      if (drng) batch.distill = await this.distill!.prepare(batch.pixelValues, batch.n, drng);
       const r = await this.session.step(this.params, batch);
+      sdLoss += (r.sdLoss ?? 0) / c.accumSteps;
+      mpLoss += (r.mpLoss ?? 0) / c.accumSteps;
       loss += r.loss / c.accumSteps;
       sigmoidLoss += (r.sigmoidLoss ?? NaN) / c.accumSteps;
       loccaLoss += (r.loccaLoss ?? 0) / c.accumSteps;
@@ -256,18 +330,23 @@ export class Trainer {
     const gradNorm = this.optimizer.update(this.params, grads!);
     const bad = firstNonFinite(this.params);
     if (bad) throw diverged(step, `the update made ${bad} non-finite`, lr);
+    this.distill?.afterUpdate(this.params);
     const info: StepInfo = {
       step: this.step, loss, lr, gradNorm,
       pairsPerSecond: c.batchSize / ((performance.now() - t0) / 1000),
       logitScale: this.params.get("logit_scale")![0]!, logitBias: this.params.get("logit_bias")![0]!,
     };
+    const h: TrainerState["history"][number] = { step: info.step, loss, lr, gradNorm };
     if (this.locca) {
-      info.sigmoidLoss = sigmoidLoss;
-      info.loccaLoss = loccaLoss;
-      this.history.push({ step: info.step, loss, lr, gradNorm, sigmoidLoss, loccaLoss });
-    } else {
-      this.history.push({ step: info.step, loss, lr, gradNorm });
+      info.sigmoidLoss = h.sigmoidLoss = sigmoidLoss;
+      info.loccaLoss = h.loccaLoss = loccaLoss;
     }
+    if (this.distill) {
+      info.sigmoidLoss = h.sigmoidLoss = sigmoidLoss;
+      info.sdLoss = h.sdLoss = sdLoss;
+      info.mpLoss = h.mpLoss = mpLoss;
+    }
+    this.history.push(h);
     return info;
   }
 
@@ -277,11 +356,13 @@ export class Trainer {
       configJson, specs: this.specs, params: this.params, optimizer: this.optimizer,
       state: { step: this.step, run: runSettings(this.config, this.locca?.vocabChunk ?? null), history: this.history },
     };
+    if (this.distill) o.distillState = this.distill.stateTensors();
     if (sourceDir !== undefined) o.sourceDir = sourceDir;
     saveCheckpoint(dir, o);
   }
 
   async release(): Promise<void> {
     await this.session.release();
+    await this.distill?.release();
   }
 }
