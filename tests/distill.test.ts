@@ -5,9 +5,11 @@
  * updates, masking, the crop resampler, the switch at 80% and resume across it.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import sharp from "sharp";
 import { GemmaTokenizer } from "../src/tokenizer/gemma.js";
 import { InMemoryPairs } from "../src/train/data.js";
 import {
@@ -25,7 +27,7 @@ import { Checkpoint } from "../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { tempDir } from "./harness/files.js";
 import { maxErr } from "./harness/locca-golden.js";
-import { FIXTURES } from "./harness/paths.js";
+import { FIXTURES, REPO } from "./harness/paths.js";
 import { SOURCE_FIXTURE } from "./harness/trained-fixture.js";
 
 const GOLD = join(FIXTURES, "goldens");
@@ -273,5 +275,59 @@ describe("the switch at 80% and resume across it", async () => {
     const c = await make(6, { ...distill, emaMomentum: 0.99 });
     assert.throws(() => c.resume(dir), /distill\.emaMomentum 0\.996 → 0\.99/);
     await c.release();
+  });
+});
+
+describe("siglip2 train --distill (CLI)", async () => {
+  const BIN = join(REPO, "dist", "cli", "main.js");
+  const dir = tempDir();
+  const pairs = synthesize(8, 32, 5);
+  const rows: string[] = [];
+  for (const [i, p] of pairs.entries()) {
+    const rgb = Buffer.alloc(32 * 32 * 3);
+    for (let c = 0; c < 3; c++) for (let k = 0; k < 32 * 32; k++) rgb[k * 3 + c] = Math.round((p.pixels[c * 1024 + k]! * 0.5 + 0.5) * 255);
+    await sharp(rgb, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(join(dir, `img${i}.png`));
+    rows.push(JSON.stringify({ image: `img${i}.png`, caption: p.caption }));
+  }
+  writeFileSync(join(dir, "data.jsonl"), `${rows.join("\n")}\n`);
+  const run = (...args: string[]) => spawnSync(process.execPath, [BIN, "train", "--model", SOURCE_FIXTURE, "--threads", "1", "--data", join(dir, "data.jsonl"), ...args], { encoding: "utf8" });
+
+  it("switches on at --distill-start, logs the parts, --stop-at + --resume across the switch is byte-exact, transformers-layout model.safetensors", () => {
+    const args = ["--steps", "3", "--batch-size", "4", "--lr", "1e-3", "--distill", "--distill-start", "0.5", "--local-views", "2", "--distill-head", "16,8,32", "--ema-momentum", "0.99"];
+    const full = tempDir();
+    const a = run("--out", full, ...args);
+    assert.equal(a.status, 0, a.stderr);
+    const lines = a.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(lines[0].sd_loss, undefined); // step 1: before the switch (step 2 of 3 = 0.5 of the run)
+    assert.equal(lines[1].sd_loss, undefined);
+    assert.ok(lines[2].sd_loss > 0 && lines[2].mp_loss > 0 && lines[2].sigmoid_loss > 0);
+    const split = tempDir();
+    assert.equal(run("--out", split, ...args, "--stop-at", "2").status, 0);
+    assert.ok(!existsSync(join(split, DISTILL_FILE)));
+    const b = run("--out", split, ...args, "--resume");
+    assert.equal(b.status, 0, b.stderr);
+    for (const f of ["model.safetensors", DISTILL_FILE, "optimizer.safetensors"]) assert.deepEqual(readFileSync(join(split, f)), readFileSync(join(full, f)), f);
+    const m = SafetensorsFile.open(join(full, "model.safetensors"));
+    const src = SafetensorsFile.open(join(SOURCE_FIXTURE, "model.safetensors"));
+    assert.deepEqual([...m.names()].sort(), [...src.names()].sort());
+    m.close();
+    src.close();
+    const state = JSON.parse(readFileSync(join(full, "trainer_state.json"), "utf8"));
+    assert.equal(state.run.distill.emaMomentum, 0.99);
+  });
+
+  it("distillation flags without --distill, and bad values, are one usage line", () => {
+    for (const [args, re] of [
+      [["--local-views", "4"], /--local-views applies to self-distillation; add --distill/],
+      [["--distill", "--local-crop", "0.5"], /--local-crop "0\.5": expected 2 comma-separated numbers/],
+      [["--distill", "--global-crop", "0.5,0.1"], /--global-crop 0\.5,0\.1 must be two area fractions/],
+      [["--distill", "--distill-head", "8,4,x"], /--distill-head "8,4,x": expected 3 comma-separated integers/],
+      [["--distill", "--freeze", "vision"], /cannot be combined with --freeze vision/],
+    ] as const) {
+      const r = run("--out", tempDir(), "--steps", "1", "--batch-size", "4", ...args);
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    }
   });
 });
