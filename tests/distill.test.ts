@@ -19,7 +19,7 @@ import {
 import { paramSpecs } from "../src/train/model.js";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
 import { Rng } from "../src/train/rng.js";
-import { TrainSession, loadParams, type Batch, type Params } from "../src/train/session.js";
+import { TrainSession, loadParams, type Params } from "../src/train/session.js";
 import { synthesize } from "../src/train/synthetic.js";
 import { Trainer } from "../src/train/trainer.js";
 import { cropResize, makeViews, maskedCount, patchMasks, randomCropBox } from "../src/train/views.js";
@@ -27,42 +27,15 @@ import { Checkpoint } from "../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { tempDir } from "./harness/files.js";
 import { maxErr } from "./harness/locca-golden.js";
-import { FIXTURES, REPO } from "./harness/paths.js";
+import { distillGolden as golden, distillManifest as manifest } from "./harness/distill-golden.js";
+import { REPO } from "./harness/paths.js";
 import { SOURCE_FIXTURE } from "./harness/trained-fixture.js";
 
-const GOLD = join(FIXTURES, "goldens");
-const manifest = JSON.parse(readFileSync(join(GOLD, "distill-grads.json"), "utf8")) as {
-  images: number; local_views: number; local_size: number; head: { hidden: number; bottleneck: number; out: number };
-  student_temp: number; teacher_temp: number; size_factor: number; ema_momentum: number; center_momentum: number;
-};
 const copy = (p: Params): Params => new Map([...p].map(([k, v]) => [k, v.slice()]));
-const big = (a: Float32Array): BigInt64Array => BigInt64Array.from(a, (v) => BigInt(v));
 /** |a − ref| ≤ tol·max(1, ‖ref‖∞). */
 function close(a: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string): void {
   const m = maxErr(a, ref);
   assert.ok(m.abs <= tol * Math.max(1, m.scale), `${what}: max-abs ${m.abs.toExponential(2)} (‖ref‖∞ ${m.scale.toExponential(2)})`);
-}
-
-/** The golden: the student's values (towers + distill.*), the teacher's, the batch. */
-function golden() {
-  const gold = SafetensorsFile.open(join(GOLD, "distill-grads.safetensors"));
-  const ckpt = new Checkpoint(join(FIXTURES, "models", "fixres-f32"));
-  const v = ckpt.config.vision_config;
-  const opts = { localViews: manifest.local_views, localSize: manifest.local_size, head: manifest.head, studentTemp: manifest.student_temp, sizeFactor: manifest.size_factor };
-  const specs = paramSpecs(ckpt.config, { distill: opts });
-  const params = loadParams(ckpt.weights, specs.filter((s) => !isDistillParam(s.name)));
-  for (const s of specs) if (isDistillParam(s.name)) params.set(s.name, gold.readFloat32(s.name).slice());
-  const teacher: Params = new Map();
-  for (const n of gold.names()) if (n.startsWith("teacher.")) teacher.set(n.slice("teacher.".length), gold.readFloat32(n).slice());
-  const n = manifest.images;
-  const batch: Batch = {
-    pixelValues: gold.readFloat32("inputs.pixel_values"), inputIds: big(gold.readFloat32("inputs.input_ids")), n,
-    distill: {
-      local: gold.readFloat32("inputs.sd_local_pixels"), global: gold.readFloat32("inputs.mp_global_pixels"), mask: gold.readFloat32("inputs.mp_mask"),
-      sdTarget: gold.readFloat32("sd_teacher_probs"), mpTarget: gold.readFloat32("mp_teacher_probs"),
-    },
-  };
-  return { gold, ckpt, v, opts, specs, params, teacher, batch };
 }
 
 describe("self-distillation + masked prediction vs PyTorch float64", async () => {
