@@ -261,8 +261,10 @@ export class Trainer {
       const flat = (o: unknown, pre = ""): Array<[string, string]> =>
         o !== null && typeof o === "object" ? Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => flat(v, `${pre}${k}.`)) : [[pre.slice(0, -1), JSON.stringify(o)]];
       const saved = new Map(flat(state.run));
-      const diffs = flat(want).filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`);
-      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze and objective options`);
+      const now = new Map(flat(want));
+      const keys = [...new Set([...now.keys(), ...saved.keys()])]; // a setting only the saved run had counts too
+      const diffs = keys.filter((k) => saved.get(k) !== now.get(k)).map((k) => `${k} ${saved.get(k) ?? "unset"} → ${now.get(k) ?? "unset"}`);
+      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective and --distill options`);
     }
     if (this.distill) throw new Error("internal: resume a fresh trainer");
     loadTrainingState(dir, this.specs, this.params, this.optimizer);

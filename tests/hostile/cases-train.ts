@@ -18,7 +18,7 @@ const F32 = join(FIXTURES, "models", "fixres-f32");
 
 let dataset: Promise<string> | undefined;
 /** 16 image–caption pairs (32×32 PNGs + metadata.jsonl), written once per process. */
-function trainData(): Promise<string> {
+export function trainData(): Promise<string> {
   dataset ??= (async () => {
     const dir = tempDir("siglip2-train-data-");
     const pairs = synthesize(16, 32, 5);
