@@ -14,32 +14,21 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { homedir, cpus } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import sharp from "sharp";
+import { REPO, childJson, encoderFlops, referencePython, visionFlops } from "./common.js";
 
-const REPO = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const quick = process.argv.includes("--quick");
 const threads = Number(process.env["SIGLIP2_BENCH_THREADS"] ?? Math.min(2, cpus().length));
 const cache = process.env["SIGLIP2_BENCH_CACHE"] ?? join(homedir(), ".cache", "siglip2-bench");
-const python = process.env["SIGLIP2_REF_PYTHON"] ?? join(REPO, ".venv-ref", "bin", "python");
+const python = referencePython("bench");
 const minSeconds = quick ? 1.5 : 4;
-
-if (!existsSync(python)) {
-  console.error(`bench: no reference Python at ${python}; run 'bash tools/reference/regenerate.sh' once (creates .venv-ref) or set SIGLIP2_REF_PYTHON`);
-  process.exit(2);
-}
 
 function log(s: string): void {
   process.stderr.write(`${s}\n`);
 }
 
-function json(cmd: string, args: string[]): any {
-  const r = spawnSync(cmd, args, { cwd: REPO, encoding: "utf8", maxBuffer: 64 << 20, env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed:\n${r.stderr}`);
-  const line = r.stdout.trim().split("\n").pop()!;
-  return JSON.parse(line);
-}
+const json = (cmd: string, args: string[]): any => childJson(cmd, args, threads);
 const modelCache = join(cache, "onnx-cache");
 process.env["SIGLIP2_CACHE"] = modelCache; // our processes build and reuse their ONNX models here
 const ours = (args: string[]) => json(process.execPath, ["--import", "tsx", "bench/ours.ts", ...args, "--threads", String(threads), "--min-seconds", String(minSeconds)]);
@@ -57,14 +46,6 @@ let peak = Math.max(gemmOurs, gemmRef);
 log(`bench: fp32 GEMM peak ${peak.toFixed(0)} GFLOP/s (onnxruntime ${gemmOurs.toFixed(0)}, torch ${gemmRef.toFixed(0)})`);
 
 // ---- analytic FLOPs per item (multiply-add = 2 FLOPs)
-function encoderFlops(S: number, D: number, M: number, L: number): number {
-  return L * (2 * S * (4 * D * D + 2 * D * M) + 2 * 2 * S * S * D);
-}
-function visionFlops(S: number, D: number, M: number, L: number, P: number): number {
-  const embed = 2 * S * 3 * P * P * D;
-  const head = 2 * S * 2 * D * D + 2 * 2 * S * D + 2 * (D * D + 2 * D * M);
-  return embed + encoderFlops(S, D, M, L) + head;
-}
 interface Row { name: string; tower: string; model: string; flops: number; args: string[]; refArgs: string[]; batches: string }
 const B = { D: 768, M: 3072, L: 12 };
 const So = { D: 1152, M: 4304, L: 27 };

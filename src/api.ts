@@ -33,8 +33,9 @@ import { prepareImage, type PrepareTask, type Prepared } from "./preprocess/task
 import { runImagePipeline, type ImageFeatures, type ImageInput, type ImageOptions, type ImageProgress, type ImageResult } from "./tasks/image-pipeline.js";
 import { BINS, dequantizeBox, parseArefOutput } from "./tasks/boxes.js";
 import { CAPTION_PROMPT, checkCaptionOptions, decode, referPrompt, tokenScore, type Decoded } from "./tasks/caption.js";
-import { l2normalize, rows, type LogitParams } from "./tasks/similarity.js";
-import { applyTemplate, checkTextEmbeddings, checkTokenIds, labelScores, readLogitParams, similarityTable, textName } from "./tasks/scoring.js";
+import type { LogitParams } from "./tasks/similarity.js";
+import { embedTokenRows, type TextEmbedLoop } from "./tasks/text-embed.js";
+import { applyTemplate, labelScores, readLogitParams, similarityTable, textName } from "./tasks/scoring.js";
 import { LruCache } from "./lru.js";
 import {
   DEFAULT_TEMPLATE, LABEL_CACHE_SETS, type CaptionOptions, type CaptionResult, type ClassifyOptions, type LocateResult, type EmbedOptions, type LabelScore, type LoadOptions, type TextOptions, type TokenizedText,
@@ -287,22 +288,10 @@ export class SigLIP2 {
    * vocabulary means the tokenizer does not belong to the checkpoint.
    */
   async embedTokenIds(ids: Int32Array[], options: EmbedOptions = {}, names?: string[]): Promise<Float32Array[]> {
-    const tower = await this.textTower();
-    const T = tower.sequenceLength;
-    const V = tower.config.vocab_size;
-    checkTokenIds(ids, T, V, names);
-    const bs = Math.max(1, this.opts.textBatchSize ?? 32);
-    const out: Float32Array[] = [];
-    for (let s = 0; s < ids.length; s += bs) {
-      const chunk = ids.slice(s, s + bs);
-      const flat = new Int32Array(chunk.length * T);
-      chunk.forEach((c, i) => flat.set(c, i * T));
-      const r = await tower.run(flat, chunk.length);
-      out.push(...rows(r.pooled, tower.config.projection_size));
-    }
-    const result = options.normalize === false ? out : out.map(l2normalize);
-    checkTextEmbeddings(out, result, names);
-    return result;
+    const loop: TextEmbedLoop = { batchSize: this.opts.textBatchSize ?? 32 };
+    if (options.normalize !== undefined) loop.normalize = options.normalize;
+    if (names !== undefined) loop.names = names;
+    return embedTokenRows(await this.textTower(), ids, loop);
   }
 
   /**

@@ -19,10 +19,9 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { SigLIP2 } from "../src/api.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { FIXTURES, REPO, loadManifest } from "./harness/parity.js";
+import { CHROMIUM, FLAGS } from "./browser/chromium.js";
 import { startServer, type RequestLog } from "./browser/server.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
 
 function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length, "lengths differ");

@@ -322,10 +322,14 @@ describe("siglip2 export: NaFlex int8", () => {
       const exp = normalizeRows(res["pooler_output"]!.data as Float32Array, D);
       const dOurs = maxAbsDiff(exp, normalizeRows((await vt.run(b)).pooled, D));
       const cGold = minCos(exp, g.f32("m64.embeds"), D);
-      assert.ok(dOurs <= 1e-5, `naflex int8 vs our int8: ${dOurs}`);
+      // The export resizes the position grid in the graph (float32), we resize it in TypeScript: the two
+      // differ by ~1e-7, which can move an activation across an int8 rounding step of the dynamic
+      // quantiser on some CPUs (AVX-512 kernels: max |Δ| 4e-3 at D = 32). So: equal, or a flip or two.
+      const cOurs = minCos(exp, normalizeRows((await vt.run(b)).pooled, D), D);
+      assert.ok(dOurs <= 1e-5 || cOurs >= 0.9995, `naflex int8 vs our int8: max |Δ| ${dOurs}, min cosine ${cOurs}`);
       // int8 itself costs this much on the tiny fixture (D = 32, white-noise position table): a sanity bound only
       assert.ok(cGold >= 0.85, `naflex int8 vs transformers fp32: min cosine ${cGold}`);
-      process.stderr.write(`# naflex-f32 int8 export: vs our int8 ${dOurs.toExponential(2)}, min cos vs transformers fp32 ${cGold.toFixed(5)}\n`);
+      process.stderr.write(`# naflex-f32 int8 export: vs our int8 ${dOurs.toExponential(2)} (min cos ${cOurs.toFixed(6)}), min cos vs transformers fp32 ${cGold.toFixed(5)}\n`);
     } finally {
       g.close();
       await model.close();

@@ -128,6 +128,37 @@ describe("scenes: boxes", () => {
   });
 });
 
+describe("scenes: mixed aspect ratios (width ≠ height, for NaFlex training)", () => {
+  it("96×64 and 64×96 scenes: boxes inside W×H and matching the drawn pixels with both renderers; renderers agree; every background kind", async () => {
+    const kinds = new Set<string>();
+    for (const [W, H] of [[96, 64], [64, 96]] as const) {
+      for (const r of generateScenes({ seed: 13, count: 16, size: W, height: H })) {
+        assert.equal(r.spec.height, H);
+        kinds.add(r.spec.background.kind);
+        const a = rasterizeScene(r.spec), b = await renderSceneSvg(r.spec);
+        assert.deepEqual([a.width, a.height, b.width, b.height], [W, H, W, H]);
+        let d = 0;
+        for (let i = 0; i < a.data.length; i++) d += Math.abs(a.data[i]! - b.data[i]!);
+        assert.ok(d / a.data.length < 1, `${r.spec.background.kind}: mean |Δ| ${(d / a.data.length).toFixed(2)}`);
+        for (const o of r.spec.objects) {
+          const [x0, y0, x1, y1] = o.box;
+          assert.ok(0 <= x0 && x0 < x1 && x1 <= W && 0 <= y0 && y0 < y1 && y1 <= H, `${JSON.stringify(o.box)} in ${W}×${H}`);
+          const spec: SceneSpec = { size: W, height: H, background: { kind: "plain", rgb: [0, 0, 0] }, objects: [o] };
+          const got = changedBox(rasterizeScene(spec), rasterizeScene({ ...spec, objects: [] }));
+          assert.ok(got, `${o.colour} ${o.shape} not visible`);
+          for (let k = 0; k < 4; k++) assert.ok(Math.abs(got[k]! - o.box[k]!) <= 1, `pixels ${JSON.stringify(got)} vs box ${JSON.stringify(o.box)}`);
+        }
+      }
+    }
+    assert.equal(kinds.size, BACKGROUND_KINDS.length, `background kinds ${[...kinds]}`);
+    // objects spread over the long side: some centre lies beyond the short side's extent
+    const far = generateScenes({ seed: 2, count: 40, size: 128, height: 32 }).some((r) => r.spec.objects.some((o) => o.center[0] > 64));
+    assert.ok(far, "objects never placed in the far half of a 128×32 scene");
+    // square specs keep their old form (no height key)
+    assert.equal("height" in generateScenes({ seed: 1, count: 1, size: 64, height: 64 })[0]!.spec, false);
+  });
+});
+
 // Hand-written: colour-major (red, green, blue, yellow) × (circle, square, triangle, star).
 const INDEFINITE: Record<SceneLanguage, string[]> = {
   en: [

@@ -517,13 +517,13 @@ describe("siglip2 index / search CLI", () => {
     assert.equal("probability" in ih[0], false);
   });
 
-  it("one-line errors, exit 2: no index, query and --image together, another model, a missing folder", () => {
+  it("one-line errors, exit 2: no index, no query at all, another model, a missing folder", () => {
     const { dir } = fixtureFolder();
     const db = join(tempDir(), "db");
     assert.equal(cli(["index", join(dir, "nested"), "--model", F32, "--db", db]).code, 0);
     const cases: Array<[string[], RegExp]> = [
       [["search", "x", "--db", join(tempDir(), "none")], /no index: the DB folder/],
-      [["search", "x", "--image", join(dir, "img0.png"), "--db", db], /either a text query/],
+      [["search", "--db", db], /give a text query/],
       [["search", "x", "--db", db, "--model", join(FIXTURES, "models", "naflex-f32")], /never mixed/],
       [["index", join(dir, "missing"), "--model", F32, "--db", db], /missing: no such file or folder/],
     ];

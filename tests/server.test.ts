@@ -223,6 +223,27 @@ describe("server", () => {
     assert.equal((await srv.post("/v1/search", { query: "x", k: 0 })).status, 400);
   });
 
+  it("POST /v1/search: filter inside the query, plus/minus terms and exact, as the library computes them", async () => {
+    const q = "A photo of two cats sleeping on a red sofa.";
+    const filters = { glob: "img[0-5].png", where: "size > 0" };
+    const r = await srv.post("/v1/search", { query: q, k: 3, filter: { glob: filters.glob, where: filters.where }, minus: ["a dog:0.5"], plus: ["sofa"], exact: true });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const [eq, ed, es] = await model.embedTexts([q, "a dog", "sofa"]);
+    const sum = eq!.map((x, i) => x - 0.5 * ed![i]! + es![i]!);
+    const n = Math.sqrt(sum.reduce((a, x) => a + x * x, 0));
+    const hand = sum.map((x) => x / n);
+    const rows = (await store.all()).filter((x) => /\/img[0-5]\.png$/.test(x.path));
+    const want = rows.map((x) => ({ p: x.path, c: x.vector.reduce((a, v, i) => a + v * hand[i]!, 0) })).sort((a, b) => b.c - a.c).slice(0, 3);
+    assert.deepEqual(r.body.data.map((h: any) => h.path), want.map((w) => w.p));
+    r.body.data.forEach((h: any, i: number) => assert.ok(Math.abs(h.cosine - want[i]!.c) < 1e-5 && !("probability" in h)));
+    const bad = await srv.post("/v1/search", { query: q, filter: { where: "width >>> 1" } });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error.message, /^invalid filter \(--where\): /);
+    const unknown = await srv.post("/v1/search", { query: q, filter: { colour: "red" } });
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.error.message, /"filter\.colour" is not a filter/);
+  });
+
   it("micro-batching merges concurrent requests", async () => {
     // A slowed model: whatever arrives while a batch runs joins the next one (the test does
     // not depend on 12 requests arriving within one short wait on a busy machine).

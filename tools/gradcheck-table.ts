@@ -2,7 +2,8 @@
  * Prints the gradient-check table: every autodiff rule against central finite differences,
  * and the whole tiny SigLIP's loss and parameter gradients against PyTorch autograd
  * (tests/fixtures/goldens/train-grads.safetensors, float64), full and chunked loss; then the
- * same with the LocCa decoder (tests/fixtures/goldens/locca-grads.safetensors), and with
+ * same with the LocCa decoder (tests/fixtures/goldens/locca-grads.safetensors), the NaFlex
+ * tower (tests/fixtures/goldens/naflex-train-grads.safetensors: in-graph position resize, masks), and
  * self-distillation + masked prediction (tests/fixtures/goldens/distill-grads.safetensors).
  *
  *   npx tsx tools/gradcheck-table.ts
@@ -13,6 +14,7 @@ import { TrainSession, loadParams } from "../src/train/session.js";
 import { Checkpoint } from "../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { loccaGolden, loccaStep, maxErr } from "../tests/harness/locca-golden.js";
+import { naflexCheckpoint, naflexGold, naflexGoldenBatch } from "../tests/harness/naflex-golden.js";
 import { FIXTURES } from "../tests/harness/paths.js";
 import { distillGolden, distillManifest } from "../tests/harness/distill-golden.js";
 import { TeacherSession, teacherProbs } from "../src/train/distill.js";
@@ -114,4 +116,30 @@ for (const chunk of [undefined, 128]) {
     groups.set(key, gr);
   }
   for (const [k, gr] of groups) process.stdout.write(`| grad ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
+}
+// NaFlex (tests/fixtures/goldens/naflex-train-grads.safetensors, tools/reference/naflex_train_goldens.py):
+// Siglip2Model, 4 grids padded to 20 rows, random padding contents; the position table's gradient
+// goes through the in-graph antialiased resize, the key mask acts in every layer and the MAP head.
+const ng = naflexGold();
+const nck = naflexCheckpoint();
+process.stdout.write("\nNaFlex: naflex-f32 (grids 4×5, 2×8, 5×3, 1×18 padded to 20) vs PyTorch float64 autograd; tolerance 1e-5·max(1, ‖ref‖∞)\n\n| loss | tensor group | tensors | worst max-abs | worst max-abs / max(1, ‖ref‖∞) |\n|---|---|---|---|---|\n");
+for (const chunk of [undefined, 3]) {
+  const b = naflexGoldenBatch(ng);
+  const s = await TrainSession.create(nck.config, { batch: 4, patches: b.naflex!.length, threads: 1, ...(chunk === undefined ? {} : { lossChunk: chunk }) });
+  const r = await s.step(loadParams(nck.weights, s.params), b);
+  const label = chunk === undefined ? "full (autodiff)" : `chunked (blocks of ${chunk})`;
+  process.stdout.write(`| ${label} | loss | 1 | ${e(Math.abs(r.loss - ng.readFloat32("loss")[0]!))} | – |\n`);
+  const groups = new Map<string, { n: number; abs: number; rel: number }>();
+  for (const [name, g] of r.grads) {
+    const m = maxErr(g, ng.readFloat32(`grad.${name}`));
+    const key = name.replace(/\.layers\.\d+\./, ".layers.*.").replace(/^vision_model\.embeddings\.(position_embedding|patch_embedding)\..*$/, "vision_model.embeddings.$1")
+      .replace(/^(vision_model|text_model)\.(encoder|head|post_layernorm|final_layer_norm).*$/, "$1.$2").replace(/^text_model\.embeddings.*$/, "text_model.embeddings");
+    const gr = groups.get(key) ?? { n: 0, abs: 0, rel: 0 };
+    gr.n++;
+    gr.abs = Math.max(gr.abs, m.abs);
+    gr.rel = Math.max(gr.rel, m.abs / Math.max(1, m.scale));
+    groups.set(key, gr);
+  }
+  for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
+  await s.release();
 }

@@ -22,7 +22,7 @@ import { SiglipError } from "../src/errors.js";
 import { boxIoU, classificationMetrics, retrievalMetrics } from "../src/tasks/metrics.js";
 import { dot } from "../src/tasks/similarity.js";
 import { GemmaTokenizer } from "../src/tokenizer/gemma.js";
-import { pruneTokenizer } from "../src/tokenizer/prune.js";
+import { pruneTokenizer, siglip2PostProcessor } from "../src/tokenizer/prune.js";
 import { InMemoryPairs } from "../src/train/data.js";
 import { tinyConfigJson } from "../src/train/experiment.js";
 import { initParams } from "../src/train/init.js";
@@ -95,6 +95,7 @@ async function main(): Promise<void> {
   const gemmaJson = JSON.parse(readFileSync(GEMMA, "utf8"));
   const gemma = GemmaTokenizer.fromJSON(gemmaJson);
   const pruned = pruneTokenizer(gemmaJson, [...corpus].flatMap((t) => [...gemma.tokenize(t, { lowercase: true }), ...gemma.tokenize(t, { lowercase: false })]));
+  pruned.json["post_processor"] = siglip2PostProcessor(); // <eos> appended, as SigLIP 2's tokenizer.json
   log(`tokenizer: ${pruned.vocabSize} tokens, ${pruned.merges} merges (from ${corpus.size} texts)`);
 
   const staging = `${OUT}.build`;

@@ -1,7 +1,7 @@
 /**
  * Write a generated scene dataset (images/*.png, manifest.jsonl, specs.jsonl, labels.json):
  *
- *   npx tsx tools/make-scenes.ts --out DIR --count N --seed S [--renderer ours|svg] [--size 64]
+ *   npx tsx tools/make-scenes.ts --out DIR --count N --seed S [--renderer ours|svg] [--size 64] [--height H]
  *       [--max-objects 3] [--langs en,de,es,fr,zh | en=3,zh=1]
  *
  * The same seed gives byte-identical files. See src/train/scenes/dataset.ts for the formats.
@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import { errorMessage, isSiglipError } from "../src/errors.js";
 import { SCENE_RENDERERS, generateScenes, parseLanguageMix, writeSceneDataset, type SceneRenderer } from "../src/train/scenes/index.js";
 
-const USAGE = "usage: tsx tools/make-scenes.ts --out DIR --count N --seed S [--renderer ours|svg] [--size 64] [--max-objects 3] [--langs en,de | en=3,zh=1]";
+const USAGE = "usage: tsx tools/make-scenes.ts --out DIR --count N --seed S [--renderer ours|svg] [--size 64] [--height H] [--max-objects 3] [--langs en,de | en=3,zh=1]";
 
 function int(name: string, v: string | undefined, fallback?: number): number {
   if (v === undefined) {
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       out: { type: "string" }, count: { type: "string" }, seed: { type: "string" }, renderer: { type: "string" },
-      size: { type: "string" }, "max-objects": { type: "string" }, langs: { type: "string" }, help: { type: "boolean", short: "h" },
+      size: { type: "string" }, height: { type: "string" }, "max-objects": { type: "string" }, langs: { type: "string" }, help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
@@ -35,6 +35,7 @@ async function main(): Promise<void> {
   if (!SCENE_RENDERERS.includes(renderer)) throw new Error(`--renderer must be ours or svg (got ${JSON.stringify(values.renderer)})`);
   const records = generateScenes({
     seed: int("seed", values.seed), count: int("count", values.count), size: int("size", values.size, 64),
+    ...(values.height !== undefined ? { height: int("height", values.height) } : {}),
     maxObjects: int("max-objects", values["max-objects"], 3), ...(values.langs !== undefined ? { langs: parseLanguageMix(values.langs) } : {}),
   });
   const t = Date.now();

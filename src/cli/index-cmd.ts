@@ -11,12 +11,14 @@ import type { ImageStore, TableMeta } from "../search/store.js";
 import { DEFAULT_DB_HELP, DEFAULT_TABLE, note, type CliContext, type ModelOpts } from "./context.js";
 import { defaultDbPath } from "../user-dirs.js";
 import { Progress } from "./progress.js";
+import { intOption } from "./args.js";
 
 interface IndexOpts extends ModelOpts {
   db?: string;
   table: string;
   rebuild?: boolean;
   prune?: boolean;
+  annThreshold?: number;
 }
 
 function humanSummary(s: IndexSummary, seconds: number, where: string): string {
@@ -25,7 +27,8 @@ function humanSummary(s: IndexSummary, seconds: number, where: string): string {
   if (s.reused) parts.push(`${s.reused} ${s.reused === 1 ? "copy" : "copies"} of indexed content (vector reused)`);
   if (s.failed) parts.push(`${s.failed} unreadable`);
   if (s.recovered) parts.push(`${s.recovered} duplicate row${s.recovered === 1 ? "" : "s"} cleaned up`);
-  return `${s.interrupted ? "interrupted; checked" : "checked"} ${s.found} file${s.found === 1 ? "" : "s"} in ${seconds.toFixed(1)} s (${s.embedded} embedded): ${parts.join(", ")}; ${where} holds ${s.total} images`;
+  const ann = s.ann === "built" ? "; ANN index built" : s.ann === "retrained" ? "; ANN index retrained" : s.ann === "refreshed" ? "; ANN index refreshed" : "";
+  return `${s.interrupted ? "interrupted; checked" : "checked"} ${s.found} file${s.found === 1 ? "" : "s"} in ${seconds.toFixed(1)} s (${s.embedded} embedded): ${parts.join(", ")}; ${where} holds ${s.total} images${ann}`;
 }
 
 /** An existing table fixes the image settings (resampler, patch budget, precision) unless the user chose them. */
@@ -81,6 +84,7 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
       batchSize: o.batchSize ?? DEFAULT_INDEX_BATCH,
       ...(setup.maxPatches !== undefined ? { maxPatches: setup.maxPatches } : {}),
       prune: Boolean(o.prune),
+      ...(o.annThreshold !== undefined ? { ann: { threshold: o.annThreshold } } : {}),
       // One line per bad file, even when its name holds a newline.
       onError: (e) => ctx.reportInput(oneLine(e.message) !== e.message ? new SiglipError(e.code, oneLine(e.message), e.subject !== undefined ? { subject: e.subject } : undefined) : e),
       onPlan: (plan) => {
@@ -115,6 +119,7 @@ export function registerIndexCommand(program: Command, ctx: CliContext): void {
     .option("--table <name>", "table in the database (one model per table)", DEFAULT_TABLE)
     .option("--rebuild", "drop the table first and index from scratch (e.g. to switch models)")
     .option("--prune", "remove the rows of missing files even when that is more than half of the rows under a folder (refused by default: an unmounted disk must not wipe its rows)")
+    .option("--ann-threshold <rows>", "build the ANN index (IVF-PQ) once the table has this many rows (default 50000)", intOption("--ann-threshold", { min: 1, max: 1_000_000_000 }))
     .addHelpText("after", "\nImages are written in batches of --batch-size files (default 32), one atomic commit each; interrupting is safe.")
     .action((dirs: string[], opts: IndexOpts) => cmdIndex(ctx, dirs, opts));
 }

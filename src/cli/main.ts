@@ -20,6 +20,7 @@ import { guardStdout } from "./stdout.js";
 import { registerTrainCommand } from "./train-cmd.js";
 import { registerIndexCommand } from "./index-cmd.js";
 import { registerSearchCommand } from "./search-cmd.js";
+import { registerDedupeCommand } from "./dedupe-cmd.js";
 import { registerServeCommand } from "./serve-cmd.js";
 import { registerCacheCommand } from "./cache-cmd.js";
 import { registerEvalCommand } from "./eval-cmd.js";
@@ -335,6 +336,7 @@ function buildProgram(): Command {
   const ctx = { withModelOptions, loadModel, reportInput };
   registerIndexCommand(program, ctx);
   registerSearchCommand(program, ctx);
+  registerDedupeCommand(program);
   registerServeCommand(program, ctx);
   registerTrainCommand(program);
   registerCacheCommand(program);

@@ -1,7 +1,9 @@
 /**
  * `siglip2 search "query"` / `siglip2 search --image PATH`: rank the indexed images.
  * The model defaults to the one the table was built with. stdout: a ranked table,
- * or JSON Lines with --json.
+ * or JSON Lines with --json. Filters (--path-prefix, --glob, --after/--before,
+ * --taken-after/--taken-before, --type, --min-width/--min-height, --where) apply inside
+ * the query; --plus/--minus add weighted terms (see src/search/search.ts); --exact scans.
  */
 import { Option, type Command } from "commander";
 import type { SigLIP2 } from "../api.js";
@@ -26,6 +28,37 @@ interface SearchOpts {
   threads?: number;
   offline?: boolean;
   revision?: string;
+  plus: string[];
+  minus: string[];
+  exact?: boolean;
+  pathPrefix?: string;
+  glob?: string;
+  after?: string;
+  before?: string;
+  takenAfter?: string;
+  takenBefore?: string;
+  type?: string;
+  minWidth?: number;
+  minHeight?: number;
+  where?: string;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** The named filters of the command line. */
+function filtersOf(o: SearchOpts): import("../search/filters.js").SearchFilters {
+  const f: import("../search/filters.js").SearchFilters = {};
+  if (o.pathPrefix !== undefined) f.pathPrefix = o.pathPrefix;
+  if (o.glob !== undefined) f.glob = o.glob;
+  if (o.after !== undefined) f.after = o.after;
+  if (o.before !== undefined) f.before = o.before;
+  if (o.takenAfter !== undefined) f.takenAfter = o.takenAfter;
+  if (o.takenBefore !== undefined) f.takenBefore = o.takenBefore;
+  if (o.type !== undefined) f.types = [o.type];
+  if (o.minWidth !== undefined) f.minWidth = o.minWidth;
+  if (o.minHeight !== undefined) f.minHeight = o.minHeight;
+  if (o.where !== undefined) f.where = o.where;
+  return f;
 }
 
 /** --k and --top: an integer from 1 to {@link MAX_K}. */
@@ -43,14 +76,33 @@ function printTable(hits: SearchHit[], withProb: boolean, shownPath: (p: string)
 }
 
 async function cmdSearch(ctx: CliContext, query: string | undefined, o: SearchOpts): Promise<void> {
-  if ((query === undefined) === (o.image === undefined)) {
-    throw new SiglipError("usage", 'give either a text query (siglip2 search "a red car") or --image PATH');
+  if (query === undefined && o.image === undefined && o.plus.length === 0) {
+    throw new SiglipError("usage", 'give a text query (siglip2 search "a red car"), --image PATH or --plus TERM');
   }
   if (o.top !== undefined) o.k = o.top;
   const { assertSameModel, embeddingSetup, modelName } = await import("../search/identity.js");
-  const { checkQuery, searchImage, searchText } = await import("../search/search.js");
+  const { checkQuery, parseWeighted, searchTerms } = await import("../search/search.js");
+  const { filterSql } = await import("../search/filters.js");
   const { shownPath } = await import("../search/paths.js");
+  const { existsSync, statSync } = await import("node:fs");
   if (query !== undefined) checkQuery(query);
+  const filters = filtersOf(o);
+  filterSql(filters); // bad flags fail before the model loads
+  // The terms: the query (weight 1), --image (weight 1), --plus / --minus TERM[:WEIGHT],
+  // where a TERM naming an existing file is an image.
+  const terms: import("../search/search.js").QueryTerm[] = [];
+  if (query !== undefined) terms.push({ text: query, weight: 1 });
+  if (o.image !== undefined) terms.push({ image: o.image, weight: 1 });
+  for (const [list, sign] of [[o.plus, 1], [o.minus, -1]] as const) {
+    for (const t of list) {
+      const isFile = (p: string) => existsSync(p) && statSync(p).isFile();
+      if (isFile(t)) terms.push({ image: t, weight: sign });
+      else {
+        const { value, weight } = parseWeighted(t, sign);
+        terms.push(isFile(value) ? { image: value, weight } : { text: value, weight });
+      }
+    }
+  }
   const { ImageStore, defaultDbPath } = await import("../search/store.js");
   const dbPath = o.db ?? defaultDbPath();
   const store = await ImageStore.open(dbPath, o.table);
@@ -74,9 +126,13 @@ async function cmdSearch(ctx: CliContext, query: string | undefined, o: SearchOp
     assertSameModel(meta, setup, store.where, "search");
     const total = await store.count();
     if (total === 0) note(`${store.where} is empty`);
-    const hits = query !== undefined
-      ? await searchText(model, store, query, o.k)
-      : await searchImage(model, store, o.image!, o.k, meta.maxPatches !== undefined ? { maxPatches: meta.maxPatches } : {});
+    const where = filterSql(filters);
+    if (where !== undefined) await store.checkWhere(where);
+    const hits = await searchTerms(model, store, terms, o.k, {
+      filters,
+      ...(o.exact ? { exact: true } : {}),
+      ...(meta.maxPatches !== undefined ? { maxPatches: meta.maxPatches } : {}),
+    });
     if (o.json) {
       for (const h of hits) {
         const line: Record<string, unknown> = { rank: h.rank, path: h.path, cosine: h.cosine };
@@ -84,7 +140,7 @@ async function cmdSearch(ctx: CliContext, query: string | undefined, o: SearchOp
         process.stdout.write(`${JSON.stringify(line)}\n`);
       }
     } else if (hits.length > 0) {
-      printTable(hits, query !== undefined, shownPath);
+      printTable(hits, hits[0]!.probability !== undefined, shownPath);
     }
   } finally {
     store.close();
@@ -97,7 +153,20 @@ export function registerSearchCommand(program: Command, ctx: CliContext): void {
     .command("search")
     .description("search the image index: text → image (any language) or --image PATH → similar images")
     .argument("[query]", "text query")
-    .option("--image <path>", "find images similar to this image instead")
+    .option("--image <path>", "find images similar to this image (alone, or combined with the text)")
+    .option("--plus <term>", "add a text or image term, optionally weighted: --plus \"sunset:0.5\" (repeatable)", collect, [])
+    .option("--minus <term>", "subtract a text or image term: --minus people, --minus \"people:0.5\" (repeatable)", collect, [])
+    .option("--exact", "scan every row exactly, even when the table has an ANN index")
+    .option("--path-prefix <dir>", "only files under this folder")
+    .option("--glob <pattern>", "only files matching this glob (without /: the file name; with /: the path)")
+    .option("--after <date>", "only files modified at or after this date (ISO 8601; no zone = UTC)")
+    .option("--before <date>", "only files modified before this date")
+    .option("--taken-after <date>", "only photos taken (EXIF DateTimeOriginal) at or after this date")
+    .option("--taken-before <date>", "only photos taken before this date")
+    .option("--type <exts>", "only these file types, e.g. jpg,png")
+    .option("--min-width <px>", "only images at least this wide", intOption("--min-width", { min: 1, max: 1_000_000 }))
+    .option("--min-height <px>", "only images at least this high", intOption("--min-height", { min: 1, max: 1_000_000 }))
+    .option("--where <sql>", "a LanceDB SQL filter over path, size, mtime_ms, ext, width, height, taken_ms")
     .option("--db <path>", `database folder (default: ${DEFAULT_DB_HELP})`)
     .option("--table <name>", "table in the database", DEFAULT_TABLE)
     .option("-k, --k <n>", "number of results", kArg("--k"), DEFAULT_K)
@@ -108,6 +177,6 @@ export function registerSearchCommand(program: Command, ctx: CliContext): void {
     .option("--threads <n>", "onnxruntime intra-op threads (default: all cores)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: CPU_BOUND }))
     .option("--revision <rev>", "Hub revision (branch, tag or commit)")
     .option("--offline", "never contact the Hub; use the local cache only")
-    .addHelpText("after", "\nText queries report cosine and sigmoid probability; image queries report cosine only.")
+    .addHelpText("after", "\nText queries report cosine and sigmoid probability; image and combined queries report cosine only.\nCombined query: normalise(Σ wᵢ·eᵢ) over the L2-normalised term embeddings (query and --plus: +w, --minus: −w; w = 1 unless TERM:W).")
     .action((query: string | undefined, opts: SearchOpts) => cmdSearch(ctx, query, opts));
 }

@@ -1,7 +1,8 @@
 /**
  * `siglip2 serve --model M [--host 127.0.0.1] [--port 8080] [--db [PATH]]`: the
- * embedding server (src/server/app.ts). SIGINT/SIGTERM shut it down gracefully:
- * no new connections, in-flight requests finish, then the process exits 0.
+ * embedding server (src/server/app.ts); with --db also search and the web UI at `/`.
+ * SIGINT/SIGTERM shut it down gracefully: no new connections, in-flight requests finish,
+ * then the process exits 0.
  */
 import type { Command } from "commander";
 import { isIP } from "node:net";
@@ -149,6 +150,7 @@ async function cmdServe(ctx: CliContext, o: ServeOpts): Promise<void> {
       note(`warning: listening on ${o.host} without an API key; anyone who can reach this port can use the server (set --api-key or SIGLIP2_API_KEY)`);
     }
     note(`serving ${model.modelId} on ${address} (search: ${store ? store.where : "off, pass --db"}; API key: ${apiKey !== undefined ? "required" : "none"}${o.cors !== undefined ? `; CORS: ${o.cors}` : ""})`);
+    if (store) note(`web UI: ${address}/`);
     await untilSignalled(app, o.shutdownTimeoutMs);
     note("stopped");
   } finally {
@@ -162,7 +164,7 @@ export function registerServeCommand(program: Command, ctx: CliContext): void {
     .withModelOptions(program.command("serve").description("HTTP server: OpenAI-compatible /v1/embeddings, /v1/classify, /v1/search (see /openapi.json)"))
     .option("--host <host>", "address to listen on (loopback by default)", "127.0.0.1")
     .option("--port <port>", "port (0 picks a free one)", intOption("--port", { min: 0, max: 65535, range: true }), 8080)
-    .option("--db [path]", `enable POST /v1/search on this index (bare --db: ${DEFAULT_DB_HELP})`)
+    .option("--db [path]", `enable POST /v1/search and the web UI at / on this index (bare --db: ${DEFAULT_DB_HELP})`)
     .option("--table <name>", "table in the database", DEFAULT_TABLE)
     .option("--api-key <key>", "require Authorization: Bearer <key> (default: $SIGLIP2_API_KEY; none if unset)")
     .option("--max-batch-size <n>", "most inputs merged into one forward pass", intOption("--max-batch-size", { min: 1, range: true }), 32)

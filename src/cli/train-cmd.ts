@@ -1,6 +1,6 @@
 /**
  * `siglip2 train --model M --data DATA --out DIR`: fine-tune (or train from scratch) a
- * fixed-resolution SigLIP checkpoint on image–caption pairs with the sigmoid loss and/or the
+ * fixed-resolution SigLIP or a NaFlex SigLIP 2 checkpoint (`--max-patches`) on image–caption pairs with the sigmoid loss and/or the
  * LocCa decoder loss (`--objectives`; regions from the manifest or COCO annotations).
  *
  * stdout: one JSON line per logged step {step, loss, lr, grad_norm, pairs_per_s, logit_scale,
@@ -11,15 +11,25 @@
  * `--resume`. Ctrl-C, SIGTERM or a closed stdout save the current step before exiting (130).
  * A run whose loss, gradients or parameters stop being finite stops with exit 2 and saves
  * nothing; saves are atomic (src/train/checkpoint.ts), so DIR always holds a whole checkpoint.
+ *
+ * `--curate-teacher M [--curate-ratio F] [--curate-dtype int8]`: ACID curation
+ * (src/train/curate.ts); each logged step then has `curation` {super_batch, kept, score_all,
+ * score_kept, threshold, student_*, teacher_*}. `--lang-mix en=0.9,other=0.1`: per-language
+ * sampling (src/train/lang-mix.ts); logged steps have `langs` (counts), and the final line has
+ * `lang_mix` {requested, realised} (shares of the trained examples). The final line also has a
+ * `curation` summary (means over steps); both are written to DIR/data_summary.json.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Command, Option } from "commander";
 import { SiglipError } from "../errors.js";
 import { maxThreads } from "../load-options.js";
 import { DEFAULT_OPTIMIZER, type DecayConvention } from "../train/optim.js";
-import type { FilePairs } from "../train/data.js";
+import type { PairDataset } from "../train/data.js";
 import type { Objective, Tower } from "../train/model.js";
+import type { PatchBudgets } from "../train/naflex-data.js";
+import { LangMixSampler, parseLangMix, shares, type LangMixSpec } from "../train/lang-mix.js";
+import type { SigLIP2 } from "../api.js";
 import type { Trainer } from "../train/trainer.js";
 import { DEFAULT_DISTILL, type DistillConfig } from "../train/distill-config.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
@@ -65,6 +75,13 @@ interface TrainOpts {
   localViews?: number;
   distillHead?: [number, number, number];
   distillSizeFactor?: number;
+  /** NaFlex: per-example patch budgets, a list or a range (parsed in setUpRun). */
+  maxPatches?: string;
+  budgetDraw?: "example" | "batch";
+  curateTeacher?: string;
+  curateRatio?: number;
+  curateDtype: "fp32" | "int8";
+  langMix?: LangMixSpec;
 }
 
 /** The self-distillation flags (each needs --distill). */
@@ -161,7 +178,7 @@ function checkOut(o: TrainOpts, modelDir: string): void {
 type TrainerConfig = Parameters<typeof Trainer.create>[2];
 
 /** The flags as Trainer options (warm-up: 5% of the steps unless given). */
-function trainerConfig(o: TrainOpts): TrainerConfig {
+function trainerConfig(o: TrainOpts, maxPatches?: PatchBudgets): TrainerConfig {
   const warmup = o.warmup ?? Math.round(0.05 * o.steps);
   const tc: TrainerConfig = {
     batchSize: o.batchSize, accumSteps: o.accumSteps, steps: o.steps, seed: o.seed, freeze: o.freeze, objectives: o.objectives,
@@ -170,11 +187,16 @@ function trainerConfig(o: TrainOpts): TrainerConfig {
       decayConvention: o.decayConvention, clipNorm: o.clip, warmupSteps: warmup, totalSteps: o.steps,
     },
   };
+  if (o.langMix !== undefined) tc.langMix = o.langMix;
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
   if (o.vocabChunk !== undefined) tc.vocabChunk = o.vocabChunk;
   if (o.threads !== undefined) tc.threads = o.threads;
   const d = distillConfig(o);
   if (d) tc.distill = d;
+  if (maxPatches !== undefined) {
+    tc.maxPatches = maxPatches;
+    if (o.budgetDraw !== undefined) tc.budgetDraw = o.budgetDraw;
+  }
   return tc;
 }
 
@@ -212,7 +234,7 @@ function watchStops(): Stops {
  * Check the flags against the checkpoint and the data, then load everything a run needs: the
  * checkpoint, the data pipeline, and the trainer (resumed from --out with --resume).
  */
-async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; data: FilePairs; trainer: Trainer }> {
+async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; data: PairDataset; trainer: Trainer; teacher: SigLIP2 | null }> {
   // loaded here, not at start-up: --help and usage errors need none of it
   const [{ resolveModel }, { parseImageProcessorConfig }, { GemmaTokenizer }, { Checkpoint }, { recoverCheckpointDir }, { checkManifestImages, FilePairs, readManifest }, { initParams }, { paramSpecs }, { startingParams }, { Trainer }] =
     await Promise.all([
@@ -227,6 +249,8 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     throw new SiglipError("usage", "--freeze vision,text with --objectives sigmoid leaves nothing to train; add the LocCa decoder (--objectives sigmoid,locca or locca) or unfreeze a tower");
   }
   if (o.vocabChunk !== undefined && !locca) throw new SiglipError("usage", "--vocab-chunk applies to the LocCa loss; add --objectives sigmoid,locca (or locca)");
+  if (o.curateRatio !== undefined && o.curateTeacher === undefined) throw new SiglipError("usage", "--curate-ratio applies to curation; add --curate-teacher MODEL");
+  if (o.curateDtype !== "fp32" && o.curateTeacher === undefined) throw new SiglipError("usage", "--curate-dtype applies to curation; add --curate-teacher MODEL");
   if (o.images !== undefined && !(existsSync(o.images) && statSync(o.images).isDirectory())) throw new SiglipError("usage", `--images ${o.images}: not a folder`);
   const dir = await resolveModel(o.model, { onProgress: downloadProgress(), ...(o.offline ? { offline: true } : {}) });
   recoverCheckpointDir(o.out); // finish or undo a save that a crash or kill -9 interrupted
@@ -234,7 +258,10 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   checkOut(o, dir);
   const ckpt = new Checkpoint(dir);
   const config = ckpt.config;
-  if (config.model_type !== "siglip") throw new SiglipError("usage", `${dir}: training supports fixed-resolution (model_type "siglip") checkpoints; this one is ${config.model_type}`);
+  const naflex = config.model_type === "siglip2";
+  if (!naflex && o.budgetDraw !== undefined) throw new SiglipError("usage", `--budget-draw is for NaFlex (model_type "siglip2") checkpoints; ${dir} is fixed-resolution`);
+  if (!naflex && o.maxPatches !== undefined) throw new SiglipError("usage", `--max-patches is for NaFlex (model_type "siglip2") checkpoints; ${dir} is fixed-resolution`);
+  if (naflex && locca) throw new SiglipError("usage", `${dir} is a NaFlex checkpoint: the LocCa objective does not train NaFlex checkpoints yet; use --objectives sigmoid`);
   const records = readManifest(o.data, o.images !== undefined ? { images: o.images } : {});
   checkManifestImages(records);
   if (o.batchSize > records.length) {
@@ -243,15 +270,53 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   const specs = paramSpecs(config, { objectives: o.objectives });
   const params = o.fromScratch ? initParams(specs, o.seed) : startingParams(ckpt.weights, dir, specs, o.seed).params;
   const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
-  const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
-  const data = new FilePairs(records, processor, tok, config.text_config.max_position_embeddings, o.lowercase, locca ? config.text_config.vocab_size : undefined);
-  const trainer = await Trainer.create(config, params, trainerConfig(o));
-  if (o.resume) trainer.resume(o.out);
-  return { dir, ckpt, data, trainer };
+  const T = config.text_config.max_position_embeddings;
+  let data: PairDataset;
+  let budgets: PatchBudgets | undefined;
+  if (naflex) {
+    // NaFlex (h12-naflex): per-example budgets, default the preprocessor's max_num_patches
+    const [{ parseNaflexProcessorConfig, decodeImage }, { NaflexPairs, parsePatchBudgets }] = await Promise.all([import("../preprocess/index.js"), import("../train/naflex-data.js")]);
+    const nproc = parseNaflexProcessorConfig(ckpt.preprocessorConfig, config.vision_config.patch_size);
+    budgets = parsePatchBudgets(o.maxPatches ?? String(nproc.maxNumPatches));
+    data = new NaflexPairs((i) => decodeImage(records[i]!.image), records.map((r) => r.caption), nproc, tok, T, o.lowercase);
+  } else {
+    const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
+    data = new FilePairs(records, processor, tok, T, o.lowercase, locca ? config.text_config.vocab_size : undefined);
+  }
+  const tc = trainerConfig(o, budgets);
+  if (tc.distill && naflex) throw new SiglipError("usage", "--distill does not train NaFlex checkpoints yet (its local views and masks are fixed-resolution); drop --distill or use a FixRes checkpoint");
+  if (tc.distill && o.curateTeacher !== undefined) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
+  if (naflex && (o.langMix !== undefined || o.curateTeacher !== undefined)) throw new SiglipError("usage", `${o.langMix !== undefined ? "--lang-mix" : "--curate-teacher"} is not supported for NaFlex (model_type \"siglip2\") checkpoints yet`);
+  // --- curation (src/train/curate.ts) and language mix (src/train/lang-mix.ts) ---
+  if (o.langMix !== undefined && !data.langs) {
+    const r = records.find((x) => x.lang === undefined)!;
+    throw new SiglipError("usage", `--lang-mix needs a "lang" field on every manifest row; ${r.source ?? r.image} has none`);
+  }
+  if (o.langMix !== undefined) {
+    const mix = new LangMixSampler(o.langMix, data.langs!, o.data); // checks the keys against the data's languages
+    if (mix.drawable < o.batchSize) throw new SiglipError("usage", `--lang-mix: the weighted languages have ${mix.drawable} rows, fewer than --batch-size ${o.batchSize}`);
+  }
+  let teacher: SigLIP2 | null = null;
+  if (o.curateTeacher !== undefined) {
+    const ratio = o.curateRatio ?? 0.5;
+    const superBatch = Math.max(o.batchSize, Math.round(o.batchSize / ratio));
+    if (superBatch > records.length) throw new SiglipError("usage", `--curate-ratio ${ratio} draws super-batches of ${superBatch} (--batch-size ${o.batchSize} / ratio), more than the ${records.length} pairs of ${o.data}`);
+    const { SigLIP2 } = await import("../api.js");
+    teacher = await SigLIP2.load(o.curateTeacher, { dtype: o.curateDtype, lowercase: o.lowercase, ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.offline ? { offline: true } : {}) });
+    tc.curate = { teacher, ratio, teacherId: teacher.modelId };
+  }
+  try {
+    const trainer = await Trainer.create(config, params, tc);
+    if (o.resume) trainer.resume(o.out);
+    return { dir, ckpt, data, trainer, teacher };
+  } catch (e) {
+    await teacher?.close();
+    throw e;
+  }
 }
 
 async function cmdTrain(o: TrainOpts): Promise<void> {
-  const { dir, ckpt, data, trainer } = await setUpRun(o);
+  const { dir, ckpt, data, trainer, teacher } = await setUpRun(o);
   const configJson = readFileSync(join(dir, "config.json"), "utf8"); // copied verbatim
   let saved: number | null = o.resume ? trainer.step : null;
   const save = (): void => {
@@ -277,7 +342,7 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
             ...(s.loccaLoss !== undefined ? { sigmoid_loss: s.sigmoidLoss, locca_loss: s.loccaLoss } : {}),
             ...(s.sdLoss !== undefined ? { sigmoid_loss: s.sigmoidLoss, sd_loss: s.sdLoss, mp_loss: s.mpLoss } : {}),
           };
-          log({ step: done, loss: s.loss, ...parts, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias });
+          log({ step: done, loss: s.loss, ...parts, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias, ...dataParts(s) });
         }
         if (o.saveEvery > 0 && done % o.saveEvery === 0 && done < o.steps) save();
       }
@@ -295,19 +360,57 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
   } finally {
     stops.dispose();
     await trainer.release();
+    await teacher?.close();
     ckpt.close();
   }
-  log({ done: trainer.step >= o.steps, out: o.out, step: trainer.step });
+  const summary = dataSummary(trainer);
+  if (Object.keys(summary).length > 0) writeFileSync(join(o.out, "data_summary.json"), `${JSON.stringify({ step: trainer.step, ...summary }, null, 2)}\n`);
+  log({ done: trainer.step >= o.steps, out: o.out, step: trainer.step, ...summary });
   if (stops.reason) {
     process.stderr.write(`siglip2: ${stops.reason}: stopped at step ${trainer.step}; saved to ${o.out} (continue with --resume)\n`);
     process.exitCode = 130;
   }
 }
 
+/** The curation and language-mix parts of a logged step (snake_case, as the other fields). */
+function dataParts(s: Awaited<ReturnType<Trainer["trainStep"]>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const c = s.curation;
+  if (c) {
+    out["curation"] = {
+      super_batch: c.superBatch, kept: c.kept, score_all: c.scoreAll, score_kept: c.scoreKept, threshold: c.threshold,
+      student_all: c.studentAll, student_kept: c.studentKept, teacher_all: c.teacherAll, teacher_kept: c.teacherKept,
+    };
+  }
+  if (s.langs) out["langs"] = s.langs;
+  return out;
+}
+
+/**
+ * The run's data summary (over every step in the history, resumed ones included): `lang_mix`
+ * {requested, realised, counts} with a language mix; `curation` {steps, score_kept, score_all,
+ * student_kept, teacher_kept} (means over steps) with curation. Empty when neither is on.
+ */
+function dataSummary(trainer: Trainer): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (trainer.requestedLangs) out["lang_mix"] = { requested: trainer.requestedLangs, realised: shares(trainer.realisedLangs()), counts: trainer.realisedLangs() };
+  const cur = trainer.history.flatMap((h) => (h.curation ? [h.curation] : []));
+  if (cur.length > 0) {
+    const m = (k: "scoreKept" | "scoreAll" | "studentKept" | "teacherKept") => cur.reduce((s, c) => s + c[k], 0) / cur.length;
+    out["curation"] = { steps: cur.length, super_batch: cur[0]!.superBatch, kept: cur[0]!.kept, score_kept: m("scoreKept"), score_all: m("scoreAll"), student_kept: m("studentKept"), teacher_kept: m("teacherKept") };
+  }
+  return out;
+}
+
+/** `--lang-mix`: LANG=WEIGHT pairs (src/train/lang-mix.ts). */
+function langMixOption(v: string): LangMixSpec {
+  return parseLangMix(v);
+}
+
 /** Add the `train` command to the program. */
 export function registerTrainCommand(program: Command): void {
   program.command("train")
-    .description("fine-tune a fixed-resolution checkpoint on image-caption pairs with the sigmoid and/or LocCa loss; writes a Hub-layout checkpoint")
+    .description("fine-tune a fixed-resolution or NaFlex checkpoint on image-caption pairs with the sigmoid and/or LocCa loss; writes a Hub-layout checkpoint")
     .requiredOption("-m, --model <model>", "checkpoint to start from: local directory or Hub id (its config, tokenizer and preprocessor are used)")
     .requiredOption("--data <path>", "a .jsonl/.csv manifest, or a folder holding metadata.jsonl / captions.jsonl / metadata.csv / captions.csv (fields: image|file_name, caption|text, optional regions [{box:[x0,y0,x1,y1],text}]; paths relative to the manifest), or COCO annotations: instances.json, or captions.json,instances.json")
     .option("--images <dir>", "folder that relative image paths are under (default: the manifest's or annotation file's folder)")
@@ -335,6 +438,8 @@ export function registerTrainCommand(program: Command): void {
     .option("--local-views <n>", "local views per image (default 8)", posInt("--local-views", 64))
     .option("--distill-head <h,b,k>", "projection heads: hidden width, bottleneck, outputs (default 256,64,1024)", numberList("--distill-head", 3, true))
     .option("--distill-size-factor <x>", "the per-size factor of both terms (0.25 B, 0.5 L, 1 So400m; default 0.25)", nonNegative("--distill-size-factor"))
+    .option("--max-patches <budgets>", "NaFlex checkpoints: per-example patch budgets, drawn uniformly per example and step: a list (64,128,256) or a range (64-256); batches are padded to their longest example with key masks (default: the preprocessor's max_num_patches)")
+    .addOption(new Option("--budget-draw <how>", "NaFlex: draw a patch budget per example, or one per micro-batch (the SigLIP 2 paper's choice; less padding)").choices(["example", "batch"]).default(undefined, "example"))
     .option("--loss-chunk <n>", "compute the sigmoid loss in n×n blocks (same loss and gradients, bounded memory)", posInt("--loss-chunk"))
     .option("--seed <n>", "seed of the data order (and of the init with --from-scratch), below 2^32", nonNegInt("--seed", 2 ** 32 - 1), 0)
     .option("--save-every <n>", "also save every n steps (0: only at the end)", nonNegInt("--save-every"), 100)
@@ -345,5 +450,9 @@ export function registerTrainCommand(program: Command): void {
     .option("--threads <n>", "onnxruntime intra-op threads (at most 4 per CPU, at least 8)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: CPU_BOUND }))
     .option("--no-lowercase", "do not lowercase captions")
     .option("--offline", "never contact the Hub")
+    .option("--curate-teacher <model>", "ACID curation: a checkpoint (local or Hub id; any size, tokenizer or NaFlex) that scores each super-batch with the student; train on the most learnable examples (student loss − teacher loss)")
+    .option("--curate-ratio <f>", "fraction of each super-batch kept, in (0, 1] (super-batch = round(--batch-size / f); default 0.5)", numOption("--curate-ratio", { min: 0, minExclusive: true, max: 1, describe: "a number in (0, 1]" }))
+    .addOption(new Option("--curate-dtype <d>", "teacher weight precision").choices(["fp32", "int8"]).default("fp32"))
+    .addOption(new Option("--lang-mix <weights>", "sample by language: LANG=WEIGHT,… (manifest rows carry \"lang\"; other = every language not named), e.g. en=0.9,other=0.1").argParser(langMixOption))
     .action((opts: TrainOpts) => cmdTrain(opts));
 }

@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, wri
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { SiglipError } from "../errors.js";
+import { releaseStages, runStages } from "./stages.js";
 import { writeModelFiles, type Graph } from "./graph.js";
 import { sessionOptions, type SessionSettings } from "./session-options.js";
 import { HASHES_DIR, MANIFEST, cacheMaxBytes, defaultModelCacheDir, evictCache, readManifest, touchEntry, type Manifest } from "./model-cache.js";
@@ -42,9 +43,7 @@ export function ortError(what: string, e: unknown): SiglipError {
   return new SiglipError("runtime", `onnxruntime failed ${what}: ${msg}`, { cause: e });
 }
 
-/** Names of the activation handed from one stage (output) to the next (input). */
-export const CARRY_OUT = "carry_out";
-export const CARRY_IN = "carry_in";
+export { CARRY_IN, CARRY_OUT } from "./stages.js";
 
 export interface RuntimeOptions extends SessionSettings {
   /**
@@ -191,31 +190,13 @@ export class Pipeline {
     return this.sessions.length;
   }
 
-  /** Run all stages; returns every non-carry output of every stage plus the final carry. */
-  async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-    const results: Record<string, ort.Tensor> = {};
-    let current: Record<string, ort.Tensor> = feeds;
-    for (const [i, s] of this.sessions.entries()) {
-      const input: Record<string, ort.Tensor> = {};
-      for (const n of s.inputNames) {
-        const t = n === CARRY_IN ? current[CARRY_OUT] : feeds[n];
-        if (!t) throw new Error(`internal: stage input ${n} not provided`);
-        input[n] = t;
-      }
-      let out: ort.InferenceSession.OnnxValueMapType;
-      try {
-        out = await s.run(input);
-      } catch (e) {
-        throw ortError(`running the ${this.names[i]} graph`, e);
-      }
-      for (const [k, v] of Object.entries(out)) results[k] = v;
-      current = out;
-    }
-    return results;
+  /** Run all stages; returns every non-carry output of every stage plus the final carry (src/graph/stages.ts). */
+  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    return runStages(this.sessions, this.names, feeds, ortError);
   }
 
-  async release(): Promise<void> {
-    for (const s of this.sessions) await s.release();
+  release(): Promise<void> {
+    return releaseStages(this.sessions);
   }
 }
 

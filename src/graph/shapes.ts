@@ -79,6 +79,14 @@ type ShapeRule = (s: NodeShapes) => void;
 const compare: ShapeRule = ({ n, x, m, set }) => set(broadcast(x, m(1).shape, n.name), "bool");
 const same: ShapeRule = ({ x, set }) => set([...x]);
 const elementwise: ShapeRule = ({ n, x, m, set }) => set(broadcast(x, m(1).shape, n.name));
+/** Where(cond, a, b): the broadcast of all three, a's dtype. */
+const where: ShapeRule = ({ n, x, m, set }) => set(broadcast(broadcast(x, m(1).shape, n.name), m(2).shape, n.name), m(1).dtype);
+
+/** Range(start, limit, delta) of constant int64 scalars (the NaFlex patch rows of a static length). */
+function range({ g, n, set }: NodeShapes): void {
+  const [start, limit, delta] = [0, 1, 2].map((i) => needConst(g, n, i)[0]!) as [number, number, number];
+  set([Math.max(Math.ceil((limit - start) / delta), 0)], "int64");
+}
 
 function matmul({ n, x: a, m, set }: NodeShapes): void {
   const b = m(1).shape;
@@ -180,7 +188,8 @@ export const SHAPE_RULES: Record<string, ShapeRule> = {
   Neg: same, Identity: same, Tanh: same, Erf: same, Exp: same, Log: same, Sigmoid: same, Softplus: same,
   Sqrt: same, Reciprocal: same, Softmax: same, LogSoftmax: same, Relu: same, Abs: same, ScatterND: same,
   Max: elementwise,
-  Equal: compare, Greater: compare,
+  Equal: compare, Greater: compare, Less: compare, GreaterOrEqual: compare,
+  Where: where, Mod: elementwise, Range: range,
   MatMul: matmul,
   Transpose: transpose,
   Reshape: ({ g, n, x, set }) => set(reshapeTarget(x, needConst(g, n, 1))),

@@ -12,7 +12,7 @@
  *   our runtime reads the rows from disk and feeds `inputs_embeds`;
  * - NaFlex: the inputs of transformers' `Siglip2VisionModel` — `pixel_values` (B, N, C·P²),
  *   `pixel_attention_mask` (B, N) int32, `spatial_shapes` (B, 2) int64 — with the position
- *   grid resized inside the graph ({@link positionsInGraph}), where our runtime resizes it in
+ *   grid resized inside the graph (./position-resize.ts `positionsInGraph`), where our runtime resizes it in
  *   TypeScript (./position-resize.ts) and feeds `position_embeddings`.
  * Outputs are `last_hidden_state` and `pooler_output` (what transformers.js's
  * SiglipVisionModel / SiglipTextModel return), with a dynamic batch axis (and patch axis).
@@ -104,80 +104,9 @@ export function exportTextTower(def: TowerDef): TowerDef {
   return { ...def, embeddings: (p, batch) => def.embeddings(withTokenTable(p), batch) };
 }
 
-/**
- * Antialiased bilinear 1-D weights, in the graph: for output index `idx` (B, N) int64 of an
- * axis of `size` (B, 1) int64 resized from `G` → (B, N, G) float32, row k = weight of input k.
- * PyTorch's `_upsample_bilinear2d_aa` arithmetic: scale = G/size (float32), support = scale
- * (downsampling) or 1, center = scale·(i + 0.5), w_k = tri((k − center + 0.5)·invscale),
- * normalised by their sum. The triangle is zero outside torch's tap window, and an axis of
- * size G gives the identity (torch skips that pass).
- */
-function aaWeights(g: Graph, idx: string, size: string, G: number): string {
-  const f32 = { to: { int: 1 } };
-  const f64 = { to: { int: 11 } };
-  const scale = g.div(g.constF(G), g.op("Cast", [size], f32)); // (B, 1)
-  const ge1 = g.op("GreaterOrEqual", [scale, g.constF(1)]);
-  const invscale = g.op("Where", [ge1, g.div(g.constF(1), scale), g.constF(1)]); // (B, 1)
-  const i = g.op("Cast", [idx], f32); // (B, N)
-  const center = g.mul(scale, g.add(i, g.constF(0.5))); // (B, N) float32, as torch stores it
-  const k = g.init(g.fresh("taps"), Float32Array.from({ length: G }, (_, j) => j), [1, 1, G]);
-  const diff = g.sub(k, g.op("Unsqueeze", [center, g.constI64([-1])])); // (B, N, G): k − center (float32)
-  // (k − center) + 0.5 and · invscale in float64, one rounding to float32 (as torch's double arithmetic)
-  const half = g.init(g.fresh("half"), Float64Array.of(0.5), []);
-  const arg64 = g.mul(g.add(g.op("Cast", [diff], f64), half), g.op("Cast", [g.op("Unsqueeze", [invscale, g.constI64([-1])])], f64));
-  const arg = g.op("Abs", [g.op("Cast", [arg64], f32)]);
-  const w = g.op("Relu", [g.sub(g.constF(1), arg)]); // tri: max(0, 1 − |x|)  (B, N, G)
-  const total = g.op("ReduceSum", [w, g.constI64([-1])], { keepdims: { int: 1 } }); // (B, N, 1)
-  return g.div(w, total);
-}
-
-/**
- * The NaFlex position embeddings of every patch row, in the graph: `table` (G², D) resized to
- * each image's (h, w) = spatial_shapes[b], row n ↦ grid cell (n div w, n mod w); rows at and
- * after h·w get cell (0, 0), as transformers pads them with row 0. → (B, N, D).
- * The two 1-D weight sets are combined into one (G·G) weight row per patch and applied with
- * one MatMul (B, N, G²)·(G², D): the same value as torch's width-then-height passes up to
- * float32 rounding of the sums. PyTorch-CPU's w = 1 quirk is not reproduced (the graph gives
- * the mathematically correct resize, our runtime's default).
- */
-export function positionsInGraph(g: Graph, table: string, v: VisionConfig, spatial: string, n: string): string {
-  const G = Math.round(Math.sqrt(v.num_patches));
-  const col = (c: number): string => g.op("Slice", [spatial, g.constI64([c]), g.constI64([c + 1]), g.constI64([1])]); // (B, 1)
-  const h = col(0);
-  const w = col(1);
-  const rows = g.op("Range", [g.init(g.fresh("zero"), BigInt64Array.of(0n), []), n, g.init(g.fresh("one"), BigInt64Array.of(1n), [])]); // (N)
-  const r = g.op("Unsqueeze", [rows, g.constI64([0])]); // (1, N)
-  const zero = g.init(g.fresh("zero"), BigInt64Array.of(0n), []);
-  const valid = g.op("Less", [r, g.mul(h, w)]); // (B, N)
-  const y = g.op("Where", [valid, g.div(r, w), zero]); // (B, N) int64 (floor: non-negative)
-  const x = g.op("Where", [valid, g.op("Mod", [r, w]), zero]);
-  const wy = aaWeights(g, y, h, G); // (B, N, G)
-  const wx = aaWeights(g, x, w, G); // (B, N, G)
-  const outer = g.mul(g.op("Unsqueeze", [wy, g.constI64([-1])]), g.op("Unsqueeze", [wx, g.constI64([-2])])); // (B, N, G, G)
-  const flat = g.reshape(outer, [0, 0, G * G]); // (B, N, G²)
-  return g.matmul(flat, table); // (B, N, D)
-}
-
 /** The NaFlex image tower with transformers' Siglip2VisionModel inputs and the in-graph position resize. */
 export function exportNaflexTower(v: VisionConfig): TowerDef {
-  const base = naflexVision(v);
-  const D = v.hidden_size;
-  const F = v.num_channels * v.patch_size * v.patch_size;
-  return {
-    ...base,
-    embeddings: (p, batch) => {
-      const g = p.g;
-      const e = p.at("embeddings");
-      const px = g.input("pixel_values", "float32", [batch, "seq", F]); // (B, N, C·P²)
-      const spatial = g.input("spatial_shapes", "int64", [batch, 2]); // (B, 2): (h, w) patches
-      const patches = e.linear("patch_embedding", F, D)(px); // (B, N, D)
-      const table = e.tensor("position_embedding.weight", [v.num_patches, D]); // (G², D)
-      const n = g.op("Slice", [g.op("Shape", [px]), g.constI64([1]), g.constI64([2]), g.constI64([0])]);
-      const nScalar = g.op("Squeeze", [n, g.constI64([0])]);
-      return g.add(patches, positionsInGraph(g, table, v, spatial, nScalar)); // (B, N, D)
-    },
-    keyMask: { name: "pixel_attention_mask", dims: ["batch", "seq"] },
-  };
+  return { ...naflexVision(v, { resizeInGraph: true }), keyMask: { name: "pixel_attention_mask", dims: ["batch", "seq"] } };
 }
 
 /** Build one tower as a single standalone graph. */

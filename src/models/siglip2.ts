@@ -12,10 +12,11 @@
  * budget): padded keys are masked, so valid outputs do not depend on the padding.
  */
 import { Pipeline, ort } from "../graph/runtime.js";
+import type { Dim } from "../graph/graph.js";
 import type { NaflexPatches } from "../preprocess/naflex.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import type { VisionConfig } from "../weights/config.js";
-import { resizePositionGrid } from "./position-resize.js";
+import { positionsInGraph, resizePositionGrid } from "./position-resize.js";
 import { visionHead } from "./siglip.js";
 import {
   buildStages, checkLayerCount, readOutputs, requireHead, runtimeOptions, towerKey, towerShapes,
@@ -31,38 +32,69 @@ export interface NaflexTowerOptions extends TowerOptions {
 /**
  * The NaFlex image tower: patch rows (B, L, 3·P·P) → linear patch embedding + resized
  * positions (fed as an input) → encoder (key-masked) → post-LN → key-masked MAP head.
- * The position table is read and resized by {@link NaflexVisionTower}, not the graph.
+ * For inference the position table is read and resized by {@link NaflexVisionTower}, not the
+ * graph; training graphs resize it in the graph (`o.resizeInGraph`), so that it gets a gradient.
  */
-export function naflexVision(v: VisionConfig): TowerDef {
+export function naflexVision(v: VisionConfig, o: NaflexGraphOptions = {}): TowerDef {
   const D = v.hidden_size;
   const F = v.num_channels * v.patch_size * v.patch_size;
+  const N = v.num_patches;
+  const seq: Dim = o.length ?? "seq";
   return {
     name: "vision",
     prefix: "vision_model",
     config: v,
-    seq: "seq",
+    seq,
     pooledDim: D,
     embeddings: (p, batch) => {
       const g = p.g;
-      const px = g.input("pixel_values", "float32", [batch, "seq", F]);
-      const pos = g.input("position_embeddings", "float32", [batch, "seq", D]);
+      const e = p.at("embeddings");
+      const px = g.input("pixel_values", "float32", [batch, seq, F]);
       // Linear(3·P·P → D) on channel-fastest patch rows (padding rows become just the bias).
-      return g.add(p.at("embeddings").linear("patch_embedding", F, D)(px), pos); // (B, L, D)
+      const patches = e.linear("patch_embedding", F, D)(px); // (B, L, D)
+      let pos: string;
+      if (o.resizeInGraph) {
+        // the learned grid (N, D) resized to each image's spatial_shapes (h, w), in the graph
+        const table = e.tensor("position_embedding.weight", [N, D]);
+        const spatial = g.input(SPATIAL_SHAPES_INPUT, "int64", [batch, 2]); // (B, 2): (h, w) patches
+        const rows = typeof seq === "number"
+          ? g.init(g.fresh("seq_length"), BigInt64Array.of(BigInt(seq)), [])
+          : g.op("Squeeze", [g.op("Slice", [g.op("Shape", [px]), g.constI64([1]), g.constI64([2]), g.constI64([0])]), g.constI64([0])]);
+        pos = positionsInGraph(g, table, v, spatial, rows); // (B, L, D)
+      } else {
+        pos = g.input("position_embeddings", "float32", [batch, seq, D]);
+      }
+      return g.add(patches, pos); // (B, L, D)
     },
     head: visionHead(v),
-    keyMask: { name: "key_mask", dims: ["batch", "seq"] },
+    keyMask: { name: "key_mask", dims: ["batch", seq] },
   };
 }
 
+/** Graph input of the in-graph position resize: (B, 2) int64 grid (rows, cols) per image, as transformers' `spatial_shapes`. */
+export const SPATIAL_SHAPES_INPUT = "spatial_shapes";
+
+/** How {@link naflexVision} is built. */
+export interface NaflexGraphOptions {
+  /** A fixed sequence length L (training graphs have static shapes); default symbolic. */
+  length?: number;
+  /**
+   * Resize the position grid inside the graph (training: the table is a parameter and gets its
+   * gradient; export: transformers' inputs), from `spatial_shapes` (B, 2) with
+   * ./position-resize.ts `positionsInGraph`. Default false: the caller feeds
+   * `position_embeddings` (B, L, D), resized by
+   * src/models/position-resize.ts bit-exactly as PyTorch does (inference).
+   */
+  resizeInGraph?: boolean;
+}
+
 /**
- * Checkpoint keys and shapes the NaFlex image tower needs: what its graph asks for, plus the
- * learned position grid (num_patches, D), which the class reads and resizes itself (listed
- * after the patch embedding, where the FixRes tower asks for its table).
+ * Checkpoint keys and shapes the NaFlex image tower needs, in parameter order: what its
+ * training graph asks for (the learned position grid (num_patches, D) after the patch
+ * embedding, where the FixRes tower asks for its table).
  */
 export function naflexVisionShapes(v: VisionConfig): Array<[string, number[]]> {
-  const shapes = towerShapes(naflexVision(v));
-  shapes.splice(2, 0, ["vision_model.embeddings.position_embedding.weight", [v.num_patches, v.hidden_size]]);
-  return shapes;
+  return towerShapes(naflexVision(v, { resizeInGraph: true, length: 1 }));
 }
 
 /** Inputs of one padded batch, as fed to the graph. */

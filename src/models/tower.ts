@@ -136,10 +136,12 @@ export function towerForward(root: ParamSource, def: TowerDef, batch: Dim): { la
   const p = root.at(def.prefix);
   const d = dims(def.config);
   let x = def.embeddings(p, batch);
-  for (let i = 0; i < def.config.num_hidden_layers; i++) x = encoderLayer(p.at(`encoder.layers.${i}`), d)(x);
+  // a key mask (NaFlex): one (B, S) input, used by every layer and the pooling, as in buildStages
+  const mask = def.keyMask ? maskInputs(root.g, { name: def.keyMask.name, dims: [batch, def.seq] }) : undefined;
+  for (let i = 0; i < def.config.num_hidden_layers; i++) x = encoderLayer(p.at(`encoder.layers.${i}`), d)(x, mask);
   const head = def.head(p);
   const last = head.norm(x);
-  return { last, pooled: head.pool(last) };
+  return { last, pooled: head.pool(last, mask) };
 }
 
 /** Name a value as a graph output. */

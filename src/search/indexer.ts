@@ -15,7 +15,11 @@
  *    that would remove more than half of the rows under one of its folders (an
  *    unmounted disk, an emptied mount point) is refused before anything is written,
  *    unless `prune` is set;
- * 5. compacts the table.
+ * 5. compacts the table;
+ * 6. builds, refreshes or retrains the ANN index when the table's size asks for it.
+ *
+ * Rows of a table written before the filter columns existed (width = META_UNREAD) are
+ * processed like touched files: hashed, their vector reused, their header read.
  *
  * A file that changes while it is being indexed (its size or mtime differ after it
  * was embedded from what the walk saw) is not written: its hash and vector may be of
@@ -30,7 +34,8 @@ import { resolve } from "node:path";
 import type { SigLIP2 } from "../api.js";
 import { SiglipError } from "../errors.js";
 import { assertSameModel, type EmbeddingSetup } from "./identity.js";
-import { ImageStore, type ImageRow, type StoredImage } from "./store.js";
+import { ImageStore, META_UNREAD, type AnnSettings, type ImageRow, type StoredImage } from "./store.js";
+import { readFileMeta } from "./file-meta.js";
 import { shownPath } from "./paths.js";
 import { isUnder, sha256File, walkImages, type WalkedFile } from "./walk.js";
 
@@ -58,6 +63,8 @@ export interface IndexOptions {
    * unmounted disk or an emptied mount point does not wipe its rows).
    */
   prune?: boolean;
+  /** ANN index settings (threshold etc.; see {@link ImageStore.ensureAnnIndex}). */
+  ann?: AnnSettings;
   /** Checked between batches: true stops the run cleanly (Ctrl-C). */
   shouldStop?: () => boolean;
   /** Test hook: runs after a batch is committed and before the rows it replaces are deleted. */
@@ -99,6 +106,8 @@ export interface IndexSummary {
   total: number;
   /** True when shouldStop ended the run early (re-run to finish). */
   interrupted: boolean;
+  /** What the run did to the ANN index (see {@link ImageStore.ensureAnnIndex}). */
+  ann: "none" | "built" | "retrained" | "refreshed" | "current";
 }
 
 /**
@@ -145,7 +154,7 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   if (model.dim !== store.meta.dim) throw new SiglipError("index", `${store.where} holds ${store.meta.dim}-dim vectors; the model gives ${model.dim}`);
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_INDEX_BATCH);
   const summary: IndexSummary = {
-    found: 0, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, recovered: 0, total: 0, interrupted: false,
+    found: 0, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, recovered: 0, total: 0, interrupted: false, ann: "none",
   };
   const run = await recover(model, store, options, summary); // 1.
   const { pending, gone } = await plan(run, roots); // 2.
@@ -174,6 +183,8 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   }
   // 5. Merge the batches' fragments.
   if (batches > 0 || summary.removed > 0 || summary.recovered > 0) await store.compact();
+  // 6. The ANN index, once the table is big enough.
+  if (!summary.interrupted) summary.ann = await store.ensureAnnIndex(options.ann);
   summary.total = await store.count();
   return summary;
 }
@@ -209,7 +220,7 @@ async function plan(run: IndexRun, roots: string[]): Promise<{ pending: Pending[
   for (const f of files) {
     seen.add(f.path);
     const prev = state.get(f.path);
-    if (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs) summary.unchanged++;
+    if (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs && prev.meta?.width !== META_UNREAD) summary.unchanged++;
     else pending.push(prev ? { file: f, prev } : { file: f });
   }
   const gone = [...state.keys()].filter((p) => !seen.has(p) && absRoots.some((r) => isUnder(p, r)) && !unseen.some((u) => isUnder(p, u)));
@@ -319,7 +330,7 @@ async function batchRows(
       run.onError(new SiglipError("image", `cannot index ${shownPath(h.file.path)}: it changed while being indexed; run the same command again to index its new content`, { subject: h.file.path }));
       continue;
     }
-    rows.push({ path: h.file.path, size: h.file.size, mtimeMs: h.file.mtimeMs, sha256: h.sha256, gen: run.gen, vector: vectors.get(h.sha256)! });
+    rows.push({ path: h.file.path, size: h.file.size, mtimeMs: h.file.mtimeMs, sha256: h.sha256, gen: run.gen, vector: vectors.get(h.sha256)!, meta: await readFileMeta(h.file.path) });
     if (!h.prev) summary.added++;
     else if (h.prev.sha256 === h.sha256) summary.touched++;
     else summary.updated++;

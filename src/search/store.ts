@@ -9,6 +9,7 @@
  *   model    the model id: name#fingerprint-prefix
  *   gen      write generation: every batch written gets a new, larger number
  *   vector   the L2-normalised image embedding (FixedSizeList<Float32>[dim])
+ *   ext, width, height, taken_ms   the filter columns (see "Filter columns" below)
  *
  * The table's schema metadata (key `siglip2`) records which model built it
  * ({@link TableMeta}); it is written in the same commit that creates the table, so a
@@ -20,11 +21,11 @@
  * which {@link ImageStore.removeSuperseded} (run at the start of every index run)
  * and the search (newest row per path) both resolve by keeping the largest `gen`.
  */
-import { connect, type Connection, type Table } from "@lancedb/lancedb";
-import { Field, FixedSizeList, Float32, Float64, Int64, Schema, Utf8 } from "apache-arrow";
+import { connect, Index, type Connection, type Table, type VectorQuery } from "@lancedb/lancedb";
+import { Field, FixedSizeList, Float32, Float64, Int32, Int64, Schema, Utf8 } from "apache-arrow";
 import { join } from "node:path";
 import { SiglipError, errorMessage } from "../errors.js";
-import { checkDbFolder, checkTableName, shownPath } from "./paths.js";
+import { checkDbFolder, checkTableName, oneLine, shownPath } from "./paths.js";
 
 /** Default table name. */
 export const DEFAULT_TABLE = "images";
@@ -61,6 +62,128 @@ export function rowModelId(meta: Pick<TableMeta, "model" | "fingerprint">): stri
   return `${meta.model}#${meta.fingerprint.slice(0, 16)}`;
 }
 
+// ---- Filter columns (h14-ann) ---------------------------------------------------------
+// The columns that `search` filters on inside the query (besides path, size = bytes and
+// mtime_ms). All nullable: a row written before they existed, or a file whose header does
+// not say, holds NULL, and a NULL never passes a filter on that column.
+//   ext       lower-case file extension without the dot ("jpg"; "" when none)
+//   width     pixel width and height after EXIF orientation (Int32)
+//   height
+//   taken_ms  EXIF DateTimeOriginal as ms since the epoch (OffsetTimeOriginal applied;
+//             without it, the wall-clock time is read as UTC)
+// A table written before these columns existed gets them on its next `siglip2 index`
+// (an additive migration, {@link ImageStore.open} with `create`): ext is computed from the
+// path in SQL, width and height start at META_UNREAD, taken_ms NULL, and the next index run
+// fills them (it re-reads those files and reuses their stored vectors, as for a touched file).
+
+/** What the filter columns hold for one file (see src/search/file-meta.ts). */
+export interface FileMeta {
+  ext: string;
+  width?: number;
+  height?: number;
+  takenMs?: number;
+}
+
+/** The filter columns, in schema order. */
+export const FILTER_COLUMNS = ["ext", "width", "height", "taken_ms"] as const;
+
+function filterFields(): Field[] {
+  return [
+    new Field("ext", new Utf8(), true),
+    new Field("width", new Int32(), true),
+    new Field("height", new Int32(), true),
+    new Field("taken_ms", new Float64(), true),
+  ];
+}
+
+/**
+ * What a migrated row holds in width and height until the indexer has read the file's header
+ * (NULL means "read, and the header does not say"). No size filter passes it.
+ */
+export const META_UNREAD = -1;
+
+/** SQL that fills each filter column of a table written before they existed. */
+const FILTER_MIGRATION: Record<(typeof FILTER_COLUMNS)[number], string> = {
+  ext: "lower(regexp_replace(path, '^.*\\.([^./]*)$|^.*$', '\\1'))",
+  width: `CAST(${META_UNREAD} AS INT)`,
+  height: `CAST(${META_UNREAD} AS INT)`,
+  taken_ms: "CAST(NULL AS DOUBLE)",
+};
+
+function fileMetaFromRecord(r: Record<string, unknown>): FileMeta | undefined {
+  if (!("ext" in r)) return undefined;
+  const m: FileMeta = { ext: (r["ext"] as string | null) ?? "" };
+  if (r["width"] != null) m.width = num(r["width"]);
+  if (r["height"] != null) m.height = num(r["height"]);
+  if (r["taken_ms"] != null) m.takenMs = num(r["taken_ms"]);
+  return m;
+}
+
+function fileMetaRecord(m: FileMeta | undefined, path: string): Record<string, unknown> {
+  return { ext: m?.ext ?? extOf(path), width: m?.width ?? null, height: m?.height ?? null, taken_ms: m?.takenMs ?? null };
+}
+
+/** The lower-case extension of a path, without the dot ("" when none): what the `ext` column holds. */
+export function extOf(path: string): string {
+  const m = /\.([^./]*)$/.exec(path);
+  return m ? m[1]!.toLowerCase() : "";
+}
+// ---- end of filter columns -------------------------------------------------------------
+
+// ---- ANN index --------------------------------------------------------------------------
+/** Rows from which `siglip2 index` builds the ANN index (below it every search is an exact scan). */
+export const DEFAULT_ANN_THRESHOLD = 50_000;
+/** Fewest rows an IVF-PQ index can be trained on (PQ's 256 centroids per sub-vector); below, a lower threshold is raised to it. */
+export const ANN_MIN_ROWS = 256;
+/** Retrain the index (new partitions) once the table has grown to this many times the rows it was trained on. */
+const ANN_RETRAIN_GROWTH = 2;
+/** Index new rows into the existing partitions once they are more than this fraction of the table. */
+const ANN_REFRESH_FRACTION = 0.05;
+/** IVF partitions: about one per this many rows (sqrt-like at 1M: 1000 partitions). */
+const ANN_ROWS_PER_PARTITION = 1000;
+/** IVF partitions searched per query, and the exact re-rank factor (see bench/ann.ts). */
+export const ANN_NPROBES = 20;
+export const ANN_REFINE_FACTOR = 10;
+const ANN_INDEX_PREFIX = "vector_ivfpq_";
+/** How long a search trusts what it last saw about the index (another process may build one). */
+const ANN_STATE_TTL_MS = 30_000;
+
+/** ANN index settings (tests and bench/ann.ts override them). */
+export interface AnnSettings {
+  /** Rows from which the index is built (default {@link DEFAULT_ANN_THRESHOLD}). */
+  threshold?: number;
+  /** IVF partitions (default: rows / 1000, at least 1). */
+  numPartitions?: number;
+  /** PQ sub-vectors (default dim / 16). */
+  numSubVectors?: number;
+  /** k-means iterations (default 10). */
+  maxIterations?: number;
+}
+
+/** The state of a table's ANN index. */
+export interface AnnState {
+  /** Index name (`vector_ivfpq_<rows it was trained on>`), or undefined when there is none. */
+  name?: string;
+  trainedRows: number;
+  indexedRows: number;
+  unindexedRows: number;
+}
+
+/** Per-query ANN options. */
+export interface NearestOptions {
+  /** A LanceDB SQL filter applied inside the query (prefilter). */
+  where?: string;
+  /** Force an exact scan even when the table has an ANN index. */
+  exact?: boolean;
+  /** IVF partitions to probe (default {@link ANN_NPROBES}). */
+  nprobes?: number;
+  /** Candidates re-ranked exactly per result (default {@link ANN_REFINE_FACTOR}). */
+  refineFactor?: number;
+  /** Only rows with a cosine distance below this (dedupe); the list may then be shorter than `limit`. */
+  maxDistance?: number;
+}
+// ---- end of ANN index -------------------------------------------------------------------
+
 /** One stored image. */
 export interface ImageRow {
   path: string;
@@ -68,6 +191,8 @@ export interface ImageRow {
   mtimeMs: number;
   sha256: string;
   gen: number;
+  /** The filter columns; undefined when read from a table that predates them or not selected. */
+  meta?: FileMeta;
   /**
    * LanceDB's row address when the row was read ({@link ImageStore.rows}); it changes
    * when the table is compacted, so it is only used right after reading.
@@ -90,6 +215,15 @@ export function sqlString(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
 
+/** DataFusion's reason for refusing a filter, without the engine's prefixes. */
+function sqlReason(e: unknown): string {
+  const m = errorMessage(e)
+    .replace(/^.*?(?:Invalid input,\s*)/s, "")
+    .replace(/Error parsing statement: SELECT .*? WHERE .*? \(sql parser error: (.*)\)$/s, "$1")
+    .replace(/^(?:Schema error|Error during planning|sql parser error):\s*/i, "");
+  return oneLine(m.length > 160 ? `${m.slice(0, 159)}…` : m);
+}
+
 /** Paths per `IN (...)` filter. */
 const FILTER_CHUNK = 256;
 
@@ -99,7 +233,8 @@ function chunks<T>(xs: T[], n: number): T[][] {
   return out;
 }
 
-function tableSchema(meta: TableMeta): Schema {
+/** The Arrow schema of a new table (exported for bench/ann.ts, which writes Arrow batches directly). */
+export function tableSchema(meta: TableMeta): Schema {
   return new Schema(
     [
       new Field("path", new Utf8(), false),
@@ -109,6 +244,7 @@ function tableSchema(meta: TableMeta): Schema {
       new Field("model", new Utf8(), false),
       new Field("gen", new Int64(), false),
       new Field("vector", new FixedSizeList(meta.dim, new Field("item", new Float32(), true)), false),
+      ...filterFields(),
     ],
     new Map([[META_KEY, JSON.stringify(meta)]]),
   );
@@ -142,13 +278,16 @@ const ROW_COLUMNS = ["path", "size", "mtime_ms", "sha256", "gen"];
 
 /** A LanceDB record → the {@link ImageRow} fields (the one place that knows the column names). */
 function rowFromRecord(r: Record<string, unknown>): ImageRow {
-  return {
+  const row: ImageRow = {
     path: r["path"] as string,
     size: num(r["size"]),
     mtimeMs: num(r["mtime_ms"]),
     sha256: r["sha256"] as string,
     gen: num(r["gen"]),
   };
+  const meta = fileMetaFromRecord(r);
+  if (meta) row.meta = meta;
+  return row;
 }
 
 /**
@@ -219,7 +358,27 @@ export class ImageStore {
     readonly meta: TableMeta,
     /** True when this open created the table. */
     readonly created: boolean,
+    /** True when the table has the filter columns (see "Filter columns"). */
+    readonly hasFilterColumns: boolean,
   ) {}
+
+  /** Whether the table has an ANN index, as last seen, and when (ms); re-checked after {@link ANN_STATE_TTL_MS}. */
+  private annSeen?: { at: number; indexed: boolean };
+
+  /** Whether the vector column has an ANN index (cached: a query must not pay two extra LanceDB calls). */
+  private async hasAnnIndex(): Promise<boolean> {
+    const now = Date.now();
+    if (!this.annSeen || now - this.annSeen.at > ANN_STATE_TTL_MS) {
+      const idx = await this.guard(() => this.table.listIndices());
+      this.annSeen = { at: now, indexed: idx.some((i) => i.columns.includes("vector")) };
+    }
+    return this.annSeen.indexed;
+  }
+
+  /** The columns read with every row: the bookkeeping ones, and the filter columns when present. */
+  private get rowColumns(): string[] {
+    return this.hasFilterColumns ? [...ROW_COLUMNS, ...FILTER_COLUMNS] : ROW_COLUMNS;
+  }
 
   /** A readable name for messages: `table "images" in DB /path`. */
   static describe(dbPath: string, tableName: string): string {
@@ -272,12 +431,16 @@ export class ImageStore {
         }
         const meta: TableMeta = { format: META_FORMAT, ...options.create, createdAt: new Date().toISOString() };
         const table = await db.createEmptyTable(tableName, tableSchema(meta), { existOk: false });
-        return new ImageStore(db, table, dbPath, tableName, meta, true);
+        return new ImageStore(db, table, dbPath, tableName, meta, true, true);
       }
       const table = await db.openTable(tableName);
       const schema = await table.schema();
       const meta = parseMeta(schema.metadata.get(META_KEY), where);
-      return new ImageStore(db, table, dbPath, tableName, meta, false);
+      const have = new Set(schema.fields.map((f) => f.name));
+      const missing = FILTER_COLUMNS.filter((c) => !have.has(c));
+      // Additive migration (writers only): the filter columns of an older table.
+      if (missing.length > 0 && options.create) await table.addColumns(missing.map((name) => ({ name, valueSql: FILTER_MIGRATION[name] })));
+      return new ImageStore(db, table, dbPath, tableName, meta, false, missing.length === 0 || Boolean(options.create));
     } catch (e) {
       db.close();
       throw storeFailure(e, dbPath, tableName, options.create?.model);
@@ -306,8 +469,22 @@ export class ImageStore {
 
   /** Every row's bookkeeping columns (no vectors), with their row addresses. */
   async rows(): Promise<ImageRow[]> {
-    const rs = await this.guard(() => this.table.query().select(ROW_COLUMNS).withRowId().toArray());
+    const rs = await this.guard(() => this.table.query().select(this.rowColumns).withRowId().toArray());
     return rs.map((r: Record<string, unknown>) => ({ ...rowFromRecord(r), rowId: BigInt(r["_rowid"] as bigint | number) }));
+  }
+
+  /**
+   * The newest row (largest `gen`) of this exact path, or undefined when the table has none.
+   * Paths are compared as stored (absolute, byte for byte); nothing is resolved on disk.
+   */
+  async rowByPath(path: string): Promise<ImageRow | undefined> {
+    const rs = await this.guard(() => this.table.query().where(`path = ${sqlString(path)}`).select(ROW_COLUMNS).toArray());
+    let best: ImageRow | undefined;
+    for (const r of rs) {
+      const row = rowFromRecord(r as Record<string, unknown>);
+      if (row.path === path && (!best || row.gen > best.gen)) best = row;
+    }
+    return best;
   }
 
   /** Number of rows. */
@@ -350,7 +527,7 @@ export class ImageStore {
     return { kept, removed };
   }
 
-  /** Write rows in one commit (atomic: all of them or none). */
+  /** Write rows in one commit (atomic: all of them or none). The filter columns come from each row's `meta` (ext from the path when absent). */
   async add(rows: StoredImage[]): Promise<void> {
     if (rows.length === 0) return;
     for (const r of rows) {
@@ -368,6 +545,7 @@ export class ImageStore {
         model,
         gen: BigInt(r.gen),
         vector: Array.from(r.vector),
+        ...fileMetaRecord(r.meta, r.path),
       })),
     ));
   }
@@ -393,8 +571,77 @@ export class ImageStore {
 
   /** Every row with its vector (tests, export). */
   async all(): Promise<StoredImage[]> {
-    const rs = await this.guard(() => this.table.query().select([...ROW_COLUMNS, "vector"]).toArray());
+    const rs = await this.guard(() => this.table.query().select([...this.rowColumns, "vector"]).toArray());
     return rs.map((r: Record<string, unknown>) => this.storedFromRecord(r));
+  }
+
+  /**
+   * Check a LanceDB SQL filter against this table: a usage error of one line when it does
+   * not parse or names a column the table lacks.
+   */
+  async checkWhere(where: string): Promise<void> {
+    try {
+      await this.table.query().where(where).select(["path"]).limit(1).toArray();
+    } catch (e) {
+      if (!this.hasFilterColumns && FILTER_COLUMNS.some((c) => new RegExp(`\\b${c}\\b`).test(where))) {
+        throw new SiglipError("usage", `${this.where} predates the filter columns (${FILTER_COLUMNS.join(", ")}); run \`siglip2 index\` on its folders once to add them`);
+      }
+      throw new SiglipError("usage", `invalid filter (--where): ${sqlReason(e)}`);
+    }
+  }
+
+  /** The ANN index of the vector column, if any, with its row counts. */
+  async annState(): Promise<AnnState> {
+    const idx = (await this.guard(() => this.table.listIndices())).find((i) => i.columns.includes("vector"));
+    if (!idx) return { trainedRows: 0, indexedRows: 0, unindexedRows: 0 };
+    const st = await this.guard(() => this.table.indexStats(idx.name));
+    const trained = idx.name.startsWith(ANN_INDEX_PREFIX) ? Number(idx.name.slice(ANN_INDEX_PREFIX.length)) : NaN;
+    return { name: idx.name, trainedRows: Number.isFinite(trained) ? trained : st?.numIndexedRows ?? 0, indexedRows: st?.numIndexedRows ?? 0, unindexedRows: st?.numUnindexedRows ?? 0 };
+  }
+
+  /**
+   * Build, refresh or retrain the ANN index (IVF-PQ, cosine) as the table's size asks:
+   * - fewer rows than `threshold` (at least {@link ANN_MIN_ROWS}): nothing (searches scan exactly);
+   * - no index yet, or the table grew to {@link ANN_RETRAIN_GROWTH}× the rows the index was
+   *   trained on: train a new one (new partitions), which replaces the old in one commit;
+   * - rows not in the index above {@link ANN_REFRESH_FRACTION} of the table: add them to
+   *   the existing partitions (LanceDB `optimize`). Rows not yet indexed are still found:
+   *   LanceDB scans them exactly next to the index.
+   * Returns what it did.
+   */
+  async ensureAnnIndex(settings: AnnSettings = {}): Promise<"none" | "built" | "retrained" | "refreshed" | "current"> {
+    const rows = await this.count();
+    if (rows < Math.max(ANN_MIN_ROWS, settings.threshold ?? DEFAULT_ANN_THRESHOLD)) return "none";
+    const st = await this.annState();
+    if (st.name === undefined || rows >= ANN_RETRAIN_GROWTH * st.trainedRows) {
+      const numPartitions = settings.numPartitions ?? Math.max(1, Math.round(rows / ANN_ROWS_PER_PARTITION));
+      const dim = this.meta.dim;
+      const numSubVectors = settings.numSubVectors ?? (dim % 16 === 0 ? dim / 16 : dim % 8 === 0 ? dim / 8 : 1);
+      // k-means on 128 sampled rows per partition, 10 iterations: LanceDB's defaults (256, 50)
+      // take several times longer to train on 2 cores for no recall measured in bench/ann.ts.
+      const config = Index.ivfPq({ distanceType: "cosine", numPartitions, numSubVectors, maxIterations: settings.maxIterations ?? 10, sampleRate: 128 });
+      await this.guard(() => this.table.createIndex("vector", { config, replace: true, name: `${ANN_INDEX_PREFIX}${rows}` }));
+      if (st.name !== undefined && st.name !== `${ANN_INDEX_PREFIX}${rows}`) await this.guard(() => this.table.dropIndex(st.name!));
+      this.annSeen = { at: Date.now(), indexed: true };
+      return st.name === undefined ? "built" : "retrained";
+    }
+    if (st.unindexedRows > ANN_REFRESH_FRACTION * rows) {
+      await this.guard(() => this.table.optimize({ cleanupOlderThan: new Date(Date.now() - 10 * 60_000) }));
+      return "refreshed";
+    }
+    return "current";
+  }
+
+  /** Rows `offset` … `offset + limit − 1` with their vectors, in the table's scan order (dedupe reads big tables page by page). */
+  async page(offset: number, limit: number): Promise<StoredImage[]> {
+    const rs = await this.guard(() => this.table.query().select([...this.rowColumns, "vector"]).offset(offset).limit(limit).toArray());
+    return rs.map((r: Record<string, unknown>) => this.storedFromRecord(r));
+  }
+
+  /** Whether the vector column has an ANN index now (not cached). */
+  async annIndexed(): Promise<boolean> {
+    this.annSeen = undefined;
+    return this.hasAnnIndex();
   }
 
   /** A record read with the vector column → a {@link StoredImage} (its vector checked). */
@@ -415,21 +662,36 @@ export class ImageStore {
   }
 
   /**
-   * The `limit` rows nearest to `vector` by cosine distance (exact search unless an
-   * ANN index was added). A row LanceDB cannot score (a non-finite stored vector) is a
-   * damaged table, not a silently shorter list.
+   * The `limit` rows nearest to `vector` by cosine distance, among the rows that pass
+   * `where` (applied inside the query, before the ranking). With an ANN index (and not
+   * `exact`) the IVF-PQ candidates are re-ranked by LanceDB on the stored vectors
+   * (`refineFactor`); when that finds fewer than `limit` rows although more pass the
+   * filter (a narrow filter, few rows in the probed partitions), the query is repeated
+   * as an exact scan, so a filter never shortens the list. A row LanceDB cannot score
+   * (a non-finite stored vector) is a damaged table, not a silently shorter list.
    */
-  async nearest(vector: Float32Array, limit: number): Promise<NearestRow[]> {
+  async nearest(vector: Float32Array, limit: number, options: NearestOptions = {}): Promise<NearestRow[]> {
     if (vector.length !== this.meta.dim) throw new SiglipError("input", `query vector has ${vector.length} dims; ${this.where} holds ${this.meta.dim}`);
-    const rs = await this.guard(() => this.table
-      .vectorSearch(Array.from(vector))
-      .distanceType("cosine")
-      .limit(limit)
-      .select([...ROW_COLUMNS, "vector", "_distance"])
-      .toArray());
-    const out = rs.map((r: Record<string, unknown>) => ({ ...this.storedFromRecord(r), distance: num(r["_distance"]) }));
-    if (out.length < limit) {
-      const total = await this.count();
+    const { where } = options;
+    const run = async (exact: boolean): Promise<NearestRow[]> => {
+      let q: VectorQuery = this.table.vectorSearch(Array.from(vector)).distanceType("cosine").limit(limit);
+      q = exact ? q.bypassVectorIndex() : q.nprobes(options.nprobes ?? ANN_NPROBES).refineFactor(options.refineFactor ?? ANN_REFINE_FACTOR);
+      if (where !== undefined) q = q.where(where);
+      if (options.maxDistance !== undefined) q = q.distanceRange(undefined, options.maxDistance);
+      let rs: Record<string, unknown>[];
+      try {
+        rs = await q.select([...this.rowColumns, "vector", "_distance"]).toArray();
+      } catch (e) {
+        if (where !== undefined) await this.checkWhere(where); // a bad filter is the user's one line, not a damaged table
+        throw storeFailure(e, this.dbPath, this.tableName, this.meta.model);
+      }
+      return rs.map((r: Record<string, unknown>) => ({ ...this.storedFromRecord(r), distance: num(r["_distance"]) }));
+    };
+    const ann = !options.exact && (await this.hasAnnIndex());
+    let out = await run(!ann);
+    if (out.length < limit && options.maxDistance === undefined) {
+      const total = await this.guard(() => this.table.countRows(where));
+      if (ann && out.length < Math.min(limit, total)) out = await run(true);
       if (out.length < Math.min(limit, total)) {
         throw storeFailure(new Error(`${total - out.length} of ${total} stored vectors cannot be scored`), this.dbPath, this.tableName, this.meta.model);
       }

@@ -10,7 +10,8 @@
  *
  * Endpoints (see README "Server" and GET /openapi.json): POST /v1/embeddings
  * (OpenAI-compatible), POST /v1/classify, POST /v1/search (with a store),
- * GET /v1/models, GET /v1/models/{id}, GET /health, GET /stats, GET /openapi.json.
+ * GET /v1/models, GET /v1/models/{id}, GET /health, GET /stats, GET /openapi.json; with a store
+ * also the web UI at GET / (routes/ui.ts: the page, GET /v1/thumbnails, GET /v1/index).
  *
  * Texts are tokenized on the event loop in short slices (the tokenizer reads only the start of a
  * long text), then texts and images from concurrent requests are merged into model calls by two
@@ -31,6 +32,7 @@ import { embeddingsRoute } from "./routes/embeddings.js";
 import { healthRoutes } from "./routes/health.js";
 import { modelRoutes } from "./routes/models.js";
 import { searchRoute } from "./routes/search.js";
+import { uiRoutes } from "./routes/ui.js";
 
 export type { ServerOptions, ServerStats } from "./context.js";
 export { parseCorsOrigins } from "./cors.js";
@@ -62,6 +64,9 @@ export function createServer(model: SigLIP2, options: ServerOptions = {}): Fasti
   corsPreflightRoute(app, cfg.corsOrigins);
   embeddingsRoute(app, ctx);
   classifyRoute(app, ctx);
-  if (options.store) searchRoute(app, ctx, options.store);
+  if (options.store) {
+    searchRoute(app, ctx, options.store);
+    uiRoutes(app, ctx, options.store);
+  }
   return app;
 }

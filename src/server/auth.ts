@@ -7,8 +7,11 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { SiglipError } from "../errors.js";
 import { HttpError } from "./inputs.js";
 
-/** Routes that need no key: load balancers and API browsers reach them without one. */
-export const OPEN_ROUTES = new Set(["/health", "/openapi.json"]);
+/**
+ * Routes that need no key: load balancers and API browsers reach them without one, and
+ * browsers load the web UI's page and script (they hold no data; the page asks for the key).
+ */
+export const OPEN_ROUTES = new Set(["/health", "/openapi.json", "/", "/ui/:file"]);
 
 function digest(s: string): Buffer {
   return createHash("sha256").update(s).digest();

@@ -38,11 +38,11 @@ export interface ServerOptions {
   requestTimeoutMs?: number;
   /** The whole request body must arrive within this many ms (slow clients); over it is 408 (default 30 000). */
   bodyTimeoutMs?: number;
-  /** Require `Authorization: Bearer <apiKey>` on every endpoint except /health and /openapi.json. */
+  /** Require `Authorization: Bearer <apiKey>` on every endpoint except /health, /openapi.json and the web UI's page and script. */
   apiKey?: string;
   /** Answer browsers from these origins (CORS): `"*"` for any, or a list of origins like `https://app.example`. */
   cors?: string | string[];
-  /** An open index: enables POST /v1/search. Its model must be the served model (checked by the caller). */
+  /** An open index: enables POST /v1/search and the web UI (GET /, /v1/thumbnails, /v1/index). Its model must be the served model (checked by the caller). */
   store?: ImageStore;
   /** Label embeddings kept (per template and label; default 4096). */
   labelCacheSize?: number;

@@ -163,7 +163,23 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
         "Search the image index: a text query (with sigmoid probability) or an image query (cosine only)",
         {
           type: "object",
-          properties: { query: { type: ["string", "null"] }, image: imageRef, k: { type: ["integer", "null"], minimum: 1, maximum: 10000, default: 10 }, truncate },
+          properties: {
+            query: { type: ["string", "null"] }, image: imageRef, k: { type: ["integer", "null"], minimum: 1, maximum: 10000, default: 10 }, truncate,
+            plus: { type: "array", items: { type: "string" }, maxItems: 16, description: 'texts added to the query, optionally weighted: "sunset:0.5"' },
+            minus: { type: "array", items: { type: "string" }, maxItems: 16, description: 'texts subtracted: "people" or "people:0.5"; the query becomes normalise(Σ wᵢ·eᵢ), cosines only' },
+            exact: { type: "boolean", description: "scan every row even when the index has an ANN index" },
+            filter: {
+              type: "object",
+              description: "applied inside the query; dates ISO 8601 (no zone = UTC), after inclusive, before exclusive",
+              properties: {
+                path_prefix: { type: "string" }, glob: { type: "string" }, after: { type: "string" }, before: { type: "string" },
+                taken_after: { type: "string" }, taken_before: { type: "string" }, type: { type: ["string", "array"], items: { type: "string" } },
+                min_width: { type: "integer", minimum: 1 }, min_height: { type: "integer", minimum: 1 },
+                where: { type: "string", description: "LanceDB SQL over path, size, mtime_ms, ext, width, height, taken_ms" },
+              },
+              additionalProperties: false,
+            },
+          },
         },
         {
           type: "object",
@@ -175,6 +191,32 @@ export function openApiDocument(o: { modelName: string; search: boolean; auth: b
         },
       ),
     };
+    const secured = o.auth ? { security: [{ bearer: [] }] } : {};
+    paths["/v1/thumbnails"] = {
+      get: {
+        summary: "A WebP thumbnail of an indexed image (only files in the index, only while their bytes are the indexed ones)",
+        ...secured,
+        parameters: [
+          { name: "path", in: "query", required: true, schema: { type: "string" }, description: "the path as /v1/search returns it" },
+          { name: "size", in: "query", schema: { enum: ["256", "1024"], default: "256" }, description: "longest edge in pixels (never enlarged)" },
+        ],
+        responses: {
+          "200": { description: "image/webp; ETag, Cache-Control: private, max-age=300", content: { "image/webp": {} } },
+          "304": { description: "If-None-Match matched" },
+          ...errors(400, 401, 503),
+          "422": { description: "an indexed file too large (over 256 MiB) or impossible to resize", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
+          "404": { description: "not in the index, or the file changed since it was indexed", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
+        },
+      },
+    };
+    paths["/v1/index"] = {
+      get: {
+        summary: "What the index holds: table, image count, dimensions",
+        ...secured,
+        responses: { "200": { description: "OK", content: { "application/json": { schema: { type: "object", properties: { object: { const: "index" }, model: { type: "string" }, table: { type: "string" }, images: { type: "integer" }, dimensions: { type: "integer" } } } } } } },
+      },
+    };
+    paths["/"] = { get: { summary: "The web UI (no token needed for the page; it asks for the key)", responses: { "200": { description: "text/html" } } } };
   }
   return {
     openapi: "3.1.0",

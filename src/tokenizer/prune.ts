@@ -87,3 +87,18 @@ export function pruneTokenizer(full: unknown, usedIds: Iterable<number>): Pruned
   const json = { ...tj, model: { ...tj.model, vocab: newVocab, merges: newMerges } };
   return { json, vocabSize: order.length, merges: newMerges.length, idMap };
 }
+
+/**
+ * The post-processor of SigLIP 2's released tokenizer.json: append `<eos>` (id 1), no `<bos>`.
+ * Gemma's own tokenizer.json prepends `<bos>` instead, so a sub-vocabulary cut from it needs this
+ * one for transformers' tokenizers to give the ids SigLIP 2 (and our tokenizer) use.
+ */
+export function siglip2PostProcessor(): Record<string, unknown> {
+  const eos = { SpecialToken: { id: "<eos>", type_id: 0 } };
+  return {
+    type: "TemplateProcessing",
+    single: [{ Sequence: { id: "A", type_id: 0 } }, eos],
+    pair: [{ Sequence: { id: "A", type_id: 0 } }, eos, { Sequence: { id: "B", type_id: 1 } }, { SpecialToken: { id: "<eos>", type_id: 1 } }],
+    special_tokens: { "<eos>": { id: "<eos>", ids: [1], tokens: ["<eos>"] } },
+  };
+}

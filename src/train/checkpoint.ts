@@ -23,6 +23,7 @@
  * the centres go to `distill.safetensors` (metadata {format: "siglip2-distill", step}); the
  * moments of the heads are in optimizer.safetensors. None of it is in model.safetensors.
  */
+import type { CurationStats } from "./curate.js";
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { SiglipError } from "../errors.js";
@@ -200,7 +201,7 @@ export interface TrainerState {
   /** Run settings (seed, batch, optimiser, …), checked on resume. */
   run: Record<string, unknown>;
   /** Loss per completed step, for the learning curve. */
-  history: Array<{ step: number; loss: number; lr: number; gradNorm: number; sigmoidLoss?: number; loccaLoss?: number; sdLoss?: number; mpLoss?: number }>;
+  history: Array<{ step: number; loss: number; lr: number; gradNorm: number; sigmoidLoss?: number; loccaLoss?: number; sdLoss?: number; mpLoss?: number; curation?: CurationStats; langs?: Record<string, number> }>;
 }
 
 /**

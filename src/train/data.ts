@@ -13,12 +13,14 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { SiglipError } from "../errors.js";
 import { decodeImage, preprocessFixed, type ImageProcessorConfig } from "../preprocess/index.js";
 import type { PixelBox } from "../tasks/boxes.js";
+import type { ImageInput } from "../tasks/image-pipeline.js";
 import type { GemmaTokenizer } from "../tokenizer/gemma.js";
 import { readCoco } from "./coco.js";
 import { Rng, mixSeed } from "./rng.js";
 import type { RegionRow } from "./scenes/locca.js";
 import type { Batch } from "./session.js";
 import type { DecoderSpecials } from "./locca-batch.js";
+import type { PatchBudgets } from "./naflex-data.js";
 
 /** One box–text pair of an image (pixels of the original image). */
 export interface Region {
@@ -82,9 +84,15 @@ export interface PairDataset {
   readonly size: number;
   /** The caption of pair i (for logging and evaluation). */
   caption(i: number): string;
-  batch(indices: readonly number[]): Promise<Batch>;
+  /** NaFlex datasets (./naflex-data.ts) take each example's patch budget and the run's budgets (for the padded length). */
+  batch(indices: readonly number[], naflex?: { budgets: readonly number[]; lengths: PatchBudgets }): Promise<Batch>;
   /** Present when the rows can feed the LocCa objective. */
   readonly locca?: LoccaData;
+  // --- curation and language mix (./curate.ts, ./lang-mix.ts) ---
+  /** The original image of pair i, for a curation teacher that preprocesses it its own way. */
+  image?(i: number): ImageInput;
+  /** The language of every pair (manifest `lang`); absent when some row has none. */
+  readonly langs?: readonly string[];
 }
 
 /** Indices of global batch `step` (0-based): epochs are seeded permutations; incomplete last batches are dropped. */
@@ -106,16 +114,23 @@ export function tokenizeCaptions(tok: GemmaTokenizer, captions: readonly string[
 export class InMemoryPairs implements PairDataset {
   private readonly ids: BigInt64Array;
   readonly locca?: LoccaData;
+  readonly langs?: readonly string[];
+  private readonly originals?: readonly ImageInput[];
 
   /**
    * With `o.locca`, the rows also feed the LocCa objective: `regions[i]` (boxes in the pixels of
    * an image of `size`, default the (R, R) of the pixels) and the decoder vocabulary size.
+   * `o.images`: the original images (for a curation teacher); `o.langs`: each pair's language.
    */
   constructor(
     private readonly pixels: Float32Array[], private readonly captions: string[], tok: GemmaTokenizer, private readonly seqLen: number,
-    o?: { locca?: { vocab: number; regions?: ReadonlyArray<readonly Region[]>; size?: number } },
+    o?: { locca?: { vocab: number; regions?: ReadonlyArray<readonly Region[]>; size?: number }; images?: readonly ImageInput[]; langs?: readonly string[] },
   ) {
     if (pixels.length !== captions.length) throw new Error("internal: pixels and captions differ in length");
+    if (o?.images && o.images.length !== pixels.length) throw new Error("internal: images and pixels differ in length");
+    if (o?.langs && o.langs.length !== pixels.length) throw new Error("internal: langs and pixels differ in length");
+    if (o?.images) this.originals = o.images;
+    if (o?.langs) this.langs = o.langs;
     this.ids = tokenizeCaptions(tok, captions, seqLen);
     const lo = o?.locca;
     if (lo) {
@@ -133,6 +148,11 @@ export class InMemoryPairs implements PairDataset {
 
   caption(i: number): string {
     return this.captions[i]!;
+  }
+
+  get image(): ((i: number) => ImageInput) | undefined {
+    const o = this.originals;
+    return o ? (i) => o[i]! : undefined;
   }
 
   async batch(indices: readonly number[]): Promise<Batch> {
@@ -155,6 +175,8 @@ export interface PairRecord {
   source?: string;
   /** Boxes with texts (LocCa), in the image's original pixels. */
   regions?: Region[];
+  /** Language code of the caption (manifest `lang`, for --lang-mix). */
+  lang?: string;
 }
 
 const IMAGE_KEYS = ["image", "file_name", "file", "path", "filename"];
@@ -253,6 +275,11 @@ export function readManifest(data: string, o: { images?: string } = {}): PairRec
       if (why) throw bad(n, why);
       rec.regions = (row["regions"] as Array<{ box: number[]; text: string }>).map((r) => ({ box: [r.box[0]!, r.box[1]!, r.box[2]!, r.box[3]!], text: r.text }));
     }
+    if ("lang" in row && row["lang"] !== "") {
+      const l = row["lang"];
+      if (typeof l !== "string" || l.trim() === "") throw bad(n, `"lang" is ${describe(l)}, not a language code string`);
+      rec.lang = l.trim();
+    }
     return rec;
   });
 }
@@ -286,10 +313,12 @@ export class FilePairs implements PairDataset {
   /** Original width and height of each decoded image. */
   private readonly sizes = new Map<number, [number, number]>();
   readonly locca?: LoccaData;
+  readonly langs?: readonly string[];
 
   /** With `decoderVocab`, the rows also feed the LocCa objective (regions from the records). */
   constructor(private readonly records: PairRecord[], private readonly processor: ImageProcessorConfig, tok: GemmaTokenizer, private readonly seqLen: number, lowercase = true, decoderVocab?: number) {
     this.ids = tokenizeCaptions(tok, records.map((r) => r.caption), seqLen, lowercase);
+    if (records.every((r) => r.lang !== undefined)) this.langs = records.map((r) => r.lang!);
     if (decoderVocab !== undefined) {
       this.locca = {
         ...decoderTokenizer(tok, decoderVocab),
@@ -309,6 +338,11 @@ export class FilePairs implements PairDataset {
 
   caption(i: number): string {
     return this.records[i]!.caption;
+  }
+
+  /** The image file of pair i. */
+  image(i: number): ImageInput {
+    return this.records[i]!.image;
   }
 
   private async pixels(i: number): Promise<Float32Array> {

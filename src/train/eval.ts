@@ -6,7 +6,7 @@
 import type { GemmaTokenizer } from "../tokenizer/gemma.js";
 import type { SiglipConfig } from "../weights/config.js";
 import { tokenizeCaptions } from "./data.js";
-import { EmbedSession, type Params } from "./session.js";
+import { EmbedSession, type Batch, type Params } from "./session.js";
 
 export class ZeroShotEvaluator {
   private constructor(private readonly vision: EmbedSession, private readonly text: EmbedSession, private readonly tok: GemmaTokenizer, private readonly config: SiglipConfig) {}
@@ -16,8 +16,8 @@ export class ZeroShotEvaluator {
     return new ZeroShotEvaluator(await EmbedSession.create(config, "vision", o), await EmbedSession.create(config, "text", o), tok, config);
   }
 
-  /** Fraction of images whose best-scoring prompt is their label. `pixels`: (n, 3, R, R) flat. */
-  async accuracy(params: Params, pixels: Float32Array, labels: readonly number[], prompts: readonly string[]): Promise<number> {
+  /** Fraction of images whose best-scoring prompt is their label. `pixels`: (n, 3, R, R) flat, or a padded NaFlex batch. */
+  async accuracy(params: Params, pixels: Float32Array | Pick<Batch, "pixelValues" | "naflex">, labels: readonly number[], prompts: readonly string[]): Promise<number> {
     const n = labels.length;
     const D = this.config.vision_config.hidden_size;
     const img = await this.vision.embed(params, pixels, n);

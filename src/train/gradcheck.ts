@@ -5,13 +5,16 @@
  * element gets a distinct weight), appends the backward pass, and compares each analytic
  * gradient element with the central difference `(L(x+ε) − L(x−ε)) / 2ε`, all computed by
  * onnxruntime. float64 where onnxruntime's CPU kernels support it (ε = 1e-6); float32 for
- * Erf, Softplus and Conv, which have float32 kernels only (ε = 1e-2).
+ * Erf, Softplus and Conv, which have float32 kernels only, and for the NaFlex position resize,
+ * whose interpolation weights are float32 as in PyTorch (ε = 1e-2).
  */
 import { backward } from "../graph/autodiff.js";
 import { inferShapes } from "../graph/shapes.js";
 import { Graph } from "../graph/graph.js";
 import { ort } from "../graph/runtime.js";
 import { sessionOptions } from "../graph/session-options.js";
+import { positionsInGraph } from "../models/position-resize.js";
+import type { VisionConfig } from "../weights/config.js";
 import { Rng } from "./rng.js";
 
 export type FloatType = "float32" | "float64";
@@ -178,6 +181,13 @@ export function opCases(): OpCase[] {
     { label: "Slice rows 1:3", dtype: D, inputs: [{ name: "x", shape: [4, 6] }], build: (g, [x]) => g.op("Slice", [x!, i64(g, [1]), i64(g, [3]), i64(g, [0])]) },
     { label: "Concat axis 1", dtype: D, inputs: [{ name: "a", shape: [2, 3] }, { name: "b", shape: [2, 2] }], build: (g, [a, b]) => g.op("Concat", [a!, b!], { axis: { int: 1 } }) },
     { label: "Unsqueeze/Squeeze", dtype: D, inputs: [{ name: "x", shape: [2, 3] }], build: (g, [x]) => g.op("Squeeze", [g.op("Unsqueeze", [x!, i64(g, [1])]), i64(g, [1])]) },
+    {
+      // the NaFlex in-graph position resize (src/models/position-resize.ts): a 4×4 table of width 3
+      // to grids 3×5 (down/up), 1×6 (one row) and 5×5 (up), padded to 25 rows with cell (0, 0)
+      label: "NaFlex position resize (in-graph, 4×4 → 3×5, 1×6, 5×5)", dtype: F,
+      inputs: [{ name: "table", shape: [16, 3] }, { name: "spatial", shape: [3, 2], ints: [3, 5, 1, 6, 5, 5] }],
+      build: (g, [t, sp]) => positionsInGraph(g, t!, { num_patches: 16 } as VisionConfig, sp!, g.init(g.fresh("rows"), BigInt64Array.of(25n), [])),
+    },
     {
       label: "tanh-GELU (composite)", dtype: D, inputs: [{ name: "x", shape: [3, 4] }],
       build: (g, [x]) => {

@@ -1,5 +1,6 @@
 /**
- * Training graphs of a fixed-resolution SigLIP model (model_type "siglip"): both towers, the
+ * Training graphs of a SigLIP model — fixed resolution (model_type "siglip") or NaFlex ("siglip2",
+ * the position-grid resize and the key masks in the graph, padded to a static length): both towers, the
  * sigmoid loss, optionally the LocCa decoder and its loss (src/models/locca.ts,
  * ./locca-loss.ts), and the backward pass from src/graph/autodiff.ts in one graph, so one
  * onnxruntime session returns the loss and every gradient.
@@ -15,7 +16,8 @@ import { Graph, type Dim } from "../graph/graph.js";
 import { DECODER_PREFIX, decoderConfig, gatherPerSequence, loccaDecoder, selfAttentionMask } from "../models/locca.js";
 import { InputParams, type ParamSpec } from "../models/params.js";
 import { fixresVision, textModel } from "../models/siglip.js";
-import { towerForward } from "../models/tower.js";
+import { naflexVision } from "../models/siglip2.js";
+import { towerForward, type TowerDef } from "../models/tower.js";
 import type { SiglipConfig } from "../weights/config.js";
 import { distillLosses, type DistillGraphOptions } from "./distill.js";
 import { chunkedLoccaLoss, loccaLoss } from "./locca-loss.js";
@@ -31,13 +33,25 @@ export function towerOf(name: string): Tower | null {
   return null;
 }
 
-function requireFixres(c: SiglipConfig): void {
-  if (c.model_type !== "siglip") throw new Error("training supports fixed-resolution (model_type \"siglip\") checkpoints only");
+/**
+ * The image tower of a config: FixRes, or NaFlex (model_type "siglip2") with the position grid
+ * resized in the graph (so the table gets its gradient) at patch length `length` (a number
+ * in training graphs, whose shapes are static; symbolic in embedding graphs).
+ */
+function visionDef(c: SiglipConfig, length?: number): TowerDef {
+  if (c.model_type !== "siglip2") return fixresVision(c.vision_config);
+  return naflexVision(c.vision_config, length === undefined ? { resizeInGraph: true } : { resizeInGraph: true, length });
+}
+
+/** NaFlex training graphs need their padded patch length; FixRes ones have none. */
+function checkLength(c: SiglipConfig, length: number | undefined): void {
+  if (c.model_type === "siglip2" && length === undefined) throw new Error("internal: a NaFlex training graph needs TrainGraphOptions.patches (its padded length)");
+  if (c.model_type === "siglip" && length !== undefined) throw new Error("internal: TrainGraphOptions.patches is for NaFlex (model_type \"siglip2\") checkpoints");
 }
 
 /** Last hidden state (B, S, D) and pooled output (B, D) of one tower, built on the training source. */
-function towerOut(p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim): { last: string; pooled: string } {
-  return towerForward(p, tower === "vision" ? fixresVision(c.vision_config) : textModel(c.text_config), batch);
+function towerOut(p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim, length?: number): { last: string; pooled: string } {
+  return towerForward(p, tower === "vision" ? visionDef(c, length) : textModel(c.text_config), batch);
 }
 
 const pooled = (p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim): string => towerOut(p, c, tower, batch).pooled;
@@ -46,8 +60,8 @@ const pooled = (p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim): stri
  * The two towers' embeddings (n, D), L2-normalised, the loss scalars t' and b, and the image
  * tokens (n, P, Dv) (post-LN, before the MAP head: what the LocCa decoder attends to).
  */
-function forward(p: InputParams, c: SiglipConfig, batch: Dim): { zimg: string; ztxt: string; scale: string; bias: string; imageTokens: string } {
-  const vision = towerOut(p, c, "vision", batch);
+function forward(p: InputParams, c: SiglipConfig, batch: Dim, length?: number): { zimg: string; ztxt: string; scale: string; bias: string; imageTokens: string } {
+  const vision = towerOut(p, c, "vision", batch, length);
   const zimg = l2normalize(p.g, vision.pooled);
   const ztxt = l2normalize(p.g, pooled(p, c, "text", batch));
   return { zimg, ztxt, scale: p.tensor("logit_scale", [1]), bias: p.tensor("logit_bias", [1]), imageTokens: vision.last };
@@ -69,9 +83,8 @@ function objectivesOf(o: { objectives?: readonly Objective[] }): { sigmoid: bool
  * asks for, in the order it asks (see src/models/params.ts).
  */
 export function paramSpecs(c: SiglipConfig, o: { objectives?: readonly Objective[]; distill?: DistillGraphOptions } = {}): ParamSpec[] {
-  requireFixres(c);
   const p = InputParams.root(new Graph("siglip.params"));
-  forward(p, c, 1);
+  forward(p, c, 1, c.model_type === "siglip2" ? 1 : undefined);
   if (objectivesOf(o).locca) loccaDecoder(p, decoderConfig(c.text_config, c.vision_config), 1, 1);
   if (o.distill) distillLosses(p, c.vision_config, 1, o.distill); // the distill.* heads and mask token, last
   return [...p.specs];
@@ -114,6 +127,8 @@ export interface TrainGraphOptions {
   locca?: LoccaGraphOptions;
   /** Self-distillation + masked prediction (./distill.ts), with the {@link DISTILL_INPUTS}; its params come last. */
   distill?: DistillGraphOptions;
+  /** NaFlex (model_type "siglip2") only, and required there: the padded patch length L of the micro-batch. */
+  patches?: number;
 }
 
 /**
@@ -137,17 +152,18 @@ export interface TrainGraph {
  * chunked loss its hand-written gradients (the custom-gradient boundary of autodiff.ts).
  */
 export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGraph {
-  requireFixres(c);
+  checkLength(c, o.patches);
   const obj = objectivesOf(o);
   const g = new Graph("siglip.train");
   const p = InputParams.root(g);
   const n = o.batch;
-  const { zimg, ztxt, scale, bias, imageTokens } = forward(p, c, n);
+  const { zimg, ztxt, scale, bias, imageTokens } = forward(p, c, n, o.patches);
   const lo = o.locca;
   if (obj.locca && !lo) throw new Error("internal: the locca objective needs TrainGraphOptions.locca");
   const dc = decoderConfig(c.text_config, c.vision_config);
   const decoder = obj.locca ? loccaDecoder(p, dc, lo!.sequences, lo!.length) : null;
   // SD/MP: the student's local and masked views through the same tower, the heads (./distill.ts)
+  if (o.distill && o.patches !== undefined) throw new Error("internal: self-distillation is FixRes only (no NaFlex training graph with distill)");
   const distill = o.distill ? distillLosses(p, c.vision_config, n, o.distill) : null;
   const params = [...p.specs];
   const specs = new Map(params.map((s) => [s.name, s]));
@@ -225,7 +241,6 @@ function emitValue(g: Graph, value: string, name: string, shape: number[]): void
 
 /** Forward-only graph of one tower (any batch size): parameters as inputs → `embeds` (B, D), L2-normalised. */
 export function buildEmbedGraph(c: SiglipConfig, tower: Tower): { graph: Graph; params: ParamSpec[] } {
-  requireFixres(c);
   const g = new Graph(`siglip.${tower}.embed`);
   const p = InputParams.root(g);
   g.node("Identity", [l2normalize(g, pooled(p, c, tower, "batch"))], { outputs: ["embeds"] });

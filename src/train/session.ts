@@ -7,6 +7,7 @@ import { ort } from "../graph/runtime.js";
 import { sessionOptions, type SessionSettings } from "../graph/session-options.js";
 import type { WeightStore } from "../weights/checkpoint.js";
 import type { ParamSpec } from "../models/params.js";
+import { SPATIAL_SHAPES_INPUT } from "../models/siglip2.js";
 import { LOCCA_INPUTS, buildEmbedGraph, buildTrainGraph, type Tower, type TrainGraphOptions } from "./model.js";
 import type { SiglipConfig } from "../weights/config.js";
 import { isDecoderParam, loadDecoderParams } from "./checkpoint.js";
@@ -55,7 +56,7 @@ function paramFeeds(specs: readonly ParamSpec[], params: Params, names: readonly
 
 /** A batch as the graphs take it. */
 export interface Batch {
-  /** (n, 3, R, R) normalised pixels. */
+  /** (n, 3, R, R) normalised pixels; NaFlex: (n, L, 3·P·P) patch rows, zero after each image's valid rows. */
   pixelValues: Float32Array;
   /** (n, T) token ids. */
   inputIds: BigInt64Array;
@@ -64,7 +65,36 @@ export interface Batch {
   decoder?: DecoderBatch;
   /** Views, masks and teacher targets (graphs with self-distillation, ./distill.ts). */
   distill?: DistillBatch;
+  /** NaFlex checkpoints: the grids and key mask of the padded patch rows. */
+  naflex?: NaflexInputs;
 }
+
+/** The NaFlex inputs of a batch of n images padded to L patch rows (transformers' Siglip2VisionModel inputs). */
+export interface NaflexInputs {
+  /** Padded patch length L. */
+  length: number;
+  /** (n, 2) grid (rows, cols) of each image. */
+  spatialShapes: BigInt64Array;
+  /** (n, L) 1 for real patches, 0 for padding. */
+  keyMask: Int32Array;
+}
+
+/** Feed the image inputs of a batch: FixRes (n, 3, R, R), or NaFlex patches, grids and key mask. */
+function imageFeeds(config: SiglipConfig, batch: Pick<Batch, "pixelValues" | "naflex">, n: number, feeds: Record<string, ort.Tensor>): void {
+  const v = config.vision_config;
+  if (config.model_type !== "siglip2") {
+    feeds["pixel_values"] = new ort.Tensor("float32", batch.pixelValues, [n, 3, v.image_size, v.image_size]);
+    return;
+  }
+  const nf = batch.naflex;
+  if (!nf) throw new Error("internal: a NaFlex model needs batches with NaFlex inputs");
+  feeds["pixel_values"] = new ort.Tensor("float32", batch.pixelValues, [n, nf.length, v.num_channels * v.patch_size * v.patch_size]);
+  feeds[SPATIAL_SHAPES_INPUT] = new ort.Tensor("int64", nf.spatialShapes, [n, 2]);
+  feeds[NAFLEX_KEY_MASK] = new ort.Tensor("int32", nf.keyMask, [n, nf.length]);
+}
+
+/** The key-mask input of NaFlex graphs. */
+const NAFLEX_KEY_MASK = "key_mask";
 
 /** S decoder sequences of L tokens (see LOCCA_INPUTS in ./model.ts). */
 export interface DecoderBatch {
@@ -106,6 +136,8 @@ export class TrainSession {
     readonly batch: number,
     private readonly inputs: string[],
     private readonly locca?: { sequences: number; length: number },
+    /** NaFlex: the padded patch length the graph was built for. */
+    readonly patches?: number,
     private readonly distill?: { views: number; size: number; out: number },
   ) {}
 
@@ -115,16 +147,18 @@ export class TrainSession {
     const session = await ort.InferenceSession.create(tg.graph.toModelBytes(), sessionOptions({ threads: o.threads }));
     const locca = o.objectives?.includes("locca") && o.locca ? { sequences: o.locca.sequences, length: o.locca.length } : undefined;
     const d = o.distill ? { views: o.distill.localViews, size: o.distill.localSize, out: o.distill.head.out } : undefined;
-    return new TrainSession(session, tg.params, tg.trainable, config, o.batch, inputs, locca, d);
+    return new TrainSession(session, tg.params, tg.trainable, config, o.batch, inputs, locca, o.patches, d);
   }
 
   async step(params: Params, batch: Batch): Promise<StepResult> {
     if (batch.n !== this.batch) throw new Error(`internal: training graph built for batch ${this.batch}, got ${batch.n}`);
-    const R = this.config.vision_config.image_size;
+    if (this.patches !== undefined && batch.naflex?.length !== this.patches) {
+      throw new Error(`internal: training graph built for ${this.patches} patch rows, got ${batch.naflex?.length}`);
+    }
     const T = this.config.text_config.max_position_embeddings;
-    const dataInputs = new Set<string>(["pixel_values", "input_ids", ...Object.values(LOCCA_INPUTS), ...Object.values(DISTILL_INPUTS)]);
+    const dataInputs = new Set<string>(["pixel_values", "input_ids", SPATIAL_SHAPES_INPUT, NAFLEX_KEY_MASK, ...Object.values(LOCCA_INPUTS), ...Object.values(DISTILL_INPUTS)]);
     const feeds = paramFeeds(this.params, params, this.inputs.filter((n) => !dataInputs.has(n)));
-    feeds["pixel_values"] = new ort.Tensor("float32", batch.pixelValues, [batch.n, 3, R, R]);
+    imageFeeds(this.config, batch, batch.n, feeds);
     feeds["input_ids"] = new ort.Tensor("int64", batch.inputIds, [batch.n, T]);
     if (this.locca) {
       const d = batch.decoder;
@@ -141,6 +175,7 @@ export class TrainSession {
       if (!d) throw new Error("internal: this training graph has self-distillation; the batch has no views");
       const { views: V, size: r, out: K } = this.distill;
       const n = batch.n;
+      const R = this.config.vision_config.image_size;
       const N = fixresGrid(this.config.vision_config) ** 2;
       feeds[DISTILL_INPUTS.local] = new ort.Tensor("float32", d.local, [n * V, 3, r, r]);
       feeds[DISTILL_INPUTS.global] = new ort.Tensor("float32", d.global, [n, 3, R, R]);
@@ -182,12 +217,14 @@ export class EmbedSession {
     return new EmbedSession(session, eg.params, config, tower);
   }
 
-  /** Embed `n` items: pixel values (n, 3, R, R) for the vision tower, ids (n, T) for the text tower. */
-  async embed(params: Params, data: Float32Array | BigInt64Array, n: number): Promise<Float32Array> {
+  /**
+   * Embed `n` items: pixel values (n, 3, R, R) for the vision tower, ids (n, T) for the text
+   * tower; NaFlex images as a padded batch (`{pixelValues, naflex}`, see {@link Batch}).
+   */
+  async embed(params: Params, data: Float32Array | BigInt64Array | Pick<Batch, "pixelValues" | "naflex">, n: number): Promise<Float32Array> {
     const feeds = paramFeeds(this.params, params, this.params.map((p) => p.name));
     if (this.tower === "vision") {
-      const R = this.config.vision_config.image_size;
-      feeds["pixel_values"] = new ort.Tensor("float32", data as Float32Array, [n, 3, R, R]);
+      imageFeeds(this.config, data instanceof Float32Array ? { pixelValues: data } : (data as Pick<Batch, "pixelValues" | "naflex">), n, feeds);
     } else {
       feeds["input_ids"] = new ort.Tensor("int64", data as BigInt64Array, [n, this.config.text_config.max_position_embeddings]);
     }

@@ -86,34 +86,69 @@ function inside(shape: Shape, dx: number, dy: number, r: number): boolean {
 
 /** Draw a scene as normalised (3, R, R) pixels. */
 export function render(s: SceneSpec, R: number, rng: Rng): Float32Array {
-  const img = new Float32Array(3 * R * R);
+  return renderRect(s, R, R, rng);
+}
+
+/**
+ * Draw a scene as normalised (3, H, W) pixels: positions are fractions of each side, shape sizes
+ * of the shorter side (for W = H = R exactly {@link render}, same RNG draws).
+ */
+export function renderRect(s: SceneSpec, W: number, H: number, rng: Rng): Float32Array {
+  const R = Math.min(W, H);
+  const img = new Float32Array(3 * W * H);
+  const plane = W * H;
   const bg = [0.2 + 0.1 * rng.next(), 0.2 + 0.1 * rng.next(), 0.2 + 0.1 * rng.next()];
-  for (let c = 0; c < 3; c++) for (let i = 0; i < R * R; i++) img[c * R * R + i] = bg[c]! + 0.04 * (rng.next() - 0.5);
+  for (let c = 0; c < 3; c++) for (let i = 0; i < plane; i++) img[c * plane + i] = bg[c]! + 0.04 * (rng.next() - 0.5);
   const r = s.count === 1 ? R * (0.17 + 0.05 * rng.next()) : R * (0.12 + 0.03 * rng.next());
   const centres: Array<[number, number]> = [];
   if (s.count === 1) {
     const j = () => (rng.next() - 0.5) * R * 0.08;
     const at: Record<Position, [number, number]> = { left: [0.25, 0.5], right: [0.75, 0.5], top: [0.5, 0.25], bottom: [0.5, 0.75], center: [0.5, 0.5] };
     const [fx, fy] = at[s.position ?? "center"];
-    centres.push([fx * R + j(), fy * R + j()]);
+    centres.push([fx * W + j(), fy * H + j()]);
   } else {
     for (let tries = 0; centres.length < s.count && tries < 200; tries++) {
-      const cx = r + rng.next() * (R - 2 * r);
-      const cy = r + rng.next() * (R - 2 * r);
+      const cx = r + rng.next() * (W - 2 * r);
+      const cy = r + rng.next() * (H - 2 * r);
       if (centres.every(([x, y]) => Math.hypot(x - cx, y - cy) > 2.1 * r)) centres.push([cx, cy]);
     }
   }
   const col = RGB[s.colour].map((v) => Math.min(1, Math.max(0, v + 0.08 * (rng.next() - 0.5))));
   for (const [cx, cy] of centres) {
-    for (let y = 0; y < R; y++) {
-      for (let x = 0; x < R; x++) {
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
         if (!inside(s.shape, x + 0.5 - cx, y + 0.5 - cy, r)) continue;
-        for (let c = 0; c < 3; c++) img[c * R * R + y * R + x] = col[c]!;
+        for (let c = 0; c < 3; c++) img[c * plane + y * W + x] = col[c]!;
       }
     }
   }
   for (let i = 0; i < img.length; i++) img[i] = (img[i]! - 0.5) / 0.5;
   return img;
+}
+
+/** Normalised (3, H, W) pixels back to an 8-bit RGB image (for the NaFlex pipeline, which resizes). */
+export function toRgb8(chw: Float32Array, W: number, H: number): { width: number; height: number; data: Uint8Array } {
+  const plane = W * H;
+  const data = new Uint8Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) data[3 * i + c] = Math.round(Math.min(1, Math.max(0, chw[c * plane + i]! * 0.5 + 0.5)) * 255);
+  }
+  return { width: W, height: H, data };
+}
+
+/** Random scenes of random aspect ratios (one of `sizes`, [W, H]), captions in random languages. */
+export function synthesizeMixed(n: number, sizes: ReadonlyArray<readonly [number, number]>, seed: number): Array<Omit<SyntheticPair, "pixels"> & { width: number; height: number; pixels: Float32Array }> {
+  const rng = new Rng(seed);
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const count = 1 + (rng.next() < 0.5 ? 0 : rng.int(2) + 1);
+    const scene: SceneSpec = { colour: rng.pick(COLOURS), shape: rng.pick(SHAPES), count };
+    if (count === 1) scene.position = rng.pick(POSITIONS);
+    const lang = rng.pick(LANGUAGES);
+    const [width, height] = rng.pick(sizes);
+    out.push({ scene, lang, caption: caption(scene, lang, rng.next() < 0.5), width, height, pixels: renderRect(scene, width, height, rng) });
+  }
+  return out;
 }
 
 export interface SyntheticPair {

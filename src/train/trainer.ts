@@ -33,6 +33,12 @@
  * student; from then on each micro-batch gets its views, masks and teacher targets, and each
  * step ends with the EMA and centre updates. A resume after the switch rebuilds the same state
  * and loads the heads, teacher and centres from the run directory.
+ *
+ * Curation (`curate`, ./curate.ts): each step draws a super-batch of round(B / ratio) examples,
+ * scores them with the student (forward only) and the teacher, and trains on the B most
+ * learnable. Language mix (`langMix`, ./lang-mix.ts): batches (or super-batches) are drawn with
+ * per-language weights instead of the epoch permutation. Both are recorded per step in the
+ * history (`curation` statistics, `langs` counts of the trained examples).
  */
 import { SiglipError } from "../errors.js";
 import type { SiglipConfig } from "../weights/config.js";
@@ -47,6 +53,9 @@ import { locCaTargets, type LocCaTargets } from "./scenes/locca.js";
 import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
 import { TrainSession, type DecoderBatch, type Params } from "./session.js";
 import { DistillPhase, checkDistill, distillSpecs, initDistillParams, isDistillParam, loadDistillState, switchStep, type DistillConfig } from "./distill.js";
+import { drawBudget, maxBudget, paddedLength, type PatchBudgets } from "./naflex-data.js";
+import { Curator, superBatchSize, type CurationStats, type TeacherModel } from "./curate.js";
+import { LangMixSampler, countLangs, langMixString, type LangMixSpec } from "./lang-mix.js";
 
 export type Freeze = "none" | "vision" | "text";
 
@@ -58,6 +67,9 @@ export const DEFAULT_VOCAB_CHUNK = 8192;
 
 /** Mixed into the seed for the per-step LocCa RNG (region choice, parallel captions). */
 const LOCCA_STREAM = 0x1cca;
+
+/** Mixed into the seed for the per-step NaFlex patch-budget draws. */
+const NAFLEX_STREAM = 0xf1e7;
 
 /** The frozen towers of a freeze setting ("none", a tower, or a list). */
 export function frozenTowers(f: Freeze | readonly Tower[]): Set<Tower> {
@@ -91,6 +103,18 @@ export interface TrainConfig {
   threads?: number;
   /** Self-distillation + masked prediction from `distill.start` of the run (default: off). */
   distill?: DistillConfig;
+  /** NaFlex (model_type "siglip2") only, and required there: the per-example patch budgets (./naflex-data.ts). */
+  maxPatches?: PatchBudgets;
+  /**
+   * NaFlex: draw a budget per example (default) or one per micro-batch ("batch", the paper's
+   * choice: every image of a micro-batch gets the same budget, so little is padded).
+   */
+  budgetDraw?: "example" | "batch";
+  // --- curation and language mix (./curate.ts, ./lang-mix.ts) ---
+  /** ACID: keep the `ratio` (in (0, 1]) most learnable of each super-batch; `teacherId` names the teacher in the saved settings. */
+  curate?: { teacher: TeacherModel; ratio: number; teacherId: string };
+  /** Draw batches with these language weights (the dataset must have `langs`). */
+  langMix?: LangMixSpec;
 }
 
 export interface StepInfo {
@@ -108,6 +132,10 @@ export interface StepInfo {
   /** With self-distillation on: the two unweighted losses. */
   sdLoss?: number;
   mpLoss?: number;
+  /** With curation: what the selection did. */
+  curation?: CurationStats;
+  /** With a language mix: languages of the trained examples. */
+  langs?: Record<string, number>;
 }
 
 /** Settings that must match for a resume to be exact. */
@@ -117,6 +145,10 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   // sigmoid-only runs keep the settings of earlier versions (their saves stay resumable)
   if (obj.join(",") !== "sigmoid") Object.assign(r, { objectives: obj, vocabChunk });
   if (c.distill) r["distill"] = c.distill;
+  if (c.maxPatches) r["maxPatches"] = c.maxPatches; // NaFlex
+  if (c.budgetDraw === "batch") r["budgetDraw"] = "batch";
+  if (c.curate) r["curate"] = { ratio: c.curate.ratio, teacher: c.curate.teacherId };
+  if (c.langMix) r["langMix"] = langMixString(c.langMix);
   return r;
 }
 
@@ -141,6 +173,9 @@ function firstNonFinite(params: Params): string | null {
 
 export class Trainer {
   readonly history: TrainerState["history"] = [];
+  /** Curation scorer (null: off) and language-mix sampler (built on the first step's data). */
+  private curator: Curator | null = null;
+  private sampler: LangMixSampler | null = null;
 
   /** Self-distillation after its switch (null before, and in runs without it). */
   distill: DistillPhase | null = null;
@@ -157,6 +192,8 @@ export class Trainer {
     /** With LocCa: S rows of L tokens per micro-batch, and the chunk used (null: full logits). */
     private readonly locca: { sequences: number; length: number; vocabChunk: number | null } | null,
     private readonly sessionOptions: Parameters<typeof TrainSession.create>[1],
+    /** NaFlex: the graph options, to build one more session per padded length. */
+    private readonly naflex: { options: Parameters<typeof TrainSession.create>[1]; sessions: Map<number, TrainSession> } | null = null,
   ) {}
 
   /** The first step with self-distillation on (null: none in this run). */
@@ -229,11 +266,52 @@ export class Trainer {
     }
     if (c.lossChunk !== undefined) opts.lossChunk = c.lossChunk;
     if (c.threads !== undefined) opts.threads = c.threads;
+    // ---- NaFlex (h12-naflex): one graph per padded length, the first at the largest budget
+    const naflex = model.model_type === "siglip2";
+    if (naflex && !c.maxPatches) throw new SiglipError("usage", "NaFlex training needs patch budgets (--max-patches)");
+    if (!naflex && c.maxPatches) throw new SiglipError("usage", "--max-patches is for NaFlex (model_type \"siglip2\") checkpoints; this one is fixed-resolution");
+    if (c.budgetDraw !== undefined && c.budgetDraw !== "example" && c.budgetDraw !== "batch") throw new SiglipError("usage", `--budget-draw must be example or batch, got ${JSON.stringify(c.budgetDraw)}`);
+    if (naflex && locca) throw new SiglipError("usage", "the LocCa objective does not train NaFlex checkpoints yet (its cross-attention has no patch mask); use --objectives sigmoid");
+    if (naflex) opts.patches = paddedLength(maxBudget(c.maxPatches!), c.maxPatches!);
+    if (c.distill && naflex) throw new SiglipError("usage", "--distill does not train NaFlex checkpoints yet (its local views and masks are fixed-resolution); drop --distill or use a FixRes checkpoint");
+    if (c.distill && c.curate) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
+    // ----
     const session = await TrainSession.create(model, opts);
     const missing = session.params.find((s) => !params.has(s.name));
     if (missing) throw new Error(`internal: no value for parameter ${missing.name}`);
     const optimizer = new AdamW(c.optimizer, session.params, session.trainable);
-    return new Trainer(model, session.params, params, c, optimizer, session, lo, opts);
+    const nf = naflex ? { options: opts, sessions: new Map([[opts.patches!, session]]) } : null;
+    const trainer = new Trainer(model, session.params, params, c, optimizer, session, lo, opts, nf);
+    if (c.curate) trainer.curator = await Curator.create(model, c.curate.teacher, c.curate.ratio, c.threads);
+    return trainer;
+  }
+
+  /**
+   * The dataset indices of this step's batch: the epoch permutation, or the language-mix
+   * sampler; with curation, the kept part of a super-batch drawn the same way.
+   */
+  private async drawBatch(data: PairDataset): Promise<{ indices: number[]; curation?: CurationStats }> {
+    const c = this.config;
+    if (c.langMix && !this.sampler) {
+      if (!data.langs) throw new SiglipError("usage", "--lang-mix needs a language per row: give every manifest row a \"lang\" field");
+      this.sampler = new LangMixSampler(c.langMix, data.langs);
+    }
+    const draw = (n: number): number[] => (this.sampler ? this.sampler.indices(n, c.seed, this.step) : batchIndices(data.size, n, c.seed, this.step));
+    if (!this.curator) return { indices: draw(c.batchSize) };
+    const sel = await this.curator.select(this.params, data, draw(superBatchSize(c.batchSize, this.curator.ratio)), c.batchSize);
+    return { indices: sel.indices, curation: sel.stats };
+  }
+
+  /** Share of each language among the examples trained on so far (from the history; empty without a language mix). */
+  realisedLangs(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const h of this.history) for (const [l, n] of Object.entries(h.langs ?? {})) counts[l] = (counts[l] ?? 0) + n;
+    return counts;
+  }
+
+  /** The requested share of each language of the data (null before the first step or without a mix). */
+  get requestedLangs(): Record<string, number> | null {
+    return this.sampler?.requested ?? null;
   }
 
   /** The decoder rows of micro-batch `indices` (see the module comment). */
@@ -253,6 +331,17 @@ export class Trainer {
     return this.optimizer.step;
   }
 
+  /** NaFlex: the session of a padded length (built on first use); FixRes: the one session. */
+  private async sessionFor(length: number | undefined): Promise<TrainSession> {
+    if (!this.naflex || length === undefined) return this.session;
+    let s = this.naflex.sessions.get(length);
+    if (!s) {
+      s = await TrainSession.create(this.model, { ...this.naflex.options, patches: length });
+      this.naflex.sessions.set(length, s);
+    }
+    return s;
+  }
+
   /** Continue from a directory written by {@link save} (parameters, moments, step, history). */
   resume(dir: string): void {
     const state = readTrainerState(dir); // settings first: a mismatch is named before any tensor is read
@@ -261,10 +350,12 @@ export class Trainer {
       const flat = (o: unknown, pre = ""): Array<[string, string]> =>
         o !== null && typeof o === "object" ? Object.entries(o as Record<string, unknown>).flatMap(([k, v]) => flat(v, `${pre}${k}.`)) : [[pre.slice(0, -1), JSON.stringify(o)]];
       const saved = new Map(flat(state.run));
-      const now = new Map(flat(want));
-      const keys = [...new Set([...now.keys(), ...saved.keys()])]; // a setting only the saved run had counts too
-      const diffs = keys.filter((k) => saved.get(k) !== now.get(k)).map((k) => `${k} ${saved.get(k) ?? "unset"} → ${now.get(k) ?? "unset"}`);
-      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective and --distill options`);
+      const wanted = new Map(flat(want));
+      const diffs = [
+        ...[...wanted].filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`),
+        ...[...saved].filter(([k]) => !wanted.has(k)).map(([k, v]) => `${k} ${v} → unset`), // e.g. a curated run resumed without curation
+      ];
+      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective, --max-patches, curation, --lang-mix and --distill options`);
     }
     if (this.distill) throw new Error("internal: resume a fresh trainer");
     loadTrainingState(dir, this.specs, this.params, this.optimizer);
@@ -295,19 +386,23 @@ export class Trainer {
     const drng = this.distill ? DistillPhase.stepRng(c.seed, this.step) : null;
     let sdLoss = 0;
     let mpLoss = 0;
-    const indices = batchIndices(data.size, c.batchSize, c.seed, this.step);
+    const { indices, curation } = await this.drawBatch(data);
     const m = c.batchSize / c.accumSteps;
     let grads: Params | null = null;
     let loss = 0;
     let sigmoidLoss = 0;
     let loccaLoss = 0;
     const rng = this.locca ? new Rng(mixSeed(mixSeed(c.seed, LOCCA_STREAM), this.step)) : null;
+    // NaFlex: every example's patch budget, drawn from (seed, step)
+    const budgetRng = c.maxPatches ? new Rng(mixSeed(mixSeed(c.seed, NAFLEX_STREAM), this.step)) : null;
+    const perBatch = c.budgetDraw === "batch";
+    const budgets = budgetRng ? (perBatch ? Array.from({ length: c.accumSteps }, () => drawBudget(c.maxPatches!, budgetRng)).flatMap((b) => new Array<number>(m).fill(b)) : indices.map(() => drawBudget(c.maxPatches!, budgetRng))) : null;
     for (let k = 0; k < c.accumSteps; k++) {
       const part = indices.slice(k * m, (k + 1) * m);
-      const batch = await data.batch(part);
+      const batch = budgets ? await data.batch(part, { budgets: budgets.slice(k * m, (k + 1) * m), lengths: c.maxPatches! }) : await data.batch(part);
       if (rng) batch.decoder = await this.decoderRows(data, part, rng);
       if (drng) batch.distill = await this.distill!.prepare(batch.pixelValues, batch.n, drng);
-      const r = await this.session.step(this.params, batch);
+      const r = await (await this.sessionFor(batch.naflex?.length)).step(this.params, batch);
       sdLoss += (r.sdLoss ?? 0) / c.accumSteps;
       mpLoss += (r.mpLoss ?? 0) / c.accumSteps;
       loss += r.loss / c.accumSteps;
@@ -338,17 +433,19 @@ export class Trainer {
       pairsPerSecond: c.batchSize / ((performance.now() - t0) / 1000),
       logitScale: this.params.get("logit_scale")![0]!, logitBias: this.params.get("logit_bias")![0]!,
     };
-    const h: TrainerState["history"][number] = { step: info.step, loss, lr, gradNorm };
+    const entry: TrainerState["history"][number] = { step: info.step, loss, lr, gradNorm };
     if (this.locca) {
-      info.sigmoidLoss = h.sigmoidLoss = sigmoidLoss;
-      info.loccaLoss = h.loccaLoss = loccaLoss;
+      info.sigmoidLoss = entry.sigmoidLoss = sigmoidLoss;
+      info.loccaLoss = entry.loccaLoss = loccaLoss;
     }
     if (this.distill) {
-      info.sigmoidLoss = h.sigmoidLoss = sigmoidLoss;
-      info.sdLoss = h.sdLoss = sdLoss;
-      info.mpLoss = h.mpLoss = mpLoss;
+      info.sigmoidLoss = entry.sigmoidLoss = sigmoidLoss;
+      info.sdLoss = entry.sdLoss = sdLoss;
+      info.mpLoss = entry.mpLoss = mpLoss;
     }
-    this.history.push(h);
+    if (curation) info.curation = entry.curation = curation;
+    if (this.sampler) info.langs = entry.langs = countLangs(data.langs!, indices);
+    this.history.push(entry);
     return info;
   }
 
@@ -366,5 +463,7 @@ export class Trainer {
   async release(): Promise<void> {
     await this.session.release();
     await this.distill?.release();
+    for (const s of this.naflex?.sessions.values() ?? []) if (s !== this.session) await s.release();
+    await this.curator?.release();
   }
 }

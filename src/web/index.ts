@@ -28,8 +28,9 @@ import type { RgbImage } from "../preprocess/decode.js";
 import type { ResizeBackend } from "../preprocess/resize.js";
 import type { Prepared } from "../preprocess/task.js";
 import { runImagePipeline, type ImageFeatures, type ImageInput, type ImageOptions, type ImageResult } from "../tasks/image-pipeline.js";
-import { applyTemplate, checkTextEmbeddings, checkTokenIds, labelScores, readLogitParams, similarityTable, textName, type LabelScoreRow } from "../tasks/scoring.js";
-import { l2normalize, rows, type LogitParams } from "../tasks/similarity.js";
+import { embedTokenRows, type TextEmbedLoop } from "../tasks/text-embed.js";
+import { applyTemplate, labelScores, readLogitParams, similarityTable, textName, type LabelScoreRow } from "../tasks/scoring.js";
+import type { LogitParams } from "../tasks/similarity.js";
 import { GemmaTokenizer } from "../tokenizer/gemma.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import type { SiglipConfig } from "../weights/config.js";
@@ -323,22 +324,13 @@ export class SigLIP2 {
 
   /** Texts as token ids (one row per text); only the token-table rows they use are fetched. */
   async embedTokenIds(ids: Int32Array[], options: { normalize?: boolean } = {}, names?: string[]): Promise<Float32Array[]> {
-    const tower = await this.textTower();
-    const T = tower.sequenceLength;
-    checkTokenIds(ids, T, tower.config.vocab_size, names);
-    const bs = Math.max(1, this.opts.textBatchSize ?? 32);
-    const out: Float32Array[] = [];
-    for (let s = 0; s < ids.length; s += bs) {
-      const chunk = ids.slice(s, s + bs);
-      const flat = new Int32Array(chunk.length * T);
-      chunk.forEach((c, i) => flat.set(c, i * T));
-      await this.checkpoint.fetchRows(TOKEN_TABLE, flat);
-      const r = await tower.run(flat, chunk.length);
-      out.push(...rows(r.pooled, tower.config.projection_size));
-    }
-    const result = options.normalize === false ? out : out.map(l2normalize);
-    checkTextEmbeddings(out, result, names);
-    return result;
+    const loop: TextEmbedLoop = {
+      batchSize: this.opts.textBatchSize ?? 32,
+      beforeBatch: (flat) => this.checkpoint.fetchRows(TOKEN_TABLE, flat),
+    };
+    if (options.normalize !== undefined) loop.normalize = options.normalize;
+    if (names !== undefined) loop.names = names;
+    return embedTokenRows(await this.textTower(), ids, loop);
   }
 
   private logitP?: Promise<LogitParams>;

@@ -15,6 +15,7 @@
  */
 import * as ort from "onnxruntime-web";
 import { SiglipError } from "../errors.js";
+import { releaseStages, runStages } from "../graph/stages.js";
 import type { Graph } from "../graph/graph.js";
 
 /** Bump when the graphs a given checkpoint and options produce change (as src/graph/runtime.ts). */
@@ -25,8 +26,7 @@ declare const __SIGLIP2_VERSION__: string | undefined;
 
 ort.env.logLevel = "fatal";
 
-export const CARRY_OUT = "carry_out";
-export const CARRY_IN = "carry_in";
+export { CARRY_IN, CARRY_OUT } from "../graph/stages.js";
 
 /** What src/models passes (the Node options; only those that mean something here are read). */
 export interface RuntimeOptions {
@@ -179,31 +179,13 @@ export class Pipeline {
     return this.sessions.length;
   }
 
-  /** Run all stages; returns every non-carry output of every stage plus the final carry. */
-  async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
-    const results: Record<string, ort.Tensor> = {};
-    let current: Record<string, ort.Tensor> = feeds;
-    for (const [i, s] of this.sessions.entries()) {
-      const input: Record<string, ort.Tensor> = {};
-      for (const n of s.inputNames) {
-        const t = n === CARRY_IN ? current[CARRY_OUT] : feeds[n];
-        if (!t) throw new Error(`internal: stage input ${n} not provided`);
-        input[n] = t;
-      }
-      let out: ort.InferenceSession.OnnxValueMapType;
-      try {
-        out = await s.run(input);
-      } catch (e) {
-        throw ortError(`running the ${this.names[i]} graph`, e);
-      }
-      for (const [k, v] of Object.entries(out)) results[k] = v as ort.Tensor;
-      current = out as Record<string, ort.Tensor>;
-    }
-    return results;
+  /** Run all stages; returns every non-carry output of every stage plus the final carry (src/graph/stages.ts). */
+  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    return runStages(this.sessions, this.names, feeds, ortError);
   }
 
-  async release(): Promise<void> {
-    for (const s of this.sessions) await s.release();
+  release(): Promise<void> {
+    return releaseStages(this.sessions);
   }
 }
 

@@ -49,14 +49,14 @@ async function train(args: string[], opts: CliOptions = {}) {
 }
 
 /** A manifest folder whose metadata.jsonl is `content` (image paths point into the shared dataset). */
-async function manifest(content: string, name = "metadata.jsonl"): Promise<string> {
+export async function manifest(content: string, name = "metadata.jsonl"): Promise<string> {
   const data = await trainData();
   const dir = tempDir();
   writeFileSync(join(dir, name), content.replaceAll("DATA/", `${data}/`));
   return dir;
 }
 
-function usage(id: string, args: string[], mentions: Array<string | RegExp>, data?: () => Promise<string>): HostileCase {
+export function usage(id: string, args: string[], mentions: Array<string | RegExp>, data?: () => Promise<string>): HostileCase {
   return {
     id,
     area: "train",

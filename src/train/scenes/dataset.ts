@@ -33,8 +33,10 @@ export type LanguageMix = readonly SceneLanguage[] | Partial<Record<SceneLanguag
 export interface SceneOptions {
   seed: number;
   count: number;
-  /** Image side in pixels (default 64, 8…2048). */
+  /** Image side in pixels (default 64, 8…2048): the width, and the height unless `height`. */
   size?: number;
+  /** Image height in pixels when it differs from the width (8…2048; default: square). */
+  height?: number;
   /** Default: all five languages, equal weights. */
   langs?: LanguageMix;
   /** 1…maxObjects objects per image (default 3, at most 16). */
@@ -102,12 +104,13 @@ export function generateScenes(opts: SceneOptions): SceneRecord[] {
   const seed = intIn(opts.seed, 0, 2 ** 32 - 1, "the seed");
   const count = intIn(opts.count, 0, 10_000_000, "the count");
   const size = intIn(opts.size ?? 64, 8, 2048, "the size");
+  const height = intIn(opts.height ?? size, 8, 2048, "the height");
   const maxObjects = intIn(opts.maxObjects ?? 3, 1, 16, "maxObjects");
   const { langs, weights } = languageWeights(opts.langs);
   const out: SceneRecord[] = [];
   for (let index = 0; index < count; index++) {
     const s = mixSeed(seed, index);
-    const spec = randomSceneSpec(new Rng(mixSeed(s, 0)), { size, maxObjects });
+    const spec = randomSceneSpec(new Rng(mixSeed(s, 0)), height === size ? { size, maxObjects } : { size, height, maxObjects });
     let u = new Rng(mixSeed(s, 1)).next();
     let k = 0;
     while (k < langs.length - 1 && u >= weights[k]!) u -= weights[k++]!;

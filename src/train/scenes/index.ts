@@ -6,3 +6,5 @@ export * from "./svg.js";
 export * from "./dataset.js";
 export * from "./locca.js";
 export * from "./dense.js";
+export * from "./vocab.js";
+export * from "./eval.js";

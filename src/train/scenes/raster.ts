@@ -3,7 +3,7 @@
  * object composited in order with its coverage, estimated on a {@link SUPERSAMPLE}² grid of
  * sub-pixel samples (anti-aliasing). Output: interleaved RGB bytes, row-major.
  */
-import { noiseCells, outline, outlineBox, type Background, type Outline, type SceneSpec } from "./spec.js";
+import { noiseCells, outline, outlineBox, sceneSize, type Background, type Outline, type SceneSpec } from "./spec.js";
 
 /** Sub-samples per pixel side (16 samples per pixel). */
 export const SUPERSAMPLE = 4;
@@ -15,14 +15,14 @@ export interface RgbBuffer {
   data: Uint8Array;
 }
 
-function fillBackground(bg: Background, size: number, out: Float32Array): void {
+function fillBackground(bg: Background, size: number, height: number, out: Float32Array): void {
   if (bg.kind === "plain") {
-    for (let i = 0; i < size * size; i++) for (let c = 0; c < 3; c++) out[i * 3 + c] = bg.rgb[c]!;
+    for (let i = 0; i < size * height; i++) for (let c = 0; c < 3; c++) out[i * 3 + c] = bg.rgb[c]!;
   } else if (bg.kind === "gradient") {
     const [sx, sy] = bg.start;
     const dx = bg.end[0] - sx, dy = bg.end[1] - sy;
     const len2 = dx * dx + dy * dy || 1;
-    for (let y = 0; y < size; y++) {
+    for (let y = 0; y < height; y++) {
       for (let x = 0; x < size; x++) {
         const t = Math.min(1, Math.max(0, ((x + 0.5 - sx) * dx + (y + 0.5 - sy) * dy) / len2));
         const i = (y * size + x) * 3;
@@ -30,8 +30,8 @@ function fillBackground(bg: Background, size: number, out: Float32Array): void {
       }
     }
   } else {
-    const { n, rgb } = noiseCells(bg, size);
-    for (let y = 0; y < size; y++) {
+    const { n, rgb } = noiseCells(bg, size, height);
+    for (let y = 0; y < height; y++) {
       const row = Math.floor(y / bg.cell) * n;
       for (let x = 0; x < size; x++) {
         const k = (row + Math.floor(x / bg.cell)) * 3;
@@ -64,15 +64,15 @@ export function insideOutline(ol: Outline, x: number, y: number): boolean {
 
 /** Render a spec with our rasteriser. */
 export function rasterizeScene(spec: SceneSpec): RgbBuffer {
-  const size = spec.size;
-  const acc = new Float32Array(size * size * 3);
-  fillBackground(spec.background, size, acc);
+  const { width: size, height } = sceneSize(spec);
+  const acc = new Float32Array(size * height * 3);
+  fillBackground(spec.background, size, height, acc);
   const S = SUPERSAMPLE;
   for (const o of spec.objects) {
     const ol = outline(o);
     const b = outlineBox(ol);
     const x0 = Math.max(0, Math.floor(b[0])), y0 = Math.max(0, Math.floor(b[1]));
-    const x1 = Math.min(size, Math.ceil(b[2])), y1 = Math.min(size, Math.ceil(b[3]));
+    const x1 = Math.min(size, Math.ceil(b[2])), y1 = Math.min(height, Math.ceil(b[3]));
     for (let y = y0; y < y1; y++) {
       for (let x = x0; x < x1; x++) {
         let hits = 0;
@@ -84,7 +84,7 @@ export function rasterizeScene(spec: SceneSpec): RgbBuffer {
       }
     }
   }
-  const data = new Uint8Array(size * size * 3);
+  const data = new Uint8Array(size * height * 3);
   for (let i = 0; i < data.length; i++) data[i] = Math.max(0, Math.min(255, Math.round(acc[i]!)));
-  return { width: size, height: size, data };
+  return { width: size, height, data };
 }

@@ -53,8 +53,10 @@ export interface SceneObject {
 }
 
 export interface SceneSpec {
-  /** Width = height in pixels. */
+  /** Width in pixels (and the height, unless `height` is set). */
   size: number;
+  /** Height in pixels when it differs from the width (mixed-aspect scenes, NaFlex training); absent: square. */
+  height?: number;
   background: Background;
   /** Drawn in order (later ones on top). */
   objects: SceneObject[];
@@ -91,11 +93,16 @@ export function outlineBox(ol: Outline): Box {
   return [x0, y0, x1, y1];
 }
 
-/** The tight box clipped to a size × size image, rounded to 0.01 px. */
-export function objectBox(o: Pick<SceneObject, "shape" | "center" | "radius" | "rotation">, size: number): Box {
+/** The tight box clipped to a size × height image (default square), rounded to 0.01 px. */
+export function objectBox(o: Pick<SceneObject, "shape" | "center" | "radius" | "rotation">, size: number, height = size): Box {
   const b = outlineBox(outline(o));
-  const c = (v: number) => r2(Math.min(size, Math.max(0, v)));
-  return [c(b[0]), c(b[1]), c(b[2]), c(b[3])];
+  const c = (v: number, hi: number) => r2(Math.min(hi, Math.max(0, v)));
+  return [c(b[0], size), c(b[1], height), c(b[2], size), c(b[3], height)];
+}
+
+/** Width and height of a spec. */
+export function sceneSize(spec: Pick<SceneSpec, "size" | "height">): { width: number; height: number } {
+  return { width: spec.size, height: spec.height ?? spec.size };
 }
 
 function boxOverlap(a: Box, b: Box): number {
@@ -116,32 +123,41 @@ function neutral(rng: Rng, light: boolean): Rgb {
   return [clampByte(level + tint()), clampByte(level + tint()), clampByte(level + tint())];
 }
 
-function background(rng: Rng, size: number, kind: BackgroundKind): Background {
+/** A background for a W × H image (lengths scale with the shorter side; the gradient is centred). */
+function background(rng: Rng, W: number, H: number, kind: BackgroundKind): Background {
+  const side = Math.min(W, H);
   if (kind === "plain") return { kind, rgb: neutral(rng, rng.next() < 0.5) };
   if (kind === "gradient") {
     const lightFirst = rng.next() < 0.5;
     const a = rng.uniform(0, 2 * Math.PI);
-    const half = (size / 2) * rng.uniform(0.8, 1.2);
+    const half = (side / 2) * rng.uniform(0.8, 1.2);
     const [dx, dy] = [Math.cos(a) * half, Math.sin(a) * half];
-    return { kind, from: neutral(rng, lightFirst), to: neutral(rng, !lightFirst), start: [r2(size / 2 - dx), r2(size / 2 - dy)], end: [r2(size / 2 + dx), r2(size / 2 + dy)] };
+    return { kind, from: neutral(rng, lightFirst), to: neutral(rng, !lightFirst), start: [r2(W / 2 - dx), r2(H / 2 - dy)], end: [r2(W / 2 + dx), r2(H / 2 + dy)] };
   }
-  return { kind, base: neutral(rng, rng.next() < 0.5), amplitude: Math.round(rng.uniform(15, 40)), cell: Math.max(1, Math.round(size / 32)), seed: rng.int(2 ** 31) };
+  return { kind, base: neutral(rng, rng.next() < 0.5), amplitude: Math.round(rng.uniform(15, 40)), cell: Math.max(1, Math.round(side / 32)), seed: rng.int(2 ** 31) };
 }
 
-/** Noise cell colours, row-major over ceil(size / cell)², the same for every renderer. */
-export function noiseCells(bg: Extract<Background, { kind: "noise" }>, size: number): { n: number; rgb: Uint8Array } {
+/**
+ * Noise cell colours, row-major over `rows` = ceil(height / cell) rows of `n` = ceil(size / cell)
+ * cells (height default: square), the same for every renderer.
+ */
+export function noiseCells(bg: Extract<Background, { kind: "noise" }>, size: number, height = size): { n: number; rows: number; rgb: Uint8Array } {
   const n = Math.ceil(size / bg.cell);
+  const rows = Math.ceil(height / bg.cell);
   const rng = new Rng(bg.seed);
-  const rgb = new Uint8Array(n * n * 3);
-  for (let i = 0; i < n * n; i++) {
+  const rgb = new Uint8Array(n * rows * 3);
+  for (let i = 0; i < n * rows; i++) {
     const grey = rng.uniform(-bg.amplitude, bg.amplitude);
     for (let c = 0; c < 3; c++) rgb[i * 3 + c] = clampByte(bg.base[c]! + grey + rng.uniform(-6, 6));
   }
-  return { n, rgb };
+  return { n, rows, rgb };
 }
 
 export interface SpecOptions {
+  /** Width (and height, unless `height`) in pixels. */
   size: number;
+  /** Height when it differs from the width. */
+  height?: number;
   /** 1…maxObjects objects (default 3, at most 16). */
   maxObjects?: number;
 }
@@ -153,8 +169,10 @@ export interface SpecOptions {
  */
 export function randomSceneSpec(rng: Rng, opts: SpecOptions): SceneSpec {
   const size = opts.size;
+  const height = opts.height ?? size;
+  const side = Math.min(size, height); // object sizes scale with the shorter side
   const maxObjects = Math.min(16, Math.max(1, opts.maxObjects ?? 3));
-  const bg = background(rng, size, BACKGROUND_KINDS[rng.int(BACKGROUND_KINDS.length)]!);
+  const bg = background(rng, size, height, BACKGROUND_KINDS[rng.int(BACKGROUND_KINDS.length)]!);
   const count = 1 + rng.int(maxObjects);
   const pairs = rng.permutation(16).slice(0, count);
   const objects: SceneObject[] = [];
@@ -164,16 +182,16 @@ export function randomSceneSpec(rng: Rng, opts: SpecOptions): SceneSpec {
     const rgb = BASE_RGB[colour].map((v) => clampByte(v + rng.uniform(-COLOUR_JITTER, COLOUR_JITTER))) as Rgb;
     const symmetry = shape === "square" ? Math.PI / 2 : shape === "triangle" ? (2 * Math.PI) / 3 : shape === "star" ? (2 * Math.PI) / 5 : 0;
     for (let t = 0; t < 60; t++) {
-      const radius = r2((rng.uniform(SIZE_RANGE[0], SIZE_RANGE[1]) * size) / 2);
-      const lo = radius * (1 - SPILL), hi = size - lo;
-      const center: [number, number] = [r2(rng.uniform(lo, hi)), r2(rng.uniform(lo, hi))];
+      const radius = r2((rng.uniform(SIZE_RANGE[0], SIZE_RANGE[1]) * side) / 2);
+      const lo = radius * (1 - SPILL);
+      const center: [number, number] = [r2(rng.uniform(lo, size - lo)), r2(rng.uniform(lo, height - lo))];
       const rotation = symmetry ? r3(rng.uniform(0, symmetry)) : 0;
-      const box = objectBox({ shape, center, radius, rotation }, size);
+      const box = objectBox({ shape, center, radius, rotation }, size, height);
       if (box[2] - box[0] < 1 || box[3] - box[1] < 1) continue;
       if (objects.some((o) => boxOverlap(o.box, box) > MAX_OVERLAP)) continue;
       objects.push({ shape, colour, rgb, center, radius, rotation, box });
       break;
     }
   }
-  return { size, background: bg, objects };
+  return height === size ? { size, background: bg, objects } : { size, height, background: bg, objects };
 }
