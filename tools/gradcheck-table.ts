@@ -2,8 +2,9 @@
  * Prints the gradient-check table: every autodiff rule against central finite differences,
  * and the whole tiny SigLIP's loss and parameter gradients against PyTorch autograd
  * (tests/fixtures/goldens/train-grads.safetensors, float64), full and chunked loss; then the
- * same with the LocCa decoder (tests/fixtures/goldens/locca-grads.safetensors), and the NaFlex
- * tower (tests/fixtures/goldens/naflex-train-grads.safetensors: in-graph position resize, masks).
+ * same with the LocCa decoder (tests/fixtures/goldens/locca-grads.safetensors), the NaFlex
+ * tower (tests/fixtures/goldens/naflex-train-grads.safetensors: in-graph position resize, masks), and
+ * self-distillation + masked prediction (tests/fixtures/goldens/distill-grads.safetensors).
  *
  *   npx tsx tools/gradcheck-table.ts
  */
@@ -15,6 +16,8 @@ import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { loccaGolden, loccaStep, maxErr } from "../tests/harness/locca-golden.js";
 import { naflexCheckpoint, naflexGold, naflexGoldenBatch } from "../tests/harness/naflex-golden.js";
 import { FIXTURES } from "../tests/harness/paths.js";
+import { distillGolden, distillManifest } from "../tests/harness/distill-golden.js";
+import { TeacherSession, teacherProbs } from "../src/train/distill.js";
 
 const e = (x: number) => x.toExponential(1);
 process.stdout.write("| op | dtype | ε | elements | max-abs vs FD | max \\|grad\\| | tolerance |\n|---|---|---|---|---|---|---|\n");
@@ -80,6 +83,40 @@ for (const chunk of [undefined, 128]) {
   for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
 }
 
+// Self-distillation + masked prediction (tests/fixtures/goldens/distill-grads.safetensors,
+// tools/reference/distill_goldens.py): sigmoid + 0.25·(L_SD + 0.25·L_MP), the teacher's head
+// outputs, and every gradient incl. both heads and the mask token.
+{
+  const dg = distillGolden();
+  const K = distillManifest.head.out;
+  process.stdout.write(`\nSelf-distillation + masked prediction (fixres-f32, ${distillManifest.images} images, ${distillManifest.local_views} local views of ${distillManifest.local_size} px, heads ${distillManifest.head.hidden}/${distillManifest.head.bottleneck}/${K}) vs PyTorch float64 autograd; tolerance 1e-5·max(1, ‖ref‖∞)\n\n| tensor group | tensors | worst max-abs | worst max-abs / max(1, ‖ref‖∞) |\n|---|---|---|---|\n`);
+  const t = await TeacherSession.create(dg.v, distillManifest.head, { threads: 1 });
+  const to = await t.run(dg.teacher, dg.batch.distill!.global, distillManifest.images);
+  await t.release();
+  for (const [k, got] of [["teacher_sd", to.sd], ["teacher_mp", to.mp]] as const) {
+    const m = maxErr(got, dg.gold.readFloat32(k));
+    process.stdout.write(`| teacher head outputs (${k}) | 1 | ${e(m.abs)} | ${e(m.abs / Math.max(1, m.scale))} |\n`);
+  }
+  const m = maxErr(teacherProbs(dg.gold.readFloat32("teacher_sd"), K, dg.gold.readFloat32("center.sd"), distillManifest.teacher_temp), dg.gold.readFloat32("sd_teacher_probs"));
+  process.stdout.write(`| centred teacher probabilities (image) | 1 | ${e(m.abs)} | ${e(m.abs)} |\n`);
+  const s = await TrainSession.create(dg.ckpt.config, { batch: distillManifest.images, threads: 1, distill: dg.opts });
+  const r = await s.step(dg.params, dg.batch);
+  await s.release();
+  for (const [k, got] of [["loss", r.loss], ["sigmoid_loss", r.sigmoidLoss!], ["sd_loss", r.sdLoss!], ["mp_loss", r.mpLoss!]] as const) {
+    process.stdout.write(`| ${k} | 1 | ${e(Math.abs(got - dg.gold.readFloat32(k)[0]!))} | – |\n`);
+  }
+  const groups = new Map<string, { n: number; abs: number; rel: number }>();
+  for (const [name, g] of r.grads) {
+    const mm = maxErr(g, dg.gold.readFloat32(`grad.${name}`));
+    const key = name.startsWith("distill.") ? name.replace(/^(distill\.(sd_head|mp_head|mask_token)).*$/, "$1") : name.startsWith("vision_model.") || name.startsWith("text_model.") ? name.split(".")[0]! : "logit_scale, logit_bias";
+    const gr = groups.get(key) ?? { n: 0, abs: 0, rel: 0 };
+    gr.n++;
+    gr.abs = Math.max(gr.abs, mm.abs);
+    gr.rel = Math.max(gr.rel, mm.abs / Math.max(1, mm.scale));
+    groups.set(key, gr);
+  }
+  for (const [k, gr] of groups) process.stdout.write(`| grad ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
+}
 // NaFlex (tests/fixtures/goldens/naflex-train-grads.safetensors, tools/reference/naflex_train_goldens.py):
 // Siglip2Model, 4 grids padded to 20 rows, random padding contents; the position table's gradient
 // goes through the in-graph antialiased resize, the key mask acts in every layer and the MAP head.

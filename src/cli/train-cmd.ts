@@ -31,6 +31,7 @@ import type { PatchBudgets } from "../train/naflex-data.js";
 import { LangMixSampler, parseLangMix, shares, type LangMixSpec } from "../train/lang-mix.js";
 import type { SigLIP2 } from "../api.js";
 import type { Trainer } from "../train/trainer.js";
+import { DEFAULT_DISTILL, type DistillConfig } from "../train/distill-config.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import { CPU_BOUND, intOption, numOption } from "./args.js";
 import { Bar, barsEnabled, downloadProgress } from "./progress.js";
@@ -65,6 +66,15 @@ interface TrainOpts {
   threads?: number;
   lowercase: boolean;
   offline?: boolean;
+  distill?: boolean;
+  distillStart?: number;
+  emaMomentum?: number;
+  globalCrop?: [number, number];
+  localCrop?: [number, number];
+  localSize?: number;
+  localViews?: number;
+  distillHead?: [number, number, number];
+  distillSizeFactor?: number;
   /** NaFlex: per-example patch budgets, a list or a range (parsed in setUpRun). */
   maxPatches?: string;
   budgetDraw?: "example" | "batch";
@@ -72,6 +82,40 @@ interface TrainOpts {
   curateRatio?: number;
   curateDtype: "fp32" | "int8";
   langMix?: LangMixSpec;
+}
+
+/** The self-distillation flags (each needs --distill). */
+const DISTILL_FLAGS = { distillStart: "--distill-start", emaMomentum: "--ema-momentum", globalCrop: "--global-crop", localCrop: "--local-crop", localSize: "--local-size", localViews: "--local-views", distillHead: "--distill-head", distillSizeFactor: "--distill-size-factor" } as const;
+
+/** A comma list of `count` finite numbers (crop ranges, head widths). */
+function numberList(flag: string, count: number, integer: boolean) {
+  return (v: string): number[] => {
+    const parts = v.split(",").map((x) => x.trim());
+    const nums = parts.map(Number);
+    if (parts.length !== count || parts.some((x) => x === "") || nums.some((x) => !Number.isFinite(x) || (integer && !Number.isInteger(x)))) {
+      throw new SiglipError("usage", `${flag} ${JSON.stringify(v)}: expected ${count} comma-separated ${integer ? "integers" : "numbers"}`);
+    }
+    return nums;
+  };
+}
+
+/** The self-distillation settings of the flags (src/train/distill.ts; defaults there), or undefined. */
+function distillConfig(o: TrainOpts): DistillConfig | undefined {
+  if (!o.distill) {
+    const given = Object.entries(DISTILL_FLAGS).find(([k]) => o[k as keyof TrainOpts] !== undefined);
+    if (given) throw new SiglipError("usage", `${given[1]} applies to self-distillation; add --distill`);
+    return undefined;
+  }
+  const d: DistillConfig = { ...DEFAULT_DISTILL };
+  if (o.distillStart !== undefined) d.start = o.distillStart;
+  if (o.emaMomentum !== undefined) d.emaMomentum = o.emaMomentum;
+  if (o.globalCrop) d.globalCrop = o.globalCrop;
+  if (o.localCrop) d.localCrop = o.localCrop;
+  if (o.localSize !== undefined) d.localSize = o.localSize;
+  if (o.localViews !== undefined) d.localViews = o.localViews;
+  if (o.distillHead) d.head = { hidden: o.distillHead[0], bottleneck: o.distillHead[1], out: o.distillHead[2] };
+  if (o.distillSizeFactor !== undefined) d.sizeFactor = o.distillSizeFactor;
+  return d;
 }
 
 /** Most steps (and step-like counts) accepted. */
@@ -147,6 +191,8 @@ function trainerConfig(o: TrainOpts, maxPatches?: PatchBudgets): TrainerConfig {
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
   if (o.vocabChunk !== undefined) tc.vocabChunk = o.vocabChunk;
   if (o.threads !== undefined) tc.threads = o.threads;
+  const d = distillConfig(o);
+  if (d) tc.distill = d;
   if (maxPatches !== undefined) {
     tc.maxPatches = maxPatches;
     if (o.budgetDraw !== undefined) tc.budgetDraw = o.budgetDraw;
@@ -238,6 +284,8 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     data = new FilePairs(records, processor, tok, T, o.lowercase, locca ? config.text_config.vocab_size : undefined);
   }
   const tc = trainerConfig(o, budgets);
+  if (tc.distill && naflex) throw new SiglipError("usage", "--distill does not train NaFlex checkpoints yet (its local views and masks are fixed-resolution); drop --distill or use a FixRes checkpoint");
+  if (tc.distill && o.curateTeacher !== undefined) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
   if (naflex && (o.langMix !== undefined || o.curateTeacher !== undefined)) throw new SiglipError("usage", `${o.langMix !== undefined ? "--lang-mix" : "--curate-teacher"} is not supported for NaFlex (model_type \"siglip2\") checkpoints yet`);
   // --- curation (src/train/curate.ts) and language mix (src/train/lang-mix.ts) ---
   if (o.langMix !== undefined && !data.langs) {
@@ -290,7 +338,10 @@ async function cmdTrain(o: TrainOpts): Promise<void> {
         const done = trainer.step;
         bar?.update(done, { loss: s.loss.toFixed(4), lr: s.lr.toExponential(2), rate: s.pairsPerSecond.toFixed(1) });
         if (done % o.logEvery === 0 || done === o.steps) {
-          const parts = s.loccaLoss !== undefined ? { sigmoid_loss: s.sigmoidLoss, locca_loss: s.loccaLoss } : {};
+          const parts = {
+            ...(s.loccaLoss !== undefined ? { sigmoid_loss: s.sigmoidLoss, locca_loss: s.loccaLoss } : {}),
+            ...(s.sdLoss !== undefined ? { sigmoid_loss: s.sigmoidLoss, sd_loss: s.sdLoss, mp_loss: s.mpLoss } : {}),
+          };
           log({ step: done, loss: s.loss, ...parts, lr: s.lr, grad_norm: s.gradNorm, pairs_per_s: s.pairsPerSecond, logit_scale: s.logitScale, logit_bias: s.logitBias, ...dataParts(s) });
         }
         if (o.saveEvery > 0 && done % o.saveEvery === 0 && done < o.steps) save();
@@ -378,6 +429,15 @@ export function registerTrainCommand(program: Command): void {
     .addOption(new Option("--freeze <towers>", "freeze towers: vision (LiT), text, vision,text (only the LocCa decoder trains), or none").argParser(freezeOption).default([] as Tower[], "none"))
     .addOption(new Option("--objectives <list>", "sigmoid, sigmoid,locca (adds the LocCa decoder: captions, referring expressions, grounded captions; saved in decoder.safetensors), or locca (decoder loss only: the text tower, MAP head, t' and b do not train)").argParser(objectivesOption).default(["sigmoid"] as Objective[], "sigmoid"))
     .option("--vocab-chunk <n>", "LocCa loss over the vocabulary in chunks of n rows (default: 8192 when the vocabulary is larger, else the full logits)", posInt("--vocab-chunk"))
+    .option("--distill", "from --distill-start of the run on, add self-distillation (SILC: V local views match an EMA teacher's global view) and masked prediction (TIPS: 50% of the patches masked), weights 1 and 0.25 × --distill-size-factor; heads and teacher are saved in distill.safetensors, not in model.safetensors")
+    .option("--distill-start <x>", "fraction of the run after which self-distillation is on (default 0.8)", unitInterval("--distill-start"))
+    .option("--ema-momentum <x>", "EMA momentum of the teacher, fixed (default 0.996)", numOption("--ema-momentum", { min: 0, max: 1, describe: "a number in [0, 1]" }))
+    .option("--global-crop <lo,hi>", "area range of the global (teacher) view's random crop (default 0.4,1)", numberList("--global-crop", 2, false))
+    .option("--local-crop <lo,hi>", "area range of the local (student) views' random crops (default 0.05,0.4)", numberList("--local-crop", 2, false))
+    .option("--local-size <n>", "side of the local views in pixels (default 96/224 of the image size, whole patches)", posInt("--local-size", 4096))
+    .option("--local-views <n>", "local views per image (default 8)", posInt("--local-views", 64))
+    .option("--distill-head <h,b,k>", "projection heads: hidden width, bottleneck, outputs (default 256,64,1024)", numberList("--distill-head", 3, true))
+    .option("--distill-size-factor <x>", "the per-size factor of both terms (0.25 B, 0.5 L, 1 So400m; default 0.25)", nonNegative("--distill-size-factor"))
     .option("--max-patches <budgets>", "NaFlex checkpoints: per-example patch budgets, drawn uniformly per example and step: a list (64,128,256) or a range (64-256); batches are padded to their longest example with key masks (default: the preprocessor's max_num_patches)")
     .addOption(new Option("--budget-draw <how>", "NaFlex: draw a patch budget per example, or one per micro-batch (the SigLIP 2 paper's choice; less padding)").choices(["example", "batch"]).default(undefined, "example"))
     .option("--loss-chunk <n>", "compute the sigmoid loss in n×n blocks (same loss and gradients, bounded memory)", posInt("--loss-chunk"))

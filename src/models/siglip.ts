@@ -12,6 +12,7 @@ import type { Checkpoint, WeightStore } from "../weights/checkpoint.js";
 import { fixresGrid, type TextConfig, type VisionConfig } from "../weights/config.js";
 import { dims, mapHead } from "./blocks.js";
 import type { ParamSource } from "./params.js";
+import { triangleWeights } from "../preprocess/resize.js";
 import {
   buildStages, checkLayerCount, readOutputs, requireHead, runtimeOptions, towerKey, towerShapes,
   type TowerDef, type TowerOptions, type TowerOutput, type VisionResult,
@@ -31,13 +32,49 @@ export function visionHead(v: VisionConfig): TowerDef["head"] {
   };
 }
 
+/**
+ * One view of the FixRes image tower (training with self-distillation / masked prediction,
+ * src/train/distill.ts). Every field is optional; without them the tower is the checkpoint's.
+ */
+export interface FixresView {
+  /** Graph input name of the pixels (default "pixel_values"). */
+  input?: string;
+  /**
+   * Side S of the view's pixels (default image_size). Its grid g = ⌊S / patch⌋ gets the
+   * learned G×G position table resized in the graph, `pos' = Kron(Rₕ, R_w)·pos` with the
+   * antialiased triangle weights of our resampler (torch `interpolate(bilinear,
+   * antialias=True, align_corners=False)`), a constant matrix, so the table gets its gradient.
+   */
+  size?: number;
+  /**
+   * Masked prediction (TIPS): a (B, g²) float32 graph value, 1 where the patch embedding is
+   * replaced by `token` (a (D) graph value, the learned mask token) before the position
+   * embedding is added: masked slots still know where they are.
+   */
+  mask?: { mask: string; token: string };
+}
+
+/** The (g², G²) resize matrix of a G×G position grid to g×g (see {@link FixresView.size}). */
+export function positionResizeMatrix(G: number, g: number): Float32Array {
+  const w = triangleWeights(G, g);
+  const r = new Float64Array(g * G); // (g, G) 1-D weights
+  for (let i = 0; i < g; i++) for (let j = 0; j < w.size[i]!; j++) r[i * G + w.start[i]! + j] = w.weights[i]![j]!;
+  const out = new Float32Array(g * g * G * G);
+  for (let y = 0; y < g; y++) for (let x = 0; x < g; x++) {
+    for (let Y = 0; Y < G; Y++) for (let X = 0; X < G; X++) out[(y * g + x) * G * G + Y * G + X] = r[y * G + Y]! * r[x * G + X]!;
+  }
+  return out;
+}
+
 /** The FixRes image tower: pixel_values (B, 3, R, R) → conv patches + G² positions → encoder → post-LN → MAP head. */
-export function fixresVision(v: VisionConfig): TowerDef {
+export function fixresVision(v: VisionConfig, view: FixresView = {}): TowerDef {
   const D = v.hidden_size;
   const P = v.patch_size;
   const G = fixresGrid(v);
-  const N = G * G;
-  const R = v.image_size;
+  const R = view.size ?? v.image_size;
+  const gv = Math.floor(R / P); // grid of this view
+  const N = gv * gv;
+  if (gv < 1) throw new Error(`internal: a view of ${R} px has no ${P}-px patch`);
   return {
     name: "vision",
     prefix: "vision_model",
@@ -47,13 +84,20 @@ export function fixresVision(v: VisionConfig): TowerDef {
     embeddings: (p: ParamSource, batch: Dim) => {
       const g = p.g;
       const e = p.at("embeddings");
-      const px = g.input("pixel_values", "float32", [batch, 3, R, R]);
+      const px = g.input(view.input ?? "pixel_values", "float32", [batch, 3, R, R]);
       // Conv2d(3→D, kernel P, stride P, no padding): trailing pixels that do not fill a patch are dropped.
       const conv = g.op("Conv", [px, e.tensor("patch_embedding.weight", [D, 3, P, P], { decay: true }), e.tensor("patch_embedding.bias", [D])], {
         kernel_shape: { ints: [P, P] }, strides: { ints: [P, P] },
-      }); // (B, D, G, G)
-      const patches = g.transpose(g.reshape(conv, [0, D, N]), [0, 2, 1]); // (B, N, D), row-major grid
-      return g.add(patches, e.tensor("position_embedding.weight", [N, D]));
+      }); // (B, D, g, g)
+      let patches = g.transpose(g.reshape(conv, [0, D, N]), [0, 2, 1]); // (B, N, D), row-major grid
+      if (view.mask) {
+        const m = g.op("Unsqueeze", [view.mask.mask, g.constI64([-1])]); // (B, N, 1)
+        // (1 − m)·patch + m·token
+        patches = g.add(g.mul(patches, g.sub(g.constF(1), m)), g.mul(m, view.mask.token));
+      }
+      let pos = e.tensor("position_embedding.weight", [G * G, D]); // (G², D)
+      if (gv !== G) pos = g.matmul(g.init(g.fresh("pos_resize"), positionResizeMatrix(G, gv), [N, G * G]), pos); // (g², D)
+      return g.add(patches, pos);
     },
     head: visionHead(v),
   };

@@ -18,6 +18,10 @@
  * "siglip2-locca-decoder", version: "1", layers, box_bins: "500", step}). Their AdamW moments
  * are in optimizer.safetensors with the others. A run without the decoder that starts from a
  * checkpoint with one copies its decoder.safetensors along unchanged.
+ *
+ * Self-distillation (./distill.ts): its heads and mask token (`distill.*`), the EMA teacher and
+ * the centres go to `distill.safetensors` (metadata {format: "siglip2-distill", step}); the
+ * moments of the heads are in optimizer.safetensors. None of it is in model.safetensors.
  */
 import type { CurationStats } from "./curate.js";
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs";
@@ -27,6 +31,7 @@ import { BINS } from "../tasks/boxes.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
 import type { ParamSpec } from "../models/params.js";
 import type { AdamW } from "./optim.js";
+import { DISTILL_FILE, DISTILL_FORMAT, isDistillParam } from "./distill.js";
 import type { Params } from "./session.js";
 
 export interface NamedTensor {
@@ -177,7 +182,8 @@ export function loadDecoderParams(dir: string, specs: readonly ParamSpec[]): Par
   }
 }
 
-function readChecked(f: SafetensorsFile, path: string, name: string, shape: readonly number[]): Float32Array {
+/** Tensor `name` of an open safetensors file at `path`, its shape checked (one line per problem). */
+export function readChecked(f: SafetensorsFile, path: string, name: string, shape: readonly number[]): Float32Array {
   if (!f.has(name)) throw new SiglipError("checkpoint", `${path}: no tensor ${name} (written for another model or freeze setting?)`, { subject: path });
   const got = f.info(name).shape;
   if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
@@ -195,7 +201,7 @@ export interface TrainerState {
   /** Run settings (seed, batch, optimiser, …), checked on resume. */
   run: Record<string, unknown>;
   /** Loss per completed step, for the learning curve. */
-  history: Array<{ step: number; loss: number; lr: number; gradNorm: number; sigmoidLoss?: number; loccaLoss?: number; curation?: CurationStats; langs?: Record<string, number> }>;
+  history: Array<{ step: number; loss: number; lr: number; gradNorm: number; sigmoidLoss?: number; loccaLoss?: number; sdLoss?: number; mpLoss?: number; curation?: CurationStats; langs?: Record<string, number> }>;
 }
 
 /**
@@ -205,7 +211,11 @@ export interface TrainerState {
  */
 export function saveCheckpoint(
   dir: string,
-  o: { configJson: unknown; specs: readonly ParamSpec[]; params: Params; sourceDir?: string; optimizer?: AdamW; state?: TrainerState },
+  o: {
+    configJson: unknown; specs: readonly ParamSpec[]; params: Params; sourceDir?: string; optimizer?: AdamW; state?: TrainerState;
+    /** Self-distillation state beside the `distill.*` parameters (teacher, centres): see the module comment. */
+    distillState?: readonly NamedTensor[];
+  },
 ): void {
   const target = checkpointTarget(dir);
   recoverCheckpointDir(target);
@@ -218,7 +228,9 @@ export function saveCheckpoint(
     // transformers' strict config dataclasses reject for float fields.
     writeDurable(join(tmp, "config.json"), typeof o.configJson === "string" ? o.configJson : `${JSON.stringify(o.configJson, null, 2)}\n`);
     const tensors = o.specs.map((s) => ({ name: s.name, shape: s.shape, data: o.params.get(s.name)! }));
-    writeDurable(join(tmp, "model.safetensors"), safetensorsBytes(tensors.filter((t) => !isDecoderParam(t.name)), { step }));
+    writeDurable(join(tmp, "model.safetensors"), safetensorsBytes(tensors.filter((t) => !isDecoderParam(t.name) && !isDistillParam(t.name)), { step }));
+    const distill = [...tensors.filter((t) => isDistillParam(t.name)), ...(o.distillState ?? [])];
+    if (distill.length > 0) writeDurable(join(tmp, DISTILL_FILE), safetensorsBytes(distill, { format: DISTILL_FORMAT, step }));
     const dec = tensors.filter((t) => isDecoderParam(t.name));
     if (dec.length > 0) {
       const meta = { format: DECODER_FORMAT, version: DECODER_FORMAT_VERSION, layers: String(decoderLayers(o.specs)), box_bins: String(BINS), step };
@@ -300,7 +312,10 @@ export function loadTrainingState(dir: string, specs: readonly ParamSpec[], para
       }
     }
     const shapes = new Map(specs.map((s) => [s.name, s.shape]));
-    for (const s of specs) params.set(s.name, isDecoderParam(s.name) ? read(dec!, DECODER_FILE, s.name, s.shape) : read(model, "model.safetensors", s.name, s.shape));
+    for (const s of specs) {
+      if (isDistillParam(s.name)) throw new Error("internal: distill.* parameters are loaded by src/train/distill.ts loadDistillState");
+      params.set(s.name, isDecoderParam(s.name) ? read(dec!, DECODER_FILE, s.name, s.shape) : read(model, "model.safetensors", s.name, s.shape));
+    }
     for (const n of optimizer.trainable) {
       optimizer.m.set(n, read(opt, "optimizer.safetensors", `m.${n}`, shapes.get(n)!));
       optimizer.v.set(n, read(opt, "optimizer.safetensors", `v.${n}`, shapes.get(n)!));

@@ -16,6 +16,7 @@ import { paramSpecs, type Objective, type Tower } from "./model.js";
 import { DEFAULT_OPTIMIZER } from "./optim.js";
 import { LANGUAGES, classPrompt, classes, synthesize, type Language } from "./synthetic.js";
 import { Trainer, type StepInfo } from "./trainer.js";
+import type { DistillConfig } from "./distill-config.js";
 
 /** Sparse Hub config.json of the tiny model (transformers fills in the class defaults). */
 export function tinyConfigJson(o: { width: number; layers: number; heads: number; mlp: number; vocab: number; seqLen: number; image: number; patch: number }): Record<string, unknown> {
@@ -51,6 +52,8 @@ export interface SyntheticRunOptions {
   vocabChunk?: number;
   /** Frozen towers (default none). */
   freeze?: readonly Tower[];
+  /** Self-distillation + masked prediction (./distill.ts; default off). */
+  distill?: DistillConfig;
   onStep?: (s: StepInfo) => void;
 }
 
@@ -62,7 +65,7 @@ export interface SyntheticRunResult {
   before: Record<Language, number>;
   after: Record<Language, number>;
   chance: number;
-  curve: Array<{ step: number; loss: number; sigmoidLoss?: number; loccaLoss?: number }>;
+  curve: Array<{ step: number; loss: number; sigmoidLoss?: number; loccaLoss?: number; sdLoss?: number; mpLoss?: number }>;
   seconds: number;
 }
 
@@ -91,6 +94,7 @@ export async function runSynthetic(o: SyntheticRunOptions): Promise<SyntheticRun
     optimizer: { ...DEFAULT_OPTIMIZER, lr: o.lr, totalSteps: o.steps, warmupSteps: o.warmupSteps },
     ...(o.threads === undefined ? {} : { threads: o.threads }),
     ...(o.vocabChunk === undefined ? {} : { vocabChunk: o.vocabChunk }),
+    ...(o.distill === undefined ? {} : { distill: o.distill }),
   });
   const evaluator = await ZeroShotEvaluator.create(config, tok, o.threads);
   const evalAll = async (): Promise<Record<Language, number>> => {
@@ -102,7 +106,9 @@ export async function runSynthetic(o: SyntheticRunOptions): Promise<SyntheticRun
   const curve: SyntheticRunResult["curve"] = [];
   while (trainer.step < o.steps) {
     const s = await trainer.trainStep(data);
-    curve.push(s.loccaLoss === undefined ? { step: s.step, loss: s.loss } : { step: s.step, loss: s.loss, sigmoidLoss: s.sigmoidLoss!, loccaLoss: s.loccaLoss });
+    const point: SyntheticRunResult["curve"][number] = s.loccaLoss === undefined ? { step: s.step, loss: s.loss } : { step: s.step, loss: s.loss, sigmoidLoss: s.sigmoidLoss!, loccaLoss: s.loccaLoss };
+    if (s.sdLoss !== undefined) Object.assign(point, { sigmoidLoss: s.sigmoidLoss!, sdLoss: s.sdLoss, mpLoss: s.mpLoss! });
+    curve.push(point);
     o.onStep?.(s);
   }
   const after = await evalAll();

@@ -19,6 +19,7 @@ import { fixresVision, textModel } from "../models/siglip.js";
 import { naflexVision } from "../models/siglip2.js";
 import { towerForward, type TowerDef } from "../models/tower.js";
 import type { SiglipConfig } from "../weights/config.js";
+import { distillLosses, type DistillGraphOptions } from "./distill.js";
 import { chunkedLoccaLoss, loccaLoss } from "./locca-loss.js";
 import { chunkedSigmoidLoss, l2normalize, sigmoidLoss } from "./loss.js";
 
@@ -81,10 +82,11 @@ function objectivesOf(o: { objectives?: readonly Objective[] }): { sigmoid: bool
  * LocCa decoder's `decoder.*` when that objective is on): the parameters the training graph
  * asks for, in the order it asks (see src/models/params.ts).
  */
-export function paramSpecs(c: SiglipConfig, o: { objectives?: readonly Objective[] } = {}): ParamSpec[] {
+export function paramSpecs(c: SiglipConfig, o: { objectives?: readonly Objective[]; distill?: DistillGraphOptions } = {}): ParamSpec[] {
   const p = InputParams.root(new Graph("siglip.params"));
   forward(p, c, 1, c.model_type === "siglip2" ? 1 : undefined);
   if (objectivesOf(o).locca) loccaDecoder(p, decoderConfig(c.text_config, c.vision_config), 1, 1);
+  if (o.distill) distillLosses(p, c.vision_config, 1, o.distill); // the distill.* heads and mask token, last
   return [...p.specs];
 }
 
@@ -123,6 +125,8 @@ export interface TrainGraphOptions {
   objectives?: readonly Objective[];
   /** Required with the "locca" objective. */
   locca?: LoccaGraphOptions;
+  /** Self-distillation + masked prediction (./distill.ts), with the {@link DISTILL_INPUTS}; its params come last. */
+  distill?: DistillGraphOptions;
   /** NaFlex (model_type "siglip2") only, and required there: the padded patch length L of the micro-batch. */
   patches?: number;
 }
@@ -140,7 +144,8 @@ export interface TrainGraph {
 
 /**
  * Forward + losses + backward in one graph. Outputs: `loss` (the sum of the objectives),
- * `grad.<param>`, `sigmoid_loss`, and with LocCa `locca_loss`, `locca_per_sequence` (S)
+ * `grad.<param>`, `sigmoid_loss`, with SD/MP `sd_loss` and `mp_loss` (unweighted), and with
+ * LocCa `locca_loss`, `locca_per_sequence` (S)
  * (and `logits` / `decoder_logits` when asked for).
  *
  * Each objective contributes its own seeds to one backward pass: a full loss its scalar, a
@@ -157,6 +162,9 @@ export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGra
   if (obj.locca && !lo) throw new Error("internal: the locca objective needs TrainGraphOptions.locca");
   const dc = decoderConfig(c.text_config, c.vision_config);
   const decoder = obj.locca ? loccaDecoder(p, dc, lo!.sequences, lo!.length) : null;
+  // SD/MP: the student's local and masked views through the same tower, the heads (./distill.ts)
+  if (o.distill && o.patches !== undefined) throw new Error("internal: self-distillation is FixRes only (no NaFlex training graph with distill)");
+  const distill = o.distill ? distillLosses(p, c.vision_config, n, o.distill) : null;
   const params = [...p.specs];
   const specs = new Map(params.map((s) => [s.name, s]));
   const trainable = params.filter(o.trainable ?? (() => true)).map((p) => p.name);
@@ -208,6 +216,13 @@ export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGra
     parts.push(loc.loss);
     emitValue(g, loc.loss, "locca_loss", []);
     emitValue(g, loc.perSequence, "locca_per_sequence", [S]);
+  }
+
+  if (distill) {
+    seeds.push({ value: distill.loss });
+    parts.push(distill.loss);
+    emitValue(g, distill.sd, "sd_loss", []);
+    emitValue(g, distill.mp, "mp_loss", []);
   }
 
   const loss = parts.reduce((acc, v) => g.add(acc, v));

@@ -71,14 +71,33 @@ export class AdamW {
   readonly m: Params = new Map();
   readonly v: Params = new Map();
   private readonly decay: Map<string, boolean>;
+  /** The step at which a parameter added by {@link addParams} joined (its bias correction counts from there). */
+  private readonly born = new Map<string, number>();
+  readonly trainable: readonly string[];
 
-  constructor(readonly config: OptimizerConfig, specs: readonly ParamSpec[], readonly trainable: readonly string[]) {
-    this.decay = new Map(specs.map((s) => [s.name, s.decay]));
+  constructor(readonly config: OptimizerConfig, specs: readonly ParamSpec[], trainable: readonly string[]) {
+    this.decay = new Map();
+    this.trainable = [];
+    this.addParams(specs, trainable);
+    this.born.clear();
+  }
+
+  /**
+   * Add parameters mid-run with fresh state: zero moments, and a bias correction that counts
+   * their own updates (as a new optimiser would), while the schedule stays the run's
+   * (the SigLIP 2 heads switched on at 80%, src/train/distill.ts). `born`: the step they joined
+   * (default now; a resumed run passes the switch step).
+   */
+  addParams(specs: readonly ParamSpec[], names: readonly string[], born = this.step): void {
+    for (const s of specs) this.decay.set(s.name, s.decay);
     const size = new Map(specs.map((s) => [s.name, s.shape.reduce((a, b) => a * b, 1)]));
-    for (const n of trainable) {
+    for (const n of names) {
+      if (this.m.has(n)) throw new Error(`internal: parameter ${n} is already in the optimiser`);
       this.m.set(n, new Float32Array(size.get(n)!));
       this.v.set(n, new Float32Array(size.get(n)!));
+      this.born.set(n, born);
     }
+    (this.trainable as string[]).push(...names);
   }
 
   /** The schedule multiplier of the next update. */
@@ -96,10 +115,10 @@ export class AdamW {
     const c = this.config;
     const norm = clipByGlobalNorm(grads, c.clipNorm);
     const sched = this.multiplier;
-    const t = this.step + 1;
-    const bc1 = 1 - c.beta1 ** t;
-    const bc2 = 1 - c.beta2 ** t;
     for (const name of this.trainable) {
+      const t = this.step + 1 - (this.born.get(name) ?? 0);
+      const bc1 = 1 - c.beta1 ** t;
+      const bc2 = 1 - c.beta2 ** t;
       const p = params.get(name)!;
       const g = grads.get(name)!;
       const m = this.m.get(name)!;

@@ -11,6 +11,8 @@ import { SPATIAL_SHAPES_INPUT } from "../models/siglip2.js";
 import { LOCCA_INPUTS, buildEmbedGraph, buildTrainGraph, type Tower, type TrainGraphOptions } from "./model.js";
 import type { SiglipConfig } from "../weights/config.js";
 import { isDecoderParam, loadDecoderParams } from "./checkpoint.js";
+import { DISTILL_INPUTS, type DistillBatch } from "./distill.js";
+import { fixresGrid } from "../weights/config.js";
 import { initDecoderParams } from "./init.js";
 
 /** Parameter values by checkpoint key. */
@@ -61,6 +63,8 @@ export interface Batch {
   n: number;
   /** The LocCa sequences (graphs with that objective): S rows of L tokens. */
   decoder?: DecoderBatch;
+  /** Views, masks and teacher targets (graphs with self-distillation, ./distill.ts). */
+  distill?: DistillBatch;
   /** NaFlex checkpoints: the grids and key mask of the padded patch rows. */
   naflex?: NaflexInputs;
 }
@@ -117,6 +121,9 @@ export interface StepResult {
   loccaLoss?: number;
   loccaPerSequence?: Float32Array;
   decoderLogits?: Float32Array;
+  /** With SD/MP: the two unweighted losses. */
+  sdLoss?: number;
+  mpLoss?: number;
 }
 
 /** Loss and gradients of one micro-batch. */
@@ -131,6 +138,7 @@ export class TrainSession {
     private readonly locca?: { sequences: number; length: number },
     /** NaFlex: the padded patch length the graph was built for. */
     readonly patches?: number,
+    private readonly distill?: { views: number; size: number; out: number },
   ) {}
 
   static async create(config: SiglipConfig, o: TrainGraphOptions & SessionOptions): Promise<TrainSession> {
@@ -138,7 +146,8 @@ export class TrainSession {
     const inputs = tg.graph.view().inputs.map((i) => i.name);
     const session = await ort.InferenceSession.create(tg.graph.toModelBytes(), sessionOptions({ threads: o.threads }));
     const locca = o.objectives?.includes("locca") && o.locca ? { sequences: o.locca.sequences, length: o.locca.length } : undefined;
-    return new TrainSession(session, tg.params, tg.trainable, config, o.batch, inputs, locca, o.patches);
+    const d = o.distill ? { views: o.distill.localViews, size: o.distill.localSize, out: o.distill.head.out } : undefined;
+    return new TrainSession(session, tg.params, tg.trainable, config, o.batch, inputs, locca, o.patches, d);
   }
 
   async step(params: Params, batch: Batch): Promise<StepResult> {
@@ -147,7 +156,7 @@ export class TrainSession {
       throw new Error(`internal: training graph built for ${this.patches} patch rows, got ${batch.naflex?.length}`);
     }
     const T = this.config.text_config.max_position_embeddings;
-    const dataInputs = new Set<string>(["pixel_values", "input_ids", SPATIAL_SHAPES_INPUT, NAFLEX_KEY_MASK, ...Object.values(LOCCA_INPUTS)]);
+    const dataInputs = new Set<string>(["pixel_values", "input_ids", SPATIAL_SHAPES_INPUT, NAFLEX_KEY_MASK, ...Object.values(LOCCA_INPUTS), ...Object.values(DISTILL_INPUTS)]);
     const feeds = paramFeeds(this.params, params, this.inputs.filter((n) => !dataInputs.has(n)));
     imageFeeds(this.config, batch, batch.n, feeds);
     feeds["input_ids"] = new ort.Tensor("int64", batch.inputIds, [batch.n, T]);
@@ -161,6 +170,19 @@ export class TrainSession {
       feeds[LOCCA_INPUTS.causal] = new ort.Tensor("int64", d.causal, [S]);
       feeds[LOCCA_INPUTS.image] = new ort.Tensor("int64", d.image, [S]);
     }
+    if (this.distill) {
+      const d = batch.distill;
+      if (!d) throw new Error("internal: this training graph has self-distillation; the batch has no views");
+      const { views: V, size: r, out: K } = this.distill;
+      const n = batch.n;
+      const R = this.config.vision_config.image_size;
+      const N = fixresGrid(this.config.vision_config) ** 2;
+      feeds[DISTILL_INPUTS.local] = new ort.Tensor("float32", d.local, [n * V, 3, r, r]);
+      feeds[DISTILL_INPUTS.global] = new ort.Tensor("float32", d.global, [n, 3, R, R]);
+      feeds[DISTILL_INPUTS.mask] = new ort.Tensor("float32", d.mask, [n, N]);
+      feeds[DISTILL_INPUTS.sdTarget] = new ort.Tensor("float32", d.sdTarget, [n, K]);
+      feeds[DISTILL_INPUTS.mpTarget] = new ort.Tensor("float32", d.mpTarget, [n, N, K]);
+    }
     const out = await this.session.run(feeds);
     const grads: Params = new Map();
     for (const n of this.trainable) grads.set(n, out[`grad.${n}`]!.data as Float32Array);
@@ -170,6 +192,8 @@ export class TrainSession {
     if (out["locca_loss"]) r.loccaLoss = Number(out["locca_loss"].data[0]);
     if (out["locca_per_sequence"]) r.loccaPerSequence = out["locca_per_sequence"].data as Float32Array;
     if (out["decoder_logits"]) r.decoderLogits = out["decoder_logits"].data as Float32Array;
+    if (out["sd_loss"]) r.sdLoss = Number(out["sd_loss"].data[0]);
+    if (out["mp_loss"]) r.mpLoss = Number(out["mp_loss"].data[0]);
     return r;
   }
 

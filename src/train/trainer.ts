@@ -27,6 +27,13 @@
  * (sigmoid_loss) but not trained — t' and b stay fixed too — and the objective list must hold
  * "locca" (else there is nothing to train: a usage error).
  *
+ * Self-distillation and masked prediction (`distill`, ./distill.ts): nothing of it exists before
+ * step ⌈start·T⌉. At that step the heads and mask token are created (seeded), the training graph
+ * is rebuilt with them, the optimiser gets their fresh state, and the teacher is copied from the
+ * student; from then on each micro-batch gets its views, masks and teacher targets, and each
+ * step ends with the EMA and centre updates. A resume after the switch rebuilds the same state
+ * and loads the heads, teacher and centres from the run directory.
+ *
  * Curation (`curate`, ./curate.ts): each step draws a super-batch of round(B / ratio) examples,
  * scores them with the student (forward only) and the teacher, and trains on the B most
  * learnable. Language mix (`langMix`, ./lang-mix.ts): batches (or super-batches) are drawn with
@@ -45,6 +52,7 @@ import { Rng, mixSeed } from "./rng.js";
 import { locCaTargets, type LocCaTargets } from "./scenes/locca.js";
 import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
 import { TrainSession, type DecoderBatch, type Params } from "./session.js";
+import { DistillPhase, checkDistill, distillSpecs, initDistillParams, isDistillParam, loadDistillState, switchStep, type DistillConfig } from "./distill.js";
 import { drawBudget, maxBudget, paddedLength, type PatchBudgets } from "./naflex-data.js";
 import { Curator, superBatchSize, type CurationStats, type TeacherModel } from "./curate.js";
 import { LangMixSampler, countLangs, langMixString, type LangMixSpec } from "./lang-mix.js";
@@ -93,6 +101,8 @@ export interface TrainConfig {
   /** Chunked loss block size (default: the full m×m loss). */
   lossChunk?: number;
   threads?: number;
+  /** Self-distillation + masked prediction from `distill.start` of the run (default: off). */
+  distill?: DistillConfig;
   /** NaFlex (model_type "siglip2") only, and required there: the per-example patch budgets (./naflex-data.ts). */
   maxPatches?: PatchBudgets;
   /**
@@ -119,6 +129,9 @@ export interface StepInfo {
   /** The parts of the loss (the sigmoid part is reported even when it is not trained). */
   sigmoidLoss?: number;
   loccaLoss?: number;
+  /** With self-distillation on: the two unweighted losses. */
+  sdLoss?: number;
+  mpLoss?: number;
   /** With curation: what the selection did. */
   curation?: CurationStats;
   /** With a language mix: languages of the trained examples. */
@@ -131,6 +144,7 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   const obj = objectivesOf(c);
   // sigmoid-only runs keep the settings of earlier versions (their saves stay resumable)
   if (obj.join(",") !== "sigmoid") Object.assign(r, { objectives: obj, vocabChunk });
+  if (c.distill) r["distill"] = c.distill;
   if (c.maxPatches) r["maxPatches"] = c.maxPatches; // NaFlex
   if (c.budgetDraw === "batch") r["budgetDraw"] = "batch";
   if (c.curate) r["curate"] = { ratio: c.curate.ratio, teacher: c.curate.teacherId };
@@ -163,18 +177,47 @@ export class Trainer {
   private curator: Curator | null = null;
   private sampler: LangMixSampler | null = null;
 
+  /** Self-distillation after its switch (null before, and in runs without it). */
+  distill: DistillPhase | null = null;
+  /** A run directory saved after the switch, whose distillation state the next step loads. */
+  private pendingDistill: string | null = null;
+
   private constructor(
     readonly model: SiglipConfig,
-    readonly specs: ParamSpec[],
+    public specs: ParamSpec[],
     readonly params: Params,
     readonly config: TrainConfig,
     readonly optimizer: AdamW,
-    private readonly session: TrainSession,
+    private session: TrainSession,
     /** With LocCa: S rows of L tokens per micro-batch, and the chunk used (null: full logits). */
     private readonly locca: { sequences: number; length: number; vocabChunk: number | null } | null,
+    private readonly sessionOptions: Parameters<typeof TrainSession.create>[1],
     /** NaFlex: the graph options, to build one more session per padded length. */
     private readonly naflex: { options: Parameters<typeof TrainSession.create>[1]; sessions: Map<number, TrainSession> } | null = null,
   ) {}
+
+  /** The first step with self-distillation on (null: none in this run). */
+  get distillStart(): number | null {
+    return this.config.distill ? switchStep(this.config.distill.start, this.config.steps) : null;
+  }
+
+  /**
+   * Switch self-distillation on (see the module comment): fresh heads and mask token, the
+   * graph rebuilt with them, their fresh optimiser state (joined at step `born`), the teacher
+   * copied from the student.
+   */
+  private async switchOn(born: number): Promise<void> {
+    const d = checkDistill(this.config.distill!, this.model.vision_config);
+    const specs = distillSpecs(this.model.vision_config, d.head);
+    for (const [n, v] of initDistillParams(specs, this.config.seed)) this.params.set(n, v);
+    const phase = await DistillPhase.start(d, this.model.vision_config, this.params, this.config.threads !== undefined ? { threads: this.config.threads } : {});
+    const session = await TrainSession.create(this.model, { ...this.sessionOptions, distill: phase.graphOptions });
+    await this.session.release();
+    this.session = session;
+    this.specs = session.params;
+    this.optimizer.addParams(specs, session.trainable.filter(isDistillParam), born);
+    this.distill = phase;
+  }
 
   /** The objectives of this run, canonical order. */
   get objectives(): Objective[] {
@@ -191,6 +234,10 @@ export class Trainer {
     const frozen = frozenTowers(c.freeze);
     for (const t of frozen) if (t !== "vision" && t !== "text") throw new SiglipError("usage", `--freeze: unknown tower ${JSON.stringify(t)} (expected none, vision, text, or vision,text)`);
     const locca = objectives.includes("locca");
+    if (c.distill) {
+      checkDistill(c.distill, model.vision_config);
+      if (frozen.has("vision")) throw new SiglipError("usage", "self-distillation trains the image tower: it cannot be combined with --freeze vision");
+    }
     // both towers frozen: the sigmoid loss can only move t' and b, so it is reported, not trained
     const sigmoidTrains = objectives.includes("sigmoid") && frozen.size < 2;
     if (!sigmoidTrains && !locca) {
@@ -198,6 +245,9 @@ export class Trainer {
     }
     const trainable = (p: ParamSpec): boolean => {
       if (p.name.startsWith("decoder.")) return locca;
+      if (isDistillParam(p.name)) return true;
+      // self-distillation reaches the whole image tower (the MAP head through the pooled view)
+      if (c.distill && towerOf(p.name) === "vision") return true;
       const t = towerOf(p.name);
       if (t !== null && frozen.has(t)) return false;
       // the decoder reads the image tokens before the MAP head: only the sigmoid loss reaches the head
@@ -223,13 +273,15 @@ export class Trainer {
     if (c.budgetDraw !== undefined && c.budgetDraw !== "example" && c.budgetDraw !== "batch") throw new SiglipError("usage", `--budget-draw must be example or batch, got ${JSON.stringify(c.budgetDraw)}`);
     if (naflex && locca) throw new SiglipError("usage", "the LocCa objective does not train NaFlex checkpoints yet (its cross-attention has no patch mask); use --objectives sigmoid");
     if (naflex) opts.patches = paddedLength(maxBudget(c.maxPatches!), c.maxPatches!);
+    if (c.distill && naflex) throw new SiglipError("usage", "--distill does not train NaFlex checkpoints yet (its local views and masks are fixed-resolution); drop --distill or use a FixRes checkpoint");
+    if (c.distill && c.curate) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
     // ----
     const session = await TrainSession.create(model, opts);
     const missing = session.params.find((s) => !params.has(s.name));
     if (missing) throw new Error(`internal: no value for parameter ${missing.name}`);
     const optimizer = new AdamW(c.optimizer, session.params, session.trainable);
     const nf = naflex ? { options: opts, sessions: new Map([[opts.patches!, session]]) } : null;
-    const trainer = new Trainer(model, session.params, params, c, optimizer, session, lo, nf);
+    const trainer = new Trainer(model, session.params, params, c, optimizer, session, lo, opts, nf);
     if (c.curate) trainer.curator = await Curator.create(model, c.curate.teacher, c.curate.ratio, c.threads);
     return trainer;
   }
@@ -303,16 +355,37 @@ export class Trainer {
         ...[...wanted].filter(([k, v]) => saved.get(k) !== v).map(([k, v]) => `${k} ${saved.get(k) ?? "unset"} → ${v}`),
         ...[...saved].filter(([k]) => !wanted.has(k)).map(([k, v]) => `${k} ${v} → unset`), // e.g. a curated run resumed without curation
       ];
-      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective, --max-patches, curation and --lang-mix options`);
+      throw new SiglipError("usage", `${dir}: the run was saved with other settings (${diffs.slice(0, 4).join(", ")}${diffs.length > 4 ? ", …" : ""}); resume with the same --batch-size, --accum-steps, --steps, --seed, optimiser, freeze, objective, --max-patches, curation, --lang-mix and --distill options`);
     }
+    if (this.distill) throw new Error("internal: resume a fresh trainer");
     loadTrainingState(dir, this.specs, this.params, this.optimizer);
+    const start = this.distillStart;
+    // saved after the switch: the heads, their moments, the teacher and the centres come with the next step
+    this.pendingDistill = start !== null && state.step > start ? dir : null;
     this.history.splice(0, this.history.length, ...state.history);
+  }
+
+  /**
+   * Whatever must exist before step `this.step` (called by {@link trainStep}): self-distillation
+   * is switched on at its first step, or its saved state loaded after a resume past it.
+   */
+  async prepareStep(): Promise<void> {
+    const start = this.distillStart;
+    if (start === null || this.distill || this.step < start) return;
+    const dir = this.pendingDistill;
+    await this.switchOn(dir !== null ? start : this.step);
+    if (dir !== null) loadDistillState(dir, this.specs, this.params, this.optimizer, this.distill!, this.step);
+    this.pendingDistill = null;
   }
 
   /** One optimiser step on global batch number `this.step`. */
   async trainStep(data: PairDataset): Promise<StepInfo> {
     const t0 = performance.now();
     const c = this.config;
+    await this.prepareStep();
+    const drng = this.distill ? DistillPhase.stepRng(c.seed, this.step) : null;
+    let sdLoss = 0;
+    let mpLoss = 0;
     const { indices, curation } = await this.drawBatch(data);
     const m = c.batchSize / c.accumSteps;
     let grads: Params | null = null;
@@ -328,7 +401,10 @@ export class Trainer {
       const part = indices.slice(k * m, (k + 1) * m);
       const batch = budgets ? await data.batch(part, { budgets: budgets.slice(k * m, (k + 1) * m), lengths: c.maxPatches! }) : await data.batch(part);
       if (rng) batch.decoder = await this.decoderRows(data, part, rng);
+      if (drng) batch.distill = await this.distill!.prepare(batch.pixelValues, batch.n, drng);
       const r = await (await this.sessionFor(batch.naflex?.length)).step(this.params, batch);
+      sdLoss += (r.sdLoss ?? 0) / c.accumSteps;
+      mpLoss += (r.mpLoss ?? 0) / c.accumSteps;
       loss += r.loss / c.accumSteps;
       sigmoidLoss += (r.sigmoidLoss ?? NaN) / c.accumSteps;
       loccaLoss += (r.loccaLoss ?? 0) / c.accumSteps;
@@ -351,6 +427,7 @@ export class Trainer {
     const gradNorm = this.optimizer.update(this.params, grads!);
     const bad = firstNonFinite(this.params);
     if (bad) throw diverged(step, `the update made ${bad} non-finite`, lr);
+    this.distill?.afterUpdate(this.params);
     const info: StepInfo = {
       step: this.step, loss, lr, gradNorm,
       pairsPerSecond: c.batchSize / ((performance.now() - t0) / 1000),
@@ -360,6 +437,11 @@ export class Trainer {
     if (this.locca) {
       info.sigmoidLoss = entry.sigmoidLoss = sigmoidLoss;
       info.loccaLoss = entry.loccaLoss = loccaLoss;
+    }
+    if (this.distill) {
+      info.sigmoidLoss = entry.sigmoidLoss = sigmoidLoss;
+      info.sdLoss = entry.sdLoss = sdLoss;
+      info.mpLoss = entry.mpLoss = mpLoss;
     }
     if (curation) info.curation = entry.curation = curation;
     if (this.sampler) info.langs = entry.langs = countLangs(data.langs!, indices);
@@ -373,12 +455,14 @@ export class Trainer {
       configJson, specs: this.specs, params: this.params, optimizer: this.optimizer,
       state: { step: this.step, run: runSettings(this.config, this.locca?.vocabChunk ?? null), history: this.history },
     };
+    if (this.distill) o.distillState = this.distill.stateTensors();
     if (sourceDir !== undefined) o.sourceDir = sourceDir;
     saveCheckpoint(dir, o);
   }
 
   async release(): Promise<void> {
     await this.session.release();
+    await this.distill?.release();
     for (const s of this.naflex?.sessions.values() ?? []) if (s !== this.session) await s.release();
     await this.curator?.release();
   }

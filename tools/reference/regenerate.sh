@@ -46,7 +46,7 @@ EOF
 status=0
 for script in "$ROOT"/tools/reference/*_goldens.py; do
   [[ -e "$script" ]] || continue
-  case "$(basename "$script")" in train_goldens.py|locca_goldens.py|locca_decode_goldens.py|naflex_train_goldens.py|curate_goldens.py|demo_goldens.py) continue ;; esac  # need the model fixtures: run last
+  case "$(basename "$script")" in train_goldens.py|locca_goldens.py|locca_decode_goldens.py|naflex_train_goldens.py|curate_goldens.py|demo_goldens.py|distill_goldens.py) continue ;; esac  # need the model fixtures: run last
   echo "== $(basename "$script")" >&2
   if ! "$PY" "$script"; then
     echo "!! $(basename "$script") failed" >&2
@@ -62,6 +62,8 @@ echo "== make_naflex_fixtures.py" >&2
 
 echo "== locca_goldens.py" >&2
 "$PY" "$ROOT/tools/reference/locca_goldens.py" || status=1
+echo "== distill_goldens.py" >&2
+"$PY" "$ROOT/tools/reference/distill_goldens.py" || status=1
 echo "== locca_decode_goldens.py" >&2
 "$PY" "$ROOT/tools/reference/locca_decode_goldens.py" || status=1
 
