@@ -20,6 +20,21 @@ import { distillGolden, distillManifest } from "../tests/harness/distill-golden.
 import { TeacherSession, teacherProbs } from "../src/train/distill.js";
 
 const e = (x: number) => x.toExponential(1);
+
+/** Worst error per tensor group (`keyOf(name)`) of `grads` against `refOf(name)`, in first-seen order. */
+function groupErrors(grads: Iterable<[string, ArrayLike<number>]>, refOf: (name: string) => ArrayLike<number>, keyOf: (name: string) => string): Map<string, { n: number; abs: number; rel: number }> {
+  const groups = new Map<string, { n: number; abs: number; rel: number }>();
+  for (const [name, g] of grads) {
+    const m = maxErr(g, refOf(name));
+    const key = keyOf(name);
+    const gr = groups.get(key) ?? { n: 0, abs: 0, rel: 0 };
+    gr.n++;
+    gr.abs = Math.max(gr.abs, m.abs);
+    gr.rel = Math.max(gr.rel, m.abs / Math.max(1, m.scale));
+    groups.set(key, gr);
+  }
+  return groups;
+}
 process.stdout.write("| op | dtype | ε | elements | max-abs vs FD | max \\|grad\\| | tolerance |\n|---|---|---|---|---|---|---|\n");
 for (const c of opCases()) {
   const r = await gradCheck(c.label, c.dtype, c.inputs, c.build);
@@ -35,22 +50,8 @@ for (const chunk of [undefined, 3]) {
   const r = await s.step(loadParams(ckpt.weights, s.params), { pixelValues: px, inputIds: ids, n: 4 });
   const label = chunk === undefined ? "full (autodiff)" : `chunked (blocks of ${chunk})`;
   process.stdout.write(`| ${label} | loss | 1 | ${e(Math.abs(r.loss - gold.readFloat32("loss")[0]!))} | – |\n`);
-  const groups = new Map<string, { n: number; abs: number; rel: number }>();
-  for (const [name, g] of r.grads) {
-    const ref = gold.readFloat32(`grad.${name}`);
-    let m = 0;
-    let sc = 0;
-    for (let i = 0; i < ref.length; i++) {
-      m = Math.max(m, Math.abs(ref[i]! - g[i]!));
-      sc = Math.max(sc, Math.abs(ref[i]!));
-    }
-    const key = name.replace(/\.layers\.\d+\./, ".layers.*.").replace(/^(vision_model|text_model)\.(embeddings|encoder|head|post_layernorm|final_layer_norm).*$/, "$1.$2");
-    const gr = groups.get(key) ?? { n: 0, abs: 0, rel: 0 };
-    gr.n++;
-    gr.abs = Math.max(gr.abs, m);
-    gr.rel = Math.max(gr.rel, m / Math.max(1, sc));
-    groups.set(key, gr);
-  }
+  const groups = groupErrors(r.grads, (name) => gold.readFloat32(`grad.${name}`), (name) =>
+    name.replace(/\.layers\.\d+\./, ".layers.*.").replace(/^(vision_model|text_model)\.(embeddings|encoder|head|post_layernorm|final_layer_norm).*$/, "$1.$2"));
   for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
   await s.release();
 }
@@ -68,18 +69,10 @@ for (const chunk of [undefined, 128]) {
     const m = maxErr(r.decoderLogits, lg.gold.readFloat32("decoder_logits"));
     process.stdout.write(`| ${label} | decoder logits | 1 | ${e(m.abs)} | ${e(m.abs / Math.max(1, m.scale))} |\n`);
   }
-  const groups = new Map<string, { n: number; abs: number; rel: number }>();
-  for (const [name, g] of r.grads) {
-    const m = maxErr(g, lg.gold.readFloat32(`grad.${name}`));
-    const key = name.startsWith("decoder.")
+  const groups = groupErrors(r.grads, (name) => lg.gold.readFloat32(`grad.${name}`), (name) =>
+    name.startsWith("decoder.")
       ? name.replace(/^decoder\.layers\.\d+\.(self_attn|cross_attn|mlp|layer_norm\d).*$/, "decoder.layers.*.$1").replace(/^decoder\.(embed_tokens|position_embedding|final_layer_norm|lm_head)\..*$/, "decoder.$1")
-      : name.startsWith("vision_model.") || name.startsWith("text_model.") ? name.split(".")[0]! : "logit_scale, logit_bias";
-    const gr = groups.get(key) ?? { n: 0, abs: 0, rel: 0 };
-    gr.n++;
-    gr.abs = Math.max(gr.abs, m.abs);
-    gr.rel = Math.max(gr.rel, m.abs / Math.max(1, m.scale));
-    groups.set(key, gr);
-  }
+      : name.startsWith("vision_model.") || name.startsWith("text_model.") ? name.split(".")[0]! : "logit_scale, logit_bias");
   for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
 }
 
@@ -105,16 +98,8 @@ for (const chunk of [undefined, 128]) {
   for (const [k, got] of [["loss", r.loss], ["sigmoid_loss", r.sigmoidLoss!], ["sd_loss", r.sdLoss!], ["mp_loss", r.mpLoss!]] as const) {
     process.stdout.write(`| ${k} | 1 | ${e(Math.abs(got - dg.gold.readFloat32(k)[0]!))} | – |\n`);
   }
-  const groups = new Map<string, { n: number; abs: number; rel: number }>();
-  for (const [name, g] of r.grads) {
-    const mm = maxErr(g, dg.gold.readFloat32(`grad.${name}`));
-    const key = name.startsWith("distill.") ? name.replace(/^(distill\.(sd_head|mp_head|mask_token)).*$/, "$1") : name.startsWith("vision_model.") || name.startsWith("text_model.") ? name.split(".")[0]! : "logit_scale, logit_bias";
-    const gr = groups.get(key) ?? { n: 0, abs: 0, rel: 0 };
-    gr.n++;
-    gr.abs = Math.max(gr.abs, mm.abs);
-    gr.rel = Math.max(gr.rel, mm.abs / Math.max(1, mm.scale));
-    groups.set(key, gr);
-  }
+  const groups = groupErrors(r.grads, (name) => dg.gold.readFloat32(`grad.${name}`), (name) =>
+    name.startsWith("distill.") ? name.replace(/^(distill\.(sd_head|mp_head|mask_token)).*$/, "$1") : name.startsWith("vision_model.") || name.startsWith("text_model.") ? name.split(".")[0]! : "logit_scale, logit_bias");
   for (const [k, gr] of groups) process.stdout.write(`| grad ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
 }
 // NaFlex (tests/fixtures/goldens/naflex-train-grads.safetensors, tools/reference/naflex_train_goldens.py):
@@ -129,17 +114,9 @@ for (const chunk of [undefined, 3]) {
   const r = await s.step(loadParams(nck.weights, s.params), b);
   const label = chunk === undefined ? "full (autodiff)" : `chunked (blocks of ${chunk})`;
   process.stdout.write(`| ${label} | loss | 1 | ${e(Math.abs(r.loss - ng.readFloat32("loss")[0]!))} | – |\n`);
-  const groups = new Map<string, { n: number; abs: number; rel: number }>();
-  for (const [name, g] of r.grads) {
-    const m = maxErr(g, ng.readFloat32(`grad.${name}`));
-    const key = name.replace(/\.layers\.\d+\./, ".layers.*.").replace(/^vision_model\.embeddings\.(position_embedding|patch_embedding)\..*$/, "vision_model.embeddings.$1")
-      .replace(/^(vision_model|text_model)\.(encoder|head|post_layernorm|final_layer_norm).*$/, "$1.$2").replace(/^text_model\.embeddings.*$/, "text_model.embeddings");
-    const gr = groups.get(key) ?? { n: 0, abs: 0, rel: 0 };
-    gr.n++;
-    gr.abs = Math.max(gr.abs, m.abs);
-    gr.rel = Math.max(gr.rel, m.abs / Math.max(1, m.scale));
-    groups.set(key, gr);
-  }
+  const groups = groupErrors(r.grads, (name) => ng.readFloat32(`grad.${name}`), (name) =>
+    name.replace(/\.layers\.\d+\./, ".layers.*.").replace(/^vision_model\.embeddings\.(position_embedding|patch_embedding)\..*$/, "vision_model.embeddings.$1")
+      .replace(/^(vision_model|text_model)\.(encoder|head|post_layernorm|final_layer_norm).*$/, "$1.$2").replace(/^text_model\.embeddings.*$/, "text_model.embeddings"));
   for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
   await s.release();
 }
