@@ -21,14 +21,12 @@ import { parseImageProcessorConfig, preprocessFixed, type RgbImage } from "../sr
 import { SiglipError } from "../src/errors.js";
 import { boxIoU, classificationMetrics, retrievalMetrics } from "../src/tasks/metrics.js";
 import { dot } from "../src/tasks/similarity.js";
-import { GemmaTokenizer } from "../src/tokenizer/gemma.js";
-import { pruneTokenizer, siglip2PostProcessor } from "../src/tokenizer/prune.js";
 import { InMemoryPairs } from "../src/train/data.js";
 import { tinyConfigJson } from "../src/train/experiment.js";
 import { initParams } from "../src/train/init.js";
 import { paramSpecs } from "../src/train/model.js";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
-import { encodePng, generateScenes, renderScene, SCENE_LANGUAGES, sceneLabels, type SceneRecord } from "../src/train/scenes/index.js";
+import { encodePng, generateScenes, renderScene, SCENE_LANGUAGES, sceneCorpus, sceneLabels, scenePreprocessorConfig, sceneTokenizer, writeSceneModelFiles, type SceneRecord } from "../src/train/scenes/index.js";
 import { Trainer } from "../src/train/trainer.js";
 import { parseConfig } from "../src/weights/config.js";
 
@@ -80,44 +78,21 @@ async function main(): Promise<void> {
   const retTest = generateScenes({ seed: SEED + 3, count: 250, size: 64, langs: [...SCENE_LANGUAGES] });
 
   // Tokenizer: the Gemma tokens of every text the model will see (captions, referring expressions,
-  // zero-shot prompts and class names, lowercased as SigLIP does), with their merge ancestors.
+  // zero-shot prompts and class names, LocCa prefixes and box numbers; src/train/scenes/vocab.ts).
   const labels = sceneLabels();
-  const corpus = new Set<string>();
-  for (const s of [...train, ...generateScenes({ seed: SEED + 9, count: 20000, size: 64 })]) {
-    corpus.add(s.caption);
-    for (const r of s.regions) corpus.add(r.text);
-  }
-  for (const l of Object.values(labels.languages)) for (const t of [...l.names, ...l.prompts]) corpus.add(t);
-  // The decoder's texts keep their case (src/train/data.ts decoderTokenizer) and carry the task
-  // prefixes and box coordinates (src/tasks/boxes.ts: integers 0–499).
-  for (const p of ["Cap:", "ARef:", "GCap:", " : "]) corpus.add(p);
-  for (let q = 0; q < 500; q++) corpus.add(`${q} `);
-  const gemmaJson = JSON.parse(readFileSync(GEMMA, "utf8"));
-  const gemma = GemmaTokenizer.fromJSON(gemmaJson);
-  const pruned = pruneTokenizer(gemmaJson, [...corpus].flatMap((t) => [...gemma.tokenize(t, { lowercase: true }), ...gemma.tokenize(t, { lowercase: false })]));
-  pruned.json["post_processor"] = siglip2PostProcessor(); // <eos> appended, as SigLIP 2's tokenizer.json
+  const corpus = sceneCorpus([...train, ...generateScenes({ seed: SEED + 9, count: 20000, size: 64 })]);
+  const pruned = sceneTokenizer(JSON.parse(readFileSync(GEMMA, "utf8")), corpus);
   log(`tokenizer: ${pruned.vocabSize} tokens, ${pruned.merges} merges (from ${corpus.size} texts)`);
 
   const staging = `${OUT}.build`;
   rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
-  writeFileSync(join(staging, "tokenizer.json"), JSON.stringify(pruned.json));
-  writeFileSync(join(staging, "tokenizer_config.json"), `${JSON.stringify({
-    add_bos_token: false, add_eos_token: true, backend: "tokenizers", bos_token: "<bos>", do_lower_case: true,
-    eos_token: "<eos>", mask_token: "<mask>", model_input_names: ["input_ids"], model_max_length: SEQ,
-    pad_token: "<pad>", padding_side: "right", tokenizer_class: "GemmaTokenizer", unk_token: "<unk>",
-  }, null, 2)}\n`);
-  const preprocessor = {
-    do_convert_rgb: null, do_normalize: true, do_rescale: true, do_resize: true, image_mean: [0.5, 0.5, 0.5],
-    image_processor_type: "SiglipImageProcessor", image_std: [0.5, 0.5, 0.5], resample: 2,
-    rescale_factor: 0.00392156862745098, size: { height: IMAGE, width: IMAGE },
-  };
-  writeFileSync(join(staging, "preprocessor_config.json"), `${JSON.stringify(preprocessor, null, 2)}\n`);
+  writeSceneModelFiles(staging, pruned.json, { image: IMAGE, seqLen: SEQ });
+  const preprocessor = scenePreprocessorConfig(IMAGE);
   const cfg = parseImageProcessorConfig(preprocessor, IMAGE);
 
   const configJson = tinyConfigJson({ width: WIDTH, layers: LAYERS, heads: 4, mlp: 4 * WIDTH, vocab: pruned.vocabSize, seqLen: SEQ, image: IMAGE, patch: 8 });
   const config = parseConfig(configJson);
-  const tok = GemmaTokenizer.fromJSON(pruned.json);
+  const tok = pruned.tokenizer;
   log(`rendering ${train.length} training scenes`);
   const pixels: Float32Array[] = [];
   for (const s of train) pixels.push((await pixelsOf(s, "ours", cfg)).px);

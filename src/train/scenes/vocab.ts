@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GemmaTokenizer } from "../../tokenizer/gemma.js";
-import { pruneTokenizer, type PrunedTokenizer } from "../../tokenizer/prune.js";
+import { pruneTokenizer, siglip2PostProcessor, type PrunedTokenizer } from "../../tokenizer/prune.js";
 import type { SceneRecord } from "./dataset.js";
 import { sceneLabels } from "./language.js";
 
@@ -24,11 +24,15 @@ export function sceneCorpus(records: Iterable<SceneRecord>): Set<string> {
   return corpus;
 }
 
-/** Prune the parsed Gemma tokenizer.json `gemmaJson` to the tokens of `corpus` (lowercased and as written). */
+/**
+ * Prune the parsed Gemma tokenizer.json `gemmaJson` to the tokens of `corpus` (lowercased and as
+ * written), with SigLIP 2's post-processor (`<eos>` appended) so that transformers gives our ids.
+ */
 export function sceneTokenizer(gemmaJson: unknown, corpus: Iterable<string>): PrunedTokenizer & { tokenizer: GemmaTokenizer } {
   const gemma = GemmaTokenizer.fromJSON(gemmaJson);
   const ids = [...corpus].flatMap((t) => [...gemma.tokenize(t, { lowercase: true }), ...gemma.tokenize(t, { lowercase: false })]);
   const pruned = pruneTokenizer(gemmaJson, ids);
+  pruned.json["post_processor"] = siglip2PostProcessor();
   return { ...pruned, tokenizer: GemmaTokenizer.fromJSON(pruned.json) };
 }
 
