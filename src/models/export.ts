@@ -29,6 +29,7 @@ import { writeModelFiles } from "../graph/graph.js";
 import { SiglipError } from "../errors.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import type { VisionConfig } from "../weights/config.js";
+import type { Int8Options } from "./loader.js";
 import type { ParamSource, TokenInputs } from "./params.js";
 import { fixresVision, textModel } from "./siglip.js";
 import { naflexVision } from "./siglip2.js";
@@ -44,9 +45,11 @@ export interface ExportOptions {
   /**
    * Use onnxruntime's fused contrib ops (Attention, FastGelu) in fp32. Default false: fp32
    * models use standard ONNX ops only (any ONNX runtime). int8 always uses onnxruntime's
-   * DynamicQuantizeMatMul and FastGelu.
+   * contrib ops: DynamicQuantizeMatMul, FastGelu and (by default) MultiHeadAttention.
    */
   fused?: boolean;
+  /** int8 graph variants (./loader.ts `Int8Options`; default the loader's). */
+  int8?: Int8Options;
   /** Write weights as ONNX external data (`<file>_data`) when a model's initializers exceed this many bytes (default 2 GiB − 64 MiB: protobuf's 2 GiB limit). */
   externalAboveBytes?: number;
 }
@@ -123,7 +126,7 @@ export function exportGraph(ckpt: Checkpoint, tower: ExportTower, opts: ExportOp
     def = exportTextTower(textModel(cfg.text_config));
   }
   store.checkAll(towerShapes(def));
-  const stages = buildStages({ store, tower: def, options: { maxStageBytes: Infinity, dtype: opts.dtype ?? "fp32", fused: opts.fused ?? false } });
+  const stages = buildStages({ store, tower: def, options: { maxStageBytes: Infinity, dtype: opts.dtype ?? "fp32", fused: opts.fused ?? false, ...(opts.int8 ? { int8: opts.int8 } : {}) } });
   if (stages.length !== 1) throw new Error(`internal: export built ${stages.length} stages`);
   return stages[0]!;
 }

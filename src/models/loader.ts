@@ -22,7 +22,30 @@ import type { AttentionLayer, Layer, ParamSource, TokenInputs } from "./params.j
 export interface BuildMode {
   fused?: boolean;
   int8?: boolean;
+  /** int8 variants (benchmarks and ablations); absent fields take the {@link INT8_DEFAULTS}. */
+  int8Options?: Int8Options;
 }
+
+/**
+ * How the int8 graph is built. The defaults are the fastest variant measured on both
+ * onnxruntime-node (x86 VNNI) and onnxruntime-web (WASM SIMD) at equal accuracy
+ * (bench/int8-end-to-end.ts, README "Performance").
+ */
+export interface Int8Options {
+  /**
+   * - `fused` (default): q;k;v as ONE packed `DynamicQuantizeMatMul` (the activation is
+   *   quantised once instead of three times), then onnxruntime's fused fp32
+   *   `MultiHeadAttention` kernel (scores and softmax in fp32, key mask as int32 (B, S)).
+   * - `unfused`: three `DynamicQuantizeMatMul`s and attention in standard ONNX ops (fp32).
+   * - `int8`: as `unfused`, but QKᵀ and attention·V as `MatMulInteger` on dynamically
+   *   quantised (per tensor, uint8) queries, keys, probabilities and values.
+   */
+  attention?: "fused" | "unfused" | "int8";
+  /** Weight scales: one per output channel (default) or one per matrix. */
+  weightScales?: "per-channel" | "per-tensor";
+}
+
+export const INT8_DEFAULTS: Required<Int8Options> = { attention: "fused", weightScales: "per-channel" };
 
 /** Transpose a row-major (rows, cols) matrix (in cache-friendly 32×32 tiles). */
 export function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array {
@@ -55,6 +78,16 @@ export function quantizeColumns(w: Float32Array, rows: number, cols: number): { 
   return { q, scale };
 }
 
+/** Symmetric int8 quantisation of a whole matrix with one scale (the per-tensor ablation). */
+export function quantizeTensor(w: Float32Array): { q: Int8Array; scale: number } {
+  let m = 0;
+  for (let i = 0; i < w.length; i++) m = Math.max(m, Math.abs(w[i]!));
+  const scale = m > 0 ? m / 127 : 1;
+  const q = new Int8Array(w.length);
+  for (let i = 0; i < w.length; i++) q[i] = Math.max(-127, Math.min(127, Math.round(w[i]! / scale)));
+  return { q, scale };
+}
+
 /** Additive value for masked keys in the fused Attention op (float32 lowest, as transformers). */
 export const MASK_FILTER = -3.4028234663852886e38;
 
@@ -64,6 +97,11 @@ export class WeightLoader implements ParamSource {
 
   at(name: string): WeightLoader {
     return new WeightLoader(this.g, this.store, this.mode, this.key(name));
+  }
+
+  /** The int8 options in effect (defaults filled in). */
+  get int8(): Required<Int8Options> {
+    return { ...INT8_DEFAULTS, ...this.mode.int8Options };
   }
 
   private key(name: string): string {
@@ -88,9 +126,10 @@ export class WeightLoader implements ParamSource {
   private matmul(name: string, wT: Float32Array, inF: number, outF: number, bias?: string): Layer {
     const g = this.g;
     if (this.mode.int8) {
-      const { q, scale } = quantizeColumns(wT, inF, outF);
+      const perTensor = this.int8.weightScales === "per-tensor";
+      const { q, scale } = perTensor ? (({ q, scale }) => ({ q, scale: Float32Array.of(scale) }))(quantizeTensor(wT)) : quantizeColumns(wT, inF, outF);
       const qName = g.init(`${name}.int8`, q, [inF, outF]);
-      const sName = g.init(`${name}.scale`, scale, [outF]);
+      const sName = g.init(`${name}.scale`, scale, perTensor ? [] : [outF]);
       return (x) => g.node("DynamicQuantizeMatMul", [x, qName, sName, "", ...(bias ? [bias] : [])], { domain: "com.microsoft" })[0]!;
     }
     const w = g.init(`${name}.T`, wT, [inF, outF]);
@@ -138,20 +177,43 @@ export class WeightLoader implements ParamSource {
     return (x) => this.g.node("FastGelu", [mm(x), b], { domain: "com.microsoft" })[0]!;
   }
 
-  /**
-   * Fused fp32 mode: one contrib `Attention` op over the packed q;k;v projection of this
-   * `self_attn` prefix, with the int32 key mask (B, S) when given.
-   */
-  fusedSelfAttention(hidden: number, heads: number): AttentionLayer | null {
-    if (!this.mode.fused || this.mode.int8) return null;
-    const g = this.g;
-    const D = hidden;
+  /** The q;k;v weights of this `self_attn` prefix packed as one (D, 3D) matrix (row r = [q_r | k_r | v_r]) and bias (3D). */
+  private packedQkv(D: number): { w: Float32Array; b: Float32Array } {
     const projs = ["q_proj", "k_proj", "v_proj"];
     const parts = projs.map((p) => this.weightT(p, D, D)); // each (D, D)
-    const packed = new Float32Array(D * 3 * D); // (D, 3D): row r = [q_r | k_r | v_r]
-    for (let r = 0; r < D; r++) parts.forEach((p, j) => packed.set(p.subarray(r * D, (r + 1) * D), r * 3 * D + j * D));
-    const bias = new Float32Array(3 * D);
-    projs.forEach((p, j) => bias.set(this.store.float32(`${this.key(p)}.bias`, [D]), j * D));
+    const w = new Float32Array(D * 3 * D);
+    for (let r = 0; r < D; r++) parts.forEach((p, j) => w.set(p.subarray(r * D, (r + 1) * D), r * 3 * D + j * D));
+    const b = new Float32Array(3 * D);
+    projs.forEach((p, j) => b.set(this.store.float32(`${this.key(p)}.bias`, [D]), j * D));
+    return { w, b };
+  }
+
+  /**
+   * Self-attention of this `self_attn` prefix as fused ops, with the int32 key mask (B, S)
+   * when given. Fused fp32 mode: one contrib `Attention` op over the packed q;k;v
+   * projection. int8 mode ({@link Int8Options.attention}): `fused` is one packed
+   * `DynamicQuantizeMatMul` + `MultiHeadAttention`; `int8` quantises the attention matmuls;
+   * `unfused` returns null (the blocks' standard path).
+   */
+  fusedSelfAttention(hidden: number, heads: number): AttentionLayer | null {
+    const g = this.g;
+    const D = hidden;
+    if (this.mode.int8) {
+      const how = this.int8.attention;
+      if (how === "unfused") return null;
+      const { w, b } = this.packedQkv(D);
+      const bias = g.init(`${this.key("qkv.bias")}`, b, [3 * D]);
+      const qkv = this.matmul(this.key("qkv.weight"), w, D, 3 * D, bias);
+      if (how === "int8") return (h, mask) => int8Attention(g, qkv(h), D, heads, mask?.additive);
+      return (h, mask) => {
+        const [q, k, v] = g.node("Split", [qkv(h), g.constI64([D, D, D])], { outputs: 3, attrs: { axis: { int: 2 } } });
+        const inputs = [q!, k!, v!];
+        if (mask) inputs.push("", mask.keep); // bias absent, key_padding_mask (B, S) int32
+        return g.node("MultiHeadAttention", inputs, { domain: "com.microsoft", attrs: { num_heads: { int: heads }, mask_filter_value: { float: MASK_FILTER } } })[0]!;
+      };
+    }
+    if (!this.mode.fused) return null;
+    const { w: packed, b: bias } = this.packedQkv(D);
     const w = g.init(`${this.key("qkv.weight.T")}`, packed, [D, 3 * D]);
     const b = g.init(`${this.key("qkv.bias")}`, bias, [3 * D]);
     return (h, mask) => {
@@ -160,4 +222,32 @@ export class WeightLoader implements ParamSource {
       return g.node("Attention", inputs, { domain: "com.microsoft", attrs: { num_heads: { int: heads }, mask_filter_value: { float: MASK_FILTER } } })[0]!;
     };
   }
+}
+
+/** `DynamicQuantizeLinear` of x: [uint8 values, scale, zero point]. */
+function dynQuant(g: Graph, x: string): string[] {
+  return g.node("DynamicQuantizeLinear", [x], { outputs: 3 });
+}
+
+/** `MatMulInteger` of two dynamically quantised tensors, back to fp32 (scaled by both scales and `k`). */
+function qmatmul(g: Graph, a: string[], b: string[], k = 1): string {
+  const acc = g.node("MatMulInteger", [a[0]!, b[0]!, a[2]!, b[2]!])[0]!; // int32
+  const s = g.mul(a[1]!, b[1]!);
+  return g.mul(g.op("Cast", [acc], { to: { int: 1 } }), k === 1 ? s : g.mul(s, g.constF(k)));
+}
+
+/**
+ * The int8-attention ablation: scaled dot-product attention on packed qkv (B, S, 3D) with
+ * QKᵀ and probabilities·V as uint8 `MatMulInteger`s (one dynamic scale per tensor).
+ */
+function int8Attention(g: Graph, qkv: string, D: number, heads: number, keyMask?: string): string {
+  const hd = D / heads;
+  const [q, k, v] = g.node("Split", [qkv, g.constI64([D, D, D])], { outputs: 3, attrs: { axis: { int: 2 } } });
+  const qh = g.transpose(g.reshape(q!, [0, 0, heads, hd]), [0, 2, 1, 3]); // (B, H, S, hd)
+  const kh = g.transpose(g.reshape(k!, [0, 0, heads, hd]), [0, 2, 3, 1]); // (B, H, hd, S)
+  const vh = g.transpose(g.reshape(v!, [0, 0, heads, hd]), [0, 2, 1, 3]); // (B, H, S, hd)
+  let scores = qmatmul(g, dynQuant(g, qh), dynQuant(g, kh), hd ** -0.5);
+  if (keyMask) scores = g.add(scores, keyMask);
+  const ctx = qmatmul(g, dynQuant(g, g.softmax(scores, -1)), dynQuant(g, vh)); // (B, H, S, hd)
+  return g.reshape(g.transpose(ctx, [0, 2, 1, 3]), [0, 0, D]);
 }

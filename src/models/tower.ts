@@ -14,7 +14,7 @@ import type { Checkpoint, WeightStore } from "../weights/checkpoint.js";
 import { contentIdentity } from "../weights/fingerprint.js";
 import type { TextConfig, VisionConfig } from "../weights/config.js";
 import { dims, encoderLayer, type LayerDims } from "./blocks.js";
-import { MASK_FILTER, WeightLoader, type BuildMode } from "./loader.js";
+import { INT8_DEFAULTS, MASK_FILTER, WeightLoader, type BuildMode, type Int8Options } from "./loader.js";
 import { InputParams, type Layer, type LayerMask, type ParamSource } from "./params.js";
 
 /** Options for building a tower. */
@@ -30,13 +30,17 @@ export interface TowerOptions extends RuntimeOptions {
   dtype?: "fp32" | "int8";
   /** Use onnxruntime's fused contrib ops (Attention, FastGelu) for fp32. Default true. */
   fused?: boolean;
+  /** int8 graph variants (benchmarks, ablations); defaults: {@link INT8_DEFAULTS}. */
+  int8?: Int8Options;
 }
 
 export const DEFAULT_STAGE_BYTES = 1.5 * 1024 ** 3;
 
 /** Graph build mode for inference towers. */
 export function buildMode(opts: TowerOptions): BuildMode {
-  return { fused: opts.fused ?? true, int8: opts.dtype === "int8" };
+  const int8 = opts.dtype === "int8";
+  // the resolved int8 options are part of the mode, hence of the model-cache key
+  return int8 ? { fused: opts.fused ?? true, int8, int8Options: { ...INT8_DEFAULTS, ...opts.int8 } } : { fused: opts.fused ?? true, int8 };
 }
 
 /** Runtime options for a tower: fused/int8 graphs need only onnxruntime's basic optimisations. */

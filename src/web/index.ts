@@ -18,6 +18,7 @@
  */
 import * as ort from "onnxruntime-web";
 import { SiglipError } from "../errors.js";
+import type { Int8Options } from "../models/loader.js";
 import { FixresVisionTower, TextTower } from "../models/siglip.js";
 import { NaflexVisionTower } from "../models/siglip2.js";
 import { checkNaflexFitsModel, fitFixedConfigToModel, parseImageProcessorConfig } from "../preprocess/config.js";
@@ -74,6 +75,8 @@ export interface WebLoadOptions {
   maxImagePixels?: number;
   maxPatches?: number;
   dtype?: "fp32" | "int8";
+  /** int8 graph variants (benchmarks, ablations; src/models/loader.ts `Int8Options`). */
+  int8?: Int8Options;
   /** Use onnxruntime's fused contrib ops (default true). */
   fused?: boolean;
 }
@@ -192,9 +195,10 @@ export class SigLIP2 {
     return this.naflexCfg;
   }
 
-  private towerOptions(): { dtype?: "fp32" | "int8"; fused?: boolean } {
-    const o: { dtype?: "fp32" | "int8"; fused?: boolean } = {};
+  private towerOptions(): { dtype?: "fp32" | "int8"; fused?: boolean; int8?: Int8Options } {
+    const o: { dtype?: "fp32" | "int8"; fused?: boolean; int8?: Int8Options } = {};
     if (this.opts.dtype !== undefined) o.dtype = this.opts.dtype;
+    if (this.opts.int8 !== undefined) o.int8 = this.opts.int8;
     if (this.opts.fused !== undefined) o.fused = this.opts.fused;
     return o;
   }
