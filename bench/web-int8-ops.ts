@@ -103,6 +103,7 @@ for (let round = 0; round < reps; round++) {
       log(`web-int8-ops: round ${round + 1}/${reps} ${b} ${m} (load ${loadavg()[0]!.toFixed(1)})`);
       try {
         const r = await timeIn(b, m, 1);
+        log(`web-int8-ops: ${b} ${m}: ${r.secs.map((x) => x.toFixed(2)).join(", ")} s per batch`);
         (secs[`${b} ${m}`] ??= []).push(...r.secs);
         versions[b] = r.version;
       } catch (e) {
