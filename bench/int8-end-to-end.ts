@@ -156,7 +156,10 @@ if (argv.includes("--variants")) {
 }
 
 // ---- 5. the table
-const med = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1]!;
+const med = (a: number[]): number => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 const cosines = embFp32.map((a, i) => {
   const b = embInt8[i]!;
   let s = 0;

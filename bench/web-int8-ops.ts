@@ -116,7 +116,10 @@ const chromeVersion = browser.version();
 await browser.close();
 await server.close();
 
-const med = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1]!;
+const med = (a: number[]): number => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 console.log(`\nmachine: ${cpus()[0]?.model ?? "cpu"}, ${cpus().length} cores; Chromium ${chromeVersion} headless; WASM threads ${threads}; load average ${loadavg().map((x) => x.toFixed(1)).join(" ")} at the end`);
 console.log(`B/16-224 image tower alone, batch 8, one page per (build, model) and round, ${reps} rounds alternating; median s per batch\n`);
 console.log(`| onnxruntime-web build | ${models.map((m) => `${m} (s / batch 8)`).join(" | ")} | ${models.filter((m) => m !== "fp32").map((m) => `${m} vs fp32`).join(" | ")} |`);
