@@ -72,6 +72,7 @@ async function cmdWorker(ctx: CliContext, o: WorkerOpts): Promise<void> {
     });
     note(`worker done: ${r.completed} jobs completed, ${r.failed} failed here in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     if (stopRequested) process.exitCode = 130;
+    else if (r.failed > 0) process.exitCode = 1; // like a bad input: each failed job has its line above
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

@@ -73,6 +73,8 @@ export interface RedisTarget {
 /** Parse `--queue`; anything but a Redis URL is a one-line usage error. */
 export function parseRedisUrl(raw: string): RedisTarget {
   const bad = (why: string) => new SiglipError("usage", `--queue ${JSON.stringify(oneLine(raw).slice(0, 200))}: ${why}; expected redis://HOST:PORT (redis://:PASSWORD@HOST:PORT/DB; rediss:// for TLS)`);
+  if (/[\x00-\x20\x7f]/.test(raw)) throw bad("spaces or control characters in the URL");
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) throw bad("not a URL");
   let u: URL;
   try {
     u = new URL(raw);
@@ -480,13 +482,13 @@ function sleep(ms: number): Promise<void> {
 
 /**
  * Check the model against the queue's record, then take jobs until stopped (or, with
- * `untilEmpty`, until the queue is empty). Returns the number of jobs completed here.
+ * `untilEmpty`, until the queue is empty). Returns the jobs completed here, and those that failed for good here.
  */
 export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Redis, target: RedisTarget, options: WorkerOptions): Promise<{ completed: number; failed: number }> {
   const name = checkQueueName(options.name);
   const k = keys(name);
   const meta = await readQueueMeta(redis, name);
-  if (!meta) throw new SiglipError("queue", `queue ${name} on ${target.shown} has no index run: start one with \`siglip2 index DIR --queue ${target.shown} --model M\`${name.startsWith("siglip2-") ? "" : ` --queue-name ${name}`} (or pass the right --queue-name / --table)`);
+  if (!meta) throw new SiglipError("queue", `queue ${name} on ${target.shown} has no index run: start one with \`siglip2 index DIR --queue ${target.shown} --model M${name.startsWith("siglip2-") ? "" : ` --queue-name ${name}`}\` (or pass the right --queue-name / --table)`);
   const where = ImageStore.describe(options.db ?? meta.db, meta.table);
   try {
     assertSameModel(meta.identity, setup, `queue ${name} (${where})`, "index");
@@ -575,8 +577,8 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
     options.onJob?.(r);
   });
   worker.on("failed", (job: Job | undefined, e: Error) => {
-    failed++;
     const final = !job || e instanceof UnrecoverableError || e.name === "UnrecoverableError" || job.attemptsMade >= (job.opts.attempts ?? 1);
+    if (final) failed++;
     note(`${final ? "job failed" : "job failed, will be retried"}: ${oneLine(e.message).slice(0, 300)}`);
   });
   const running = worker.run();
