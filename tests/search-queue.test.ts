@@ -115,9 +115,11 @@ after(async () => {
   await redis?.stop();
 });
 
-const WORKER = (queue: string, extra: string[] = []) => ["worker", "--queue", queue, "--model", F32, "--until-empty", "--lock-duration", "2000", "--stalled-interval", "500", ...extra];
+// Short locks so that the killed worker's job comes back within seconds; not shorter than a few
+// seconds, so that a live worker on a loaded machine still renews its lock in time.
+const WORKER = (queue: string, extra: string[] = []) => ["worker", "--queue", queue, "--model", F32, "--until-empty", "--lock-duration", "4000", "--stalled-interval", "1000", ...extra];
 
-describe("siglip2 index --queue / siglip2 worker (BullMQ on a real redis-server)", { timeout: 180_000 }, () => {
+describe("siglip2 index --queue / siglip2 worker (BullMQ on a real redis-server)", { timeout: 600_000 }, () => {
   it("three workers, one killed with SIGKILL mid-batch: every file exactly once, with the vectors of a local embedding; re-enqueue and re-delivery change nothing", async () => {
     const { dir, paths } = await photos(N);
     const db = join(tempDir("siglip2-queue-db-"), "db");
@@ -139,8 +141,13 @@ describe("siglip2 index --queue / siglip2 worker (BullMQ on a real redis-server)
     // The victim holds an active job (BullMQ records which worker processes it).
     const q = new Queue("siglip2-images", { connection: { host: "127.0.0.1", port: redis.port } });
     try {
-      const active = await q.getActive();
-      assert.ok(active.some((j) => j.processedBy === `${hostname()}:${victim.proc.pid}`), `victim has no active job: ${active.map((j) => j.processedBy).join(", ")}`);
+      const mine = (jobs: { processedBy?: string }[]) => jobs.some((j) => j.processedBy === `${hostname()}:${victim.proc.pid}`);
+      let active = await q.getActive();
+      for (let i = 0; i < 100 && !mine(active); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        active = await q.getActive();
+      }
+      assert.ok(mine(active), `victim has no active job: ${active.map((j) => j.processedBy).join(", ")}`);
       victim.proc.kill("SIGKILL");
       const v = await victim.done;
       assert.equal(v.signal, "SIGKILL");
@@ -209,6 +216,13 @@ describe("siglip2 index --queue / siglip2 worker (BullMQ on a real redis-server)
     assert.equal(jr[0]!["unchanged"], 2);
     const afterRows = await tableRows(db);
     assert.deepEqual(afterRows.map((r) => `${r.path}:${r.gen}`).sort(), before);
+
+    // The finishing local run (compacts the workers' fragments, builds the ANN index when due)
+    // finds every file unchanged.
+    const fin = await cli(["index", dir, "--model", F32, "--db", db]);
+    assert.equal(fin.code, 0, fin.stderr);
+    const fs = json(fin.stdout)[0]!;
+    assert.deepEqual([fs["unchanged"], fs["added"], fs["updated"], fs["embedded"], fs["total"], fs["recovered"]], [N, 0, 0, 0, N, 0]);
   });
 
   it("a worker with another checkpoint is refused in one line and takes no job", async () => {
