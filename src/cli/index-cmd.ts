@@ -13,12 +13,16 @@ import { defaultDbPath } from "../user-dirs.js";
 import { Progress } from "./progress.js";
 import { intOption } from "./args.js";
 
-interface IndexOpts extends ModelOpts {
+interface IndexOpts extends Omit<ModelOpts, "model"> {
+  model?: string;
   db?: string;
   table: string;
   rebuild?: boolean;
   prune?: boolean;
   annThreshold?: number;
+  queue?: string;
+  queueName?: string;
+  status?: boolean;
 }
 
 function humanSummary(s: IndexSummary, seconds: number, where: string): string {
@@ -32,8 +36,8 @@ function humanSummary(s: IndexSummary, seconds: number, where: string): string {
 }
 
 /** An existing table fixes the image settings (resampler, patch budget, precision) unless the user chose them. */
-function withTableSettings(o: IndexOpts, meta: TableMeta | undefined): ModelOpts {
-  const opts: ModelOpts = { ...o };
+function withTableSettings(o: IndexOpts, model: string, meta: TableMeta | undefined): ModelOpts {
+  const opts: ModelOpts = { ...o, model };
   if (meta && opts.resampler === undefined) opts.resampler = meta.resampler;
   if (meta?.maxPatches !== undefined && opts.maxPatches === undefined) opts.maxPatches = meta.maxPatches;
   if (meta?.dtype !== undefined && opts.dtype === undefined) opts.dtype = meta.dtype;
@@ -50,7 +54,70 @@ function setupOptions(opts: ModelOpts): { revision?: string; resampler?: "torch"
   return setupOpts;
 }
 
+/**
+ * `siglip2 index DIR --queue redis://… --model M`: walk, hash and enqueue (src/search/queue.ts),
+ * creating the table with the model's record when missing; `--status`: the queue's progress.
+ */
+async function cmdQueue(ctx: CliContext, roots: string[], o: IndexOpts): Promise<void> {
+  const q = await import("../search/queue.js");
+  const target = q.parseRedisUrl(o.queue!);
+  const name = q.checkQueueName(o.queueName ?? q.defaultQueueName(o.table));
+  if (o.status) {
+    if (roots.length > 0) throw new SiglipError("usage", "--status takes no folders: siglip2 index --queue URL --status [--queue-name NAME | --table T]");
+    const redis = await q.connectRedis(target);
+    try {
+      const s = await q.queueStatus(redis, target, name);
+      process.stdout.write(`${JSON.stringify(s)}\n`);
+      const left = s.waiting + s.active + s.delayed;
+      note(`queue ${s.queue} on ${s.redis}: ${s.filesDone} of ${s.filesTotal} files done; jobs: ${s.waiting} waiting, ${s.active} active, ${s.delayed} delayed, ${s.completed} completed, ${s.failed} failed${left === 0 && s.filesTotal > 0 ? " (finished)" : ""}`);
+    } finally {
+      redis.disconnect();
+    }
+    return;
+  }
+  if (roots.length === 0) throw new SiglipError("usage", "no folders given: siglip2 index DIR [DIR ...] --queue URL --model M");
+  if (o.model === undefined) throw new SiglipError("usage", "--model is required to enqueue (the table records which model its vectors come from)");
+  if (o.rebuild || o.prune) throw new SiglipError("usage", `--${o.rebuild ? "rebuild" : "prune"} is for local runs; with --queue, run it without --queue first`);
+  const { embeddingSetup, modelName } = await import("../search/identity.js");
+  const { openForIndexing } = await import("../search/indexer.js");
+  const { ImageStore } = await import("../search/store.js");
+  const { oneLine } = await import("../search/paths.js");
+  const dbPath = o.db ?? defaultDbPath();
+  const t0 = Date.now();
+  const redis = await q.connectRedis(target); // before the model loads: a wrong URL is reported at once
+  let model;
+  let store: ImageStore | undefined;
+  try {
+    const opts = withTableSettings(o, o.model, await ImageStore.peekMeta(dbPath, o.table));
+    model = await ctx.loadModel(opts);
+    const setup = await embeddingSetup(model, modelName(o.model), setupOptions(opts));
+    store = await openForIndexing(dbPath, o.table, setup);
+    let progress: Progress | undefined;
+    const summary = await q.enqueueIndex(redis, target, store, roots, {
+      name,
+      batchSize: o.batchSize ?? q.DEFAULT_QUEUE_BATCH,
+      onError: (e) => ctx.reportInput(oneLine(e.message) !== e.message ? new SiglipError(e.code, oneLine(e.message)) : e),
+      onProgress: (done, total) => {
+        progress ??= new Progress(total, "hashed");
+        progress.update(done);
+      },
+    });
+    progress?.stop();
+    const seconds = (Date.now() - t0) / 1000;
+    process.stdout.write(`${JSON.stringify({ ...summary, model: setup.model, fingerprint: setup.fingerprint, seconds })}\n`);
+    note(`enqueued ${summary.enqueued} of ${summary.files} files in ${summary.batches} batches on queue ${summary.queue} (${summary.redis}) in ${seconds.toFixed(1)} s; ${summary.unchanged} unchanged${summary.alreadyQueued ? `, ${summary.alreadyQueued} batches already queued` : ""}; start workers with: siglip2 worker --queue ${summary.redis} --model ${o.model}${o.queueName !== undefined ? ` --queue-name ${name}` : o.table !== DEFAULT_TABLE ? ` --table ${o.table}` : ""}`);
+  } finally {
+    store?.close();
+    await model?.close();
+    redis.disconnect();
+  }
+}
+
 async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise<void> {
+  if (o.queue !== undefined) return cmdQueue(ctx, roots, o);
+  if (o.status || o.queueName !== undefined) throw new SiglipError("usage", `${o.status ? "--status" : "--queue-name"} needs --queue redis://HOST:PORT`);
+  const model0 = o.model;
+  if (model0 === undefined) throw new SiglipError("usage", "required option '-m, --model <model>' not specified (see siglip2 index --help)");
   if (roots.length === 0) throw new SiglipError("usage", "no folders given: siglip2 index DIR [DIR ...] --model M");
   // LanceDB is loaded only by the commands that use it (it adds ~0.3 s to start-up).
   const { embeddingSetup, modelName } = await import("../search/identity.js");
@@ -75,9 +142,9 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   let model;
   let store: ImageStore | undefined;
   try {
-    const opts = withTableSettings(o, o.rebuild ? undefined : await ImageStore.peekMeta(dbPath, o.table));
+    const opts = withTableSettings(o, model0, o.rebuild ? undefined : await ImageStore.peekMeta(dbPath, o.table));
     model = await ctx.loadModel(opts);
-    const setup = await embeddingSetup(model, modelName(o.model), setupOptions(opts));
+    const setup = await embeddingSetup(model, modelName(model0), setupOptions(opts));
     store = await openForIndexing(dbPath, o.table, setup, { rebuild: Boolean(o.rebuild) });
     let progress: Progress | undefined;
     const summary = await buildIndex(model, store, roots, {
@@ -112,14 +179,20 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
 }
 
 export function registerIndexCommand(program: Command, ctx: CliContext): void {
-  ctx
-    .withModelOptions(program.command("index").description("index the images under folders (recursively) for search; re-runs update only what changed"))
-    .argument("<dirs...>", "folders (or image files) to index")
+  const cmd = ctx.withModelOptions(program.command("index").description("index the images under folders (recursively) for search; re-runs update only what changed"));
+  // --model is checked in cmdIndex: `index --queue URL --status` loads no model.
+  const modelOpt = cmd.options.find((x) => x.long === "--model");
+  if (modelOpt) modelOpt.mandatory = false;
+  cmd
+    .argument("[dirs...]", "folders (or image files) to index")
     .option("--db <path>", `database folder (default: ${DEFAULT_DB_HELP})`)
     .option("--table <name>", "table in the database (one model per table)", DEFAULT_TABLE)
     .option("--rebuild", "drop the table first and index from scratch (e.g. to switch models)")
     .option("--prune", "remove the rows of missing files even when that is more than half of the rows under a folder (refused by default: an unmounted disk must not wipe its rows)")
     .option("--ann-threshold <rows>", "build the ANN index (IVF-PQ) once the table has this many rows (default 50000)", intOption("--ann-threshold", { min: 1, max: 1_000_000_000 }))
+    .option("--queue <url>", "many machines: walk, hash and enqueue batches on this Redis (redis://HOST:PORT) for `siglip2 worker`, then return")
+    .option("--queue-name <name>", "the queue (default: siglip2-<table>)")
+    .option("--status", "with --queue: print the queue's progress (jobs waiting, active, completed, failed; files done of total)")
     .addHelpText("after", "\nImages are written in batches of --batch-size files (default 32), one atomic commit each; interrupting is safe.")
     .action((dirs: string[], opts: IndexOpts) => cmdIndex(ctx, dirs, opts));
 }

@@ -19,6 +19,7 @@ import { adoptParentArgv, relaunchIfLong } from "./relaunch.js";
 import { guardStdout } from "./stdout.js";
 import { registerTrainCommand } from "./train-cmd.js";
 import { registerIndexCommand } from "./index-cmd.js";
+import { registerWorkerCommand } from "./worker-cmd.js";
 import { registerSearchCommand } from "./search-cmd.js";
 import { registerDedupeCommand } from "./dedupe-cmd.js";
 import { registerServeCommand } from "./serve-cmd.js";
@@ -335,6 +336,7 @@ function buildProgram(): Command {
 
   const ctx = { withModelOptions, loadModel, reportInput };
   registerIndexCommand(program, ctx);
+  registerWorkerCommand(program, ctx);
   registerSearchCommand(program, ctx);
   registerDedupeCommand(program);
   registerServeCommand(program, ctx);

@@ -129,6 +129,8 @@ export async function openForIndexing(dbPath: string, table: string, setup: Embe
 interface Pending {
   file: WalkedFile;
   prev?: ImageRow;
+  /** The SHA-256 the file had when it was enqueued (queue workers): another hash is a changed file, not written. */
+  expected?: string;
 }
 
 /** A pending file whose content was hashed. */
@@ -189,6 +191,69 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   return summary;
 }
 
+/** A file of a queued batch (src/search/queue.ts): what the walk on the enqueuing machine saw, and its hash then. */
+export interface QueuedFile extends WalkedFile {
+  sha256: string;
+}
+
+/**
+ * Index one batch of queued files into a table that other writers (queue workers on other
+ * machines) update at the same time, through the same per-batch path as {@link buildIndex}.
+ * Idempotent: a batch delivered twice (a worker that died mid-batch) changes nothing the
+ * second time.
+ * 1. reads the rows of the batch's paths only; where a path has several (a writer killed
+ *    between its commit and its delete), the newest `gen` is kept and the others deleted
+ *    (by path and `gen`, never by row address, which a concurrent compaction changes);
+ * 2. a file whose newest row has its size and mtime is unchanged (an already written batch);
+ * 3. the rest go through the batch step of a local run: hashed again (a hash other than
+ *    `sha256` is reported as changed and not written), vectors reused for known content or
+ *    embedded, written in ONE commit with generation `gen`, then the rows they replace
+ *    (`gen` lower than this batch's) deleted.
+ * `gen` must be larger than every generation written before (queue.ts takes it from one
+ * Redis counter shared by all workers).
+ */
+export async function indexQueuedBatch(
+  model: SigLIP2,
+  store: ImageStore,
+  files: QueuedFile[],
+  options: { gen: number; maxPatches?: number; onError?: (e: SiglipError) => void; afterWrite?: IndexOptions["afterWrite"] },
+): Promise<IndexSummary> {
+  if (model.dim !== store.meta.dim) throw new SiglipError("index", `${store.where} holds ${store.meta.dim}-dim vectors; the model gives ${model.dim}`);
+  const summary: IndexSummary = {
+    found: files.length, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, recovered: 0, total: 0, interrupted: false, ann: "none",
+  };
+  const rows = await store.rowsByPaths(files.map((f) => f.path));
+  const state = new Map<string, ImageRow>();
+  for (const r of rows) {
+    const k = state.get(r.path);
+    if (!k || r.gen > k.gen) state.set(r.path, r);
+  }
+  const older = new Map<number, Set<string>>(); // newest gen → paths that also have older rows
+  for (const r of rows) {
+    const newest = state.get(r.path)!.gen;
+    if (r.gen >= newest) continue;
+    older.set(newest, (older.get(newest) ?? new Set()).add(r.path));
+    summary.recovered++;
+  }
+  for (const [gen, paths] of older) await store.deletePaths([...paths], gen);
+  const knownHashes = new Set<string>(files.map((f) => f.sha256));
+  const pending: Pending[] = [];
+  for (const f of files) {
+    const prev = state.get(f.path);
+    const file: WalkedFile = { path: f.path, size: f.size, mtimeMs: f.mtimeMs };
+    if (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs && prev.meta?.width !== META_UNREAD) summary.unchanged++;
+    else pending.push(prev ? { file, prev, expected: f.sha256 } : { file, expected: f.sha256 });
+  }
+  if (pending.length > 0) {
+    const runOptions: IndexOptions = {};
+    if (options.maxPatches !== undefined) runOptions.maxPatches = options.maxPatches;
+    if (options.afterWrite) runOptions.afterWrite = options.afterWrite;
+    const run: IndexRun = { model, store, options: runOptions, onError: options.onError ?? (() => {}), summary, state, knownHashes, gen: options.gen - 1 };
+    await indexBatch(run, pending, 0);
+  }
+  return summary;
+}
+
 /** Step 1: keep the newest row of each path (an interrupted run leaves two) and read the table's state. */
 async function recover(model: SigLIP2, store: ImageStore, options: IndexOptions, summary: IndexSummary): Promise<IndexRun> {
   const { kept: state, removed } = await store.removeSuperseded(await store.rows());
@@ -238,7 +303,7 @@ async function indexBatch(run: IndexRun, batch: Pending[], batchNo: number): Pro
     run.onError(e);
     if (p.prev) stale.push(p.file.path);
   };
-  const hashed = await hashBatch(batch, fail);
+  const hashed = (await hashBatch(batch, fail)).filter((h) => h.expected === undefined || h.expected === h.sha256 || changedSinceEnqueued(run, h));
   const { vectors, toEmbed, failedHash } = await batchVectors(run, hashed);
   run.gen++;
   const { rows, replaced } = await batchRows(run, hashed, vectors, toEmbed, failedHash, fail);
@@ -254,6 +319,13 @@ async function indexBatch(run: IndexRun, batch: Pending[], batchNo: number): Pro
     run.state.set(r.path, r);
   }
   for (const p of stale) run.state.delete(p);
+}
+
+/** A queued file whose content is not what was enqueued: reported, not written, its old row kept (false: leave it out). */
+function changedSinceEnqueued(run: IndexRun, h: Hashed): false {
+  run.summary.failed++;
+  run.onError(new SiglipError("image", `cannot index ${shownPath(h.file.path)}: its content changed after it was enqueued (SHA-256 ${h.sha256.slice(0, 12)}, enqueued as ${h.expected!.slice(0, 12)}); enqueue it again to index its new content`, { subject: h.file.path }));
+  return false;
 }
 
 /** SHA-256 of each file; an unreadable one is reported through `fail` and left out. */

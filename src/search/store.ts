@@ -487,6 +487,20 @@ export class ImageStore {
     return best;
   }
 
+  /**
+   * Every row of these exact paths (bookkeeping columns, no vectors), several per path when
+   * the table holds several (an interrupted write). One query per {@link FILTER_CHUNK} paths
+   * (a queue worker reads the rows of its batch only, not the whole table).
+   */
+  async rowsByPaths(paths: string[]): Promise<ImageRow[]> {
+    const out: ImageRow[] = [];
+    for (const c of chunks([...new Set(paths)], FILTER_CHUNK)) {
+      const rs = await this.guard(() => this.table.query().where(`path IN (${c.map(sqlString).join(", ")})`).select(this.rowColumns).toArray());
+      for (const r of rs) out.push(rowFromRecord(r as Record<string, unknown>));
+    }
+    return out;
+  }
+
   /** Number of rows. */
   count(): Promise<number> {
     return this.guard(() => this.table.countRows());
