@@ -19,6 +19,10 @@ export interface SessionSettings {
    * "all" and builds ~1.4 s sooner for B/16. Default "all".
    */
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
+  /** Pre-pack MatMul weights (default false; see {@link sessionOptions}). */
+  prepack?: boolean;
+  /** Let idle intra-op threads spin between kernels (onnxruntime's default: true). */
+  spin?: boolean;
 }
 
 /** Session options: CPU, all cores unless `threads`, no log (errors come back as exceptions), no weight pre-packing. */
@@ -35,7 +39,9 @@ export function sessionOptions(s: SessionSettings = {}): InferenceSession.Sessio
   // Pre-packing keeps a second, re-laid-out copy of every MatMul weight (+~45 % RSS
   // for B/16) for no measurable speed-up on this CPU's MLAS kernels: off. (Training
   // graphs take their weights as inputs, which are never pre-packed.)
-  o.extra = { session: { disable_prepacking: "1" } };
+  const session: Record<string, string> = { disable_prepacking: s.prepack ? "0" : "1" };
+  if (s.spin === false) session["intra_op.allow_spinning"] = "0";
+  o.extra = { session };
   if (process.env["SIGLIP2_ORT_PROFILE"]) {
     o.enableProfiling = true;
     o.profileFilePrefix = process.env["SIGLIP2_ORT_PROFILE"];
