@@ -1,6 +1,7 @@
 /**
  * The latency of one search query, side by side in ONE run: our text tower at batch 1 (before
- * and after the batch-1 work, see README "Performance") against transformers + PyTorch fp32,
+ * and after the batch-1 work, see README "Performance"; "after-spin": after, with onnxruntime's
+ * idle threads spinning as they did before) against transformers + PyTorch fp32,
  * on the same random-weight B/16 checkpoint, the same thread count, the same machine load.
  *
  *   npx tsx bench/text-latency.ts [--threads 2] [--rounds 8] [--per-round 4] [--no-search]
@@ -38,9 +39,9 @@ const QUERIES = ["a red car parked in the street", "two dogs playing on a beach"
 
 /**
  * Our variants. "before": the text graph as it was before the batch-1 work (all 64 rows
- * through the last layer, last_hidden_state out, weights packed again on every run);
- * "after": the library's TextTower as it is; "after-nospin": the same with onnxruntime's
- * idle threads not spinning.
+ * through the last layer, last_hidden_state out, weights packed again on every run, idle
+ * threads spinning); "after": the library's TextTower as it is; "after-spin": the same with
+ * onnxruntime's idle threads spinning (its default).
  */
 async function child(variant: string): Promise<void> {
   const threads = Number(opt("threads", "2"));
@@ -57,7 +58,7 @@ async function child(variant: string): Promise<void> {
     const tower = await model.textTower();
     run = () => tower.run(ids, 1);
   } else {
-    const o = variant === "before" ? { threads } : { threads, pooledOnly: true, prepack: true, spin: false };
+    const o = variant === "before" ? { threads } : { threads, pooledOnly: true, prepack: true, spin: true };
     const { Checkpoint } = await import("../src/weights/checkpoint.js");
     const ckpt = new Checkpoint(modelDir);
     const def = textModel(cfg);
@@ -125,17 +126,19 @@ function start(name: string, cmd: string, args: string[], threads: number): Side
   const proc = spawn(cmd, args, { cwd: REPO, env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
   proc.stderr.on("data", () => undefined); // transformers' warnings
   const lines: string[] = [];
-  const waiting: Array<(s: string) => void> = [];
+  const waiting: Array<{ res: (s: string) => void; rej: (e: Error) => void }> = [];
   createInterface({ input: proc.stdout }).on("line", (l) => {
     const w = waiting.shift();
-    if (w) w(l);
+    if (w) w.res(l);
     else lines.push(l);
+  });
+  proc.on("exit", (c) => {
+    for (const w of waiting.splice(0)) w.rej(new Error(`${name} exited (${c})`));
   });
   const next = () => new Promise<any>((res, rej) => {
     const l = lines.shift();
     if (l !== undefined) return res(JSON.parse(l));
-    proc.once("exit", (c) => rej(new Error(`${name} exited (${c})`)));
-    waiting.push((s) => res(JSON.parse(s)));
+    waiting.push({ res: (s) => res(JSON.parse(s)), rej });
   });
   return { name, proc, next, wall: {}, cpu: {} };
 }
@@ -179,7 +182,7 @@ async function parent(): Promise<void> {
   let peak = gemm();
   log("text-latency: starting the sides");
   const me = (v: string) => start(v, process.execPath, ["--import", "tsx", "bench/text-latency.ts", "--child", v, "--threads", String(threads)], threads);
-  const sides = [start("PyTorch", python, ["bench/text_latency.py", "--model", modelDir, "--threads", String(threads)], threads), me("before"), me("after"), me("after-nospin")];
+  const sides = [start("PyTorch", python, ["bench/text_latency.py", "--model", modelDir, "--threads", String(threads)], threads), me("before"), me("after"), me("after-spin")];
   for (const s of sides) await s.next(); // ready
   log(`text-latency: tower, ${R} rounds × ${n} calls per side`);
   await rounds(sides, "tower", R, n);

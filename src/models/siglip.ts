@@ -220,8 +220,10 @@ export class TextTower {
     // fp32 without hidden states: only the pooled output is read, so the last layer computes the
     // last position only. (Not int8: its activations are quantised per tensor, and one row would
     // get another scale than the 64.) Pre-packed weights: a query's GEMMs have 64 rows, where
-    // packing the weights on every run cost ~30 % of the tower's time (bench/text-latency.ts).
-    const o: TowerOptions = { prepack: true, ...opts, pooledOnly: !(opts.outputHiddenStates ?? false) && opts.dtype !== "int8" };
+    // packing the weights on every run cost ~30 % of the tower's time. Idle threads do not spin:
+    // a query is ~100 short kernels, and spinning threads lost 40 % on a loaded machine
+    // (bench/text-latency.ts, README "Performance").
+    const o: TowerOptions = { prepack: true, spin: false, ...opts, pooledOnly: !(opts.outputHiddenStates ?? false) && opts.dtype !== "int8" };
     const build = () => buildStages({ store, tower, options: o });
     const pipeline = await Pipeline.cached(towerKey("text", ckpt, o), build, runtimeOptions(o));
     return new TextTower(t, store, pipeline, opts.outputHiddenStates ?? false);
