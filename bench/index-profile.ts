@@ -11,8 +11,9 @@
  * 2. `siglip2 index` (dist/cli) on them with SIGLIP2_INDEX_PROFILE=1 (per-stage JSON on stderr),
  *    on a tiny model with B/16's preprocessing (`tiny-224`: 224 px, 1 layer, width 32, made by
  *    tools/reference/make_bench_checkpoints.py), so that every stage but the model is measured
- *    at full size: once with SIGLIP2_INDEX_SERIAL=1 (the indexer as it was: each batch hashed,
- *    then embedded, then its headers read, one after the other) and once as it is now.
+ *    at full size: once as it is (each batch hashed, then embedded, one step after the other;
+ *    "before") and once with SIGLIP2_INDEX_PREFETCH=1 (the next batch hashed and its headers read
+ *    while one embeds; "after").
  * 3. The model stage at B/16 fp32 and int8, per image, on `--sample` images at batch 32
  *    (bench/ours.ts throughput: the tower on preprocessed pixels).
  * 4. The table: the non-model stages measured at N, plus N × the model's time per image.
@@ -80,10 +81,10 @@ try {
   };
   log("index-profile: warm-up (model cache) on the distinct pictures");
   spawnSync(process.execPath, [cli, "index", join(tmp, "bases"), "--model", tiny, "--db", join(tmp, "db-warm"), "--threads", String(threads)], { env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
-  log("index-profile: before (SIGLIP2_INDEX_SERIAL=1)");
-  const before = index("before", { SIGLIP2_INDEX_SERIAL: "1" });
-  log("index-profile: after");
-  const after = index("after", {});
+  log("index-profile: before (serial)");
+  const before = index("before", {});
+  log("index-profile: after (SIGLIP2_INDEX_PREFETCH=1)");
+  const after = index("after", { SIGLIP2_INDEX_PREFETCH: "1" });
 
   // ---- 3. the model per image at B/16, fp32 and int8 (batch 32, the indexer's batch)
   log("index-profile: B/16 model stage on a sample");

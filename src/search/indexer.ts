@@ -173,11 +173,11 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   const run = await time("recover", () => recover(model, store, options, summary, time)); // 1.
   const { pending, gone } = await plan(run, roots); // 2.
 
-  // 3. Batches: hash, reuse or embed, write (one commit), delete the replaced rows. The next
-  // batch is hashed and its headers read while this one embeds (read-only: a file that
-  // changes meanwhile is caught by the check after embedding). SIGLIP2_INDEX_SERIAL=1: one
-  // step after the other, as before (bench/index-profile.ts compares the two).
-  const serial = process.env["SIGLIP2_INDEX_SERIAL"] === "1";
+  // 3. Batches: hash, reuse or embed, write (one commit), delete the replaced rows, one step
+  // after the other. SIGLIP2_INDEX_PREFETCH=1 hashes the next batch and reads its headers
+  // while this one embeds (read-only: a file that changes meanwhile is caught by the check
+  // after embedding); it measured slower on 2 cores (bench/index-profile.ts), so it is off.
+  const serial = process.env["SIGLIP2_INDEX_PREFETCH"] !== "1";
   let ahead: Promise<Prepared> | undefined;
   let done = 0;
   let batches = 0;
