@@ -92,16 +92,31 @@ function selfAttention(p: ParamSource, d: LayerDims): AttentionLayer {
   return (h, mask) => mha(h, h, mask?.additive);
 }
 
+/** Options of {@link encoderLayer}. */
+export interface EncoderLayerOptions {
+  /**
+   * Compute the layer's output only for these rows of x, (B, S, D) → (B, R, D): their queries,
+   * residuals and MLP (keys and values still come from every row). For the last layer of a
+   * tower whose pooling reads R of the S rows (the text tower: the last position), this skips
+   * the (S − R)/S of the queries, out_proj and MLP that nothing reads. Plain (unfused) attention.
+   */
+  queryRows?: (x: string) => string;
+}
+
 /** SiglipEncoderLayer under `p` (pre-LN): x + attn(LN1(x)), then + mlp(LN2(x)). x: (B, S, D). */
-export function encoderLayer(p: ParamSource, d: LayerDims): (x: string, mask?: LayerMask) => string {
+export function encoderLayer(p: ParamSource, d: LayerDims, o: EncoderLayerOptions = {}): (x: string, mask?: LayerMask) => string {
   const g = p.g;
   const ln1 = p.layerNorm("layer_norm1", d.hidden, d.eps);
   const ln2 = p.layerNorm("layer_norm2", d.hidden, d.eps);
-  const attn = selfAttention(p.at("self_attn"), d);
+  // the same parameters, asked for in the same order, either way
+  const rows = o.queryRows;
+  const attn: AttentionLayer = rows
+    ? ((mha) => (h, mask) => mha(rows(h), h, mask?.additive))(multiHeadAttention(p.at("self_attn"), d)) // LN is per row: queries from rows(LN1(x))
+    : selfAttention(p.at("self_attn"), d);
   const out = p.at("self_attn").linear("out_proj", d.hidden, d.hidden);
   const ff = mlp(p.at("mlp"), d);
   return (x, mask) => {
-    const x1 = g.add(x, out(attn(ln1(x), mask))); // (B, S, D)
+    const x1 = g.add(rows ? rows(x) : x, out(attn(ln1(x), mask))); // (B, S, D), or (B, R, D) with queryRows
     return g.add(x1, ff(ln2(x1)));
   };
 }

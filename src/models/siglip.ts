@@ -187,10 +187,16 @@ export function textModel(t: TextConfig): TowerDef {
         const pooled = g.gather(last, g.init(g.fresh("last_position"), BigInt64Array.of(BigInt(T - 1)), []), 1); // (B, D)
         return head(pooled); // (B, projection_size)
       };
-      return { norm, pool };
+      const poolRows = (rows: string): string => head(g.reshape(rows, [-1, D])); // (B, 1, D) → (B, projection_size)
+      return { norm, pool, poolRows };
     },
+    // the last position only: (B, T, D) → (B, 1, D)
+    pooledRows: (g, x) => g.gather(x, g.init(g.fresh("last_position_row"), BigInt64Array.of(BigInt(T - 1)), [1]), 1),
   };
 }
+
+/** What {@link TextTower.run} returns: the head output, and the hidden states when asked for. */
+export type TextOutput = Pick<TowerOutput, "pooled" | "hiddenStates"> & { lastHiddenState?: Float32Array };
 
 /**
  * Text tower: input_ids (B, T) → head output (B, projection_size). No attention mask;
@@ -211,8 +217,15 @@ export class TextTower {
     checkLayerCount(ckpt, "text_model", "text_config", t.num_hidden_layers);
     const tower = textModel(t);
     store.checkAll(towerShapes(tower));
-    const build = () => buildStages({ store, tower, options: opts });
-    const pipeline = await Pipeline.cached(towerKey("text", ckpt, opts), build, runtimeOptions(opts));
+    // fp32 without hidden states: only the pooled output is read, so the last layer computes the
+    // last position only. (Not int8: its activations are quantised per tensor, and one row would
+    // get another scale than the 64.) Pre-packed weights: a query's GEMMs have 64 rows, where
+    // packing the weights on every run cost ~30 % of the tower's time. Idle threads do not spin:
+    // a query is ~100 short kernels, and spinning threads lost 40 % on a loaded machine
+    // (bench/text-latency.ts, README "Performance").
+    const o: TowerOptions = { prepack: true, spin: false, ...opts, pooledOnly: !(opts.outputHiddenStates ?? false) && opts.dtype !== "int8" };
+    const build = () => buildStages({ store, tower, options: o });
+    const pipeline = await Pipeline.cached(towerKey("text", ckpt, o), build, runtimeOptions(o));
     return new TextTower(t, store, pipeline, opts.outputHiddenStates ?? false);
   }
 
@@ -225,13 +238,18 @@ export class TextTower {
     return this.store.gatherRows("text_model.embeddings.token_embedding.weight", ids, this.config.hidden_size);
   }
 
-  /** Run on token ids, flat (batch·T) with T = max_position_embeddings. */
-  async run(ids: ArrayLike<number>, batch: number): Promise<TowerOutput> {
+  /**
+   * Run on token ids, flat (batch·T) with T = max_position_embeddings. `lastHiddenState` and
+   * `hiddenStates` only when the tower was loaded with `outputHiddenStates` (otherwise its graph
+   * computes the last layer for the pooled position only).
+   */
+  async run(ids: ArrayLike<number>, batch: number): Promise<TextOutput> {
     const T = this.sequenceLength;
     if (ids.length !== batch * T) throw new Error(`internal: expected ${batch}×${T} token ids, got ${ids.length}`);
     const emb = new ort.Tensor("float32", this.embedTokens(ids), [batch, T, this.config.hidden_size]);
     const out = await this.pipeline.run({ inputs_embeds: emb });
-    return readOutputs(out, this.config.num_hidden_layers, this.withHidden);
+    if (this.withHidden) return readOutputs(out, this.config.num_hidden_layers, true);
+    return { pooled: out["pooler_output"]!.data as Float32Array };
   }
 
   async release(): Promise<void> {

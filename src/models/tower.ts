@@ -32,6 +32,12 @@ export interface TowerOptions extends RuntimeOptions {
   fused?: boolean;
   /** int8 graph variants (benchmarks, ablations); defaults: {@link INT8_DEFAULTS}. */
   int8?: Int8Options;
+  /**
+   * Only `pooler_output` (no `last_hidden_state`), for a tower with {@link TowerDef.pooledRows}
+   * (the text tower): the last layer computes only the rows the pooling reads. Ignored with
+   * `outputHiddenStates`. Default false.
+   */
+  pooledOnly?: boolean;
 }
 
 export const DEFAULT_STAGE_BYTES = 1.5 * 1024 ** 3;
@@ -64,6 +70,7 @@ export function towerKey(tower: string, ckpt: Checkpoint, opts: TowerOptions): C
       mode: buildMode(opts),
       hidden: opts.outputHiddenStates ?? false,
       stage: opts.maxStageBytes ?? DEFAULT_STAGE_BYTES,
+      ...(opts.pooledOnly ? { pooledOnly: true } : {}), // absent when false: earlier keys stay valid
     }),
   };
 }
@@ -116,7 +123,13 @@ export interface TowerDef {
   /** Declares the tower's inputs; returns the embeddings (B, S, D). */
   embeddings(p: ParamSource, batch: Dim): string;
   /** The final LayerNorm (B, S, D) → (B, S, D) and the pooling (B, S, D) → (B, pooledDim). */
-  head(p: ParamSource): { norm: Layer; pool: (last: string, mask?: LayerMask) => string };
+  head(p: ParamSource): { norm: Layer; pool: (last: string, mask?: LayerMask) => string; poolRows?: (rows: string) => string };
+  /**
+   * The rows of the hidden states the pooling reads, (B, S, D) → (B, R, D) (text: the last
+   * position), with `head().poolRows` pooling the final-normed rows. Lets {@link buildStages}
+   * build a pooled-only tower ({@link TowerOptions.pooledOnly}).
+   */
+  pooledRows?: (g: Graph, x: string) => string;
   /** With a key mask, every stage takes it as an input and every layer and the pooling use it. */
   keyMask?: KeyMaskInput;
 }
@@ -186,6 +199,7 @@ export function buildStages({ store, tower: def, options }: StageOptions): Graph
     return [g, new WeightLoader(g, store, mode).at(def.prefix), def.keyMask ? maskInputs(g, def.keyMask) : undefined];
   };
   let [g, p, mask] = open();
+  const pooledOnly = options.pooledOnly === true && !options.outputHiddenStates && def.pooledRows !== undefined;
   let x = def.embeddings(p, "batch");
   const hsDims = ["batch", def.seq, d.hidden];
   if (options.outputHiddenStates) emit(g, x, "hidden_states.0", hsDims);
@@ -196,13 +210,19 @@ export function buildStages({ store, tower: def, options }: StageOptions): Graph
       [g, p, mask] = open();
       x = g.input(CARRY_IN, "float32", hsDims);
     }
-    x = encoderLayer(p.at(`encoder.layers.${i}`), d)(x, mask);
+    const gi = g; // the current stage's graph
+    const rows = pooledOnly && i === def.config.num_hidden_layers - 1 ? { queryRows: (h: string) => def.pooledRows!(gi, h) } : {};
+    x = encoderLayer(p.at(`encoder.layers.${i}`), d, rows)(x, mask);
     if (options.outputHiddenStates) emit(g, x, `hidden_states.${i + 1}`, hsDims);
   }
   const head = def.head(p);
   const last = head.norm(x);
-  emit(g, last, "last_hidden_state", ["batch", def.seq, d.hidden]);
-  emit(g, head.pool(last, mask), "pooler_output", ["batch", def.pooledDim]);
+  if (pooledOnly) {
+    emit(g, head.poolRows!(last), "pooler_output", ["batch", def.pooledDim]);
+  } else {
+    emit(g, last, "last_hidden_state", ["batch", def.seq, d.hidden]);
+    emit(g, head.pool(last, mask), "pooler_output", ["batch", def.pooledDim]);
+  }
   stages.push(g);
   return stages;
 }

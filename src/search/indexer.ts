@@ -34,8 +34,9 @@ import { resolve } from "node:path";
 import type { SigLIP2 } from "../api.js";
 import { SiglipError } from "../errors.js";
 import { assertSameModel, type EmbeddingSetup } from "./identity.js";
-import { ImageStore, META_UNREAD, type AnnSettings, type ImageRow, type StoredImage } from "./store.js";
+import { ImageStore, META_UNREAD, type AnnSettings, type FileMeta, type ImageRow, type StoredImage } from "./store.js";
 import { readFileMeta } from "./file-meta.js";
+import { profileFromEnv, type IndexStage, type StageTimer } from "./index-profile.js";
 import { shownPath } from "./paths.js";
 import { isUnder, sha256File, walkImages, type WalkedFile } from "./walk.js";
 
@@ -69,6 +70,8 @@ export interface IndexOptions {
   shouldStop?: () => boolean;
   /** Test hook: runs after a batch is committed and before the rows it replaces are deleted. */
   afterWrite?: (batch: number) => void | Promise<void>;
+  /** Stage timers (src/search/index-profile.ts); also on with SIGLIP2_INDEX_PROFILE=1, which prints them on stderr. */
+  profile?: StageTimer;
 }
 
 export interface IndexPlan {
@@ -133,8 +136,14 @@ interface Pending {
   expected?: string;
 }
 
-/** A pending file whose content was hashed. */
-type Hashed = Pending & { sha256: string };
+/** A pending file whose content was hashed and header read. */
+type Hashed = Pending & { sha256: string; meta: FileMeta };
+
+/** A batch hashed ahead of its turn: the files read, and the ones that could not be. */
+interface Prepared {
+  hashed: Hashed[];
+  failures: Array<[Pending, SiglipError]>;
+}
 
 /** The state one run carries from step to step. */
 interface IndexRun {
@@ -149,6 +158,8 @@ interface IndexRun {
   knownHashes: Set<string>;
   /** The generation of the last batch written. */
   gen: number;
+  /** Time `fn` as `stage` (a pass-through unless profiling). */
+  time: <T>(stage: IndexStage, fn: () => Promise<T>) => Promise<T>;
 }
 
 /** Index (or update the index of) the image files under `roots`. */
@@ -158,10 +169,18 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   const summary: IndexSummary = {
     found: 0, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, recovered: 0, total: 0, interrupted: false, ann: "none",
   };
-  const run = await recover(model, store, options, summary); // 1.
+  const envProfile = options.profile ? undefined : profileFromEnv();
+  const prof = options.profile ?? envProfile;
+  const time = <T>(stage: IndexStage, fn: () => Promise<T>): Promise<T> => (prof ? prof.time(stage, fn) : fn());
+  const run = await time("recover", () => recover(model, store, options, summary, time)); // 1.
   const { pending, gone } = await plan(run, roots); // 2.
 
-  // 3. Batches: hash, reuse or embed, write (one commit), delete the replaced rows.
+  // 3. Batches: hash, reuse or embed, write (one commit), delete the replaced rows, one step
+  // after the other. SIGLIP2_INDEX_PREFETCH=1 hashes the next batch and reads its headers
+  // while this one embeds (read-only: a file that changes meanwhile is caught by the check
+  // after embedding); it measured slower on 2 cores (bench/index-profile.ts), so it is off.
+  const serial = process.env["SIGLIP2_INDEX_PREFETCH"] !== "1";
+  let ahead: Promise<Prepared> | undefined;
   let done = 0;
   let batches = 0;
   for (let s = 0; s < pending.length; s += batchSize) {
@@ -170,24 +189,29 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
       break;
     }
     const batch = pending.slice(s, s + batchSize);
-    await indexBatch(run, batch, batches);
+    const prepared = ahead ?? prepareBatch(run, batch, serial);
+    const next = pending.slice(s + batchSize, s + 2 * batchSize);
+    ahead = !serial && next.length > 0 ? prepareBatch(run, next, serial) : undefined;
+    ahead?.catch(() => undefined); // awaited next turn; not an unhandled rejection if this batch fails first
+    await indexBatch(run, batches, await prepared);
     batches++;
     done += batch.length;
     options.onProgress?.(done, pending.length);
-    if (batches % COMPACT_EVERY === 0) await store.compact();
+    if (batches % COMPACT_EVERY === 0) await time("compact", () => store.compact());
   }
 
   // 4. Files that are gone.
   if (!summary.interrupted && options.shouldStop?.()) summary.interrupted = true;
   if (!summary.interrupted && gone.length > 0) {
-    await store.deletePaths(gone);
+    await time("delete", () => store.deletePaths(gone));
     summary.removed += gone.length;
   }
   // 5. Merge the batches' fragments.
-  if (batches > 0 || summary.removed > 0 || summary.recovered > 0) await store.compact();
+  if (batches > 0 || summary.removed > 0 || summary.recovered > 0) await time("compact", () => store.compact());
   // 6. The ANN index, once the table is big enough.
-  if (!summary.interrupted) summary.ann = await store.ensureAnnIndex(options.ann);
+  if (!summary.interrupted) summary.ann = await time("ann", () => store.ensureAnnIndex(options.ann));
   summary.total = await store.count();
+  if (envProfile) process.stderr.write(`${JSON.stringify({ index_profile: envProfile.report() })}\n`);
   return summary;
 }
 
@@ -248,20 +272,20 @@ export async function indexQueuedBatch(
     const runOptions: IndexOptions = {};
     if (options.maxPatches !== undefined) runOptions.maxPatches = options.maxPatches;
     if (options.afterWrite) runOptions.afterWrite = options.afterWrite;
-    const run: IndexRun = { model, store, options: runOptions, onError: options.onError ?? (() => {}), summary, state, knownHashes, gen: options.gen - 1 };
-    await indexBatch(run, pending, 0);
+    const run: IndexRun = { model, store, options: runOptions, onError: options.onError ?? (() => {}), summary, state, knownHashes, gen: options.gen - 1, time: (_stage, fn) => fn() };
+    await indexBatch(run, 0, await prepareBatch(run, pending, true));
   }
   return summary;
 }
 
 /** Step 1: keep the newest row of each path (an interrupted run leaves two) and read the table's state. */
-async function recover(model: SigLIP2, store: ImageStore, options: IndexOptions, summary: IndexSummary): Promise<IndexRun> {
+async function recover(model: SigLIP2, store: ImageStore, options: IndexOptions, summary: IndexSummary, time: IndexRun["time"]): Promise<IndexRun> {
   const { kept: state, removed } = await store.removeSuperseded(await store.rows());
   summary.recovered = removed;
   const knownHashes = new Set<string>();
   for (const r of state.values()) knownHashes.add(r.sha256);
   const onError = options.onError ?? (() => {});
-  return { model, store, options, onError, summary, state, knownHashes, gen: ImageStore.maxGen([...state.values()]) };
+  return { model, store, options, onError, summary, state, knownHashes, gen: ImageStore.maxGen([...state.values()]), time };
 }
 
 /**
@@ -274,11 +298,11 @@ async function plan(run: IndexRun, roots: string[]): Promise<{ pending: Pending[
   const { store, options, summary, state } = run;
   const absRoots = [...new Set(roots.map((r) => resolve(r)))];
   const unseen: string[] = []; // folders and files that exist but could not be read
-  const files = await walkImages(roots, {
+  const files = await run.time("walk", () => walkImages(roots, {
     exclude: [store.dbPath, ...(options.exclude ?? [])],
     onError: (e) => (summary.failed++, run.onError(e)),
     onSkip: (p) => unseen.push(p),
-  });
+  }));
   summary.found = files.length;
   const pending: Pending[] = [];
   const seen = new Set<string>();
@@ -294,8 +318,8 @@ async function plan(run: IndexRun, roots: string[]): Promise<{ pending: Pending[
   return { pending, gone };
 }
 
-/** Step 3, one batch: hash, find or compute the vectors, write the rows in one commit, delete what they replace. */
-async function indexBatch(run: IndexRun, batch: Pending[], batchNo: number): Promise<void> {
+/** Step 3, one batch (hashed by {@link prepareBatch}): find or compute the vectors, write the rows in one commit, delete what they replace. */
+async function indexBatch(run: IndexRun, batchNo: number, prepared: Prepared): Promise<void> {
   const { store, summary } = run;
   const stale: string[] = []; // rows of files that changed into something unreadable
   const fail = (p: Pending, e: SiglipError): void => {
@@ -303,15 +327,16 @@ async function indexBatch(run: IndexRun, batch: Pending[], batchNo: number): Pro
     run.onError(e);
     if (p.prev) stale.push(p.file.path);
   };
-  const hashed = (await hashBatch(batch, fail)).filter((h) => h.expected === undefined || h.expected === h.sha256 || changedSinceEnqueued(run, h));
+  for (const [p, e] of prepared.failures) fail(p, e);
+  const hashed = prepared.hashed.filter((h) => h.expected === undefined || h.expected === h.sha256 || changedSinceEnqueued(run, h));
   const { vectors, toEmbed, failedHash } = await batchVectors(run, hashed);
   run.gen++;
   const { rows, replaced } = await batchRows(run, hashed, vectors, toEmbed, failedHash, fail);
-  await store.add(rows); // the batch's one commit
+  await run.time("write", () => store.add(rows)); // the batch's one commit
   await run.options.afterWrite?.(batchNo);
-  if (replaced.length > 0) await store.deletePaths(replaced, run.gen);
+  if (replaced.length > 0) await run.time("delete", () => store.deletePaths(replaced, run.gen));
   if (stale.length > 0) {
-    await store.deletePaths(stale);
+    await run.time("delete", () => store.deletePaths(stale));
     summary.removed += stale.length;
   }
   for (const r of rows) {
@@ -328,18 +353,21 @@ function changedSinceEnqueued(run: IndexRun, h: Hashed): false {
   return false;
 }
 
-/** SHA-256 of each file; an unreadable one is reported through `fail` and left out. */
-async function hashBatch(batch: Pending[], fail: (p: Pending, e: SiglipError) => void): Promise<Hashed[]> {
-  const hashed: Hashed[] = [];
+/** SHA-256 and header (filter columns) of each file, both at once unless `serial`; an unreadable one goes to `failures`. */
+async function prepareBatch(run: IndexRun, batch: Pending[], serial: boolean): Promise<Prepared> {
+  const out: Prepared = { hashed: [], failures: [] };
   for (const p of batch) {
     try {
-      hashed.push({ ...p, sha256: await sha256File(p.file.path) });
+      const hash = () => run.time("hash", () => sha256File(p.file.path));
+      const header = () => run.time("meta", () => readFileMeta(p.file.path));
+      const [sha256, meta] = serial ? [await hash(), await header()] : await Promise.all([hash(), header()]);
+      out.hashed.push({ ...p, sha256, meta });
     } catch (e) {
       if (!(e instanceof SiglipError)) throw e;
-      fail(p, e);
+      out.failures.push([p, e]);
     }
   }
-  return hashed;
+  return out;
 }
 
 /**
@@ -348,7 +376,7 @@ async function hashBatch(batch: Pending[], fail: (p: Pending, e: SiglipError) =>
  * `toEmbed`: hash → the path embedded; `failedHash`: hash → why embedding it failed.
  */
 async function batchVectors(run: IndexRun, hashed: Hashed[]): Promise<{ vectors: Map<string, Float32Array>; toEmbed: Map<string, string>; failedHash: Map<string, SiglipError> }> {
-  const vectors = await run.store.vectorsByHash(hashed.filter((h) => run.knownHashes.has(h.sha256)).map((h) => h.sha256));
+  const vectors = await run.time("lookup", () => run.store.vectorsByHash(hashed.filter((h) => run.knownHashes.has(h.sha256)).map((h) => h.sha256)));
   const toEmbed = new Map<string, string>(); // sha256 → path
   for (const h of hashed) if (!vectors.has(h.sha256) && !toEmbed.has(h.sha256)) toEmbed.set(h.sha256, h.file.path);
   const failedHash = new Map<string, SiglipError>();
@@ -356,7 +384,7 @@ async function batchVectors(run: IndexRun, hashed: Hashed[]): Promise<{ vectors:
     const paths = [...toEmbed.values()];
     const hashes = [...toEmbed.keys()];
     const maxPatches = run.options.maxPatches;
-    const out = await run.model.imageFeaturesSettled(paths, maxPatches !== undefined ? { maxPatches } : {});
+    const out = await run.time("embed", () => run.model.imageFeaturesSettled(paths, maxPatches !== undefined ? { maxPatches } : {}));
     out.forEach((r, i) => {
       if (r instanceof SiglipError) failedHash.set(hashes[i]!, r);
       else {
@@ -392,7 +420,7 @@ async function batchRows(
     }
     // The file must still be what the walk saw: otherwise its hash, its vector and its
     // size/mtime may describe different contents. Its old row (if any) stays.
-    const now = await stat(h.file.path).catch((e: unknown) => e as NodeJS.ErrnoException);
+    const now = await run.time("recheck", () => stat(h.file.path).catch((e: unknown) => e as NodeJS.ErrnoException));
     if (now instanceof Error) {
       fail(h, new SiglipError("image", `cannot read ${shownPath(h.file.path)}: vanished while indexing`, { subject: h.file.path }));
       continue;
@@ -402,7 +430,7 @@ async function batchRows(
       run.onError(new SiglipError("image", `cannot index ${shownPath(h.file.path)}: it changed while being indexed; run the same command again to index its new content`, { subject: h.file.path }));
       continue;
     }
-    rows.push({ path: h.file.path, size: h.file.size, mtimeMs: h.file.mtimeMs, sha256: h.sha256, gen: run.gen, vector: vectors.get(h.sha256)!, meta: await readFileMeta(h.file.path) });
+    rows.push({ path: h.file.path, size: h.file.size, mtimeMs: h.file.mtimeMs, sha256: h.sha256, gen: run.gen, vector: vectors.get(h.sha256)!, meta: h.meta });
     if (!h.prev) summary.added++;
     else if (h.prev.sha256 === h.sha256) summary.touched++;
     else summary.updated++;

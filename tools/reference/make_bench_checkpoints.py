@@ -18,12 +18,15 @@ from transformers import (Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Si
 
 OUT = os.environ.get("SIGLIP2_BENCH_CACHE", os.path.expanduser("~/.cache/siglip2-bench"))
 SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16)
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4)
 
 # name -> (model_type, text_config, vision_config, preprocessor)
 CHECKPOINTS = {
     "b16-224": ("siglip", {}, dict(image_size=224, patch_size=16), 224),
     "b16-naflex": ("siglip2", {}, dict(patch_size=16, num_patches=256), 256),
     "so400m14-384": ("siglip", dict(SO400M), dict(SO400M, image_size=384, patch_size=14), 384),
+    # B/16's preprocessing (224 px) on a 1-layer, 32-wide model: bench/index-profile.ts times what is not the model
+    "tiny-224": ("siglip", dict(TINY), dict(TINY, image_size=224, patch_size=16), 224),
 }
 
 
