@@ -127,6 +127,7 @@ describe("seed statistics", () => {
     assert.equal(mixed.withinNoise, true);
     const exact = compareSeeds([0.2, 0.2], [0.3, 0.3]); // no spread: any gap is outside noise
     assert.equal(exact.withinNoise, false);
+    assert.equal(compareSeeds([0, 0], [0, 0]).withinNoise, true); // equal arms, no spread
     assert.equal(compareSeeds([0.1], [0.9]).withinNoise, true); // one seed: no noise estimate
     assert.throws(() => compareSeeds([1, 2], [1]), /same non-zero number/);
   });

@@ -22,7 +22,7 @@
  * - a dense probe: a linear per-patch classifier (background or one of four shapes) on the un-pooled
  *   patch features, mean IoU on held-out scenes.
  * Each seed changes the training scenes, the initialisation and the batch order. A difference is
- * called within noise when |Δ| < 2 sd, sd the larger of the two arms' seed standard deviations
+ * called within noise when |Δ| ≤ 2 sd, sd the larger of the two arms' seed standard deviations
  * (`compareSeeds`); the table also counts the seeds where one arm is ahead.
  *
  *   nice -n 10 npx tsx tools/ablate-recipe.ts [--seeds 1,2,3] [--steps 700] [--probe-steps 500] [--threads 2]
@@ -31,7 +31,9 @@
  * `--jobs J` runs J (seed, arm) tasks at once as child processes (onnxruntime's run blocks its
  * process); D waits for its teacher. `tools/ablate-locca.ts` is this script with `--arms A,B --probe-all`.
  * Prints a markdown table (mean ± sd over seeds, then per seed) on stdout, writes the same as JSON
- * to `--json`; progress on stderr.
+ * to `--json` (rewritten after every task, `partial: true` until the end); progress on stderr.
+ * Tasks start seed by seed, so a run stopped early leaves whole seeds: the same flags with
+ * `--from-json FILE` print the table of the seeds whose every arm finished, and say so.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -76,6 +78,7 @@ const { values: args } = parseArgs({
     title: { type: "string", default: "Recipe ablation" },
     script: { type: "string", default: "tools/ablate-recipe.ts" },
     keep: { type: "boolean", default: false },
+    "from-json": { type: "string" },
     // internal: a --jobs child runs one task in the parent's work dir and prints its result as JSON
     task: { type: "string" },
     work: { type: "string" },
@@ -85,7 +88,9 @@ const bad = (m: string): never => {
   process.stderr.write(`ablate-recipe: ${m}\n`);
   process.exit(2);
 };
-const SEEDS = args.seeds!.split(",").map(Number);
+const ASKED = args.seeds!.split(",").map(Number);
+/** The seeds of the table: all asked, or (--from-json of an interrupted run) those whose every arm finished. */
+let SEEDS = ASKED;
 const STEPS = Number(args.steps);
 const PROBE_STEPS = Number(args["probe-steps"]);
 const THREADS = Number(args.threads);
@@ -276,18 +281,34 @@ async function runTask(S: Setup, seed: number, arm: Arm): Promise<ArmResult> {
   return r;
 }
 
-/** The tasks in the order they start: the teachers first (D waits for them), then the longer arms. */
+/**
+ * The tasks in the order they start: seed by seed (so that an interrupted run leaves whole seeds),
+ * within a seed the teacher first (D waits for it), then the longer arms.
+ */
 function tasks(): Array<{ seed: number; arm: Arm }> {
   const order: Arm[] = [TEACHER_ARM, ...(["C", "B", "D", "A", "E"] as const).filter((x) => x !== TEACHER_ARM)];
-  return order.filter((x) => ARM_LIST.includes(x)).flatMap((arm) => SEEDS.map((seed) => ({ seed, arm })));
+  return SEEDS.flatMap((seed) => order.filter((x) => ARM_LIST.includes(x)).map((arm) => ({ seed, arm })));
 }
+
+/** Write the results so far (`partial`: the run goes on, or was stopped; `--from-json` prints their table). */
+function writeJson(results: ArmResult[], minutes: number, partial: boolean, lines: string[] = []): string {
+  const json = resolve(args.json!);
+  mkdirSync(dirname(json), { recursive: true });
+  const sorted = [...results].sort((x, y) => x.seed - y.seed || ARMS.indexOf(x.arm) - ARMS.indexOf(y.arm));
+  writeFileSync(json, `${JSON.stringify({ command: `nice -n 10 npx tsx ${args.script} ${commandArgs().join(" ")}`, partial, minutes, cpu: cpus()[0]?.model ?? "cpu", cores: cpus().length, arms: ARM_LIST, teacherArm: TEACHER_ARM, ratio: RATIO, steps: STEPS, probeSteps: PROBE_STEPS, seeds: ASKED, results: sorted, table: lines }, null, 2)}\n`);
+  return json;
+}
+const minutesSoFar = () => (performance.now() - t0) / 60000;
 
 /** Every task in this process, one after the other. */
 async function inProcess(work: string): Promise<ArmResult[]> {
   const S = await setup(work);
   log(`ablate: tokenizer ${S.tok.vocabSize} tokens; model width ${WIDTH}, ${LAYERS} layers, student width ${STUDENT_WIDTH}, ${STUDENT_LAYERS} layers; ${IMAGE} px / ${PATCH}; ${STEPS} steps of ${BATCH}, probe ${PROBE_STEPS} steps; seeds ${SEEDS.join(",")}; arms ${ARM_LIST.join(",")}; work dir ${work}`);
   const out: ArmResult[] = [];
-  for (const t of tasks()) out.push(await runTask(S, t.seed, t.arm));
+  for (const t of tasks()) {
+    out.push(await runTask(S, t.seed, t.arm));
+    writeJson(out, minutesSoFar(), true);
+  }
   return out;
 }
 
@@ -316,6 +337,7 @@ async function inChildren(work: string): Promise<ArmResult[]> {
       }
       const t = pending.splice(k, 1)[0]!;
       results.push(await one(t.seed, t.arm));
+      writeJson(results, minutesSoFar(), true);
       done.add(key(t.seed, t.arm));
       const w = wake;
       wake = () => {};
@@ -326,7 +348,7 @@ async function inChildren(work: string): Promise<ArmResult[]> {
   return results;
 }
 
-function table(rs: ArmResult[], minutes: number): string[] {
+function table(rs: ArmResult[], minutes: number, note = ""): string[] {
   const arms = ARM_LIST.filter((a) => rs.some((r) => r.arm === a)).sort((x, y) => ARMS.indexOf(x) - ARMS.indexOf(y));
   const of = (arm: Arm, f: (r: ArmResult) => number | undefined): number[] | null => {
     const xs = SEEDS.map((s) => rs.find((r) => r.arm === arm && r.seed === s)).map((r) => (r ? f(r) : undefined));
@@ -358,11 +380,11 @@ function table(rs: ArmResult[], minutes: number): string[] {
   const lines: string[] = [];
   lines.push(`## ${args.title}: ${SEEDS.length} seed${SEEDS.length > 1 ? "s" : ""} (${SEEDS.join(", ")}), mean ± sd, %`, "");
   lines.push(`Command: \`nice -n 10 npx tsx ${args.script} ${commandArgs().join(" ")}\``);
-  lines.push(`Machine: ${cpu}, ${cpus().length} cores, ${THREADS} onnxruntime thread${THREADS > 1 ? "s" : ""} per job, ${JOBS} job${JOBS > 1 ? "s" : ""}; ${minutes.toFixed(1)} min wall.`);
+  lines.push(`Machine: ${cpu}, ${cpus().length} cores, ${THREADS} onnxruntime thread${THREADS > 1 ? "s" : ""} per job, ${JOBS} job${JOBS > 1 ? "s" : ""}; ${minutes.toFixed(1)} min wall.${note}`);
   lines.push(`Model (A, B, C): width ${WIDTH}, ${LAYERS} layers, 4 heads, ${IMAGE} px, patch ${PATCH}, ${SEQ} tokens; ${STEPS} steps of ${BATCH} pairs from ${TRAIN} scenes per seed, lr ${LR}.`);
   if (arms.includes("C")) lines.push(`C: \`distill\` with the defaults of \`siglip2 train --distill\`: on from step ${switchStep(DEFAULT_DISTILL.start, STEPS)} (80 %), ${DEFAULT_DISTILL.localViews} local views, EMA ${DEFAULT_DISTILL.emaMomentum}, size factor ${DEFAULT_DISTILL.sizeFactor}.`);
   if (arms.includes("D") || arms.includes("E")) lines.push(`D, E: student width ${STUDENT_WIDTH}, ${STUDENT_LAYERS} layers, same data, steps and batch; D keeps the most learnable ${RATIO} of super-batches of ${Math.round(BATCH / RATIO)}, teacher = arm ${TEACHER_ARM} of the same seed.`);
-  lines.push(`Within noise: |Δ| < 2 sd (sd: the larger of the two arms' seed sds); ↑k ↓m: seeds where the second arm is above / below.`, "");
+  lines.push(`Within noise: |Δ| ≤ 2 sd (sd: the larger of the two arms' seed sds); ↑k ↓m: seeds where the second arm is above / below.`, "");
   lines.push(`| metric (held-out) | ${arms.map((a) => `${a} ${ARM_NAMES[a]}`).join(" | ")} | ${pairs.map(([x, y]) => `${y} − ${x}`).join(" | ")} |`);
   lines.push(`|---|${arms.map(() => "---|").join("")}${pairs.map(() => "---|").join("")}`);
   for (const [name, f] of metrics) {
@@ -391,11 +413,18 @@ function table(rs: ArmResult[], minutes: number): string[] {
 /** The flags that reproduce this run (defaults included, so that the line stands alone). */
 function commandArgs(): string[] {
   const preset = args.script !== "tools/ablate-recipe.ts";
-  return ["--seeds", SEEDS.join(","), "--steps", String(STEPS), "--probe-steps", String(PROBE_STEPS), "--threads", String(THREADS), "--train", String(TRAIN), "--jobs", String(JOBS),
+  return ["--seeds", ASKED.join(","), "--steps", String(STEPS), "--probe-steps", String(PROBE_STEPS), "--threads", String(THREADS), "--train", String(TRAIN), "--jobs", String(JOBS),
     ...(preset ? [] : ["--arms", ARM_LIST.join(","), "--teacher-arm", TEACHER_ARM, "--ratio", String(RATIO), "--student", args.student!, ...(args["probe-all"] ? ["--probe-all"] : [])])];
 }
 
-if (args.task !== undefined) {
+if (args["from-json"] !== undefined) {
+  // the table of an earlier (possibly interrupted) run with the same flags: the seeds whose every arm finished
+  const saved = JSON.parse(readFileSync(args["from-json"], "utf8")) as { results: ArmResult[]; minutes: number; partial: boolean };
+  SEEDS = ASKED.filter((s) => ARM_LIST.every((a) => saved.results.some((r) => r.seed === s && r.arm === a)));
+  if (SEEDS.length === 0) bad(`${args["from-json"]}: no seed has all of the arms ${ARM_LIST.join(",")}`);
+  const note = saved.partial ? ` Stopped after ${saved.minutes.toFixed(1)} min: ${SEEDS.length} of ${ASKED.length} seeds finished every arm; the table has those.` : "";
+  process.stdout.write(`\n${table(saved.results.filter((r) => SEEDS.includes(r.seed)), saved.minutes, note).join("\n")}\n`);
+} else if (args.task !== undefined) {
   // a --jobs child: one task in the parent's work dir
   const [seed, arm] = args.task.split(":") as [string, Arm];
   const S = await setup(args.work ?? bad("--task needs --work"));
@@ -403,12 +432,10 @@ if (args.task !== undefined) {
 } else {
   const work = mkdtempSync(join(tmpdir(), "siglip2-ablate-"));
   const results = JOBS > 1 && tasks().length > 1 ? await inChildren(work) : await inProcess(work);
-  const minutes = (performance.now() - t0) / 60000;
+  const minutes = minutesSoFar();
   const lines = table(results, minutes);
   process.stdout.write(`\n${lines.join("\n")}\n`);
-  const json = resolve(args.json!);
-  mkdirSync(dirname(json), { recursive: true });
-  writeFileSync(json, `${JSON.stringify({ command: `nice -n 10 npx tsx ${args.script} ${commandArgs().join(" ")}`, minutes, cpu: cpus()[0]?.model ?? "cpu", cores: cpus().length, arms: ARM_LIST, teacherArm: TEACHER_ARM, ratio: RATIO, steps: STEPS, probeSteps: PROBE_STEPS, seeds: SEEDS, results: results.sort((x, y) => x.seed - y.seed || ARMS.indexOf(x.arm) - ARMS.indexOf(y.arm)), table: lines }, null, 2)}\n`);
+  const json = writeJson(results, minutes, false, lines);
   log(`ablate: JSON in ${json}; work dir ${args.keep ? `kept: ${work}` : "removed"} [${elapsed()}]`);
   if (!args.keep) rmSync(work, { recursive: true, force: true });
 }

@@ -162,7 +162,7 @@ export interface SeedComparison {
   delta: number;
   /** The noise scale: the larger of the two arms' seed standard deviations. */
   sd: number;
-  /** |delta| < 2·sd (always true with one seed: there is no noise estimate). */
+  /** |delta| ≤ 2·sd (so two equal arms are within noise; always true with one seed: there is no noise estimate). */
   withinNoise: boolean;
   /** Seeds where b is above / below a (the rest are ties). */
   above: number;
@@ -172,7 +172,7 @@ export interface SeedComparison {
 
 /**
  * Compare two arms measured on the same seeds (`a[i]`, `b[i]` from seed i): the difference of the
- * means is within noise when it is smaller than twice the larger per-arm seed sd. A rule of thumb,
+ * means is within noise when it is at most twice the larger per-arm seed sd. A rule of thumb,
  * not a test: with three seeds a paired t-test at 95 % would want about 4.3 standard errors.
  */
 export function compareSeeds(a: readonly number[], b: readonly number[]): SeedComparison {
@@ -182,5 +182,5 @@ export function compareSeeds(a: readonly number[], b: readonly number[]): SeedCo
   const sd = Math.max(ma.sd, mb.sd);
   let above = 0, below = 0;
   a.forEach((x, i) => { if (b[i]! > x) above++; else if (b[i]! < x) below++; });
-  return { delta, sd, withinNoise: a.length < 2 || Math.abs(delta) < 2 * sd, above, below, seeds: a.length };
+  return { delta, sd, withinNoise: a.length < 2 || Math.abs(delta) <= 2 * sd, above, below, seeds: a.length };
 }
