@@ -1,5 +1,5 @@
 /**
- * Held-out scene evaluations (src/train/scenes/eval.ts, used by tools/ablate-locca.ts) on stand-in
+ * Held-out scene evaluations (src/train/scenes/eval.ts, used by tools/ablate-recipe.ts) on stand-in
  * models whose answers are known: an oracle scores 100 %, a model that confuses everything scores 0,
  * and the wiring (which image goes with which text, which region is asked for) is what is tested.
  */
@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SiglipError } from "../src/errors.js";
 import type { RgbImage } from "../src/preprocess/decode.js";
-import { DENSE_CLASSES, generateScenes, patchLabels, sceneDenseProbe, sceneLabels, sceneLocate, sceneRetrieval, sceneZeroShot, type SceneModel, type SceneRecord } from "../src/train/scenes/index.js";
+import {
+  compareSeeds, DENSE_CLASSES, generateScenes, meanSd, patchLabels, sceneDenseProbe, sceneEncoderReport, sceneLabels, sceneLocate, sceneRetrieval, sceneZeroShot, type SceneModel, type SceneRecord,
+} from "../src/train/scenes/index.js";
 
 // Images are stand-ins: each carries its record's index in its first byte.
 const imagesOf = (records: readonly SceneRecord[]): RgbImage[] => records.map((_, i) => ({ width: 1, height: 1, data: Uint8Array.of(i, 0, 0) }));
@@ -76,5 +78,57 @@ describe("scene evaluations", () => {
     const r = await sceneDenseProbe(m, train, test, { steps: 200, lr: 0.1 });
     assert.equal(r.pixelAccuracy, 1);
     assert.equal(r.mIoU, 1);
+  });
+
+  it("encoder report: the three evaluations on their own sets, zero-shot averaged over the languages asked", async () => {
+    const promptClass = (t: string) => Object.values(labels.languages).map((l) => l.prompts.indexOf(t)).find((k) => k >= 0) ?? -1;
+    const seen = new Set<string>();
+    const uniq = multi.filter((r) => promptClass(r.caption) < 0 && !seen.has(r.caption) && seen.add(r.caption));
+    const pool = [...single, ...uniq]; // one list, so that each stand-in image names its record
+    const images = imagesOf(pool);
+    const sets = {
+      zeroShot: { records: single, images: images.slice(0, single.length) },
+      retrieval: { records: uniq, images: images.slice(single.length) },
+      denseTrain: { records: uniq.slice(0, 10), images: images.slice(single.length, single.length + 10) },
+      denseTest: { records: uniq.slice(10), images: images.slice(single.length + 10) },
+    };
+    const dim = 16 + uniq.length;
+    const textKey = (t: string) => (promptClass(t) >= 0 ? promptClass(t) : 16 + uniq.findIndex((r) => r.caption === t));
+    const oracle = stand(pool, { imageKey: (r) => (single.includes(r) ? classOf(r) : 16 + uniq.indexOf(r)), textKey, dim, patchShift: 1 });
+    const r = await sceneEncoderReport(oracle, sets, { langs: ["en", "zh"], probe: { steps: 200, lr: 0.1 } });
+    assert.deepEqual(r, { zeroShot: 1, zeroShotPerLang: { en: 1, zh: 1 }, imageToText: 1, textToImage: 1, denseMIoU: 1 });
+    // zero-shot wrong everywhere, retrieval still right: the report keeps the evaluations apart
+    const off = stand(pool, { imageKey: (r) => (single.includes(r) ? (classOf(r) + 1) % 16 : 16 + uniq.indexOf(r)), textKey, dim, patchShift: 1 });
+    const o = await sceneEncoderReport(off, sets, { probe: { steps: 200, lr: 0.1 } });
+    assert.equal(o.zeroShot, 0);
+    assert.deepEqual(Object.keys(o.zeroShotPerLang), ["en", "de", "es", "fr", "zh"]);
+    assert.equal(o.imageToText, 1);
+  });
+});
+
+describe("seed statistics", () => {
+  it("meanSd: the mean and the n − 1 standard deviation; 0 for one seed", () => {
+    const r = meanSd([2, 4, 4, 4, 5, 5, 7, 9]);
+    assert.equal(r.mean, 5);
+    assert.ok(Math.abs(r.sd - Math.sqrt(32 / 7)) < 1e-12);
+    assert.deepEqual(meanSd([0.3]), { mean: 0.3, sd: 0 });
+    assert.throws(() => meanSd([]), /no values/);
+  });
+
+  it("compareSeeds: within noise below 2 sd of the noisier arm, seeds counted both ways", () => {
+    const near = compareSeeds([1, 2, 3], [2, 3, 4]); // Δ 1, sd 1
+    assert.deepEqual(near, { delta: 1, sd: 1, withinNoise: true, above: 3, below: 0, seeds: 3 });
+    const far = compareSeeds([1, 2, 3], [4, 5, 6]); // Δ 3 > 2
+    assert.equal(far.withinNoise, false);
+    const mixed = compareSeeds([0.5, 0.5, 0.5], [0.4, 0.5, 0.9]); // the noisier arm sets the scale
+    assert.equal(mixed.above, 1);
+    assert.equal(mixed.below, 1);
+    assert.ok(Math.abs(mixed.sd - meanSd([0.4, 0.5, 0.9]).sd) < 1e-15);
+    assert.equal(mixed.withinNoise, true);
+    const exact = compareSeeds([0.2, 0.2], [0.3, 0.3]); // no spread: any gap is outside noise
+    assert.equal(exact.withinNoise, false);
+    assert.equal(compareSeeds([0, 0], [0, 0]).withinNoise, true); // equal arms, no spread
+    assert.equal(compareSeeds([0.1], [0.9]).withinNoise, true); // one seed: no noise estimate
+    assert.throws(() => compareSeeds([1, 2], [1]), /same non-zero number/);
   });
 });

@@ -2,7 +2,8 @@
  * Hostile and careless `siglip2 train --distill` runs (self-distillation + masked prediction,
  * src/train/distill.ts): every flag out of bounds or given without --distill, --freeze vision,
  * and runs resumed past the switch (or without --distill) whose distill.safetensors is missing, truncated or saved with
- * other settings. Each must be one clear line (exit 2).
+ * other settings; --distill on a NaFlex checkpoint and --distill with curation (--curate-teacher), both
+ * refused until they are built. Each must be one clear line (exit 2).
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,14 +13,15 @@ import { trainData } from "./cases-train.js";
 import { expectCleanError, runCli, type HostileCase } from "./harness.js";
 
 const F32 = join(FIXTURES, "models", "fixres-f32");
+const NAFLEX = join(FIXTURES, "models", "naflex-f32");
 const BASE = ["--threads", "1", "--batch-size", "8", "--lr", "1e-3", "--seed", "1"];
 const SMALL = ["--local-views", "2", "--distill-head", "16,8,32"];
 
-function usage(id: string, args: string[], mentions: Array<string | RegExp>): HostileCase {
+function usage(id: string, args: string[], mentions: Array<string | RegExp>, model = F32): HostileCase {
   return {
     id, area: "train", expect: "clean-error", timeoutMs: 60_000,
     run: async () => {
-      const r = await runCli(["train", "--model", F32, "--data", await trainData(), "--out", join(tempDir(), "out"), ...BASE, "--steps", "2", ...args], { timeoutMs: 60_000 });
+      const r = await runCli(["train", "--model", model, "--data", await trainData(), "--out", join(tempDir(), "out"), ...BASE, "--steps", "2", ...args], { timeoutMs: 60_000 });
       return expectCleanError(r, { code: 2, mentions });
     },
   };
@@ -67,6 +69,11 @@ export const cases: HostileCase[] = [
   usage("distill-head-huge", ["--distill", "--distill-head", "8,4,99999999"], ["--distill-head", "out 99999999"]),
   usage("distill-size-factor-negative", ["--distill", "--distill-size-factor", "-1"], ["--distill-size-factor"]),
   usage("distill-freeze-vision", ["--distill", "--freeze", "vision"], ["--freeze vision"]),
+  // not built yet: each must be refused before any step, not crash or train without the losses
+  usage("distill-naflex-checkpoint", ["--distill", ...SMALL], ["--distill", "NaFlex", "FixRes checkpoint"], NAFLEX),
+  usage("distill-naflex-checkpoint-with-budgets", ["--distill", "--max-patches", "16,24", ...SMALL], ["--distill", "NaFlex"], NAFLEX),
+  usage("distill-with-curation", ["--distill", ...SMALL, "--curate-teacher", F32], ["--distill", "--curate-teacher"]),
+  usage("distill-with-curation-ratio", ["--curate-teacher", F32, "--curate-ratio", "0.5", "--curate-dtype", "int8", "--distill"], ["--distill", "curation"]),
   resumed("distill-resume-other-views", () => {}, ["--local-size", "24"], ["other settings", "distill.localSize"]),
   resumed("distill-resume-without-distill", () => {}, [], ["other settings", "distill"], { plain: true }),
   resumed("distill-resume-file-missing", (out) => rmSync(join(out, "distill.safetensors")), [], ["distill.safetensors", "missing"]),

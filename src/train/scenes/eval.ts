@@ -7,7 +7,9 @@
  * - {@link sceneLocate}: referring-expression Acc@0.5 (each scene's first region, in its language);
  * - {@link sceneDenseProbe}: a linear per-patch classifier of which shape covers the patch
  *   ({@link patchLabels}) on the un-pooled patch features (after the final LayerNorm, before the
- *   MAP head), trained on one scene set and scored by mean IoU on another.
+ *   MAP head), trained on one scene set and scored by mean IoU on another;
+ * - {@link sceneEncoderReport}: the first two and the dense probe in one call, and
+ *   {@link meanSd} / {@link compareSeeds} for tables over seeds (tools/ablate-recipe.ts).
  *
  * The model is anything with the `SigLIP2` methods used here ({@link SceneModel}); the images are
  * rendered records, so no file is written.
@@ -112,4 +114,73 @@ export async function sceneDenseProbe(
   let hits = 0;
   for (let i = 0; i < pred.length; i++) if (pred[i] === b.y[i]) hits++;
   return { ...m, pixelAccuracy: hits / pred.length };
+}
+
+/** Held-out sets of {@link sceneEncoderReport}: records with their rendered images. */
+export interface SceneSet {
+  records: readonly SceneRecord[];
+  images: readonly RgbImage[];
+}
+
+/** An encoder's held-out figures: zero-shot (mean over the languages and each), retrieval R@1 both ways, dense mIoU. */
+export interface SceneEncoderReport {
+  zeroShot: number;
+  zeroShotPerLang: Record<SceneLanguage, number>;
+  imageToText: number;
+  textToImage: number;
+  denseMIoU: number;
+}
+
+/**
+ * The encoder rows of the ablation tables (tools/ablate-recipe.ts): {@link sceneZeroShot} on
+ * `zeroShot` (averaged over `o.langs`, default all five), {@link sceneRetrieval} on `retrieval`,
+ * and {@link sceneDenseProbe} trained on `denseTrain` (with `o.probe`), scored on `denseTest`.
+ */
+export async function sceneEncoderReport(
+  model: SceneModel,
+  sets: { zeroShot: SceneSet; retrieval: SceneSet; denseTrain: SceneSet; denseTest: SceneSet },
+  o: { langs?: readonly SceneLanguage[]; probe?: ProbeOptions } = {},
+): Promise<SceneEncoderReport> {
+  const langs = o.langs ?? SCENE_LANGUAGES;
+  const zs = await sceneZeroShot(model, sets.zeroShot.records, sets.zeroShot.images, langs);
+  const ret = await sceneRetrieval(model, sets.retrieval.records, sets.retrieval.images);
+  const dense = await sceneDenseProbe(model, sets.denseTrain, sets.denseTest, o.probe);
+  return { zeroShot: langs.reduce((s, l) => s + zs[l], 0) / langs.length, zeroShotPerLang: zs, imageToText: ret.imageToText, textToImage: ret.textToImage, denseMIoU: dense.mIoU };
+}
+
+/** Mean and sample standard deviation (n − 1; 0 for one value) of per-seed figures. */
+export function meanSd(xs: readonly number[]): { mean: number; sd: number } {
+  if (xs.length === 0) throw new Error("internal: meanSd of no values");
+  const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
+  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((s, x) => s + (x - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean, sd };
+}
+
+/** How arm `b` compares with arm `a` over the same seeds ({@link compareSeeds}). */
+export interface SeedComparison {
+  /** mean(b) − mean(a). */
+  delta: number;
+  /** The noise scale: the larger of the two arms' seed standard deviations. */
+  sd: number;
+  /** |delta| ≤ 2·sd (so two equal arms are within noise; always true with one seed: there is no noise estimate). */
+  withinNoise: boolean;
+  /** Seeds where b is above / below a (the rest are ties). */
+  above: number;
+  below: number;
+  seeds: number;
+}
+
+/**
+ * Compare two arms measured on the same seeds (`a[i]`, `b[i]` from seed i): the difference of the
+ * means is within noise when it is at most twice the larger per-arm seed sd. A rule of thumb,
+ * not a test: with three seeds a paired t-test at 95 % would want about 4.3 standard errors.
+ */
+export function compareSeeds(a: readonly number[], b: readonly number[]): SeedComparison {
+  if (a.length !== b.length || a.length === 0) throw new Error(`internal: compareSeeds wants the same non-zero number of seeds, got ${a.length} and ${b.length}`);
+  const ma = meanSd(a), mb = meanSd(b);
+  const delta = mb.mean - ma.mean;
+  const sd = Math.max(ma.sd, mb.sd);
+  let above = 0, below = 0;
+  a.forEach((x, i) => { if (b[i]! > x) above++; else if (b[i]! < x) below++; });
+  return { delta, sd, withinNoise: a.length < 2 || Math.abs(delta) <= 2 * sd, above, below, seeds: a.length };
 }
