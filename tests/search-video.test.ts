@@ -19,7 +19,9 @@ import { embeddingSetup, modelName } from "../src/search/identity.js";
 import { buildIndex, openForIndexing, type IndexOptions, type IndexSummary } from "../src/search/indexer.js";
 import { searchImage } from "../src/search/search.js";
 import { ImageStore, type StoredImage } from "../src/search/store.js";
-import { embedVideo, formatTime, probeVideo, readFrames, RGB_SWS_FLAGS, type VideoSampling } from "../src/search/video.js";
+import { embedVideo, formatTime, probeVideo, readFrames, RGB_SWS_FLAGS, selectFilter, type VideoSampling } from "../src/search/video.js";
+import { findDuplicates } from "../src/search/dedupe.js";
+import { Thumbnailer } from "../src/server/ui/thumbnails.js";
 import { tempDir } from "./harness/files.js";
 import { FIXTURES, REPO } from "./harness/paths.js";
 
@@ -42,7 +44,7 @@ function colourVideo(path: string, colours: string[], seconds = 2): string {
 /** Frames of a video extracted by ffmpeg as PNG files, with the indexer's sampling filter and conversion. */
 function framePngs(video: string, dir: string, fps: number): string[] {
   mkdirSync(dir, { recursive: true });
-  ffmpeg(["-i", video, "-vf", `fps=fps=${fps}`, "-vsync", "vfr", "-sws_flags", RGB_SWS_FLAGS, "-pix_fmt", "rgb24", join(dir, "f%03d.png")]);
+  ffmpeg(["-i", video, "-vf", selectFilter({}, { mode: "fps", fps, maxFrames: 1000 }), "-vsync", "vfr", "-sws_flags", RGB_SWS_FLAGS, "-pix_fmt", "rgb24", join(dir, "f%03d.png")]);
   return readdirSync(dir).sort().map((f) => join(dir, f));
 }
 
@@ -114,6 +116,11 @@ describe("videos in the index", { skip: HAVE_FFMPEG ? false : "ffmpeg is not ins
     assert.deepEqual(scenes.map((f) => f.t), [0, 2, 4], "the first frame and the two cuts");
     assert.deepEqual(scenes.map((f) => f.rgb.indexOf(Math.max(...f.rgb))), [0, 1, 2]);
     assert.deepEqual((await grab({ mode: "scenes", threshold: 0.3, maxFrames: 2 })).map((f) => f.t), [0, 2]);
+    // A clip shorter than 1/fps (one frame) still gives its frame.
+    const one = colourVideo(join(base, "one-frame.mp4"), ["red"], 0.1);
+    const single: number[] = [];
+    for await (const f of readFrames(one, { mode: "fps", fps: 0.5, maxFrames: 1000 })) single.push(f.timeS);
+    assert.deepEqual(single, [0]);
     // Stopping early kills ffmpeg and returns.
     for await (const f of readFrames(rgb, { mode: "fps", fps: 10, maxFrames: 1000 })) if (f.timeS >= 0) break;
     assert.deepEqual([formatTime(0), formatTime(4), formatTime(61.26), formatTime(3725.04)], ["00:00.0", "00:04.0", "01:01.3", "1:02:05.0"]);
@@ -153,6 +160,13 @@ describe("videos in the index", { skip: HAVE_FFMPEG ? false : "ffmpeg is not ins
         assert.ok(Math.abs(hits[0]!.cosine - 1) < 1e-6);
         assert.equal(new Set(hits.map((h) => h.path)).size, hits.length, "one hit per file");
       }
+      // Dedupe: the still and the video's first frame are one group; a video's own frames are not duplicates.
+      const groups = await findDuplicates(store, { threshold: 0.999 });
+      assert.deepEqual(groups.map((g) => g.group.map((m) => m.path).sort()), [[join(dir, "rgb.mp4"), join(dir, "still.png")]]);
+      // The web UI makes no thumbnail of a video: one clear 422.
+      const thumbs = new Thumbnailer(store);
+      await assert.rejects(thumbs.thumbnail(await thumbs.row(join(dir, "rgb.mp4")), 128), (e: Error & { statusCode?: number }) => /rgb\.mp4 is a video: the web UI makes no thumbnails of video frames$/.test(e.message));
+      assert.ok((await thumbs.thumbnail(await thumbs.row(join(dir, "still.png")), 128)).bytes.length > 0);
     } finally {
       store.close();
     }

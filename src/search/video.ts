@@ -3,8 +3,8 @@
  * `ffmpeg`, which also ships `ffprobe`), one index row per kept frame with its time.
  *
  * Sampling ({@link VideoSampling}):
- * - `fps`: a set rate, by default {@link DEFAULT_VIDEO_FPS} (one frame every 2 s), first
- *   frame at 0 s (ffmpeg's `fps` filter). A video longer than `maxFrames / fps` is sampled
+ * - `fps`: a set rate, by default {@link DEFAULT_VIDEO_FPS} (one frame every 2 s): the first
+ *   frame, then each frame at least 1/fps after the last one kept ({@link selectFilter}). A video longer than `maxFrames / fps` is sampled
  *   at `maxFrames / duration` instead, so that its frames stay spread over all of it.
  * - `scenes`: the first frame and every frame whose scene-change score exceeds the threshold
  *   (ffmpeg's `select='eq(n,0)+gt(scene,T)'`; default {@link DEFAULT_SCENE_THRESHOLD}).
@@ -169,16 +169,25 @@ function rate(x: number): string {
   return String(Number(x.toPrecision(12)));
 }
 
-/** ffmpeg's arguments that decode the sampled frames of `path` to raw rgb24 on stdout. */
-export function ffmpegFrameArgs(path: string, info: VideoInfo, sampling: VideoSampling): string[] {
-  let select: string;
+/**
+ * The ffmpeg filter that picks the sampled frames. A set rate keeps the first frame and then
+ * each frame at least 1/fps after the last one kept (ffmpeg's `select` on the frames' own
+ * times, less 1 ms of slack for rounded timestamps): real frames at their real times, never a
+ * duplicated one, and a video of a single frame still gives it (ffmpeg's `fps` filter gives
+ * none for a clip shorter than 1/fps).
+ */
+export function selectFilter(info: Pick<VideoInfo, "duration">, sampling: VideoSampling): string {
   if (sampling.mode === "fps") {
     let fps = sampling.fps;
     if (info.duration !== undefined && info.duration * fps > sampling.maxFrames) fps = sampling.maxFrames / info.duration;
-    select = `fps=fps=${rate(fps)}`;
-  } else {
-    select = `select='eq(n\\,0)+gt(scene\\,${rate(sampling.threshold)})'`;
+    return `select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,${rate(1 / fps - 1e-3)})'`;
   }
+  return `select='eq(n\\,0)+gt(scene\\,${rate(sampling.threshold)})'`;
+}
+
+/** ffmpeg's arguments that decode the sampled frames of `path` to raw rgb24 on stdout. */
+export function ffmpegFrameArgs(path: string, info: VideoInfo, sampling: VideoSampling): string[] {
+  const select = selectFilter(info, sampling);
   return [
     "-nostdin", "-hide_banner", "-nostats", "-v", "info",
     "-i", path,
