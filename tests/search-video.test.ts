@@ -116,6 +116,12 @@ describe("videos in the index", { skip: HAVE_FFMPEG ? false : "ffmpeg is not ins
     assert.deepEqual(scenes.map((f) => f.t), [0, 2, 4], "the first frame and the two cuts");
     assert.deepEqual(scenes.map((f) => f.rgb.indexOf(Math.max(...f.rgb))), [0, 1, 2]);
     assert.deepEqual((await grab({ mode: "scenes", threshold: 0.3, maxFrames: 2 })).map((f) => f.t), [0, 2]);
+    // The container's rotation is applied (as EXIF orientation is for photos): 64×48 turned a quarter.
+    const rot = join(base, "rot.mp4");
+    ffmpeg(["-i", rgb, "-c", "copy", "-metadata:s:v", "rotate=90", rot]);
+    const turned: string[] = [];
+    for await (const f of readFrames(rot, { mode: "fps", fps: 0.5, maxFrames: 1000 })) turned.push(`${f.timeS}:${f.image.width}x${f.image.height}`);
+    assert.deepEqual(turned, ["0:48x64", "2:48x64", "4:48x64"]);
     // A clip shorter than 1/fps (one frame) still gives its frame.
     const one = colourVideo(join(base, "one-frame.mp4"), ["red"], 0.1);
     const single: number[] = [];
@@ -181,6 +187,10 @@ describe("videos in the index", { skip: HAVE_FFMPEG ? false : "ffmpeg is not ins
       assert.match(lines[0]!, /^rank\s+cosine\s+path\s+time$/);
       assert.match(lines[1]!, /rgb\.mp4\s+00:02\.0$/);
       assert.match(lines[2]!, /still\.png$/);
+      // time_s is a filter column: only frames after 3 s pass (the blue one), no image.
+      const w = cli(["search", "--image", pngs[1]!, "--db", db, "--json", "--where", "time_s > 3"]);
+      assert.equal(w.code, 0, w.stderr);
+      assert.deepEqual(w.stdout.trim().split("\n").map((l) => (JSON.parse(l) as { time_s: number }).time_s), [4]);
     }
   });
 
@@ -354,6 +364,14 @@ describe("videos in the index", { skip: HAVE_FFMPEG ? false : "ffmpeg is not ins
     assert.deepEqual([s.unchanged, s.added, s.frames, s.total], [1, 1, 300, 301]);
     const frames = (await rows(db)).filter((x) => x.path === v);
     assert.deepEqual(frames.map((x) => x.timeS), Array.from({ length: 300 }, (_, i) => Math.round(i * 0.2 * 1e6) / 1e6));
+  });
+
+  it("a relative --db starting with \"db\" is a folder, not a LanceDB Cloud URI", { skip: existsSync(BIN) ? false : "dist/ not built" }, () => {
+    const cwd = tempDir();
+    const r = spawnSync(process.execPath, [BIN, "index", rgb, "--model", F32, "--db", "dbv"], { cwd, encoding: "utf8", env: { ...process.env, HF_HUB_OFFLINE: "1" } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(lastJson<IndexSummary>(r.stdout).total, 3);
+    assert.ok(existsSync(join(cwd, "dbv", "images.lance")));
   });
 
   it("a table written before time_s existed gets the column on its next index run, and its images keep their rows", async () => {

@@ -24,7 +24,7 @@
  */
 import { connect, Index, type Connection, type Table, type VectorQuery } from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Int32, Int64, Schema, Utf8 } from "apache-arrow";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { SiglipError, errorMessage } from "../errors.js";
 import { checkDbFolder, checkTableName, oneLine, shownPath } from "./paths.js";
 
@@ -347,6 +347,15 @@ export function storeFailure(e: unknown, dbPath: string, tableName: string, mode
   return new SiglipError("index", `${where} is damaged (${lanceReason(e)}); rebuild it with ${rebuild}`, { subject: dbPath, cause: e });
 }
 
+/**
+ * What LanceDB's `connect` is given for a DB folder: URIs (`scheme://...`) as they are, a path
+ * made absolute (LanceDB reads a relative path that starts with "db", such as `--db dbv`, as a
+ * LanceDB Cloud URI).
+ */
+export function lanceUri(dbPath: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(dbPath) ? dbPath : resolve(dbPath);
+}
+
 /** Options for {@link ImageStore.open}. */
 export interface OpenStoreOptions {
   /** Create the table with this record when it does not exist (index runs). */
@@ -435,7 +444,7 @@ export class ImageStore {
     }
     let db: Connection;
     try {
-      db = await connect(dbPath, options.readConsistencyInterval !== undefined ? { readConsistencyInterval: options.readConsistencyInterval } : {});
+      db = await connect(lanceUri(dbPath), options.readConsistencyInterval !== undefined ? { readConsistencyInterval: options.readConsistencyInterval } : {});
     } catch (e) {
       throw new SiglipError("index", `cannot open the DB ${shownPath(dbPath)} (${lanceReason(e)})`, { subject: dbPath });
     }
@@ -476,7 +485,7 @@ export class ImageStore {
     if (!checkDbFolder(dbPath)) return undefined;
     let db: Connection | undefined;
     try {
-      db = await connect(dbPath);
+      db = await connect(lanceUri(dbPath));
       if (!(await db.tableNames()).includes(tableName)) return undefined;
       const t = await db.openTable(tableName);
       const meta = (await t.schema()).metadata.get(META_KEY);

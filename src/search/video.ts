@@ -18,6 +18,7 @@
  * it reports is checked against the size read by ffprobe before the frame is used.
  */
 import { spawn, spawnSync } from "node:child_process";
+import { stat } from "node:fs/promises";
 import { extname } from "node:path";
 import { SiglipError } from "../errors.js";
 import type { RgbImage } from "../preprocess/decode.js";
@@ -103,14 +104,21 @@ function videoError(path: string, why: string): SiglipError {
   return new SiglipError("image", `cannot read video ${shownPath(path)}: ${oneLine(why)}`, { subject: path });
 }
 
-/** The most telling line of ffmpeg's stderr: the last one, without the file name prefix and ffmpeg's "[demuxer @ 0x…]" tags. */
+/**
+ * The telling part of ffmpeg's stderr: its last two distinct lines ("Picture size 100000x100000
+ * is invalid; Device or resource busy"), without the file name prefix and ffmpeg's
+ * "[demuxer @ 0x…]" tags, at most 160 characters.
+ */
 function ffmpegReason(stderr: string, path: string): string {
-  const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== "" && !/Parsed_showinfo|^Stream mapping|^Press \[q\]/.test(l));
-  let last = lines.at(-1) ?? "ffmpeg failed";
-  last = last.replace(/^\[[^\]]*@ 0x[0-9a-f]+\]\s*/i, "");
-  if (last.startsWith(`${path}: `)) last = last.slice(path.length + 2);
-  if (last.length > 160) last = `${last.slice(0, 159)}…`;
-  return last;
+  const clean = (l: string) => {
+    l = l.trim().replace(/^\[[^\]]*@ 0x[0-9a-f]+\]\s*/i, "");
+    return l.startsWith(`${path}: `) ? l.slice(path.length + 2) : l;
+  };
+  const lines = stderr.split(/\r?\n/).map(clean).filter((l) => l !== "" && !/Parsed_showinfo|^Stream mapping|^Press \[q\]/.test(l));
+  const last = [...new Set(lines.slice(-2))];
+  let why = last.length > 0 ? last.join("; ") : "ffmpeg failed";
+  if (why.length > 160) why = `${why.slice(0, 159)}…`;
+  return why;
 }
 
 /** Run a command to completion, keeping its output (small: ffprobe's JSON). */
@@ -132,6 +140,8 @@ function runToEnd(cmd: string, args: string[]): Promise<{ code: number | null; s
 
 /** Probe a video with ffprobe: its first video stream's size, duration and start. One-line errors. */
 export async function probeVideo(path: string): Promise<VideoInfo> {
+  const size = await stat(path).then((st) => st.size, () => undefined);
+  if (size === 0) throw videoError(path, "empty file (0 bytes)");
   const r = await runToEnd("ffprobe", [
     "-v", "error", "-select_streams", "v:0",
     "-show_entries", "stream=width,height:stream_side_data=rotation:stream_tags=rotate:format=duration,start_time:format_tags=creation_time",
@@ -274,13 +284,16 @@ export interface FrameEmbedder {
   imageFeaturesSettled(images: RgbImage[], options?: { maxPatches?: number }): Promise<({ embedding: Float32Array } | SiglipError)[]>;
 }
 
-/** Frames embedded per model call (ffmpeg waits meanwhile). */
+/** Frames embedded per model call (ffmpeg waits meanwhile)... */
 export const VIDEO_EMBED_BATCH = 8;
+/** ... fewer when their rgb24 bytes would exceed this (8K frames: 2 per call). */
+export const VIDEO_BATCH_BYTES = 256 * 2 ** 20;
 
 /**
  * Sample, decode and embed the frames of one video: its probe info and one (time, vector)
  * per kept frame, in time order. All or nothing: a frame that cannot be decoded or embedded
- * makes the whole video a one-line SiglipError. Memory: one batch of frames at a time.
+ * makes the whole video a one-line SiglipError. Memory: one batch of frames
+ * of at most {@link VIDEO_EMBED_BATCH} frames and {@link VIDEO_BATCH_BYTES} bytes at a time.
  * Returns undefined when `shouldStop` said so between two batches (nothing is kept).
  */
 export async function embedVideo(
@@ -290,6 +303,7 @@ export async function embedVideo(
   options: { maxPatches?: number; shouldStop?: () => boolean } = {},
 ): Promise<{ info: VideoInfo; frames: { timeS: number; vector: Float32Array }[] } | undefined> {
   const info = await probeVideo(path);
+  const perCall = Math.max(1, Math.min(VIDEO_EMBED_BATCH, Math.floor(VIDEO_BATCH_BYTES / (info.width * info.height * 3))));
   const frames: { timeS: number; vector: Float32Array }[] = [];
   let batch: VideoFrame[] = [];
   const flush = async () => {
@@ -302,7 +316,7 @@ export async function embedVideo(
   };
   for await (const f of readFrames(path, sampling, info)) {
     batch.push(f);
-    if (batch.length === VIDEO_EMBED_BATCH) {
+    if (batch.length === perCall) {
       await flush();
       if (options.shouldStop?.()) return undefined; // leaving the loop kills ffmpeg
     }
