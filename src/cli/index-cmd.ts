@@ -2,7 +2,9 @@
  * `siglip2 index DIR ... --model M [--db PATH] [--table NAME]`: build or update the
  * image index (see src/search/indexer.ts for what a run does and why it is safe to
  * interrupt). stdout: one JSON summary line; stderr: progress bar, one line per
- * unreadable file, a human summary.
+ * unreadable file, a human summary. Videos (mp4, mov, webm, mkv) are indexed too, one row per
+ * sampled frame (--video-fps, --video-scenes, --video-max-frames, --no-videos; see
+ * src/search/video.ts).
  */
 import type { Command } from "commander";
 import { SiglipError } from "../errors.js";
@@ -11,7 +13,8 @@ import type { ImageStore, TableMeta } from "../search/store.js";
 import { DEFAULT_DB_HELP, DEFAULT_TABLE, note, type CliContext, type ModelOpts } from "./context.js";
 import { defaultDbPath } from "../user-dirs.js";
 import { Progress } from "./progress.js";
-import { intOption } from "./args.js";
+import { intOption, numOption } from "./args.js";
+import { DEFAULT_SCENE_THRESHOLD, DEFAULT_VIDEO_FPS, DEFAULT_VIDEO_MAX_FRAMES, type VideoSampling } from "../search/video.js";
 
 interface IndexOpts extends Omit<ModelOpts, "model"> {
   model?: string;
@@ -23,6 +26,21 @@ interface IndexOpts extends Omit<ModelOpts, "model"> {
   queue?: string;
   queueName?: string;
   status?: boolean;
+  videoFps?: number;
+  videoScenes?: number | true;
+  videoMaxFrames: number;
+  videos: boolean;
+}
+
+/** The video sampling of the command line, or false with --no-videos. */
+function samplingOf(o: IndexOpts): VideoSampling | false {
+  if (!o.videos) {
+    if (o.videoFps !== undefined || o.videoScenes !== undefined) throw new SiglipError("usage", "--no-videos leaves videos out; drop --video-fps / --video-scenes, or --no-videos");
+    return false;
+  }
+  if (o.videoFps !== undefined && o.videoScenes !== undefined) throw new SiglipError("usage", "give either --video-fps (a set rate) or --video-scenes (at scene changes), not both");
+  if (o.videoScenes !== undefined) return { mode: "scenes", threshold: o.videoScenes === true ? DEFAULT_SCENE_THRESHOLD : o.videoScenes, maxFrames: o.videoMaxFrames };
+  return { mode: "fps", fps: o.videoFps ?? DEFAULT_VIDEO_FPS, maxFrames: o.videoMaxFrames };
 }
 
 function humanSummary(s: IndexSummary, seconds: number, where: string): string {
@@ -32,7 +50,8 @@ function humanSummary(s: IndexSummary, seconds: number, where: string): string {
   if (s.failed) parts.push(`${s.failed} unreadable`);
   if (s.recovered) parts.push(`${s.recovered} duplicate row${s.recovered === 1 ? "" : "s"} cleaned up`);
   const ann = s.ann === "built" ? "; ANN index built" : s.ann === "retrained" ? "; ANN index retrained" : s.ann === "refreshed" ? "; ANN index refreshed" : "";
-  return `${s.interrupted ? "interrupted; checked" : "checked"} ${s.found} file${s.found === 1 ? "" : "s"} in ${seconds.toFixed(1)} s (${s.embedded} embedded): ${parts.join(", ")}; ${where} holds ${s.total} images${ann}`;
+  const embedded = s.videos || s.frames ? `${s.embedded} images and ${s.frames} video frames embedded; ${s.videos} video${s.videos === 1 ? "" : "s"} written` : `${s.embedded} embedded`;
+  return `${s.interrupted ? "interrupted; checked" : "checked"} ${s.found} file${s.found === 1 ? "" : "s"} in ${seconds.toFixed(1)} s (${embedded}): ${parts.join(", ")}; ${where} holds ${s.total} ${s.videos || s.frames ? "rows (images and video frames)" : "images"}${ann}`;
 }
 
 /** An existing table fixes the image settings (resampler, patch budget, precision) unless the user chose them. */
@@ -119,6 +138,7 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   const model0 = o.model;
   if (model0 === undefined) throw new SiglipError("usage", "required option '-m, --model <model>' not specified (see siglip2 index --help)");
   if (roots.length === 0) throw new SiglipError("usage", "no folders given: siglip2 index DIR [DIR ...] --model M");
+  const videos = samplingOf(o);
   // LanceDB is loaded only by the commands that use it (it adds ~0.3 s to start-up).
   const { embeddingSetup, modelName } = await import("../search/identity.js");
   const { buildIndex, DEFAULT_INDEX_BATCH, openForIndexing } = await import("../search/indexer.js");
@@ -151,12 +171,13 @@ async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise
       batchSize: o.batchSize ?? DEFAULT_INDEX_BATCH,
       ...(setup.maxPatches !== undefined ? { maxPatches: setup.maxPatches } : {}),
       prune: Boolean(o.prune),
+      videos,
       ...(o.annThreshold !== undefined ? { ann: { threshold: o.annThreshold } } : {}),
       // One line per bad file, even when its name holds a newline.
       onError: (e) => ctx.reportInput(oneLine(e.message) !== e.message ? new SiglipError(e.code, oneLine(e.message), e.subject !== undefined ? { subject: e.subject } : undefined) : e),
       onPlan: (plan) => {
         if (plan.recovered > 0) note(`cleaned up ${plan.recovered} duplicate row${plan.recovered === 1 ? "" : "s"} (left by an interrupted run or by two writers)`);
-        progress = new Progress(plan.toProcess, "images");
+        progress = new Progress(plan.toProcess, "files");
       },
       onProgress: (done) => progress?.update(done),
       shouldStop: () => stop,
@@ -189,10 +210,14 @@ export function registerIndexCommand(program: Command, ctx: CliContext): void {
     .option("--table <name>", "table in the database (one model per table)", DEFAULT_TABLE)
     .option("--rebuild", "drop the table first and index from scratch (e.g. to switch models)")
     .option("--prune", "remove the rows of missing files even when that is more than half of the rows under a folder (refused by default: an unmounted disk must not wipe its rows)")
+    .option("--video-fps <fps>", `videos: frames sampled per second (default ${DEFAULT_VIDEO_FPS}: one every 2 s; a video longer than --video-max-frames / fps gets its frames spread over all of it)`, numOption("--video-fps", { min: 0, minExclusive: true, max: 240, describe: "a number above 0 and at most 240 (frames per second)" }))
+    .option("--video-scenes [threshold]", `videos: sample the first frame and each scene change (ffmpeg scene score above THRESHOLD, default ${DEFAULT_SCENE_THRESHOLD}) instead of a set rate`, numOption("--video-scenes", { min: 0, minExclusive: true, max: 1, maxExclusive: true, describe: "a scene score between 0 and 1" }))
+    .option("--video-max-frames <n>", `videos: at most this many frames per video (default ${DEFAULT_VIDEO_MAX_FRAMES})`, intOption("--video-max-frames", { min: 1, max: 1_000_000, range: true }), DEFAULT_VIDEO_MAX_FRAMES)
+    .option("--no-videos", "leave video files (mp4, mov, webm, mkv) out of the walk")
     .option("--ann-threshold <rows>", "build the ANN index (IVF-PQ) once the table has this many rows (default 50000)", intOption("--ann-threshold", { min: 1, max: 1_000_000_000 }))
     .option("--queue <url>", "many machines: walk, hash and enqueue batches on this Redis (redis://HOST:PORT) for `siglip2 worker`, then return")
     .option("--queue-name <name>", "the queue (default: siglip2-<table>)")
     .option("--status", "with --queue: print the queue's progress (jobs waiting, active, completed, failed; files done of total)")
-    .addHelpText("after", "\nImages are written in batches of --batch-size files (default 32), one atomic commit each; interrupting is safe.")
+    .addHelpText("after", "\nImages are written in batches of --batch-size files (default 32), one atomic commit each; each video's frames in one commit; interrupting is safe.\nVideos need the system ffmpeg (apt-get install ffmpeg); unchanged videos keep their frames (--rebuild to sample again with new --video-* settings).")
     .action((dirs: string[], opts: IndexOpts) => cmdIndex(ctx, dirs, opts));
 }

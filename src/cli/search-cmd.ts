@@ -64,14 +64,23 @@ function filtersOf(o: SearchOpts): import("../search/filters.js").SearchFilters 
 /** --k and --top: an integer from 1 to {@link MAX_K}. */
 const kArg = (name: string) => intOption(name, { min: 1, max: MAX_K, range: true });
 
-function printTable(hits: SearchHit[], withProb: boolean, shownPath: (p: string) => string): void {
-  const lines = [withProb ? "rank  cosine   probability  path" : "rank  cosine   path"];
-  for (const h of hits) {
+/**
+ * The ranked table. When a hit is a video frame, a `time` column (m:ss.s, from the start of
+ * the video) follows the path; images leave it empty.
+ */
+function printTable(hits: SearchHit[], withProb: boolean, shownPath: (p: string) => string, formatTime: (s: number) => string): void {
+  const withTime = hits.some((h) => h.timeS !== undefined);
+  const paths = hits.map((h) => shownPath(h.path)); // one line per hit, whatever the file name holds
+  const width = withTime ? Math.max(4, ...paths.map((p) => p.length)) : 0;
+  const head = withProb ? "rank  cosine   probability  path" : "rank  cosine   path";
+  const lines = [withTime ? `${head.padEnd(head.length - 4 + width)}  time` : head];
+  hits.forEach((h, i) => {
     const rank = String(h.rank).padStart(4);
     const cos = h.cosine.toFixed(4).padStart(7);
-    const path = shownPath(h.path); // one line per hit, whatever the file name holds
-    lines.push(withProb ? `${rank}  ${cos}  ${h.probability!.toExponential(3).padStart(11)}  ${path}` : `${rank}  ${cos}  ${path}`);
-  }
+    let line = withProb ? `${rank}  ${cos}  ${h.probability!.toExponential(3).padStart(11)}  ${paths[i]!}` : `${rank}  ${cos}  ${paths[i]!}`;
+    if (h.timeS !== undefined) line = `${line.padEnd(line.length - paths[i]!.length + width)}  ${formatTime(h.timeS)}`;
+    lines.push(line);
+  });
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
@@ -137,10 +146,12 @@ async function cmdSearch(ctx: CliContext, query: string | undefined, o: SearchOp
       for (const h of hits) {
         const line: Record<string, unknown> = { rank: h.rank, path: h.path, cosine: h.cosine };
         if (h.probability !== undefined) line["probability"] = h.probability;
+        if (h.timeS !== undefined) line["time_s"] = h.timeS;
         process.stdout.write(`${JSON.stringify(line)}\n`);
       }
     } else if (hits.length > 0) {
-      printTable(hits, hits[0]!.probability !== undefined, shownPath);
+      const { formatTime } = await import("../search/video.js");
+      printTable(hits, hits[0]!.probability !== undefined, shownPath, formatTime);
     }
   } finally {
     store.close();
@@ -166,17 +177,17 @@ export function registerSearchCommand(program: Command, ctx: CliContext): void {
     .option("--type <exts>", "only these file types, e.g. jpg,png")
     .option("--min-width <px>", "only images at least this wide", intOption("--min-width", { min: 1, max: 1_000_000 }))
     .option("--min-height <px>", "only images at least this high", intOption("--min-height", { min: 1, max: 1_000_000 }))
-    .option("--where <sql>", "a LanceDB SQL filter over path, size, mtime_ms, ext, width, height, taken_ms")
+    .option("--where <sql>", "a LanceDB SQL filter over path, size, mtime_ms, ext, width, height, taken_ms, time_s (video frames; NULL for images)")
     .option("--db <path>", `database folder (default: ${DEFAULT_DB_HELP})`)
     .option("--table <name>", "table in the database", DEFAULT_TABLE)
     .option("-k, --k <n>", "number of results", kArg("--k"), DEFAULT_K)
     .addOption(new Option("--top <n>", "the same as --k").argParser(kArg("--top")).hideHelp())
-    .option("--json", "print JSON Lines {rank, path, cosine, probability} instead of a table")
+    .option("--json", "print JSON Lines {rank, path, cosine, probability, time_s (video frames)} instead of a table")
     .option("-m, --model <model>", "model for the query (default: the model the table was built with; must be the same checkpoint)")
     .option("--no-lowercase", "do not lowercase the query text")
     .option("--threads <n>", "onnxruntime intra-op threads (default: all cores)", intOption("--threads", { min: 1, max: maxThreads, maxWhy: CPU_BOUND }))
     .option("--revision <rev>", "Hub revision (branch, tag or commit)")
     .option("--offline", "never contact the Hub; use the local cache only")
-    .addHelpText("after", "\nText queries report cosine and sigmoid probability; image and combined queries report cosine only.\nCombined query: normalise(Σ wᵢ·eᵢ) over the L2-normalised term embeddings (query and --plus: +w, --minus: −w; w = 1 unless TERM:W).")
+    .addHelpText("after", "\nA video is one hit: its best frame, with its time (m:ss.s) after the path.\nText queries report cosine and sigmoid probability; image and combined queries report cosine only.\nCombined query: normalise(Σ wᵢ·eᵢ) over the L2-normalised term embeddings (query and --plus: +w, --minus: −w; w = 1 unless TERM:W).")
     .action((query: string | undefined, opts: SearchOpts) => cmdSearch(ctx, query, opts));
 }

@@ -18,6 +18,14 @@
  * 5. compacts the table;
  * 6. builds, refreshes or retrains the ANN index when the table's size asks for it.
  *
+ * Videos (src/search/video.ts) are processed after the images, one per commit: their frames
+ * are sampled and embedded (streamed through ffmpeg), and all frame rows of a video are
+ * written in that one commit, so a video is in the table completely or not at all. A changed
+ * video's new frames get a new gen and then its older rows are deleted, as for an image; a
+ * video with the content of one already indexed (touched, copied, renamed) reuses its frames.
+ * Without ffmpeg, new and changed videos are skipped with one line (their old rows stay) and
+ * the images are indexed.
+ *
  * Rows of a table written before the filter columns existed (width = META_UNREAD) are
  * processed like touched files: hashed, their vector reused, their header read.
  *
@@ -34,11 +42,12 @@ import { resolve } from "node:path";
 import type { SigLIP2 } from "../api.js";
 import { SiglipError } from "../errors.js";
 import { assertSameModel, type EmbeddingSetup } from "./identity.js";
-import { ImageStore, META_UNREAD, type AnnSettings, type FileMeta, type ImageRow, type StoredImage } from "./store.js";
+import { ImageStore, META_UNREAD, extOf, type AnnSettings, type FileMeta, type ImageRow, type StoredImage } from "./store.js";
 import { readFileMeta } from "./file-meta.js";
 import { profileFromEnv, type IndexStage, type StageTimer } from "./index-profile.js";
 import { shownPath } from "./paths.js";
 import { isUnder, sha256File, walkImages, type WalkedFile } from "./walk.js";
+import { DEFAULT_VIDEO_SAMPLING, embedVideo, ffmpegAvailable, ffmpegMissingMessage, isVideoPath, probeVideo, type VideoSampling } from "./video.js";
 
 /** Files per write batch (one LanceDB commit each). */
 export const DEFAULT_INDEX_BATCH = 32;
@@ -68,6 +77,14 @@ export interface IndexOptions {
   ann?: AnnSettings;
   /** Checked between batches: true stops the run cleanly (Ctrl-C). */
   shouldStop?: () => boolean;
+  /**
+   * How videos are sampled (see src/search/video.ts; default one frame every 2 s, at most
+   * 1000), or false to leave videos out of the walk. Applies to new and changed videos:
+   * unchanged ones keep their frames (re-sample with a rebuild).
+   */
+  videos?: VideoSampling | false;
+  /** Test hook: true makes ffmpeg count as missing. */
+  noFfmpeg?: boolean;
   /** Test hook: runs after a batch is committed and before the rows it replaces are deleted. */
   afterWrite?: (batch: number) => void | Promise<void>;
   /** Stage timers (src/search/index-profile.ts); also on with SIGLIP2_INDEX_PROFILE=1, which prints them on stderr. */
@@ -101,8 +118,12 @@ export interface IndexSummary {
   embedded: number;
   /** Rows deleted because their files are gone or can no longer be read. */
   removed: number;
-  /** Unreadable files (reported through onError). */
+  /** Unreadable files (reported through onError), and videos skipped for want of ffmpeg. */
   failed: number;
+  /** Videos written (new, changed or touched). */
+  videos: number;
+  /** Video frames embedded by the model. */
+  frames: number;
   /** Duplicate rows (an interrupted run, or two writers), really removed. */
   recovered: number;
   /** Rows in the table afterwards. */
@@ -160,6 +181,8 @@ interface IndexRun {
   gen: number;
   /** Time `fn` as `stage` (a pass-through unless profiling). */
   time: <T>(stage: IndexStage, fn: () => Promise<T>) => Promise<T>;
+  /** How videos are sampled; undefined: videos are not indexed. */
+  sampling?: VideoSampling;
 }
 
 /** Index (or update the index of) the image files under `roots`. */
@@ -167,13 +190,15 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
   if (model.dim !== store.meta.dim) throw new SiglipError("index", `${store.where} holds ${store.meta.dim}-dim vectors; the model gives ${model.dim}`);
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_INDEX_BATCH);
   const summary: IndexSummary = {
-    found: 0, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, recovered: 0, total: 0, interrupted: false, ann: "none",
+    found: 0, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, videos: 0, frames: 0, recovered: 0, total: 0, interrupted: false, ann: "none",
   };
   const envProfile = options.profile ? undefined : profileFromEnv();
   const prof = options.profile ?? envProfile;
   const time = <T>(stage: IndexStage, fn: () => Promise<T>): Promise<T> => (prof ? prof.time(stage, fn) : fn());
   const run = await time("recover", () => recover(model, store, options, summary, time)); // 1.
-  const { pending, gone } = await plan(run, roots); // 2.
+  const { pending: all, gone } = await plan(run, roots); // 2.
+  const videos = all.filter((p) => run.sampling && isVideoPath(p.file.path));
+  const pending = videos.length > 0 ? all.filter((p) => !(run.sampling && isVideoPath(p.file.path))) : all;
 
   // 3. Batches: hash, reuse or embed, write (one commit), delete the replaced rows, one step
   // after the other. SIGLIP2_INDEX_PREFETCH=1 hashes the next batch and reads its headers
@@ -196,7 +221,22 @@ export async function buildIndex(model: SigLIP2, store: ImageStore, roots: strin
     await indexBatch(run, batches, await prepared);
     batches++;
     done += batch.length;
-    options.onProgress?.(done, pending.length);
+    options.onProgress?.(done, all.length);
+    if (batches % COMPACT_EVERY === 0) await time("compact", () => store.compact());
+  }
+  // 3b. Videos, one commit each.
+  for (const v of videos) {
+    if (summary.interrupted || options.shouldStop?.()) {
+      summary.interrupted = true;
+      break;
+    }
+    if (!(await indexVideo(run, v, batches))) {
+      summary.interrupted = true;
+      break;
+    }
+    batches++;
+    done++;
+    options.onProgress?.(done, all.length);
     if (batches % COMPACT_EVERY === 0) await time("compact", () => store.compact());
   }
 
@@ -244,7 +284,7 @@ export async function indexQueuedBatch(
 ): Promise<IndexSummary> {
   if (model.dim !== store.meta.dim) throw new SiglipError("index", `${store.where} holds ${store.meta.dim}-dim vectors; the model gives ${model.dim}`);
   const summary: IndexSummary = {
-    found: files.length, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, recovered: 0, total: 0, interrupted: false, ann: "none",
+    found: files.length, unchanged: 0, added: 0, updated: 0, touched: 0, reused: 0, embedded: 0, removed: 0, failed: 0, videos: 0, frames: 0, recovered: 0, total: 0, interrupted: false, ann: "none",
   };
   const rows = await store.rowsByPaths(files.map((f) => f.path));
   const state = new Map<string, ImageRow>();
@@ -285,7 +325,9 @@ async function recover(model: SigLIP2, store: ImageStore, options: IndexOptions,
   const knownHashes = new Set<string>();
   for (const r of state.values()) knownHashes.add(r.sha256);
   const onError = options.onError ?? (() => {});
-  return { model, store, options, onError, summary, state, knownHashes, gen: ImageStore.maxGen([...state.values()]), time };
+  const run: IndexRun = { model, store, options, onError, summary, state, knownHashes, gen: ImageStore.maxGen([...state.values()]), time };
+  if (options.videos !== false) run.sampling = options.videos ?? DEFAULT_VIDEO_SAMPLING;
+  return run;
 }
 
 /**
@@ -299,6 +341,7 @@ async function plan(run: IndexRun, roots: string[]): Promise<{ pending: Pending[
   const absRoots = [...new Set(roots.map((r) => resolve(r)))];
   const unseen: string[] = []; // folders and files that exist but could not be read
   const files = await run.time("walk", () => walkImages(roots, {
+    videos: run.sampling !== undefined,
     exclude: [store.dbPath, ...(options.exclude ?? [])],
     onError: (e) => (summary.failed++, run.onError(e)),
     onSkip: (p) => unseen.push(p),
@@ -312,10 +355,23 @@ async function plan(run: IndexRun, roots: string[]): Promise<{ pending: Pending[
     if (prev && prev.size === f.size && prev.mtimeMs === f.mtimeMs && prev.meta?.width !== META_UNREAD) summary.unchanged++;
     else pending.push(prev ? { file: f, prev } : { file: f });
   }
-  const gone = [...state.keys()].filter((p) => !seen.has(p) && absRoots.some((r) => isUnder(p, r)) && !unseen.some((u) => isUnder(p, u)));
+  let gone = [...state.keys()].filter((p) => !seen.has(p) && absRoots.some((r) => isUnder(p, r)) && !unseen.some((u) => isUnder(p, u)));
+  // With --no-videos, the rows of videos left out of this walk (a table indexed with videos, re-run with
+  // --no-videos) are not "gone": the walk did not look for them.
+  if (run.sampling === undefined) gone = gone.filter((p) => !isVideoPath(p) || state.get(p)?.timeS === undefined);
   if (!options.prune && gone.length > 0) refuseMassRemoval(store, absRoots, [...state.keys()], gone);
-  options.onPlan?.({ found: files.length, toProcess: pending.length, unchanged: summary.unchanged, toRemove: gone.length, recovered: summary.recovered });
-  return { pending, gone };
+  // New or changed videos without ffmpeg: one line for all, their old rows stay, the images go on.
+  let kept = pending;
+  if (run.sampling !== undefined && (options.noFfmpeg || !ffmpegAvailable())) {
+    const skipped = pending.filter((p) => isVideoPath(p.file.path));
+    if (skipped.length > 0) {
+      kept = pending.filter((p) => !isVideoPath(p.file.path));
+      summary.failed += skipped.length;
+      run.onError(new SiglipError("image", ffmpegMissingMessage(skipped.length)));
+    }
+  }
+  options.onPlan?.({ found: files.length, toProcess: kept.length, unchanged: summary.unchanged, toRemove: gone.length, recovered: summary.recovered });
+  return { pending: kept, gone };
 }
 
 /** Step 3, one batch (hashed by {@link prepareBatch}): find or compute the vectors, write the rows in one commit, delete what they replace. */
@@ -351,6 +407,73 @@ function changedSinceEnqueued(run: IndexRun, h: Hashed): false {
   run.summary.failed++;
   run.onError(new SiglipError("image", `cannot index ${shownPath(h.file.path)}: its content changed after it was enqueued (SHA-256 ${h.sha256.slice(0, 12)}, enqueued as ${h.expected!.slice(0, 12)}); enqueue it again to index its new content`, { subject: h.file.path }));
   return false;
+}
+
+/**
+ * Step 3b, one video: hash it; reuse the frames of a video with the same content (touched,
+ * copied, renamed) or sample and embed its frames; write all its frame rows in ONE commit;
+ * then delete the rows they replace. A video that fails (damaged, ffmpeg error, changed while
+ * read) writes nothing; its old rows are removed as for an image that became unreadable.
+ * Returns false when `shouldStop` interrupted it (nothing written).
+ */
+async function indexVideo(run: IndexRun, p: Pending, batchNo: number): Promise<boolean> {
+  const { store, summary } = run;
+  const fail = (e: SiglipError): void => {
+    summary.failed++;
+    run.onError(e);
+    if (p.prev) stale = true;
+  };
+  let stale = false;
+  const path = p.file.path;
+  try {
+    const sha256 = await sha256File(path);
+    const touched = p.prev !== undefined && p.prev.sha256 === sha256;
+    let frames = run.knownHashes.has(sha256) ? await store.framesByHash(sha256) : [];
+    let meta = p.prev?.meta;
+    const reused = frames.length > 0;
+    if (!reused || meta === undefined || meta.width === META_UNREAD) {
+      const maxPatches = run.options.maxPatches;
+      if (!reused) {
+        const out = await embedVideo(run.model, path, run.sampling!, { ...(maxPatches !== undefined ? { maxPatches } : {}), ...(run.options.shouldStop ? { shouldStop: run.options.shouldStop } : {}) });
+        if (!out) return false;
+        frames = out.frames;
+        summary.frames += frames.length;
+        meta = { ext: extOf(path), width: out.info.width, height: out.info.height, ...(out.info.createdMs !== undefined ? { takenMs: out.info.createdMs } : {}) };
+      } else {
+        const info = await probeVideo(path);
+        meta = { ext: extOf(path), width: info.width, height: info.height, ...(info.createdMs !== undefined ? { takenMs: info.createdMs } : {}) };
+      }
+    }
+    const now = await stat(path).catch((e: unknown) => e as NodeJS.ErrnoException);
+    if (now instanceof Error) throw new SiglipError("image", `cannot read ${shownPath(path)}: vanished while indexing`, { subject: path });
+    if (now.size !== p.file.size || now.mtimeMs !== p.file.mtimeMs) {
+      summary.failed++;
+      run.onError(new SiglipError("image", `cannot index ${shownPath(path)}: it changed while being indexed; run the same command again to index its new content`, { subject: path }));
+      return true;
+    }
+    run.gen++;
+    const rows: StoredImage[] = frames.map((f) => ({ path, size: p.file.size, mtimeMs: p.file.mtimeMs, sha256, gen: run.gen, vector: f.vector, meta: meta!, timeS: f.timeS }));
+    await store.add(rows); // the video's one commit
+    await run.options.afterWrite?.(batchNo);
+    if (p.prev) await store.deletePaths([path], run.gen);
+    summary.videos++;
+    if (!p.prev) summary.added++;
+    else if (touched) summary.touched++;
+    else summary.updated++;
+    if (reused && !touched) summary.reused++;
+    run.knownHashes.add(sha256);
+    const { vector: _v, ...row } = rows[0]!;
+    run.state.set(path, row);
+  } catch (e) {
+    if (!(e instanceof SiglipError)) throw e;
+    fail(e);
+  }
+  if (stale) {
+    await store.deletePaths([path]);
+    summary.removed++;
+    run.state.delete(path);
+  }
+  return true;
 }
 
 /** SHA-256 and header (filter columns) of each file, both at once unless `serial`; an unreadable one goes to `failures`. */

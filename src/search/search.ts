@@ -11,6 +11,9 @@
  *   images (the model never learned an image–image bias and temperature), so image
  *   queries report the cosine only, and so do combined queries (see {@link combineQueries}).
  *
+ * A video is one hit: its best-scoring frame (of its newest version), with that frame's time
+ * in `timeS`. So k hits are k different files, images or videos.
+ *
  * Query arithmetic (as rclip's --add/--subtract): q = normalise(Σᵢ wᵢ · eᵢ), where eᵢ is
  * the L2-normalised embedding of term i (a text or an image) and wᵢ its weight: 1 for the
  * main query and each `plus` term, −1 for each `minus` term, or the weight written after
@@ -36,6 +39,8 @@ export interface SearchHit {
   size: number;
   mtimeMs: number;
   sha256: string;
+  /** Video hits: the time (seconds from the start) of the best-matching frame. Absent for images. */
+  timeS?: number;
 }
 
 export function checkK(k: number): number {
@@ -70,14 +75,16 @@ export async function searchByVector(model: SigLIP2, store: ImageStore, query: F
   checkK(k);
   const nopts = nearestOptions(options);
   // Fetch more rows until k distinct paths are found or the table is exhausted: rows
-  // left by an interrupted run (two for one path) must not shorten the list.
+  // left by an interrupted run (two for one path) and the other frames of a video must not
+  // shorten the list. Per path: the newest version, and in it the row of the largest float64
+  // cosine, i.e. a video's best frame.
   let newest = new Map<string, NearestRow>();
   for (let limit = k + DUPLICATE_HEADROOM; ; limit *= 4) {
     const near = await store.nearest(query, limit, nopts);
     newest = new Map<string, NearestRow>();
     for (const r of near) {
       const o = newest.get(r.path);
-      if (!o || r.gen > o.gen) newest.set(r.path, r);
+      if (!o || r.gen > o.gen || (r.gen === o.gen && r.timeS !== undefined && dot(r.vector, query) > dot(o.vector, query))) newest.set(r.path, r);
     }
     if (newest.size >= k || near.length < limit) break;
   }
@@ -86,6 +93,7 @@ export async function searchByVector(model: SigLIP2, store: ImageStore, query: F
   const hits = rows.map((r, i) => {
     const h: SearchHit = { rank: 0, path: r.path, cosine: dot(r.vector, query), size: r.size, mtimeMs: r.mtimeMs, sha256: r.sha256 };
     if (probs) h.probability = probs[i]!;
+    if (r.timeS !== undefined) h.timeS = r.timeS;
     return h;
   });
   hits.sort((a, b) => b.cosine - a.cosine || (a.path < b.path ? -1 : 1));

@@ -10,6 +10,7 @@
  *   gen      write generation: every batch written gets a new, larger number
  *   vector   the L2-normalised image embedding (FixedSizeList<Float32>[dim])
  *   ext, width, height, taken_ms   the filter columns (see "Filter columns" below)
+ *   time_s   video frames only: the frame's time in seconds (NULL for images; see "Video frames")
  *
  * The table's schema metadata (key `siglip2`) records which model built it
  * ({@link TableMeta}); it is written in the same commit that creates the table, so a
@@ -23,7 +24,7 @@
  */
 import { connect, Index, type Connection, type Table, type VectorQuery } from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Int32, Int64, Schema, Utf8 } from "apache-arrow";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { SiglipError, errorMessage } from "../errors.js";
 import { checkDbFolder, checkTableName, oneLine, shownPath } from "./paths.js";
 
@@ -130,6 +131,19 @@ export function extOf(path: string): string {
 }
 // ---- end of filter columns -------------------------------------------------------------
 
+// ---- Video frames (h14-video) ----------------------------------------------------------
+// A video has one row per kept frame (src/search/video.ts): the same path, size, mtime_ms,
+// sha256 and gen on every frame row, and its own vector and time_s (seconds from the start).
+// Images hold NULL. A table written before the column existed gets it on its next
+// `siglip2 index` (additive migration: NULL everywhere, which is right, since such a table
+// holds images only). The rows of one path and one gen are one version of the file: a
+// changed video's new frames are written in one commit with a new gen, then the older gens
+// are deleted, as for an image ({@link ImageStore.removeSuperseded} keeps the newest version).
+
+/** The video column(s), in schema order. */
+export const VIDEO_COLUMNS = ["time_s"] as const;
+// ---- end of video frames ----------------------------------------------------------------
+
 // ---- ANN index --------------------------------------------------------------------------
 /** Rows from which `siglip2 index` builds the ANN index (below it every search is an exact scan). */
 export const DEFAULT_ANN_THRESHOLD = 50_000;
@@ -193,6 +207,8 @@ export interface ImageRow {
   gen: number;
   /** The filter columns; undefined when read from a table that predates them or not selected. */
   meta?: FileMeta;
+  /** Video frames only: the frame's time in seconds from the start of the video. */
+  timeS?: number;
   /**
    * LanceDB's row address when the row was read ({@link ImageStore.rows}); it changes
    * when the table is compacted, so it is only used right after reading.
@@ -245,6 +261,7 @@ export function tableSchema(meta: TableMeta): Schema {
       new Field("gen", new Int64(), false),
       new Field("vector", new FixedSizeList(meta.dim, new Field("item", new Float32(), true)), false),
       ...filterFields(),
+      new Field("time_s", new Float64(), true),
     ],
     new Map([[META_KEY, JSON.stringify(meta)]]),
   );
@@ -287,6 +304,7 @@ function rowFromRecord(r: Record<string, unknown>): ImageRow {
   };
   const meta = fileMetaFromRecord(r);
   if (meta) row.meta = meta;
+  if (r["time_s"] != null) row.timeS = num(r["time_s"]);
   return row;
 }
 
@@ -329,6 +347,15 @@ export function storeFailure(e: unknown, dbPath: string, tableName: string, mode
   return new SiglipError("index", `${where} is damaged (${lanceReason(e)}); rebuild it with ${rebuild}`, { subject: dbPath, cause: e });
 }
 
+/**
+ * What LanceDB's `connect` is given for a DB folder: URIs (`scheme://...`) as they are, a path
+ * made absolute (LanceDB reads a relative path that starts with "db", such as `--db dbv`, as a
+ * LanceDB Cloud URI).
+ */
+export function lanceUri(dbPath: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(dbPath) ? dbPath : resolve(dbPath);
+}
+
 /** Options for {@link ImageStore.open}. */
 export interface OpenStoreOptions {
   /** Create the table with this record when it does not exist (index runs). */
@@ -360,6 +387,8 @@ export class ImageStore {
     readonly created: boolean,
     /** True when the table has the filter columns (see "Filter columns"). */
     readonly hasFilterColumns: boolean,
+    /** True when the table has the `time_s` column (see "Video frames"). */
+    readonly hasTimeColumn: boolean = true,
   ) {}
 
   /** Whether the table has an ANN index, as last seen, and when (ms); re-checked after {@link ANN_STATE_TTL_MS}. */
@@ -377,7 +406,7 @@ export class ImageStore {
 
   /** The columns read with every row: the bookkeeping ones, and the filter columns when present. */
   private get rowColumns(): string[] {
-    return this.hasFilterColumns ? [...ROW_COLUMNS, ...FILTER_COLUMNS] : ROW_COLUMNS;
+    return [...ROW_COLUMNS, ...(this.hasFilterColumns ? FILTER_COLUMNS : []), ...(this.hasTimeColumn ? VIDEO_COLUMNS : [])];
   }
 
   /** A readable name for messages: `table "images" in DB /path`. */
@@ -415,7 +444,7 @@ export class ImageStore {
     }
     let db: Connection;
     try {
-      db = await connect(dbPath, options.readConsistencyInterval !== undefined ? { readConsistencyInterval: options.readConsistencyInterval } : {});
+      db = await connect(lanceUri(dbPath), options.readConsistencyInterval !== undefined ? { readConsistencyInterval: options.readConsistencyInterval } : {});
     } catch (e) {
       throw new SiglipError("index", `cannot open the DB ${shownPath(dbPath)} (${lanceReason(e)})`, { subject: dbPath });
     }
@@ -440,7 +469,10 @@ export class ImageStore {
       const missing = FILTER_COLUMNS.filter((c) => !have.has(c));
       // Additive migration (writers only): the filter columns of an older table.
       if (missing.length > 0 && options.create) await table.addColumns(missing.map((name) => ({ name, valueSql: FILTER_MIGRATION[name] })));
-      return new ImageStore(db, table, dbPath, tableName, meta, false, missing.length === 0 || Boolean(options.create));
+      // ... and its time_s column (NULL: such a table holds images only).
+      const noTime = !have.has("time_s");
+      if (noTime && options.create) await table.addColumns([{ name: "time_s", valueSql: "CAST(NULL AS DOUBLE)" }]);
+      return new ImageStore(db, table, dbPath, tableName, meta, false, missing.length === 0 || Boolean(options.create), !noTime || Boolean(options.create));
     } catch (e) {
       db.close();
       throw storeFailure(e, dbPath, tableName, options.create?.model);
@@ -453,7 +485,7 @@ export class ImageStore {
     if (!checkDbFolder(dbPath)) return undefined;
     let db: Connection | undefined;
     try {
-      db = await connect(dbPath);
+      db = await connect(lanceUri(dbPath));
       if (!(await db.tableNames()).includes(tableName)) return undefined;
       const t = await db.openTable(tableName);
       const meta = (await t.schema()).metadata.get(META_KEY);
@@ -514,24 +546,41 @@ export class ImageStore {
   }
 
   /**
-   * Where a path has several rows, delete all but one: the newest (largest `gen`;
+   * Where a path has several versions, delete all but one: the newest (largest `gen`;
    * among rows of the same `gen`, written by two writers at once, the one with the
-   * latest mtime). Several rows of one path are left by a run stopped between writing
-   * a changed file's new row and deleting its old one, or by two writers. The extra
+   * latest mtime). A version is one row for an image and the frame rows of one commit
+   * for a video; within the kept version, a frame time held twice (two writers) keeps
+   * one row. Several versions of one path are left by a run stopped between writing
+   * a changed file's new rows and deleting its old ones, or by two writers. The extra
    * rows are deleted by their row address, so rows that agree in every column are
-   * told apart too. `removed` is the number of rows the table really lost.
+   * told apart too. `kept` holds one row per path (for a video: one of its frames;
+   * path, size, mtime, sha256 and gen are those of every frame). `removed` is the
+   * number of rows the table really lost.
    */
   async removeSuperseded(rows: ImageRow[]): Promise<{ kept: Map<string, ImageRow>; removed: number }> {
     if (rows.some((r) => r.rowId === undefined)) rows = await this.rows();
     const kept = new Map<string, ImageRow>();
     const extra: bigint[] = [];
-    const better = (a: ImageRow, b: ImageRow) => a.gen !== b.gen ? a.gen > b.gen : a.mtimeMs !== b.mtimeMs ? a.mtimeMs > b.mtimeMs : a.rowId! > b.rowId!;
+    const newer = (a: ImageRow, b: ImageRow) => a.gen !== b.gen ? a.gen > b.gen : a.mtimeMs > b.mtimeMs;
+    const sameVersion = (a: ImageRow, b: ImageRow) => a.gen === b.gen && a.mtimeMs === b.mtimeMs;
+    // The newest version of each path.
     for (const r of rows) {
       const k = kept.get(r.path);
-      if (!k) kept.set(r.path, r);
-      else if (better(r, k)) {
-        extra.push(k.rowId!);
-        kept.set(r.path, r);
+      if (!k || newer(r, k) || (sameVersion(r, k) && r.rowId! > k.rowId!)) kept.set(r.path, r);
+    }
+    // Within it, one row per frame time (images: the one time "none"), the latest row address.
+    const slot = new Map<string, ImageRow>();
+    for (const r of rows) {
+      if (!sameVersion(r, kept.get(r.path)!)) {
+        extra.push(r.rowId!);
+        continue;
+      }
+      const key = `${r.timeS ?? "none"}\u0000${r.path}`;
+      const o = slot.get(key);
+      if (!o) slot.set(key, r);
+      else if (r.rowId! > o.rowId!) {
+        extra.push(o.rowId!);
+        slot.set(key, r);
       } else extra.push(r.rowId!);
     }
     if (extra.length === 0) return { kept, removed: 0 };
@@ -560,6 +609,7 @@ export class ImageStore {
         gen: BigInt(r.gen),
         vector: Array.from(r.vector),
         ...fileMetaRecord(r.meta, r.path),
+        ...(this.hasTimeColumn ? { time_s: r.timeS ?? null } : {}),
       })),
     ));
   }
@@ -573,14 +623,36 @@ export class ImageStore {
     }
   }
 
-  /** A stored vector for each of these content hashes that the table has. */
+  /** A stored image vector (not a video frame's) for each of these content hashes that the table has. */
   async vectorsByHash(hashes: string[]): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
+    const images = this.hasTimeColumn ? " AND time_s IS NULL" : "";
     for (const c of chunks([...new Set(hashes)], FILTER_CHUNK)) {
-      const rs = await this.guard(() => this.table.query().where(`sha256 IN (${c.map(sqlString).join(", ")})`).select(["path", "sha256", "vector"]).toArray());
+      const rs = await this.guard(() => this.table.query().where(`sha256 IN (${c.map(sqlString).join(", ")})${images}`).select(["path", "sha256", "vector"]).toArray());
       for (const r of rs) if (!out.has(r["sha256"] as string)) out.set(r["sha256"] as string, this.checkedVector(r["vector"], r["path"] as string));
     }
     return out;
+  }
+
+  /**
+   * The stored frames of a video with this content hash (time order), from the newest
+   * version of one path that holds it; empty when the table holds no video with it.
+   */
+  async framesByHash(sha256: string): Promise<{ timeS: number; vector: Float32Array }[]> {
+    if (!this.hasTimeColumn) return [];
+    const rs = await this.guard(() => this.table.query().where(`sha256 = ${sqlString(sha256)} AND time_s IS NOT NULL`).select(["path", "gen", "mtime_ms", "time_s", "vector"]).toArray());
+    let best: { path: string; gen: number; mtimeMs: number } | undefined;
+    for (const r of rs) {
+      const v = { path: r["path"] as string, gen: num(r["gen"]), mtimeMs: num(r["mtime_ms"]) };
+      if (!best || v.gen > best.gen || (v.gen === best.gen && (v.mtimeMs > best.mtimeMs || (v.mtimeMs === best.mtimeMs && v.path < best.path)))) best = v;
+    }
+    const frames = new Map<number, Float32Array>();
+    for (const r of rs) {
+      if (r["path"] !== best!.path || num(r["gen"]) !== best!.gen || num(r["mtime_ms"]) !== best!.mtimeMs) continue;
+      const t = num(r["time_s"]);
+      if (!frames.has(t)) frames.set(t, this.checkedVector(r["vector"], r["path"] as string));
+    }
+    return [...frames].sort((a, b) => a[0] - b[0]).map(([timeS, vector]) => ({ timeS, vector }));
   }
 
   /** Every row with its vector (tests, export). */

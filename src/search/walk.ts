@@ -1,5 +1,5 @@
 /**
- * Finding the images to index: folders are walked recursively, files are chosen by
+ * Finding the images (and videos) to index: folders are walked recursively, files are chosen by
  * extension, hidden entries (names starting with ".") and the database folder are
  * skipped. Symbolic links to files are followed; links to folders are not (no cycles).
  */
@@ -8,6 +8,7 @@ import { extname, join, resolve, sep } from "node:path";
 import { SiglipError } from "../errors.js";
 import { sha256File as sha256FileRaw } from "../weights/hash.js";
 import { fsReason, shownPath } from "./paths.js";
+import { VIDEO_EXTENSIONS } from "./video.js";
 
 /** Extensions indexed when walking folders (case-insensitive). Files named explicitly are always indexed. */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".avif", ".tif", ".tiff"]);
@@ -20,6 +21,8 @@ export interface WalkedFile {
 }
 
 export interface WalkOptions {
+  /** Also walk the video files ({@link VIDEO_EXTENSIONS}; default false). */
+  videos?: boolean;
   /** Folders never entered (absolute paths), e.g. the database. */
   exclude?: string[];
   /** Called for each folder or file that cannot be read; the walk goes on. */
@@ -87,7 +90,8 @@ export async function walkImages(roots: string[], options: WalkOptions = {}): Pr
       if (ent.isDirectory()) {
         subdirs.push(p);
       } else if (ent.isFile() || ent.isSymbolicLink()) {
-        if (!IMAGE_EXTENSIONS.has(extname(ent.name).toLowerCase())) continue;
+        const ext = extname(ent.name).toLowerCase();
+        if (!IMAGE_EXTENSIONS.has(ext) && !(options.videos && VIDEO_EXTENSIONS.has(ext))) continue;
         try {
           const st = await stat(p);
           if (st.isFile()) found.set(p, { path: p, size: st.size, mtimeMs: st.mtimeMs });

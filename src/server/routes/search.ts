@@ -85,7 +85,7 @@ export function searchRoute(app: FastifyInstance, ctx: ServerContext, store: Ima
     return {
       object: "list",
       model: modelName,
-      data: hits.map((h) => ({ rank: h.rank, path: h.path, cosine: h.cosine, ...(h.probability !== undefined ? { probability: h.probability } : {}) })),
+      data: hits.map((h) => ({ rank: h.rank, path: h.path, cosine: h.cosine, ...(h.probability !== undefined ? { probability: h.probability } : {}), ...(h.timeS !== undefined ? { time_s: h.timeS } : {}) })),
     };
   });
 }

@@ -22,6 +22,7 @@ import sharp from "sharp";
 import { LruCache } from "../../lru.js";
 import { shownPath } from "../../search/paths.js";
 import type { ImageRow, ImageStore } from "../../search/store.js";
+import { isVideoPath } from "../../search/video.js";
 import { HttpError } from "../inputs.js";
 
 /** Thumbnail edge lengths served: the grid's and the larger view's. */
@@ -128,6 +129,9 @@ export class Thumbnailer {
 
   /** The thumbnail of an indexed path (404 when not indexed or no longer the indexed bytes). */
   async thumbnail(row: ImageRow, size: number): Promise<Thumbnail> {
+    // Videos (one row per frame): no thumbnails of their frames (sharp cannot decode them;
+    // making one would mean running ffmpeg per request).
+    if (isVideoPath(row.path)) throw new HttpError(422, `${shown(row.path)} is a video: the web UI makes no thumbnails of video frames`, "invalid_request_error", "path", "video");
     const key = `${row.sha256}:${size}`;
     const etag = Thumbnailer.etag(row, size);
     const hit = this.cache.get(key);
