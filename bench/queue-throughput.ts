@@ -21,7 +21,7 @@ import { homedir, tmpdir, cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
-import sharp from "sharp";
+import { noisePng as noisePngWH } from "../tests/harness/files.js";
 import { SigLIP2 } from "../src/api.js";
 import { embeddingSetup, modelName } from "../src/search/identity.js";
 import { buildIndex, openForIndexing } from "../src/search/indexer.js";
@@ -88,17 +88,6 @@ async function queueRate(port: number, jobs: number, concurrency: number): Promi
   return { addPerS: jobs / tAdd, completePerS: jobs / tDone, roundTripPerS: jobs / (tAdd + tDone) };
 }
 
-async function noisePng(seed: number, side: number): Promise<Buffer> {
-  const px = Buffer.alloc(side * side * 3);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < px.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    px[i] = s & 255;
-  }
-  return sharp(px, { raw: { width: side, height: side, channels: 3 } }).png().toBuffer();
-}
 
 /** r: one worker through the queue vs a local index, same files, same model (model load not timed). */
 async function workerRate(port: number, modelDir: string, n: number, threads: number): Promise<{ queueImgS: number; localImgS: number; enqueueS: number }> {
@@ -230,4 +219,9 @@ try {
   console.log(`\nSaturation (N workers of r = ${f(r, 2)} img/s, ${B} files per job; 1 LanceDB commit per job of new files, 2 when they replace rows): queue at N ≈ Q·B/r = ${f((q8.roundTripPerS * B) / r, 0)}, table at N ≈ C·B/r = ${f((c4 * B) / r, 0)} (new files) or C·B/(2r) = ${f((c4 * B) / (2 * r), 0)} (changed files).`);
 } finally {
   proc.kill("SIGKILL");
+}
+
+/** A square noise PNG (tests/harness/files.ts `noisePng`). */
+function noisePng(seed: number, side: number): Promise<Buffer> {
+  return noisePngWH(seed, side, side);
 }

@@ -14,12 +14,11 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Queue } from "bullmq";
-import sharp from "sharp";
 import { SigLIP2 } from "../src/api.js";
 import { ImageStore, type StoredImage } from "../src/search/store.js";
 import { parseRedisUrl, parseBatchJob } from "../src/search/queue.js";
 import { SiglipError } from "../src/errors.js";
-import { tempDir } from "./harness/files.js";
+import { tempDir, noisePng } from "./harness/files.js";
 import { FIXTURES, REPO } from "./harness/paths.js";
 import { startRedis, type RedisServer } from "./harness/redis.js";
 
@@ -63,18 +62,6 @@ async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return start(args, env).done;
 }
 
-/** A small random-noise PNG (deterministic per seed). */
-async function noisePng(seed: number, w = 12, h = 12): Promise<Buffer> {
-  const px = Buffer.alloc(w * h * 3);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < px.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    px[i] = s & 255;
-  }
-  return sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
-}
 
 async function photos(n: number, seed0 = 1): Promise<{ dir: string; paths: string[] }> {
   const dir = join(tempDir("siglip2-queue-"), "photos");

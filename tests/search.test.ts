@@ -10,7 +10,6 @@ import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync, writeSync, closeSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import sharp from "sharp";
 import { SigLIP2 } from "../src/api.js";
 import { SiglipError } from "../src/errors.js";
 import { embeddingSetup, modelName } from "../src/search/identity.js";
@@ -21,7 +20,7 @@ import { DEFAULT_TABLE, ImageStore, defaultDbPath, type StoredImage } from "../s
 import { sha256File } from "../src/search/walk.js";
 import { DEFAULT_TABLE as CLI_DEFAULT_TABLE } from "../src/cli/context.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
-import { copyFixture, tempDir } from "./harness/files.js";
+import { copyFixture, tempDir, noisePng } from "./harness/files.js";
 import { lockRace } from "./harness/lock-race.js";
 import { FIXTURES, REPO } from "./harness/paths.js";
 import { loadManifest } from "./harness/parity.js";
@@ -54,18 +53,6 @@ function noStack(stderr: string): void {
   assert.ok(!/\n\s+at /.test(stderr), `stack trace in stderr:\n${stderr}`);
 }
 
-/** A small random-noise PNG (deterministic per seed). */
-async function noisePng(seed: number, w = 12, h = 12): Promise<Buffer> {
-  const px = Buffer.alloc(w * h * 3);
-  let s = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < px.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    px[i] = s & 255;
-  }
-  return sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
-}
 
 /** The 8 fixture images with golden embeddings, copied into a folder. */
 function fixtureFolder(): { dir: string; paths: string[] } {

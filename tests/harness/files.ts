@@ -2,6 +2,7 @@
 import { cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import sharp from "sharp";
 import { FIXTURES } from "./paths.js";
 
 export function tempDir(prefix = "siglip2-test-"): string {
@@ -35,4 +36,17 @@ export function writeSafetensors(path: string, tensors: Record<string, { shape: 
     off += bytes.length;
   }
   writeFileSync(path, safetensorsBytes(header, Buffer.concat(chunks)));
+}
+
+/** A small random-noise PNG (xorshift pixels, deterministic per seed). */
+export async function noisePng(seed: number, w = 12, h = 12): Promise<Buffer> {
+  const px = Buffer.alloc(w * h * 3);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < px.length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    px[i] = s & 255;
+  }
+  return sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
 }
