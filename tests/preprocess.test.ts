@@ -293,11 +293,14 @@ describe("resizeRgb (uint8, bit-exact per backend)", () => {
   for (const c of manifest.resize as any[]) {
     test(`${c.image} -> ${c.height}x${c.width} [${c.backend}]`, async () => {
       const img = await load(c.image);
-      const out = resizeRgb(img, c.height, c.width, c.backend as ResizeBackend);
-      assert.equal(out.height, c.height);
-      assert.equal(out.width, c.width);
-      if (c.key) assertSameArray(out.data, u8(c.key), "resized");
-      assert.equal(sha256(out.data), c.sha256, "sha256 of resized uint8");
+      // Both kernels (WebAssembly SIMD where it applies, and JavaScript) against the golden.
+      for (const kernels of ["auto", "js"] as const) {
+        const out = resizeRgb(img, c.height, c.width, c.backend as ResizeBackend, kernels);
+        assert.equal(out.height, c.height);
+        assert.equal(out.width, c.width);
+        if (c.key) assertSameArray(out.data, u8(c.key), `resized (${kernels})`);
+        assert.equal(sha256(out.data), c.sha256, `sha256 of resized uint8 (${kernels})`);
+      }
     });
   }
   for (const c of manifest.synthetic.cases as any[]) {
@@ -314,8 +317,10 @@ describe("resizeRgb (uint8, bit-exact per backend)", () => {
         }
       }
       const img = { width: w, height: h, data };
-      const out = resizeRgb(img, c.target[0], c.target[1], c.backend);
-      assert.equal(sha256(out.data), c.resized_sha256, "resized uint8");
+      for (const kernels of ["auto", "js"] as const) {
+        const out = resizeRgb(img, c.target[0], c.target[1], c.backend, kernels);
+        assert.equal(sha256(out.data), c.resized_sha256, `resized uint8 (${kernels})`);
+      }
       const cfg = parseImageProcessorConfig({ size: { height: c.target[0], width: c.target[1] }, resample: 2 }, 224);
       assert.equal(sha256(preprocessFixed(img, cfg, c.backend)), c.pixel_values_sha256, "pixel_values");
     });

@@ -9,6 +9,7 @@
  * reuse them.
  */
 import type { RgbImage } from "./decode.js";
+import { simdResizeHeight, simdResizeWidth } from "./resize-simd.js";
 
 /** Which reference implementation to match bit-exactly. `"torch"` = transformers 5.x torchvision backend (default). */
 export type ResizeBackend = "torch" | "pil";
@@ -152,6 +153,9 @@ function clamp8(v: number): number {
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
+/** Which kernels run the two passes: WebAssembly SIMD where it applies (default), or JavaScript. */
+export type ResizeKernels = "auto" | "js";
+
 /** Horizontal pass: (h, wIn, 3) -> (h, wOut, 3). */
 function resizeWidth(src: Uint8Array, h: number, wIn: number, wOut: number, ax: IntAxis): Uint8Array {
   const out = new Uint8Array(h * wOut * 3);
@@ -210,8 +214,11 @@ function resizeHeight(src: Uint8Array, hOut: number, w: number, ax: IntAxis): Ui
  * Resize a uint8 RGB image to `height` × `width` with the antialiased bilinear resampler
  * of spec §4.3, bit-exact with the chosen backend: width pass first, then height pass,
  * uint8 intermediate, unchanged axes skipped (a same-size resize is an exact copy).
+ * `kernels: "auto"` runs the passes with the WebAssembly SIMD kernels of resize-simd.ts when
+ * the weights fit them (the torch backend) and the engine has SIMD; `"js"` always uses the
+ * JavaScript kernels. Both give the same bytes.
  */
-export function resizeRgb(img: RgbImage, height: number, width: number, backend: ResizeBackend = "torch"): RgbImage {
+export function resizeRgb(img: RgbImage, height: number, width: number, backend: ResizeBackend = "torch", kernels: ResizeKernels = "auto"): RgbImage {
   if (backend !== "torch" && backend !== "pil") throw new RangeError(`unknown resize backend "${String(backend)}"`);
   checkAxis(img.width, width);
   checkAxis(img.height, height);
@@ -219,8 +226,15 @@ export function resizeRgb(img: RgbImage, height: number, width: number, backend:
     throw new RangeError(`RGB image data has ${img.data.length} bytes, expected ${img.width * img.height * 3}`);
   }
   let data = img.data;
-  if (width !== img.width) data = resizeWidth(data, img.height, img.width, width, intAxis(img.width, width, backend));
-  if (height !== img.height) data = resizeHeight(data, height, width, intAxis(img.height, height, backend));
+  const simd = kernels === "auto";
+  if (width !== img.width) {
+    const ax = intAxis(img.width, width, backend);
+    data = (simd ? simdResizeWidth(data, img.height, img.width, width, ax) : null) ?? resizeWidth(data, img.height, img.width, width, ax);
+  }
+  if (height !== img.height) {
+    const ax = intAxis(img.height, height, backend);
+    data = (simd ? simdResizeHeight(data, height, width, ax) : null) ?? resizeHeight(data, height, width, ax);
+  }
   if (data === img.data) data = new Uint8Array(img.data);
   return { width, height, data };
 }
