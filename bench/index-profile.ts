@@ -1,6 +1,6 @@
 /**
- * Where the time of `siglip2 index` goes at N photos (default 10,000), before and after the
- * overhead fixes, in ONE run.
+ * Where the time of `siglip2 index` goes at N photos (default 10,000), with the resampler's
+ * JavaScript kernels and with its WebAssembly SIMD kernels (the default), in ONE run.
  *
  *   npx tsx bench/index-profile.ts [--photos 10000] [--sample 32] [--threads 2]
  *
@@ -11,9 +11,9 @@
  * 2. `siglip2 index` (dist/cli) on them with SIGLIP2_INDEX_PROFILE=1 (per-stage JSON on stderr),
  *    on a tiny model with B/16's preprocessing (`tiny-224`: 224 px, 1 layer, width 32, made by
  *    tools/reference/make_bench_checkpoints.py), so that every stage but the model is measured
- *    at full size: once as it is (each batch hashed, then embedded, one step after the other;
- *    "before") and once with SIGLIP2_INDEX_PREFETCH=1 (the next batch hashed and its headers read
- *    while one embeds; "after").
+ *    at full size: once with SIGLIP2_RESIZE_SIMD=0 (the JavaScript resampler; "before") and once
+ *    as it is (the SIMD resampler, same bytes; "after"). (SIGLIP2_INDEX_PREFETCH=1, the next
+ *    batch hashed while one embeds, gained nothing in the stop-18 run, 551 vs 559 s.)
  * 3. The model stage at B/16 fp32 and int8, per image, on `--sample` images at batch 32
  *    (bench/ours.ts throughput: the tower on preprocessed pixels).
  * 4. The table: the non-model stages measured at N, plus N × the model's time per image.
@@ -64,7 +64,7 @@ try {
     bytes += readFileSync(src).length;
   }
 
-  // ---- 2. the index runs (tiny model), serial (before) and as it is (after)
+  // ---- 2. the index runs (tiny model): JavaScript resampler (before) and as it is (after)
   const tiny = join(cache, "tiny-224");
   const index = (name: string, env: Record<string, string>): { wall: number; prof: any } => {
     const db = join(tmp, `db-${name}`);
@@ -81,10 +81,10 @@ try {
   };
   log("index-profile: warm-up (model cache) on the distinct pictures");
   spawnSync(process.execPath, [cli, "index", join(tmp, "bases"), "--model", tiny, "--db", join(tmp, "db-warm"), "--threads", String(threads)], { env: { ...process.env, OMP_NUM_THREADS: String(threads) } });
-  log("index-profile: before (serial)");
-  const before = index("before", {});
-  log("index-profile: after (SIGLIP2_INDEX_PREFETCH=1)");
-  const after = index("after", { SIGLIP2_INDEX_PREFETCH: "1" });
+  log("index-profile: before (SIGLIP2_RESIZE_SIMD=0, the JavaScript resampler)");
+  const before = index("before", { SIGLIP2_RESIZE_SIMD: "0" });
+  log("index-profile: after (the SIMD resampler)");
+  const after = index("after", {});
 
   // ---- 3. the model per image at B/16, fp32 and int8 (batch 32, the indexer's batch)
   log("index-profile: B/16 model stage on a sample");
@@ -107,7 +107,7 @@ try {
   ];
   console.log(`\n## Where the time of \`siglip2 index\` goes at ${N} photos: ${threads} threads, ${cpus()[0]?.model ?? "cpu"} (${cpus().length} CPUs), load average ${load0.map(f2).join(" ")} before, ${load1.map(f2).join(" ")} after\n`);
   console.log(`${N} JPEGs, ${(bytes / 1e9).toFixed(2)} GB, ${bases} distinct pictures of ${sizes.map(([w, h]) => `${w}×${h}`).join(", ")}; tiny-224 model for the run (every stage but the model at full size), B/16 model stage measured on ${Math.min(32, sample)}-image batches.\n`);
-  console.log("| stage | before (s) | after (s) | after, per photo (ms) |");
+  console.log("| stage | JS resampler (s) | SIMD resampler (s) | SIMD, per photo (ms) |");
   console.log("|---|---|---|---|");
   for (const [k, what] of stages) {
     if (before.prof.stages[k] === undefined && after.prof.stages[k] === undefined) continue;
@@ -121,7 +121,7 @@ try {
     const m = (N * ms) / 1000;
     console.log(`| ${dtype} (${f1(ms)} ms/image at batch ${Math.min(32, sample)}) | ${f1(m)} s | ${f1(nonModel)} s | ${f1((100 * m) / (m + nonModel))} % |`);
   }
-  console.log("\n(stages overlap in the \"after\" run — the next batch is hashed and its headers read while one embeds — so they may sum to more than the run.)");
+  console.log("\n(the embed stage runs in the worker pool beside the main thread, so stages may sum to more than the run.)");
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

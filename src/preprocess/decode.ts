@@ -170,6 +170,11 @@ function toRgb(data: Buffer, info: OutputInfo, cmyk: boolean, name: string): Rgb
   if (data.length !== n * channels) {
     throw imageError(name, `decoder returned ${data.length} bytes for ${width}×${height}×${channels}`);
   }
+  // RGB: sharp's buffer is the image's own, kept as it is (no copy of a 6 MP photo's 18 MB),
+  // unless it is a view into a larger (pooled) allocation.
+  if (!cmyk && channels === 3 && data.byteOffset === 0 && data.buffer.byteLength === data.length) {
+    return { width, height, data: new Uint8Array(data.buffer) };
+  }
   const out = new Uint8Array(n * 3);
   if (cmyk) {
     if (channels < 4) throw imageError(name, `CMYK image with ${channels} channels`);
