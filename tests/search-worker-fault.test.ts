@@ -36,11 +36,11 @@ interface Run {
   killed: boolean;
 }
 
-/** Run the built CLI; SIGKILL after {@link GUARD_MS} (then `killed`). */
-function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+/** Run the built CLI (or, with `viaTsx`, src/cli/main.ts through tsx); SIGKILL after {@link GUARD_MS} (then `killed`). */
+function cli(args: string[], env: Record<string, string> = {}, viaTsx = false): Promise<Run> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, viaTsx ? ["--import", "tsx", join(REPO, "src", "cli", "main.ts"), ...args] : [BIN, ...args], {
       cwd: REPO,
       env: { ...process.env, HF_HUB_OFFLINE: "1", NO_COLOR: "1", SIGLIP2_TEST_WORKER_FAULT: "", SIGLIP2_WORKER_START_TIMEOUT_MS: "", ...env },
       stdio: ["ignore", "pipe", "pipe"],
@@ -174,6 +174,33 @@ describe("preprocessing workers that cannot start (CLI)", { concurrency: 1 }, ()
     assert.equal(sum.added, 5);
     assert.equal(sum.failed, 1);
     assert.ok(lines(r.stderr).some((l) => l.includes(doomedPath!) && l.includes("worker thread died")), r.stderr);
+  });
+});
+
+describe("the CLI run through tsx (src/cli/main.ts)", { concurrency: 1 }, () => {
+  it("index with worker threads works (it used to fail every image: a worker could not load .ts)", async () => {
+    const { dir } = await photos(4);
+    const r = await cli(["index", dir, "--db", join(tempDir(), "db"), "--model", F32, "--workers", "2"], {}, true);
+    assert.equal(r.killed, false);
+    assert.equal(r.code, 0, r.stderr);
+    const sum = summary(r);
+    assert.equal(sum.added, 4);
+    assert.equal(sum.failed, 0);
+  });
+
+  it("embed with worker threads prints what the built CLI prints on the main thread", async () => {
+    const { paths } = await photos(3);
+    const viaTsx = await cli(["embed", "--model", F32, "--workers", "2", "--image", ...paths], {}, true);
+    const built = await cli(["embed", "--model", F32, "--workers", "0", "--image", ...paths]);
+    assert.equal(viaTsx.code, 0, viaTsx.stderr);
+    assert.equal(built.code, 0, built.stderr);
+    assert.equal(viaTsx.stdout, built.stdout);
+  });
+
+  it("start:crash through tsx: exit 2, the one line", async () => {
+    const { paths } = await photos(3);
+    const r = await cli(["embed", "--model", F32, "--image", ...paths], { SIGLIP2_TEST_WORKER_FAULT: "start:crash" }, true);
+    assertWorkersLine(r, "tsx embed start:crash", 30_000);
   });
 });
 

@@ -80,8 +80,8 @@ export class PreprocessPool {
   private next = 0;
   private rr = 0;
   private closed = false;
-  private readonly url: URL;
-  private readonly execArgv: string[];
+  /** The worker module (./worker.js), or under tsx a script that loads ./worker.ts through tsx. */
+  private readonly entry: { url: URL } | { script: string };
   private readonly startTimeoutMs: number;
   /** True once any worker of this pool became ready. */
   private everStarted = false;
@@ -92,16 +92,23 @@ export class PreprocessPool {
 
   constructor(size: number) {
     this.startTimeoutMs = workerStartTimeoutMs();
-    // Under tsx (tests) this module is a .ts file: run the worker source through the same loader.
-    const ts = import.meta.url.endsWith(".ts");
-    this.url = new URL(ts ? "./worker.ts" : "./worker.js", import.meta.url);
-    this.execArgv = ts ? ["--import", "tsx"] : [];
+    // Under tsx (tests, `npx tsx src/cli/main.ts`) this module is a .ts file. A worker started
+    // with execArgv ["--import", "tsx"] does not get tsx's loader (Node 20: "Unknown file
+    // extension .ts"), so the worker runs a small script that imports worker.ts with tsx's
+    // tsImport; tsx is resolved here, from this package, not from the current directory.
+    if (import.meta.url.endsWith(".ts")) {
+      const api = import.meta.resolve("tsx/esm/api");
+      const worker = new URL("./worker.ts", import.meta.url).href;
+      this.entry = { script: `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(worker)}, ${JSON.stringify(import.meta.url)}));` };
+    } else {
+      this.entry = { url: new URL("./worker.js", import.meta.url) };
+    }
     this.slots = Array.from({ length: Math.max(1, size) }, () => null);
     for (let i = 0; i < this.slots.length; i++) this.slots[i] = this.spawn(i);
   }
 
   private spawn(index: number): Slot {
-    const worker = new Worker(this.url, { execArgv: this.execArgv });
+    const worker = "url" in this.entry ? new Worker(this.entry.url) : new Worker(this.entry.script, { eval: true });
     worker.unref();
     const slot: Slot = { worker, jobs: new Map(), ready: false, done: false };
     slot.timer = setTimeout(() => {
