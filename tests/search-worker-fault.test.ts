@@ -109,7 +109,7 @@ function summary(r: Run): { added: number; failed: number; total: number } {
 }
 
 describe("preprocessing workers that cannot start (CLI)", { concurrency: 1 }, () => {
-  const starts = [
+  const starts: Array<{ fault: string; env: Record<string, string>; within: number; why: RegExp }> = [
     { fault: "start:crash", env: {}, within: 20_000, why: /the worker failed while loading/ },
     { fault: "start:hang", env: { SIGLIP2_WORKER_START_TIMEOUT_MS: "1500" }, within: 20_000, why: /not ready after 1500 ms; SIGLIP2_WORKER_START_TIMEOUT_MS/ },
   ];
