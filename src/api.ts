@@ -28,7 +28,7 @@ import {
   decodeImage, fitFixedConfigToModel, parseImageProcessorConfig, parseNaflexProcessorConfig, preprocessFixed, preprocessNaflex,
   type ImageProcessorConfig, type NaflexPatches, type NaflexProcessorConfig, type RgbImage,
 } from "./preprocess/index.js";
-import { PreprocessPool } from "./preprocess/pool.js";
+import { PreprocessPool, workerStartTimeoutMs } from "./preprocess/pool.js";
 import { prepareImage, type PrepareTask, type Prepared } from "./preprocess/task.js";
 import { runImagePipeline, type ImageFeatures, type ImageInput, type ImageOptions, type ImageProgress, type ImageResult } from "./tasks/image-pipeline.js";
 import { BINS, dequantizeBox, parseArefOutput } from "./tasks/boxes.js";
@@ -73,6 +73,7 @@ export class SigLIP2 {
    */
   static async load(model: string, options: LoadOptions = {}): Promise<SigLIP2> {
     validateLoadOptions(options); // bounds: src/load-options.ts
+    if ((options.workers ?? 0) > 0) workerStartTimeoutMs(); // a bad SIGLIP2_WORKER_START_TIMEOUT_MS: one error now, not one per image
     const dir = await resolveModel(model, options);
     const checkpoint = new Checkpoint(dir);
     try {

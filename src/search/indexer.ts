@@ -465,7 +465,7 @@ async function indexVideo(run: IndexRun, p: Pending, batchNo: number): Promise<b
     const { vector: _v, ...row } = rows[0]!;
     run.state.set(path, row);
   } catch (e) {
-    if (!(e instanceof SiglipError)) throw e;
+    if (!(e instanceof SiglipError) || e.code === "workers") throw e; // "workers": the whole run stops
     fail(e);
   }
   if (stale) {

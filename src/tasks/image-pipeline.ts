@@ -12,7 +12,9 @@
  *   sorted by sequence length and batched with similar lengths, each batch padded only to its
  *   longest image. Fixed-resolution windows are one batch.
  * - Settled results: a bad input (unreadable, too large, non-finite output) is a SiglipError
- *   in its slot, never a thrown error; other errors (bugs, onnxruntime failures) are thrown.
+ *   in its slot, never a thrown error; other errors (bugs, onnxruntime failures) are thrown,
+ *   and so is a SiglipError of code "workers" (the preprocessing worker threads cannot start:
+ *   no image is to blame, the whole call fails with that one error).
  *
  * The checkpoint's preprocessing settings and the worker pool stay with the caller, which
  * passes a `prepare` function (one input → its model input).
@@ -117,7 +119,7 @@ export async function runImagePipeline(
       jobs.push(p.prepare(images[i]!).then(
         (prepared) => ({ i, p: prepared }),
         (e: unknown) => {
-          if (!(e instanceof SiglipError)) throw e;
+          if (!(e instanceof SiglipError) || e.code === "workers") throw e;
           results[i] = namedError(e, images[i]!);
           return null;
         },
@@ -126,10 +128,17 @@ export async function runImagePipeline(
     }
     return (await Promise.all(jobs)).filter((x): x is { i: number; p: Prepared } => x !== null);
   };
-  let next: Promise<Array<{ i: number; p: Prepared }>> | null = prepareWindow(0);
+  // A prefetched window is awaited on the next turn; if it rejects first (the workers cannot
+  // start) or this window's forward pass throws, its rejection must not be an unhandled one.
+  const prefetch = (start: number): Promise<Array<{ i: number; p: Prepared }>> => {
+    const w = prepareWindow(start);
+    w.catch(() => undefined);
+    return w;
+  };
+  let next: Promise<Array<{ i: number; p: Prepared }>> | null = prefetch(0);
   for (let s = 0; s < images.length; s += window) {
     const prepared = await next!;
-    next = s + window < images.length ? prepareWindow(s + window) : null;
+    next = s + window < images.length ? prefetch(s + window) : null;
     if (naflex) {
       // Shortest first; equal lengths keep input order (deterministic batches).
       prepared.sort((a, b) => a.p.data.length - b.p.data.length || a.i - b.i);
