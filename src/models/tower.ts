@@ -52,7 +52,10 @@ export function buildMode(opts: TowerOptions): BuildMode {
 /** Runtime options for a tower: fused/int8 graphs need only onnxruntime's basic optimisations. */
 export function runtimeOptions(opts: TowerOptions): TowerOptions {
   const m = buildMode(opts);
-  return { optimizationLevel: m.fused || m.int8 ? "basic" : "all", ...opts };
+  // int8: pre-pack the quantised weights. B/16 image tower, batch 8, one process alternating
+  // variants: 11-17 % less CPU per image than packing on every run, for one extra int8 copy of
+  // the weights (~86 MB); fp32 gained nothing measurable for its +45 % RSS, so it stays off.
+  return { optimizationLevel: m.fused || m.int8 ? "basic" : "all", ...(m.int8 ? { prepack: true } : {}), ...opts };
 }
 
 /**
