@@ -55,8 +55,9 @@ async function folder(): Promise<unknown> {
 async function throughput(): Promise<unknown> {
   const b = Number(opt("batch", "8"));
   const rounds = Number(opt("rounds", "6"));
-  const variants = JSON.parse(opt("variants", JSON.stringify([{ dtype, int8 }]))!) as Array<{ dtype: "fp32" | "int8"; int8?: Int8Options }>;
-  const models = await Promise.all(variants.map((v) => SigLIP2.load(opt("model")!, { threads, dtype: v.dtype, tower: { int8: v.int8 ?? {} } })));
+  type Variant = { dtype: "fp32" | "int8"; int8?: Int8Options; session?: { prepack?: boolean; spin?: boolean } };
+  const variants = JSON.parse(opt("variants", JSON.stringify([{ dtype, int8 }]))!) as Variant[];
+  const models = await Promise.all(variants.map((v) => SigLIP2.load(opt("model")!, { threads, dtype: v.dtype, tower: { int8: v.int8 ?? {}, ...(v.session ?? {}) } })));
   const towers = await Promise.all(models.map(async (m) => (await m.visionTower()) as FixresVisionTower));
   const R = models[0]!.config.vision_config.image_size;
   const px = new Float32Array(b * 3 * R * R);
