@@ -227,11 +227,14 @@ export class RedisWatch {
     this.timer.unref();
   }
 
-  /** Record why Redis does not answer (the newest reason wins); the connection counts as dropped until a PING is answered. */
-  reason(e: unknown): void {
+  /**
+   * Record why Redis does not answer (the newest reason wins); with `dropped` (a connection
+   * error, not a command's) the connection counts as down until a PING is answered.
+   */
+  reason(e: unknown, dropped = true): void {
     const m = oneLine(errorMessage(e)).slice(0, 160);
     if (m !== "") this.why = m;
-    this.downSince ??= Date.now();
+    if (dropped) this.downSince ??= Date.now();
   }
 
   /** The seconds of the timeout, as messages say them. */
@@ -429,7 +432,7 @@ async function enqueueWatched(redis: Redis, target: RedisTarget, store: ImageSto
   await redis.set(k.meta, JSON.stringify(meta));
   const queue = new Queue(name, { connection: redisOptions(target, true) });
   onQueue(queue);
-  queue.on("error", (e: unknown) => watch.reason(e)); // otherwise surfaced by the awaited calls
+  queue.on("error", (e: unknown) => watch.reason(e, isConnectionError(e))); // otherwise surfaced by the awaited calls
   try {
     const batchSize = Math.max(1, options.batchSize ?? DEFAULT_QUEUE_BATCH);
     let hashedCount = 0;
@@ -537,7 +540,7 @@ async function statusWatched(redis: Redis, target: RedisTarget, name: string, wa
   const meta = await readQueueMeta(redis, name);
   const queue = new Queue(name, { connection: redisOptions(target, true) });
   onQueue(queue);
-  queue.on("error", (e: unknown) => watch.reason(e));
+  queue.on("error", (e: unknown) => watch.reason(e, isConnectionError(e)));
   try {
     const c = await queue.getJobCounts("waiting", "active", "delayed", "prioritized", "completed", "failed");
     const s: QueueStatus = {
@@ -721,7 +724,7 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
   let lastErrorAt = 0;
   const watch = new RedisWatch(redis, options.redisTimeoutS ?? DEFAULT_REDIS_TIMEOUT_S, (sec) => note(backAgain(target, sec)));
   worker.on("error", (e: unknown) => {
-    watch.reason(e);
+    watch.reason(e, isConnectionError(e));
     // A dropped connection is the watch's to report (one line, at the timeout); anything else is noted.
     if (isConnectionError(e)) return;
     const m = oneLine(redisFailure(target, e).message);
