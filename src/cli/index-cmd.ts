@@ -14,6 +14,7 @@ import { DEFAULT_DB_HELP, DEFAULT_TABLE, note, type CliContext, type ModelOpts }
 import { defaultDbPath } from "../user-dirs.js";
 import { Progress } from "./progress.js";
 import { intOption, numOption } from "./args.js";
+import { REDIS_TIMEOUT_FLAGS, REDIS_TIMEOUT_HELP, redisTimeoutOption } from "./worker-cmd.js";
 import { DEFAULT_SCENE_THRESHOLD, DEFAULT_VIDEO_FPS, DEFAULT_VIDEO_MAX_FRAMES, type VideoSampling } from "../search/video.js";
 
 interface IndexOpts extends Omit<ModelOpts, "model"> {
@@ -26,6 +27,7 @@ interface IndexOpts extends Omit<ModelOpts, "model"> {
   queue?: string;
   queueName?: string;
   status?: boolean;
+  redisTimeout?: number;
   videoFps?: number;
   videoScenes?: number | true;
   videoMaxFrames: number;
@@ -83,9 +85,9 @@ async function cmdQueue(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   const name = q.checkQueueName(o.queueName ?? q.defaultQueueName(o.table));
   if (o.status) {
     if (roots.length > 0) throw new SiglipError("usage", "--status takes no folders: siglip2 index --queue URL --status [--queue-name NAME | --table T]");
-    const redis = await q.connectRedis(target);
+    const redis = await q.connectRedis(target, true);
     try {
-      const s = await q.queueStatus(redis, target, name);
+      const s = await q.queueStatus(redis, target, name, o.redisTimeout ?? q.DEFAULT_REDIS_TIMEOUT_S);
       process.stdout.write(`${JSON.stringify(s)}\n`);
       const left = s.waiting + s.active + s.delayed;
       note(`queue ${s.queue} on ${s.redis}: ${s.filesDone} of ${s.filesTotal} files done; jobs: ${s.waiting} waiting, ${s.active} active, ${s.delayed} delayed, ${s.completed} completed, ${s.failed} failed${left === 0 && s.filesTotal > 0 ? " (finished)" : ""}`);
@@ -103,7 +105,7 @@ async function cmdQueue(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   const { oneLine } = await import("../search/paths.js");
   const dbPath = o.db ?? defaultDbPath();
   const t0 = Date.now();
-  const redis = await q.connectRedis(target); // before the model loads: a wrong URL is reported at once
+  const redis = await q.connectRedis(target, true); // before the model loads: a wrong URL is reported at once
   let model;
   let store: ImageStore | undefined;
   try {
@@ -115,6 +117,9 @@ async function cmdQueue(ctx: CliContext, roots: string[], o: IndexOpts): Promise
     const summary = await q.enqueueIndex(redis, target, store, roots, {
       name,
       batchSize: o.batchSize ?? q.DEFAULT_QUEUE_BATCH,
+      ...(o.redisTimeout !== undefined ? { redisTimeoutS: o.redisTimeout } : {}),
+      onNote: note,
+      ...enqueueTestPause(),
       onError: (e) => ctx.reportInput(oneLine(e.message) !== e.message ? new SiglipError(e.code, oneLine(e.message)) : e),
       onProgress: (done, total) => {
         progress ??= new Progress(total, "hashed");
@@ -132,9 +137,24 @@ async function cmdQueue(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   }
 }
 
+/**
+ * Test hook (tests/search-queue-outage.test.ts): SIGLIP2_ENQUEUE_TEST_PAUSE_MS pauses before each
+ * round of adding jobs and says so on stderr, so that a test can kill Redis mid-enqueue. Not a user option.
+ */
+function enqueueTestPause(): { beforeAdd?: () => Promise<void> } {
+  const ms = Number(process.env["SIGLIP2_ENQUEUE_TEST_PAUSE_MS"] ?? "");
+  if (!Number.isFinite(ms) || ms <= 0) return {};
+  return {
+    beforeAdd: () => {
+      note("test pause before adding the batches");
+      return new Promise((r) => setTimeout(r, ms));
+    },
+  };
+}
+
 async function cmdIndex(ctx: CliContext, roots: string[], o: IndexOpts): Promise<void> {
   if (o.queue !== undefined) return cmdQueue(ctx, roots, o);
-  if (o.status || o.queueName !== undefined) throw new SiglipError("usage", `${o.status ? "--status" : "--queue-name"} needs --queue redis://HOST:PORT`);
+  if (o.status || o.queueName !== undefined || o.redisTimeout !== undefined) throw new SiglipError("usage", `${o.status ? "--status" : o.queueName !== undefined ? "--queue-name" : "--redis-timeout"} needs --queue redis://HOST:PORT`);
   const model0 = o.model;
   if (model0 === undefined) throw new SiglipError("usage", "required option '-m, --model <model>' not specified (see siglip2 index --help)");
   if (roots.length === 0) throw new SiglipError("usage", "no folders given: siglip2 index DIR [DIR ...] --model M");
@@ -218,6 +238,7 @@ export function registerIndexCommand(program: Command, ctx: CliContext): void {
     .option("--queue <url>", "many machines: walk, hash and enqueue batches on this Redis (redis://HOST:PORT) for `siglip2 worker`, then return")
     .option("--queue-name <name>", "the queue (default: siglip2-<table>)")
     .option("--status", "with --queue: print the queue's progress (jobs waiting, active, completed, failed; files done of total)")
+    .option(REDIS_TIMEOUT_FLAGS, `with --queue: ${REDIS_TIMEOUT_HELP}; rerunning adds only the batches not queued yet`, redisTimeoutOption)
     .addHelpText("after", "\nImages are written in batches of --batch-size files (default 32), one atomic commit each; each video's frames in one commit; interrupting is safe.\nVideos need the system ffmpeg (apt-get install ffmpeg); unchanged videos keep their frames (--rebuild to sample again with new --video-* settings).")
     .action((dirs: string[], opts: IndexOpts) => cmdIndex(ctx, dirs, opts));
 }

@@ -4,7 +4,10 @@
  *
  * Output contract (scripts depend on it): JSON Lines on stdout only; errors and
  * progress on stderr. Bad inputs are reported one line each and skipped; the exit
- * code is then 1. A fatal problem (bad checkpoint, bad usage) exits with 2.
+ * code is then 1. A fatal problem (bad checkpoint, bad usage) exits with 2. A queue whose
+ * Redis stayed unreachable for --redis-timeout (SiglipError code "queue-lost": `worker`,
+ * `index --queue`) exits with 3: nothing was wrong with the input, rerun once Redis is back.
+ * An interrupted run exits with 130.
  */
 import { Command, Option } from "commander";
 // The library (onnxruntime, sharp) is loaded when a command needs a model, so that --help, usage
@@ -29,6 +32,8 @@ import { registerExportCommand } from "./export-cmd.js";
 import { registerCaptionCommands } from "./caption-cmd.js";
 
 const PROG = "siglip2";
+/** Exit status when the queue's Redis was lost (code "queue-lost"); 2 is bad usage or input. */
+const EXIT_QUEUE_LOST = 3;
 let debug = false;
 let inputFailures = 0;
 /** Every model a command loaded: closed at exit whatever happened (worker threads, sessions). */
@@ -372,7 +377,11 @@ async function main(): Promise<void> {
       process.stderr.write(`${PROG}: internal error: ${errorMessage(e)}${debug ? "" : " (run with --debug for details)"}\n`);
     }
     if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
-    process.exitCode = 2;
+    const lost = e instanceof SiglipError && e.code === "queue-lost";
+    process.exitCode = lost ? EXIT_QUEUE_LOST : 2;
+    // Redis's client may still hold a socket or a reconnect timer that a dead server never ends:
+    // the one line is out and every write is done, so such a leftover does not keep the process.
+    if (lost) setTimeout(() => process.exit(EXIT_QUEUE_LOST), 2_000).unref();
     return;
   } finally {
     for (const m of openModels.splice(0)) await m.close().catch(() => undefined);

@@ -4,7 +4,8 @@
  * table (src/search/queue.ts). stdout: one JSON line per job done; stderr: one line per
  * problem (a job failed, a file changed since it was enqueued, Redis went away).
  * Runs until SIGINT/SIGTERM (finishing its jobs in flight), or with --until-empty until the
- * queue holds nothing to do.
+ * queue holds nothing to do; if Redis stays unreachable for --redis-timeout seconds, it ends its
+ * LanceDB writes in flight and exits 3 with one line (code "queue-lost").
  */
 import type { Command } from "commander";
 import { SiglipError } from "../errors.js";
@@ -20,10 +21,19 @@ interface WorkerOpts extends ModelOpts {
   lockDuration?: number;
   stalledInterval?: number;
   untilEmpty?: boolean;
+  redisTimeout?: number;
 }
 
 /** --concurrency bound (src/search/queue.ts MAX_CONCURRENCY; repeated so that --help does not load BullMQ). */
 const MAX_CONCURRENCY = 64;
+/** --redis-timeout default and bound (src/search/queue.ts DEFAULT_REDIS_TIMEOUT_S, MAX_REDIS_TIMEOUT_S; repeated for the same reason). */
+const DEFAULT_REDIS_TIMEOUT_S = 60;
+const MAX_REDIS_TIMEOUT_S = 86_400;
+
+/** The --redis-timeout option of `worker` and `index --queue`. */
+export const REDIS_TIMEOUT_FLAGS = "--redis-timeout <s>";
+export const REDIS_TIMEOUT_HELP = `how long Redis may stay unreachable (no answer to PING) before this run stops with one line and exit status 3 (default ${DEFAULT_REDIS_TIMEOUT_S}; at most ${MAX_REDIS_TIMEOUT_S}); a shorter outage is ridden out`;
+export const redisTimeoutOption = intOption("--redis-timeout", { min: 1, max: MAX_REDIS_TIMEOUT_S, maxWhy: "a day" });
 
 async function cmdWorker(ctx: CliContext, o: WorkerOpts): Promise<void> {
   const q = await import("../search/queue.js");
@@ -65,6 +75,7 @@ async function cmdWorker(ctx: CliContext, o: WorkerOpts): Promise<void> {
       ...(o.lockDuration !== undefined ? { lockDuration: o.lockDuration } : {}),
       ...(o.stalledInterval !== undefined ? { stalledInterval: o.stalledInterval } : {}),
       untilEmpty: Boolean(o.untilEmpty),
+      ...(o.redisTimeout !== undefined ? { redisTimeoutS: o.redisTimeout } : {}),
       stop: stopped,
       onJob: (j) => process.stdout.write(`${JSON.stringify(j)}\n`),
       onNote: note,
@@ -108,6 +119,7 @@ export function registerWorkerCommand(program: Command, ctx: CliContext): void {
     .option("--lock-duration <ms>", "BullMQ job lock: a dead worker's job is re-delivered once its lock expires (default 30000)", intOption("--lock-duration", { min: 1000, max: 86_400_000 }))
     .option("--stalled-interval <ms>", "how often this worker looks for stalled jobs of dead workers (default 30000)", intOption("--stalled-interval", { min: 100, max: 86_400_000 }))
     .option("--until-empty", "exit once the queue holds no waiting, delayed or active job (default: run until SIGINT/SIGTERM)")
+    .option(REDIS_TIMEOUT_FLAGS, `${REDIS_TIMEOUT_HELP}; the jobs not done stay queued for any worker`, redisTimeoutOption)
     .action((opts: WorkerOpts) => {
       if (opts.queue.trim() === "") throw new SiglipError("usage", "--queue: empty URL; expected redis://HOST:PORT");
       return cmdWorker(ctx, opts);

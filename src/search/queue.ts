@@ -56,6 +56,10 @@ export const KEEP_COMPLETED_S = 86_400;
 export const MAX_CONCURRENCY = 64;
 /** Retries of a batch whose LanceDB commit conflicted with another writer's. */
 const COMMIT_RETRIES = 8;
+/** Default --redis-timeout (s): how long Redis may stay unreachable before a worker or an enqueue gives up (exit 3). */
+export const DEFAULT_REDIS_TIMEOUT_S = 60;
+/** Most --redis-timeout (s): a day. */
+export const MAX_REDIS_TIMEOUT_S = 86_400;
 /** Jobs per Redis round trip when enqueuing. */
 const ADD_CHUNK = 500;
 const JOB_FORMAT = 1;
@@ -168,6 +172,88 @@ export async function connectRedis(t: RedisTarget, persistent = false): Promise<
   return client;
 }
 
+/**
+ * Watches one connection's Redis while a worker or an enqueue runs: a PING at most every second
+ * (one at a time; ioredis holds it while it reconnects and sends it once Redis is back). When no
+ * PING has been answered for `timeoutMs`, {@link lost} resolves with the last reason ioredis or
+ * BullMQ gave (e.g. `connect ECONNREFUSED 127.0.0.1:6379`) and the caller stops with one line
+ * (code "queue-lost", exit status 3). An outage shorter than that costs nothing but, once Redis
+ * answers again, one `onBack` call.
+ */
+export class RedisWatch {
+  /** Resolves with the reason once Redis has not answered for the timeout. */
+  readonly lost: Promise<string>;
+  readonly timeoutMs: number;
+  private lastOk = Date.now();
+  private why = "";
+  private pinging = false;
+  private fired = false;
+  /** When the connection was seen to drop (an error or a reconnect), until Redis answers again. */
+  private downSince: number | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private readonly onError = (e: unknown) => this.reason(e);
+  private readonly onReconnecting = () => (this.downSince ??= Date.now());
+
+  constructor(private readonly client: Redis, timeoutS: number, private readonly onBack?: (downS: number) => void) {
+    this.timeoutMs = timeoutS * 1000;
+    let fire: (why: string) => void = () => undefined;
+    this.lost = new Promise<string>((r) => (fire = r));
+    client.on("error", this.onError);
+    client.on("reconnecting", this.onReconnecting);
+    const every = Math.max(100, Math.min(1_000, this.timeoutMs / 3));
+    let lastTick = Date.now();
+    const tick = () => {
+      const now = Date.now();
+      // Time this process did not run (a blocked event loop, a suspended machine) is not Redis's silence.
+      const late = now - lastTick - every;
+      if (late > 1_000) this.lastOk += late;
+      lastTick = now;
+      if (this.fired) return;
+      if (now - this.lastOk > this.timeoutMs) {
+        this.fired = true;
+        this.stop();
+        fire(this.why || "no answer to PING");
+        return;
+      }
+      if (this.pinging) return;
+      this.pinging = true;
+      client.ping().then(() => {
+        this.lastOk = Date.now();
+        if (this.downSince !== undefined && !this.fired) this.onBack?.((this.lastOk - this.downSince) / 1000);
+        this.downSince = undefined;
+      }, (e: unknown) => this.reason(e)).finally(() => (this.pinging = false));
+    };
+    this.timer = setInterval(tick, every);
+    this.timer.unref();
+  }
+
+  /**
+   * Record why Redis does not answer (the newest reason wins); with `dropped` (a connection
+   * error, not a command's) the connection counts as down until a PING is answered.
+   */
+  reason(e: unknown, dropped = true): void {
+    const m = oneLine(errorMessage(e)).slice(0, 160);
+    if (m !== "") this.why = m;
+    if (dropped) this.downSince ??= Date.now();
+  }
+
+  /** The seconds of the timeout, as messages say them. */
+  get seconds(): string {
+    return String(this.timeoutMs / 1000);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.client.off("error", this.onError);
+    this.client.off("reconnecting", this.onReconnecting);
+  }
+}
+
+/** Race `p` against the loss of Redis: rejects with `lostError(why)` once the watch fires. */
+function orLost<T>(p: Promise<T>, watch: RedisWatch, lostError: (why: string) => SiglipError): Promise<T> {
+  return Promise.race([p, watch.lost.then((why) => Promise.reject(lostError(why)))]);
+}
+
 /** Check a queue name (BullMQ keys are `bull:<name>:…`). */
 export function checkQueueName(name: string): string {
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(name)) {
@@ -265,6 +351,12 @@ export interface EnqueueOptions {
   onError?: (e: SiglipError) => void;
   /** Files hashed so far out of those to enqueue. */
   onProgress?: (done: number, total: number) => void;
+  /** Seconds Redis may stay unreachable before the run stops (code "queue-lost"); default {@link DEFAULT_REDIS_TIMEOUT_S}. */
+  redisTimeoutS?: number;
+  /** Once Redis answers again after an outage shorter than the timeout. */
+  onNote?: (msg: string) => void;
+  /** Test hook: runs before each round of adding jobs. */
+  beforeAdd?: () => void | Promise<void>;
 }
 
 export interface EnqueueSummary {
@@ -293,6 +385,21 @@ export interface EnqueueSummary {
  */
 export async function enqueueIndex(redis: Redis, target: RedisTarget, store: ImageStore, roots: string[], options: EnqueueOptions): Promise<EnqueueSummary> {
   const name = checkQueueName(options.name);
+  const watch = new RedisWatch(redis, options.redisTimeoutS ?? DEFAULT_REDIS_TIMEOUT_S, (s) => options.onNote?.(backAgain(target, s)));
+  const summary: EnqueueSummary = { queue: name, redis: target.shown, db: resolve(store.dbPath), table: store.tableName, files: 0, unchanged: 0, enqueued: 0, batches: 0, alreadyQueued: 0, failed: 0 };
+  let queue: Queue | undefined;
+  try {
+    return await orLost(enqueueWatched(redis, target, store, roots, options, name, summary, watch, (q) => (queue = q)), watch, (why) =>
+      new SiglipError("queue-lost", `lost the queue at ${target.shown}: no answer for ${watch.seconds} s (${why}); ${summary.batches} batches were added before; rerun the same command: it adds only the batches not queued yet`));
+  } catch (e) {
+    if (e instanceof SiglipError && e.code === "queue-lost") await settle(queue?.disconnect());
+    throw e;
+  } finally {
+    watch.stop();
+  }
+}
+
+async function enqueueWatched(redis: Redis, target: RedisTarget, store: ImageStore, roots: string[], options: EnqueueOptions, name: string, summary: EnqueueSummary, watch: RedisWatch, onQueue: (q: Queue) => void): Promise<EnqueueSummary> {
   const k = keys(name);
   const db = resolve(store.dbPath);
   const meta: QueueMeta = { format: 1, db, table: store.tableName, identity: store.meta };
@@ -303,7 +410,6 @@ export async function enqueueIndex(redis: Redis, target: RedisTarget, store: Ima
   if (old && old.identity.fingerprint !== store.meta.fingerprint) {
     throw new SiglipError("queue", `queue ${name} on ${target.shown} was filled for model ${old.identity.model} (fingerprint ${old.identity.fingerprint.slice(0, 12)}), the table now has ${store.meta.model} (${store.meta.fingerprint.slice(0, 12)}); pass another --queue-name`);
   }
-  const summary: EnqueueSummary = { queue: name, redis: target.shown, db, table: store.tableName, files: 0, unchanged: 0, enqueued: 0, batches: 0, alreadyQueued: 0, failed: 0 };
   const onError = (e: SiglipError) => (summary.failed++, options.onError?.(e));
   const rows = await store.rows();
   const state = new Map<string, ImageRow>();
@@ -324,8 +430,9 @@ export async function enqueueIndex(redis: Redis, target: RedisTarget, store: Ima
   for (const r of rows) maxGen = Math.max(maxGen, r.gen);
   await redis.eval("local c = tonumber(redis.call('GET', KEYS[1]) or '0') if c < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0", 1, k.gen, String(maxGen));
   await redis.set(k.meta, JSON.stringify(meta));
-  const queue = new Queue(name, { connection: redisOptions(target, false) });
-  queue.on("error", () => {}); // surfaced by the awaited calls
+  const queue = new Queue(name, { connection: redisOptions(target, true) });
+  onQueue(queue);
+  queue.on("error", (e: unknown) => watch.reason(e, isConnectionError(e))); // otherwise surfaced by the awaited calls
   try {
     const batchSize = Math.max(1, options.batchSize ?? DEFAULT_QUEUE_BATCH);
     let hashedCount = 0;
@@ -333,6 +440,7 @@ export async function enqueueIndex(redis: Redis, target: RedisTarget, store: Ima
     let pendingJobs: BatchJob[] = [];
     const flushJobs = async () => {
       if (pendingJobs.length === 0) return;
+      await options.beforeAdd?.();
       const jobs = pendingJobs.map((j) => ({ id: jobId(j), j }));
       const existing = await redis.pipeline(jobs.map((x) => ["exists", `bull:${name}:${x.id}`])).exec();
       const fresh = jobs.filter((_, i) => existing?.[i]?.[1] !== 1);
@@ -375,6 +483,19 @@ export async function enqueueIndex(redis: Redis, target: RedisTarget, store: Ima
   return summary;
 }
 
+/** The line of a short outage. */
+function backAgain(t: RedisTarget, downS: number): string {
+  return `Redis at ${t.shown} answered again after ${downS.toFixed(1)} s; going on`;
+}
+
+/** Await `p` (at most `ms`), whatever it does: clean-up after Redis is gone must not hang. */
+async function settle(p: Promise<unknown> | undefined, ms = 1_000): Promise<void> {
+  if (!p) return;
+  let t: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, ms)))]);
+  clearTimeout(t);
+}
+
 /** `siglip2 index --queue … --status`. */
 export interface QueueStatus {
   queue: string;
@@ -399,12 +520,27 @@ function sumValues(h: Record<string, string>): number {
 }
 
 /** The queue's progress. */
-export async function queueStatus(redis: Redis, target: RedisTarget, name: string): Promise<QueueStatus> {
+export async function queueStatus(redis: Redis, target: RedisTarget, name: string, redisTimeoutS = DEFAULT_REDIS_TIMEOUT_S): Promise<QueueStatus> {
   checkQueueName(name);
+  const watch = new RedisWatch(redis, redisTimeoutS);
+  let queue: Queue | undefined;
+  try {
+    return await orLost(statusWatched(redis, target, name, watch, (q) => (queue = q)), watch, (why) =>
+      new SiglipError("queue-lost", `lost the queue at ${target.shown}: no answer for ${watch.seconds} s (${why}); nothing was changed, ask again once Redis is back`));
+  } catch (e) {
+    if (e instanceof SiglipError && e.code === "queue-lost") await settle(queue?.disconnect());
+    throw e;
+  } finally {
+    watch.stop();
+  }
+}
+
+async function statusWatched(redis: Redis, target: RedisTarget, name: string, watch: RedisWatch, onQueue: (q: Queue) => void): Promise<QueueStatus> {
   const k = keys(name);
   const meta = await readQueueMeta(redis, name);
-  const queue = new Queue(name, { connection: redisOptions(target, false) });
-  queue.on("error", () => {});
+  const queue = new Queue(name, { connection: redisOptions(target, true) });
+  onQueue(queue);
+  queue.on("error", (e: unknown) => watch.reason(e, isConnectionError(e)));
   try {
     const c = await queue.getJobCounts("waiting", "active", "delayed", "prioritized", "completed", "failed");
     const s: QueueStatus = {
@@ -438,6 +574,8 @@ export interface WorkerOptions {
   maxStalledCount?: number;
   /** Exit once the queue holds no waiting, delayed or active job. */
   untilEmpty?: boolean;
+  /** Seconds Redis may stay unreachable before the worker stops (code "queue-lost"); default {@link DEFAULT_REDIS_TIMEOUT_S}. */
+  redisTimeoutS?: number;
   /** One line per job done (stdout JSON in the CLI). */
   onJob?: (r: JobReport) => void;
   /** One line per problem: a job failed, a file changed, Redis went away. */
@@ -470,6 +608,13 @@ function gate(): <T>(f: () => Promise<T>) => Promise<T> {
     tail = run.catch(() => undefined);
     return run;
   };
+}
+
+/** True when a Redis error is the connection dropping or refused (not a command's error). */
+function isConnectionError(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code ?? "";
+  return /^E(?:CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH|NETUNREACH|NOTFOUND|AI_AGAIN|CONNABORTED)$/.test(code) ||
+    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|Connection is closed|Stream isn't writeable|socket/i.test(errorMessage(e));
 }
 
 /** True when a LanceDB failure is a commit conflict with another writer (worth retrying). */
@@ -518,6 +663,10 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
   const gated = Object.create(model) as SigLIP2;
   gated.imageFeaturesSettled = (...a: Parameters<SigLIP2["imageFeaturesSettled"]>) => serial(() => model.imageFeaturesSettled(...a));
   const note = options.onNote ?? (() => {});
+  // LanceDB writes in flight: after Redis is lost the worker awaits them before it returns, and
+  // starts no new one (`abandoned`).
+  const writes = new Set<Promise<unknown>>();
+  let abandoned = false;
 
   const processor = async (job: Job): Promise<JobReport> => {
     let data: BatchJob;
@@ -539,12 +688,18 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
       const skipped: { path: string; reason: string }[] = [];
       try {
         const gen = await redis.incr(k.gen);
-        const s = await indexQueuedBatch(gated, store, data.files, {
+        if (abandoned) throw new Error("Redis was lost; the job stays queued"); // write nothing more
+        // If Redis is lost from here on, this write still ends (committed or not) before the worker
+        // returns: it is idempotent (rows keyed by content hash and path; a re-delivery finds them
+        // and writes nothing twice), so the job, which stays queued, loses nothing either way.
+        const w = indexQueuedBatch(gated, store, data.files, {
           gen,
           ...(setup.maxPatches !== undefined ? { maxPatches: setup.maxPatches } : {}),
           onError: (e) => skipped.push({ path: e.subject ?? "", reason: oneLine(e.message) }),
           ...(options.afterWrite ? { afterWrite: () => options.afterWrite!(String(job.id)) } : {}),
         });
+        writes.add(w);
+        const s = await w.finally(() => writes.delete(w));
         await redis.hset(k.done, String(job.id), String(data.files.length));
         return { job: String(job.id), files: data.files.length, written: s.added + s.updated + s.touched, unchanged: s.unchanged, embedded: s.embedded, reused: s.reused, recovered: s.recovered, skipped, attempt: job.attemptsMade + 1 };
       } catch (e) {
@@ -567,7 +722,11 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
   let failed = 0;
   let lastError = "";
   let lastErrorAt = 0;
+  const watch = new RedisWatch(redis, options.redisTimeoutS ?? DEFAULT_REDIS_TIMEOUT_S, (sec) => note(backAgain(target, sec)));
   worker.on("error", (e: unknown) => {
+    watch.reason(e, isConnectionError(e));
+    // A dropped connection is the watch's to report (one line, at the timeout); anything else is noted.
+    if (isConnectionError(e)) return;
     const m = oneLine(redisFailure(target, e).message);
     if (m !== lastError || Date.now() - lastErrorAt > 30_000) note(`${m} (retrying)`);
     lastError = m;
@@ -584,6 +743,8 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
     note(`${final ? "job failed" : "job failed, will be retried"}: ${oneLine(e.message).slice(0, 300)}`);
   });
   const running = worker.run();
+  let lostWhy: string | undefined;
+  let polling = false;
   const idle = async (): Promise<boolean> => {
     const c = await Promise.all([
       redis.llen(`bull:${name}:wait`), redis.llen(`bull:${name}:active`), redis.zcard(`bull:${name}:delayed`), redis.zcard(`bull:${name}:prioritized`),
@@ -600,18 +761,36 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
     };
     options.stop?.then(finish);
     void running.then(finish, finish);
+    void watch.lost.then((why) => {
+      lostWhy = why;
+      finish();
+    });
     if (options.untilEmpty) {
       const poll = setInterval(() => {
+        if (polling) return; // Redis is slow or away: one poll at a time
+        polling = true;
         idle().then((empty) => {
           if (empty) {
             clearInterval(poll);
             finish();
           }
-        }, () => undefined);
+        }, () => undefined).finally(() => (polling = false));
       }, Math.min(1_000, options.stalledInterval ?? DEFAULT_STALLED_INTERVAL_MS));
       void running.finally(() => clearInterval(poll));
     }
   });
+  if (lostWhy !== undefined) {
+    // Redis is gone: no new write starts; those in flight end (whatever Redis does) before the
+    // tables close and this returns, so no LanceDB commit is cut in half. Jobs not completed stay
+    // in Redis (active, then re-delivered by the stalled-job check once their lock expires).
+    abandoned = true;
+    await Promise.allSettled([...writes]);
+    await settle(worker.close(true));
+    await settle(worker.disconnect());
+    for (const s of stores.values()) await s.then((st) => st.close(), () => undefined);
+    throw new SiglipError("queue-lost", `lost the queue at ${target.shown}: no answer for ${watch.seconds} s (${lostWhy}); ${completed} jobs done by this worker; the rest stay queued and another worker (or this one, rerun) will take them`);
+  }
+  watch.stop();
   await worker.close();
   await running.catch(() => undefined);
   for (const s of stores.values()) await s.then((st) => st.close(), () => undefined);

@@ -43,15 +43,19 @@ function answers(port: number, password?: string): Promise<boolean> {
   });
 }
 
-/** Start redis-server (extra args e.g. `--requirepass x`); throws with a clear message when it is not installed. */
-export async function startRedis(extra: string[] = []): Promise<RedisServer> {
+/**
+ * Start redis-server (extra args e.g. `--requirepass x`); throws with a clear message when it is
+ * not installed. `at.port`: that port (a restart), not a free one; `at.dir`: its working folder, so
+ * that `SHUTDOWN SAVE` writes dump.rdb there and a restart with the same folder loads it.
+ */
+export async function startRedis(extra: string[] = [], at: { port?: number; dir?: string } = {}): Promise<RedisServer> {
   const which = spawnSync("redis-server", ["--version"], { encoding: "utf8" });
   if (which.error || which.status !== 0) {
     throw new Error("redis-server is not installed: the queue tests need it (apt-get install redis-server; .ci/run installs it)");
   }
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort();
-    const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra], { stdio: "ignore" });
+    const port = at.port ?? (await freePort());
+    const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...(at.dir !== undefined ? ["--dir", at.dir] : []), ...extra], { stdio: "ignore" });
     const deadline = Date.now() + 10_000;
     let exited = false;
     proc.once("exit", () => (exited = true));
@@ -72,6 +76,7 @@ export async function startRedis(extra: string[] = []): Promise<RedisServer> {
       await new Promise((r) => setTimeout(r, 50));
     }
     proc.kill("SIGKILL");
+    if (at.port !== undefined) break;
   }
   throw new Error("redis-server did not start on a free port (5 tries)");
 }
