@@ -165,4 +165,27 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
       assert.match(r.stderr, /--redis-timeout/);
     }
   });
+
+  it("a queue worker whose preprocessing threads cannot start stops (exit 2, one line) and its job goes to the next worker", async () => {
+    const redis = await startRedis();
+    try {
+      const dir = await photos(3, 340);
+      const db = join(tempDir("siglip2-outage-db-"), "db");
+      await enqueue(redis.url, dir, db);
+      const short = ["--until-empty", "--lock-duration", "4000", "--stalled-interval", "1000"];
+      const bad = await cli(["worker", "--queue", redis.url, "--model", F32, ...short], { SIGLIP2_TEST_WORKER_FAULT: "start:crash" });
+      assert.equal(bad.guarded, false, `hung (killed by the 90 s guard); stderr: ${bad.stderr}`);
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.equal(lines(bad).length, 1, bad.stderr);
+      assert.match(lines(bad)[0]!, /^siglip2: cannot start the image preprocessing worker threads \(.+\); run again with --workers 0 .*; 0 jobs done by this worker; its job went back to the queue for another worker$/);
+      assert.doesNotMatch(bad.stderr, /job failed/);
+      assert.equal(bad.stdout, "");
+      // Nothing was failed: a healthy worker takes every job (the crashed one's after its lock lapses).
+      const good = await cli(["worker", "--queue", redis.url, "--model", F32, ...short]);
+      assert.equal(good.code, 0, good.stderr);
+      assert.deepEqual((await paths(db)).map((p) => p.slice(dir.length + 1)), ["p0.png", "p1.png", "p2.png"]);
+    } finally {
+      await redis.stop();
+    }
+  });
 });

@@ -25,7 +25,7 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import { Queue, UnrecoverableError, Worker, type Job, type RedisOptions as BullRedisOptions } from "bullmq";
+import { Queue, UnrecoverableError, WaitingError, Worker, type Job, type RedisOptions as BullRedisOptions } from "bullmq";
 import { Redis, type RedisOptions } from "ioredis";
 import type { SigLIP2 } from "../api.js";
 import { SiglipError, errorMessage } from "../errors.js";
@@ -667,8 +667,13 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
   // starts no new one (`abandoned`).
   const writes = new Set<Promise<unknown>>();
   let abandoned = false;
+  // The preprocessing worker threads cannot start (code "workers"): no job can be done here, so the
+  // worker stops (exit 2) instead of failing every job; the job that met it goes back to the wait
+  // list for another worker.
+  let fatal: SiglipError | undefined;
+  let onFatal: () => void = () => {};
 
-  const processor = async (job: Job): Promise<JobReport> => {
+  const processor = async (job: Job, token?: string): Promise<JobReport> => {
     let data: BatchJob;
     try {
       data = parseBatchJob(job.data);
@@ -703,6 +708,15 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
         await redis.hset(k.done, String(job.id), String(data.files.length));
         return { job: String(job.id), files: data.files.length, written: s.added + s.updated + s.touched, unchanged: s.unchanged, embedded: s.embedded, reused: s.reused, recovered: s.recovered, skipped, attempt: job.attemptsMade + 1 };
       } catch (e) {
+        if (e instanceof SiglipError && e.code === "workers") {
+          // Not this job's fault: it goes back to the wait list untouched (no attempt counted) for
+          // another worker, this worker takes no other job, and runWorker stops with the error.
+          fatal ??= e;
+          await settle(worker.pause(true));
+          if (token !== undefined) await settle(job.moveToWait(token));
+          onFatal();
+          throw new WaitingError();
+        }
         if (attempt >= COMMIT_RETRIES || !isCommitConflict(e)) throw e;
         await sleep(Math.min(2_000, 50 * 2 ** attempt) * (0.5 + Math.random()));
       }
@@ -760,6 +774,7 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
       }
     };
     options.stop?.then(finish);
+    onFatal = finish;
     void running.then(finish, finish);
     void watch.lost.then((why) => {
       lostWhy = why;
@@ -779,6 +794,15 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
       void running.finally(() => clearInterval(poll));
     }
   });
+  if (fatal !== undefined) {
+    abandoned = true;
+    await Promise.allSettled([...writes]);
+    watch.stop();
+    await settle(worker.close(true));
+    await settle(worker.disconnect());
+    for (const s of stores.values()) await s.then((st) => st.close(), () => undefined);
+    throw new SiglipError("workers", `${fatal.message}; ${completed} jobs done by this worker; its job went back to the queue for another worker`);
+  }
   if (lostWhy !== undefined) {
     // Redis is gone: no new write starts; those in flight end (whatever Redis does) before the
     // tables close and this returns, so no LanceDB commit is cut in half. Jobs not completed stay
