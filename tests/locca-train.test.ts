@@ -21,7 +21,8 @@ import { paramSpecs, type Objective, type Tower } from "../src/train/model.js";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
 import { startingParams, type Params } from "../src/train/session.js";
 import { synthesize } from "../src/train/synthetic.js";
-import { Trainer } from "../src/train/trainer.js";
+import { Trainer, type TrainConfig } from "../src/train/trainer.js";
+import { Rng } from "../src/train/rng.js";
 import { parseImageProcessorConfig } from "../src/preprocess/index.js";
 import { Checkpoint } from "../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
@@ -40,10 +41,11 @@ async function setUp() {
   const data = new InMemoryPairs(pairs.map((p) => p.pixels), pairs.map((p) => p.caption), tok, 64, { locca: { vocab: 1024, regions } });
   const specs = paramSpecs(ckpt.config, { objectives: OBJ });
   const params = startingParams(ckpt.weights, SOURCE_FIXTURE, specs, 5).params;
-  const make = (o: { freeze?: readonly Tower[]; objectives?: Objective[]; accum?: number; steps?: number; p?: Params } = {}) =>
+  const make = (o: { freeze?: readonly Tower[]; objectives?: Objective[]; accum?: number; steps?: number; p?: Params; extra?: Partial<TrainConfig> } = {}) =>
     Trainer.create(ckpt.config, copy(o.p ?? params), {
       batchSize: 8, accumSteps: o.accum ?? 1, steps: o.steps ?? 4, seed: 2, freeze: o.freeze ?? [], threads: 1, objectives: o.objectives ?? OBJ,
       optimizer: { ...DEFAULT_OPTIMIZER, lr: 1e-3, warmupSteps: 1, totalSteps: o.steps ?? 4 },
+      ...o.extra,
     });
   return { ckpt, data, specs, params, make };
 }
@@ -109,6 +111,51 @@ describe("LocCa training: trainer, decoder checkpoint, resume", async () => {
     for (const [n, v] of t.params) if (!reached(n)) assert.deepEqual(v, s.params.get(n), n);
     assert.notDeepEqual(t.params.get("vision_model.encoder.layers.0.mlp.fc1.weight"), s.params.get("vision_model.encoder.layers.0.mlp.fc1.weight"));
     await t.release();
+  });
+
+  it("arefRows 3 (task mix): 3 referring-expression rows per example with regions, S = 5m; the default keeps 1 and S = 3m", async () => {
+    const ld = s.data.locca!;
+    const aref = ld.tokenize("ARef:");
+    const count = async (t: Trainer) => {
+      // the private row builder the training step uses (rows of micro-batch 0..7 under one RNG)
+      const d = await (t["decoderRows"] as Trainer["decoderRows"]).call(t, s.data, [0, 1, 2, 3, 4, 5, 6, 7], new Rng(3));
+      const L = d.inputIds.length / d.causal.length;
+      let arefRows = 0;
+      let used = 0;
+      for (let r = 0; r < d.causal.length; r++) {
+        const row = Array.from(d.targets.subarray(r * L, (r + 1) * L), Number);
+        if (d.weights.subarray(r * L, (r + 1) * L).some((w) => w > 0)) used++;
+        if (aref.every((id, k) => row[k] === id)) arefRows++;
+      }
+      return { S: d.causal.length, arefRows, used };
+    };
+    // examples 2 and 5 have no regions: 6 of the 8 get an ARef (and a GCap) row
+    const one = await s.make();
+    assert.deepEqual(await count(one), { S: 24, arefRows: 6, used: 8 + 6 + 6 });
+    await one.release();
+    const three = await s.make({ extra: { arefRows: 3 } });
+    assert.deepEqual(await count(three), { S: 40, arefRows: 18, used: 8 + 18 + 6 });
+    const a = await three.trainStep(s.data);
+    const b = await three.trainStep(s.data);
+    assert.ok(Number.isFinite(a.loccaLoss!) && b.loccaLoss! < a.loccaLoss!, `${a.loccaLoss} → ${b.loccaLoss}`);
+    await three.release();
+    for (const bad of [0, 1.5]) await assert.rejects(s.make({ extra: { arefRows: bad } }), (e: unknown) => e instanceof SiglipError && e.code === "usage" && /--aref-rows/.test(e.message));
+    await assert.rejects(s.make({ objectives: ["sigmoid"], extra: { arefRows: 2 } }), (e: unknown) => e instanceof SiglipError && e.code === "usage" && /LocCa/.test(e.message));
+  });
+
+  it("freezeParams: the named tensor (the image position table) stays bit-identical while the rest of the tower trains; an unknown name is a usage error", async () => {
+    const pos = "vision_model.embeddings.position_embedding.weight";
+    const t = await s.make({ extra: { freezeParams: [pos] } });
+    assert.ok(!t.optimizer.trainable.includes(pos));
+    await t.trainStep(s.data);
+    await t.trainStep(s.data);
+    assert.deepEqual(t.params.get(pos), s.params.get(pos));
+    assert.notDeepEqual(t.params.get("vision_model.embeddings.patch_embedding.weight"), s.params.get("vision_model.embeddings.patch_embedding.weight"));
+    await t.release();
+    const free = await s.make();
+    assert.ok(free.optimizer.trainable.includes(pos));
+    await free.release();
+    await assert.rejects(s.make({ extra: { freezeParams: ["vision_model.nope"] } }), (e: unknown) => e instanceof SiglipError && e.code === "usage" && /no parameter named "vision_model.nope"/.test(e.message));
   });
 
   it("nothing to train: --freeze vision,text with sigmoid only is a usage error; unknown objectives too", async () => {

@@ -13,7 +13,9 @@
  * masking ratio 1); referring expressions and grounded captions are always causal.
  *
  * A batch: the n captions first (row i = image i), then ARef and GCap of each image that has
- * regions, then empty rows (weight 0: left out of the loss) up to the graph's static S (3n).
+ * regions, then the extra referring expressions of each image (`extraArefs`, only with the
+ * trainer's `arefRows` > 1), then empty rows (weight 0: left out of the loss) up to the graph's
+ * static S (3n; (2 + arefRows)·n with extra referring expressions).
  */
 import type { LocCaPrompt, LocCaTask } from "../tasks/boxes.js";
 import type { LocCaTargets } from "./scenes/locca.js";
@@ -83,6 +85,9 @@ export function buildDecoderBatch(examples: readonly LocCaTargets[], o: DecoderB
   });
   examples.forEach((ex, i) => {
     for (const p of [ex.aref, ex.gcap]) if (p) rows.push({ seq: buildSequence(p, o.tokenize, L, o.specials, false), image: i });
+  });
+  examples.forEach((ex, i) => {
+    for (const p of ex.extraArefs ?? []) rows.push({ seq: buildSequence(p, o.tokenize, L, o.specials, false), image: i });
   });
   const S = o.sequences ?? 3 * examples.length;
   if (rows.length > S) throw new Error(`internal: ${rows.length} decoder sequences for ${S} rows`);

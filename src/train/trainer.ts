@@ -16,7 +16,13 @@
  * The region choices and the parallel-caption draws (p = 0.5) come from one RNG per step, seeded
  * by (seed, step): a run is reproducible and a resumed run sees the same rows. The LocCa loss
  * uses vocabulary chunks of `vocabChunk` rows (default: 8192 when the vocabulary is larger,
- * else the full logits).
+ * else the full logits). `arefRows` k (default 1; an experiment knob for the task mix) gives each
+ * example with regions k referring-expression rows instead of one (S = (2 + k)m): the LocCa loss
+ * is the mean over rows, so the ARef share of it goes from 1/3 to k/(2 + k).
+ *
+ * `freezeParams` (default none): parameter names that never train (no update, no weight decay),
+ * e.g. "vision_model.embeddings.position_embedding.weight" to keep a sine–cosine position table
+ * fixed.
  *
  * What trains: a frozen tower (`freeze`: a list of "vision", "text") never does. The sigmoid
  * loss trains t', b and the unfrozen towers. The LocCa loss trains the decoder and, through
@@ -98,6 +104,10 @@ export interface TrainConfig {
   objectives?: readonly Objective[];
   /** LocCa loss in vocabulary chunks of this many rows (default: see the module comment). */
   vocabChunk?: number;
+  /** LocCa: referring-expression rows per example with regions (default 1; see the module comment). */
+  arefRows?: number;
+  /** Parameters by name that never train (default none). */
+  freezeParams?: readonly string[];
   /** Chunked loss block size (default: the full m×m loss). */
   lossChunk?: number;
   threads?: number;
@@ -149,6 +159,8 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   if (c.budgetDraw === "batch") r["budgetDraw"] = "batch";
   if (c.curate) r["curate"] = { ratio: c.curate.ratio, teacher: c.curate.teacherId };
   if (c.langMix) r["langMix"] = langMixString(c.langMix);
+  if ((c.arefRows ?? 1) !== 1) r["arefRows"] = c.arefRows;
+  if (c.freezeParams?.length) r["freezeParams"] = [...c.freezeParams];
   return r;
 }
 
@@ -243,7 +255,12 @@ export class Trainer {
     if (!sigmoidTrains && !locca) {
       throw new SiglipError("usage", "--freeze vision,text with --objectives sigmoid leaves nothing to train; add the LocCa decoder (--objectives sigmoid,locca or locca) or unfreeze a tower");
     }
+    const arefRows = c.arefRows ?? 1;
+    if (!Number.isInteger(arefRows) || arefRows < 1) throw new SiglipError("usage", `--aref-rows must be a positive integer (got ${c.arefRows})`);
+    if (arefRows !== 1 && !locca) throw new SiglipError("usage", "--aref-rows is for the LocCa objective; add locca to --objectives");
+    const fixed = new Set(c.freezeParams ?? []);
     const trainable = (p: ParamSpec): boolean => {
+      if (fixed.has(p.name)) return false;
       if (p.name.startsWith("decoder.")) return locca;
       if (isDistillParam(p.name)) return true;
       // self-distillation reaches the whole image tower (the MAP head through the pooled view)
@@ -261,7 +278,7 @@ export class Trainer {
       const vocab = decoderConfig(model.text_config, model.vision_config).vocab;
       if (c.vocabChunk !== undefined && (!Number.isInteger(c.vocabChunk) || c.vocabChunk < 1)) throw new SiglipError("usage", `--vocab-chunk ${c.vocabChunk} must be a positive integer`);
       const chunk = c.vocabChunk ?? (vocab > DEFAULT_VOCAB_CHUNK ? DEFAULT_VOCAB_CHUNK : null);
-      lo = { sequences: 3 * micro, length: model.text_config.max_position_embeddings, vocabChunk: chunk !== null && chunk < vocab ? chunk : null };
+      lo = { sequences: (2 + arefRows) * micro, length: model.text_config.max_position_embeddings, vocabChunk: chunk !== null && chunk < vocab ? chunk : null };
       opts.locca = { sequences: lo.sequences, length: lo.length, ...(lo.vocabChunk !== null ? { vocabChunk: lo.vocabChunk } : {}) };
     }
     if (c.lossChunk !== undefined) opts.lossChunk = c.lossChunk;
@@ -279,6 +296,7 @@ export class Trainer {
     const session = await TrainSession.create(model, opts);
     const missing = session.params.find((s) => !params.has(s.name));
     if (missing) throw new Error(`internal: no value for parameter ${missing.name}`);
+    for (const n of fixed) if (!session.params.some((s) => s.name === n)) throw new SiglipError("usage", `--freeze-param: no parameter named ${JSON.stringify(n)} in this model`);
     const optimizer = new AdamW(c.optimizer, session.params, session.trainable);
     const nf = naflex ? { options: opts, sessions: new Map([[opts.patches!, session]]) } : null;
     const trainer = new Trainer(model, session.params, params, c, optimizer, session, lo, opts, nf);
@@ -322,7 +340,7 @@ export class Trainer {
     const examples: LocCaTargets[] = [];
     for (const i of indices) {
       const { row, width, height } = await ld.row(i);
-      examples.push(locCaTargets(row, width, height, rng));
+      examples.push(locCaTargets(row, width, height, rng, this.config.arefRows ?? 1));
     }
     return buildDecoderBatch(examples, { length: lo.length, sequences: lo.sequences, specials: ld.specials, tokenize: ld.tokenize, rng });
   }

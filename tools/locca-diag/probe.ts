@@ -19,6 +19,7 @@ const { values: a } = parseArgs({ options: {
   objs: { type: "string", default: "1" }, fresh: { type: "boolean", default: false }, freeze: { type: "string", default: "vision,text" },
   train: { type: "string", default: "3000" }, batch: { type: "string", default: "32" }, threads: { type: "string", default: "1" }, evaln: { type: "string", default: "100" },
   name: { type: "string", default: "exp" }, seed: { type: "string", default: "7" }, evalonly: { type: "boolean", default: false },
+  "aref-rows": { type: "string", default: "1" },
 } });
 const MODEL = a.model!, STEPS = Number(a.steps), LR = Number(a.lr), OBJS = Number(a.objs), BATCH = Number(a.batch), THREADS = Number(a.threads), N = Number(a.evaln), SEED = Number(a.seed);
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -50,7 +51,7 @@ const params = startingParams(ckpt.weights, MODEL, specs, SEED).params;
 if (a.fresh) for (const [n, v] of initDecoderParams(specs, SEED + 1)) params.set(n, v);
 const freeze = (a.freeze === "none" ? [] : a.freeze!.split(",")) as Tower[];
 const trainer = await Trainer.create(config, params, {
-  batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze, threads: THREADS, objectives: ["sigmoid", "locca"],
+  batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze, threads: THREADS, objectives: ["sigmoid", "locca"], arefRows: Number(a["aref-rows"]),
   optimizer: { ...DEFAULT_OPTIMIZER, lr: LR, totalSteps: STEPS, warmupSteps: Math.round(STEPS * 0.05) },
 });
 const out = `/tmp/locca-exp/${a.name}`;
@@ -67,5 +68,5 @@ while (trainer.step < STEPS) {
 }
 trainer.save(out, configJson, side);
 await trainer.release();
-await evalDir(out, `${a.name} lr ${LR} steps ${STEPS} objs ${OBJS} fresh ${a.fresh} freeze ${a.freeze}`);
+await evalDir(out, `${a.name} lr ${LR} steps ${STEPS} objs ${OBJS} fresh ${a.fresh} freeze ${a.freeze} aref-rows ${a["aref-rows"]}`);
 log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);

@@ -4,6 +4,10 @@
  * ("ARef: {text} : {box}") and one, sampled independently, for the grounded caption
  * ("GCap: {box} : {text}"), as LocCa does (one box–text pair per example per task). Boxes are
  * quantised with src/tasks/boxes.ts against the image's width and height.
+ *
+ * `arefRows` k > 1 (the trainer's `arefRows`, an experiment on the task mix: more weight on the
+ * referring expression) adds k − 1 more referring expressions in `extraArefs`, each region drawn
+ * after the two above, so k = 1 draws exactly what it always did.
  */
 import { arefPrompt, capPrompt, gcapPrompt, quantizeBox, type LocCaPrompt, type PixelBox } from "../../tasks/boxes.js";
 import type { Rng } from "../rng.js";
@@ -18,16 +22,25 @@ export interface LocCaTargets {
   /** null when the row has no regions. */
   aref: LocCaPrompt | null;
   gcap: LocCaPrompt | null;
+  /** With `arefRows` k > 1 and regions: k − 1 more referring expressions (else empty). */
+  extraArefs?: LocCaPrompt[];
 }
 
-export function locCaTargets(row: RegionRow, width: number, height: number, rng: Rng): LocCaTargets {
+export function locCaTargets(row: RegionRow, width: number, height: number, rng: Rng, arefRows = 1): LocCaTargets {
+  if (!Number.isInteger(arefRows) || arefRows < 1) throw new Error(`internal: arefRows ${arefRows} < 1`);
   const regions = row.regions ?? [];
-  if (regions.length === 0) return { cap: capPrompt(row.text), aref: null, gcap: null };
+  if (regions.length === 0) return { cap: capPrompt(row.text), aref: null, gcap: null, extraArefs: [] };
   const a = regions[rng.int(regions.length)]!;
   const g = regions[rng.int(regions.length)]!;
+  const extraArefs: LocCaPrompt[] = [];
+  for (let k = 1; k < arefRows; k++) {
+    const e = regions[rng.int(regions.length)]!;
+    extraArefs.push(arefPrompt(e.text, quantizeBox(e.box, width, height)));
+  }
   return {
     cap: capPrompt(row.text),
     aref: arefPrompt(a.text, quantizeBox(a.box, width, height)),
     gcap: gcapPrompt(quantizeBox(g.box, width, height), g.text),
+    extraArefs,
   };
 }
