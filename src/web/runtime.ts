@@ -32,6 +32,10 @@ export { CARRY_IN, CARRY_OUT } from "../graph/stages.js";
 export interface RuntimeOptions {
   threads?: number;
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
+  /** As on Node (src/graph/session-options.ts); the web default is onnxruntime's (pre-packing on). */
+  prepack?: boolean;
+  /** false: idle intra-op threads do not spin between kernels (the text tower asks; default onnxruntime's, true). */
+  spin?: boolean;
   cacheDir?: string | null;
   cacheMaxBytes?: number;
 }
@@ -114,13 +118,22 @@ async function readEntry(cache: Cache, id: string): Promise<{ m: WebManifest; by
   }
 }
 
-async function createSession(model: Uint8Array, name: string): Promise<ort.InferenceSession> {
+/** Session options (WASM/WebGPU): the settings of src/graph/session-options.ts that mean something here. */
+export function webSessionOptions(options: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
+  const session: Record<string, string> = {};
+  if (options.spin === false) session["intra_op.allow_spinning"] = "0";
+  const o: ort.InferenceSession.SessionOptions = {
+    executionProviders: webRuntime.executionProviders,
+    graphOptimizationLevel: "all",
+    logSeverityLevel: 4,
+  };
+  if (Object.keys(session).length > 0) o.extra = { session };
+  return o;
+}
+
+async function createSession(model: Uint8Array, name: string, options: RuntimeOptions): Promise<ort.InferenceSession> {
   try {
-    return await ort.InferenceSession.create(model, {
-      executionProviders: webRuntime.executionProviders,
-      graphOptimizationLevel: "all",
-      logSeverityLevel: 4,
-    });
+    return await ort.InferenceSession.create(model, webSessionOptions(options));
   } catch (e) {
     throw ortError(`to load the ${name} graph`, e);
   }
@@ -131,14 +144,14 @@ export class Pipeline {
   private constructor(private readonly sessions: ort.InferenceSession[], private readonly names: string[]) {}
 
   /** The stages cached under the key of `spec` in the Cache API, or built (and stored). */
-  static async cached(spec: CacheSpec, build: () => Graph[], _options: RuntimeOptions = {}): Promise<Pipeline> {
+  static async cached(spec: CacheSpec, build: () => Graph[], options: RuntimeOptions = {}): Promise<Pipeline> {
     const cache = await openCache();
     const id = (await sha256Hex(JSON.stringify({ v: GRAPH_VERSION, pkg: PACKAGE_VERSION, key: await spec.key("") }))).slice(0, 32);
     if (cache) {
       const hit = await readEntry(cache, id);
       if (hit) {
         webRuntime.onCache?.(spec.tower, true);
-        return Pipeline.fromBytes(hit.bytes, hit.m.names);
+        return Pipeline.fromBytes(hit.bytes, hit.m.names, options);
       }
     }
     await webRuntime.beforeBuild?.(spec);
@@ -147,7 +160,7 @@ export class Pipeline {
     const bytes = stages.map((g) => g.toModelBytes());
     webRuntime.afterBuild?.(spec);
     webRuntime.onCache?.(spec.tower, false);
-    const p = await Pipeline.fromBytes(bytes, names);
+    const p = await Pipeline.fromBytes(bytes, names, options);
     if (cache) {
       try {
         for (const [i, b] of bytes.entries()) await cache.put(entryUrl(id, `stage-${i}.onnx`), new Response(b as Uint8Array<ArrayBuffer>));
@@ -160,14 +173,14 @@ export class Pipeline {
     return p;
   }
 
-  static async create(stages: Graph[], _options: RuntimeOptions = {}): Promise<Pipeline> {
-    return Pipeline.fromBytes(stages.map((g) => g.toModelBytes()), stages.map((g) => g.name));
+  static async create(stages: Graph[], options: RuntimeOptions = {}): Promise<Pipeline> {
+    return Pipeline.fromBytes(stages.map((g) => g.toModelBytes()), stages.map((g) => g.name), options);
   }
 
-  private static async fromBytes(bytes: Uint8Array[], names: string[]): Promise<Pipeline> {
+  private static async fromBytes(bytes: Uint8Array[], names: string[], options: RuntimeOptions): Promise<Pipeline> {
     const sessions: ort.InferenceSession[] = [];
     try {
-      for (const [i, b] of bytes.entries()) sessions.push(await createSession(b, names[i] ?? `stage ${i}`));
+      for (const [i, b] of bytes.entries()) sessions.push(await createSession(b, names[i] ?? `stage ${i}`, options));
     } catch (e) {
       for (const s of sessions) await s.release().catch(() => undefined);
       throw e;
