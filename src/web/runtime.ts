@@ -17,6 +17,7 @@ import * as ort from "onnxruntime-web";
 import { SiglipError } from "../errors.js";
 import { releaseStages, runStages } from "../graph/stages.js";
 import type { Graph } from "../graph/graph.js";
+import { webSessionOptions, type WebSessionSettings } from "./session-options.js";
 
 /** Bump when the graphs a given checkpoint and options produce change (as src/graph/runtime.ts). */
 export const GRAPH_VERSION = 2;
@@ -29,13 +30,9 @@ ort.env.logLevel = "fatal";
 export { CARRY_IN, CARRY_OUT } from "../graph/stages.js";
 
 /** What src/models passes (the Node options; only those that mean something here are read). */
-export interface RuntimeOptions {
+export interface RuntimeOptions extends WebSessionSettings {
   threads?: number;
   optimizationLevel?: "disabled" | "basic" | "extended" | "all";
-  /** As on Node (src/graph/session-options.ts); the web default is onnxruntime's (pre-packing on). */
-  prepack?: boolean;
-  /** false: idle intra-op threads do not spin between kernels (the text tower asks; default onnxruntime's, true). */
-  spin?: boolean;
   cacheDir?: string | null;
   cacheMaxBytes?: number;
 }
@@ -118,22 +115,9 @@ async function readEntry(cache: Cache, id: string): Promise<{ m: WebManifest; by
   }
 }
 
-/** Session options (WASM/WebGPU): the settings of src/graph/session-options.ts that mean something here. */
-export function webSessionOptions(options: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
-  const session: Record<string, string> = {};
-  if (options.spin === false) session["intra_op.allow_spinning"] = "0";
-  const o: ort.InferenceSession.SessionOptions = {
-    executionProviders: webRuntime.executionProviders,
-    graphOptimizationLevel: "all",
-    logSeverityLevel: 4,
-  };
-  if (Object.keys(session).length > 0) o.extra = { session };
-  return o;
-}
-
 async function createSession(model: Uint8Array, name: string, options: RuntimeOptions): Promise<ort.InferenceSession> {
   try {
-    return await ort.InferenceSession.create(model, webSessionOptions(options));
+    return await ort.InferenceSession.create(model, webSessionOptions(options, webRuntime.executionProviders));
   } catch (e) {
     throw ortError(`to load the ${name} graph`, e);
   }
