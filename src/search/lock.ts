@@ -1,6 +1,7 @@
 /**
  * One writer per table: `siglip2 index` holds `<db>/<table>.lock` (the writer's pid,
- * host and a random nonce) while it runs. A lock held by a live process is a one-line
+ * host and a random nonce) while it runs (for an object-store `--db`, a lock file on this
+ * machine: {@link lockPath}). A lock held by a live process is a one-line
  * error; a lock left by a process that no longer exists (kill -9, power loss) is taken
  * over, and exactly one of several processes that try at once wins.
  *
@@ -18,11 +19,12 @@
  *   lock and is taken over the same way (one level deeper).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, fstatSync, linkSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { SiglipError } from "../errors.js";
-import { checkDbFolder, checkTableName, fsReason, shownPath } from "./paths.js";
+import { userCacheHome } from "../user-dirs.js";
+import { checkDbFolder, checkTableName, dbUriScheme, fsReason, shownPath } from "./paths.js";
 
 interface Holder {
   pid?: unknown;
@@ -195,6 +197,23 @@ function own(path: string, content: string, depth: number, lockedError: (h: { pi
   }
 }
 
+/**
+ * The lock file of `table`: `<db>/<table>.lock` in a DB folder. An object store has no
+ * atomic link or rename to build this lock on, so for a `--db` URI the lock lives on this
+ * machine, under `<user cache>/siglip2/locks/` (named by a hash of the URI and table): it keeps
+ * two local runs on this machine apart, not runs on two machines (use `index --queue` there).
+ */
+export function lockPath(dbPath: string, table: string): string {
+  if (dbUriScheme(dbPath) === undefined) return join(dbPath, `${table}.lock`);
+  const dir = join(userCacheHome(), "siglip2", "locks");
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new SiglipError("index", `cannot create the lock folder ${shownPath(dir)} for ${shownPath(dbPath)}: ${fsReason(e)}`, { subject: dir });
+  }
+  return join(dir, `${createHash("sha256").update(JSON.stringify([dbPath.replace(/\/+$/, ""), table])).digest("hex").slice(0, 32)}.lock`);
+}
+
 /** A lock held on one table of a DB (see the module comment). */
 export class TableLock {
   private constructor(
@@ -210,7 +229,7 @@ export class TableLock {
   static acquire(dbPath: string, table: string): TableLock {
     checkTableName(table);
     checkDbFolder(dbPath, { create: true });
-    const path = join(dbPath, `${table}.lock`);
+    const path = lockPath(dbPath, table);
     const content = JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString(), nonce: randomBytes(8).toString("hex") });
     own(path, content, 0, (h) => new SiglipError(
       "index",

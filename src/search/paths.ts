@@ -70,12 +70,42 @@ export function checkTableName(name: string): string {
   return name;
 }
 
+/** Object-store URI schemes that `--db` hands to LanceDB (its object stores: S3 and S3-compatible, S3 with a DynamoDB commit table, Google Cloud Storage, Azure; `file-object-store` is a local folder through the same object-store layer). */
+export const DB_URI_SCHEMES = ["s3", "s3+ddb", "gs", "az", "abfss", "file-object-store"] as const;
+
+/** The scheme of a `--db` written as a URI (`s3://bucket/prefix`), lower-cased; undefined for a folder path. */
+export function dbUriScheme(db: string): string | undefined {
+  return /^([a-z][a-z0-9+.-]*):\/\//i.exec(db)?.[1]!.toLowerCase();
+}
+
+/**
+ * A `--db` URI that this project can use, or a one-line usage error: one of
+ * {@link DB_URI_SCHEMES} with something after `://`. `file://`, `memory://` (nothing kept
+ * after the process) and `db://` (LanceDB Cloud, which needs an API key) are refused.
+ */
+export function checkDbUri(db: string): void {
+  const scheme = dbUriScheme(db)!;
+  const rest = db.slice(scheme.length + 3);
+  const supported = DB_URI_SCHEMES.map((s) => `${s}://`).join(", ");
+  if (scheme === "file") throw new SiglipError("usage", `--db ${shownPath(db)}: pass the folder as a plain path (without file://)`);
+  if (scheme === "memory") throw new SiglipError("usage", `--db ${shownPath(db)}: an in-memory DB keeps nothing after this process; use a folder or an object store (${supported})`);
+  if (scheme === "db") throw new SiglipError("usage", `--db ${shownPath(db)}: LanceDB Cloud (db://) is not supported; use a folder or an object store (${supported})`);
+  if (!(DB_URI_SCHEMES as readonly string[]).includes(scheme)) throw new SiglipError("usage", `--db ${shownPath(db)}: unknown URI scheme "${scheme}"; use a folder or an object store (${supported})`);
+  if (rest.replace(/\/+$/, "") === "") throw new SiglipError("usage", `--db ${shownPath(db)}: the URI names no bucket or folder`);
+}
+
 /**
  * Check the DB folder before use: not empty, not a file. With `create`, make it (and
  * its parents) when missing. Returns false when it does not exist (and was not created).
+ * An object-store URI ({@link dbUriScheme}) is checked by {@link checkDbUri} and counts as
+ * existing: LanceDB itself says whether it holds the table (and whether it can be reached).
  */
 export function checkDbFolder(dbPath: string, options: { create?: boolean } = {}): boolean {
   if (dbPath.trim() === "") throw new SiglipError("usage", "--db: the database folder is an empty path");
+  if (dbUriScheme(dbPath) !== undefined) {
+    checkDbUri(dbPath);
+    return true;
+  }
   let st;
   try {
     st = statSync(dbPath);

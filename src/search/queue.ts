@@ -32,7 +32,7 @@ import { SiglipError, errorMessage } from "../errors.js";
 import { assertSameModel, type EmbeddingSetup } from "./identity.js";
 import { indexQueuedBatch, openForIndexing, type QueuedFile } from "./indexer.js";
 import { oneLine } from "./paths.js";
-import { ImageStore, META_UNREAD, type ImageRow, type TableMeta } from "./store.js";
+import { ImageStore, META_UNREAD, lanceUri, type ImageRow, type TableMeta } from "./store.js";
 import { sha256File, walkImages } from "./walk.js";
 
 /** Files per job (one LanceDB commit each), as for a local run. */
@@ -386,7 +386,7 @@ export interface EnqueueSummary {
 export async function enqueueIndex(redis: Redis, target: RedisTarget, store: ImageStore, roots: string[], options: EnqueueOptions): Promise<EnqueueSummary> {
   const name = checkQueueName(options.name);
   const watch = new RedisWatch(redis, options.redisTimeoutS ?? DEFAULT_REDIS_TIMEOUT_S, (s) => options.onNote?.(backAgain(target, s)));
-  const summary: EnqueueSummary = { queue: name, redis: target.shown, db: resolve(store.dbPath), table: store.tableName, files: 0, unchanged: 0, enqueued: 0, batches: 0, alreadyQueued: 0, failed: 0 };
+  const summary: EnqueueSummary = { queue: name, redis: target.shown, db: lanceUri(store.dbPath), table: store.tableName, files: 0, unchanged: 0, enqueued: 0, batches: 0, alreadyQueued: 0, failed: 0 };
   let queue: Queue | undefined;
   try {
     return await orLost(enqueueWatched(redis, target, store, roots, options, name, summary, watch, (q) => (queue = q)), watch, (why) =>
@@ -401,7 +401,7 @@ export async function enqueueIndex(redis: Redis, target: RedisTarget, store: Ima
 
 async function enqueueWatched(redis: Redis, target: RedisTarget, store: ImageStore, roots: string[], options: EnqueueOptions, name: string, summary: EnqueueSummary, watch: RedisWatch, onQueue: (q: Queue) => void): Promise<EnqueueSummary> {
   const k = keys(name);
-  const db = resolve(store.dbPath);
+  const db = lanceUri(store.dbPath);
   const meta: QueueMeta = { format: 1, db, table: store.tableName, identity: store.meta };
   const old = await readQueueMeta(redis, name);
   if (old && (old.db !== db || old.table !== store.tableName)) {

@@ -22,11 +22,12 @@
  * which {@link ImageStore.removeSuperseded} (run at the start of every index run)
  * and the search (newest row per path) both resolve by keeping the largest `gen`.
  */
+import "./lance-log.js"; // before LanceDB: its Rust log level
 import { connect, Index, type Connection, type Table, type VectorQuery } from "@lancedb/lancedb";
 import { Field, FixedSizeList, Float32, Float64, Int32, Int64, Schema, Utf8 } from "apache-arrow";
 import { join, resolve } from "node:path";
 import { SiglipError, errorMessage } from "../errors.js";
-import { checkDbFolder, checkTableName, oneLine, shownPath } from "./paths.js";
+import { checkDbFolder, checkTableName, dbUriScheme, oneLine, shownPath } from "./paths.js";
 
 /** Default table name. */
 export const DEFAULT_TABLE = "images";
@@ -337,6 +338,9 @@ export function storeFailure(e: unknown, dbPath: string, tableName: string, mode
   if (e instanceof SiglipError) return e;
   const raw = errorMessage(e);
   const where = ImageStore.describe(dbPath, tableName);
+  if (dbUriScheme(dbPath) !== undefined && isObjectStoreTransport(raw)) {
+    return new SiglipError("index", `cannot reach ${where}: ${objectStoreReason(e)}; nothing written is lost: run the same command again once the object store answers (${objectStoreHint(dbPath)})`, { subject: dbPath, cause: e });
+  }
   if (/No space left|ENOSPC|os error 28\b|File too large|EFBIG|os error 27\b|quota exceeded|EDQUOT|os error 122\b/i.test(raw)) {
     return new SiglipError("index", `cannot write ${where}: no space left on the device (or a file-size limit was reached); free some space and run the same command again (every finished batch is kept)`, { subject: dbPath, cause: e });
   }
@@ -345,6 +349,45 @@ export function storeFailure(e: unknown, dbPath: string, tableName: string, mode
   }
   const rebuild = `siglip2 index DIR --model ${model ?? "M"} --rebuild --db ${shownPath(dbPath)}${tableName === DEFAULT_TABLE ? "" : ` --table ${tableName}`}`;
   return new SiglipError("index", `${where} is damaged (${lanceReason(e)}); rebuild it with ${rebuild}`, { subject: dbPath, cause: e });
+}
+
+/** Where LanceDB's object store for `db` takes its endpoint and credentials from (environment variables). */
+export function objectStoreHint(db: string): string {
+  const scheme = dbUriScheme(db) ?? "";
+  const vars = scheme.startsWith("s3") ? "AWS_ENDPOINT (an S3-compatible server), AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"
+    : scheme === "gs" ? "GOOGLE_SERVICE_ACCOUNT_PATH (or GOOGLE_SERVICE_ACCOUNT_KEY)"
+    : scheme === "az" || scheme === "abfss" ? "AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY"
+    : "";
+  return vars === "" ? "check the URI" : `check the URI, the network and the credentials (LanceDB reads ${vars} from the environment)`;
+}
+
+/** An object-store request that failed on its way (network, DNS, HTTP status, credentials), not a damaged table. */
+function isObjectStoreTransport(raw: string): boolean {
+  return /RetryError|HttpError|ConnectError|dns error|lookup address|error sending request|Failed to resolve region|TokenRequest|status: \d{3}|no Azure account|credential|Connection refused|timed out/i.test(raw);
+}
+
+/**
+ * The cause of an object-store failure in a few words: the connection's error and address
+ * ("tcp connect error to 127.0.0.1:9: connection refused"), an HTTP status with its body, or
+ * the first and the deepest line of LanceDB's "Caused by:" chain.
+ */
+export function objectStoreReason(e: unknown): string {
+  const raw = errorMessage(e);
+  const connectErr = /ConnectError\("([^"]+)", ([^,)\s]+)(?:, Os \{[^}]*message: "([^"]+)")?/.exec(raw);
+  if (connectErr) return oneLine(`${connectErr[1]} to ${connectErr[2]}${connectErr[3] ? `: ${connectErr[3].toLowerCase()}` : ""}`);
+  const status = /status: (\d{3}), body: Some\("([^"]{0,120})/.exec(raw);
+  if (status) {
+    const host = /uri: Some\((https?:\/\/[^/)\s]+)/.exec(raw)?.[1];
+    return oneLine(`HTTP ${status[1]}${host ? ` from ${host}` : ""}: ${status[2]}`);
+  }
+  const tidy = (c: string): string => {
+    let t = c.replace(/,?\s*\S*\.rs:\d+(?::\d+)?/g, "").replace(/^(?:Error:\s*)?(?:Invalid input,\s*)?/, "");
+    for (let prev = ""; prev !== t; ) [prev, t] = [t, t.replace(/^(?:lance error|Generic \S+ error|LanceError\(\w+\)):\s*/i, "")];
+    return t.replace(/[\s.,;:]+$/, "").trim();
+  };
+  const chain = raw.split(/\s*Caused by:\s*/).map(tidy).filter((c) => c !== "");
+  const m = chain.length > 1 ? `${chain[1]}: ${chain[chain.length - 1]}` : chain.length === 1 && !/[{]/.test(chain[0]!) ? chain[0]! : lanceReason(e);
+  return oneLine(m.length > 200 ? `${m.slice(0, 199)}…` : m);
 }
 
 /**
@@ -446,6 +489,7 @@ export class ImageStore {
     try {
       db = await connect(lanceUri(dbPath), options.readConsistencyInterval !== undefined ? { readConsistencyInterval: options.readConsistencyInterval } : {});
     } catch (e) {
+      if (dbUriScheme(dbPath) !== undefined) throw new SiglipError("index", `cannot open the DB ${shownPath(dbPath)}: ${objectStoreReason(e)}; ${objectStoreHint(dbPath)}`, { subject: dbPath });
       throw new SiglipError("index", `cannot open the DB ${shownPath(dbPath)} (${lanceReason(e)})`, { subject: dbPath });
     }
     try {

@@ -25,9 +25,9 @@ export interface Child {
   waitFor(re: RegExp, ms?: number, stream?: "stderr" | "stdout"): Promise<void>;
 }
 
-/** Start `siglip2 ARGS` (HF_HUB_OFFLINE=1 plus `env`). */
-export function start(args: string[], env: NodeJS.ProcessEnv = {}, guardMs = 90_000): Child {
-  const proc = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HF_HUB_OFFLINE: "1", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/** Start `siglip2 ARGS` (HF_HUB_OFFLINE=1 plus `env`), in `cwd` when given. */
+export function start(args: string[], env: NodeJS.ProcessEnv = {}, guardMs = 90_000, cwd?: string): Child {
+  const proc = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HF_HUB_OFFLINE: "1", ...env }, stdio: ["ignore", "pipe", "pipe"], ...(cwd !== undefined ? { cwd } : {}) });
   const text = { stdout: "", stderr: "" };
   let guarded = false;
   const guard = setTimeout(() => {
@@ -54,6 +54,6 @@ export function start(args: string[], env: NodeJS.ProcessEnv = {}, guardMs = 90_
 }
 
 /** Run `siglip2 ARGS` to its end. */
-export function cli(args: string[], env: NodeJS.ProcessEnv = {}, guardMs = 90_000): Promise<Run> {
-  return start(args, env, guardMs).done;
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}, guardMs = 90_000, cwd?: string): Promise<Run> {
+  return start(args, env, guardMs, cwd).done;
 }
