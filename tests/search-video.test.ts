@@ -17,12 +17,15 @@ import { SigLIP2 } from "../src/api.js";
 import { SiglipError } from "../src/errors.js";
 import { embeddingSetup, modelName } from "../src/search/identity.js";
 import { buildIndex, openForIndexing, type IndexOptions, type IndexSummary } from "../src/search/indexer.js";
+import { parseBatchJob } from "../src/search/queue.js";
 import { searchImage } from "../src/search/search.js";
 import { ImageStore, type StoredImage } from "../src/search/store.js";
 import { embedVideo, formatTime, probeVideo, readFrames, RGB_SWS_FLAGS, selectFilter, type VideoSampling } from "../src/search/video.js";
 import { findDuplicates } from "../src/search/dedupe.js";
 import { Thumbnailer } from "../src/server/ui/thumbnails.js";
+import { cli as queueCli } from "./harness/cli-child.js";
 import { tempDir } from "./harness/files.js";
+import { startRedis } from "./harness/redis.js";
 import { FIXTURES, REPO } from "./harness/paths.js";
 
 const BIN = join(REPO, "dist", "cli", "main.js");
@@ -394,5 +397,52 @@ describe("videos in the index", { skip: HAVE_FFMPEG ? false : "ffmpeg is not ins
     const s = await index(db, [dir]);
     assert.deepEqual([s.unchanged, s.added, s.total], [1, 1, 4]);
     assert.deepEqual((await rows(db)).map((r) => r.timeS), [undefined, 0, 2, 4]);
+  });
+  it("videos through the queue: one job per video, a worker writes its frames as a local run does; a re-run enqueues nothing", { skip: existsSync(BIN) ? false : "dist/ not built" }, async () => {
+    const dir = join(base, "queued");
+    mkdirSync(dir);
+    copyFileSync(rgb, join(dir, "clip.mp4"));
+    for (const [i, c] of ["#204080", "#c08020"].entries()) writeFileSync(join(dir, `p${i}.png`), await sharp({ create: { width: 20, height: 14, channels: 3, background: c } }).png().toBuffer());
+    const local = join(tempDir(), "db");
+    assert.equal(cli(["index", dir, "--model", F32, "--db", local, "--video-fps", "1"]).code, 0);
+    const redis = await startRedis();
+    try {
+      const db = join(tempDir(), "db");
+      const q = await queueCli(["index", dir, "--queue", redis.url, "--db", db, "--model", F32, "--video-fps", "1"]);
+      assert.equal(q.code, 0, q.stderr);
+      const summary = JSON.parse(q.stdout) as { files: number; enqueued: number; videos: number; batches: number };
+      assert.deepEqual([summary.files, summary.enqueued, summary.videos, summary.batches], [3, 3, 1, 2]); // one job of 2 images, one of the video
+      assert.match(q.stderr, /enqueued 3 of 3 files \(1 video, one job each\) in 2 batches/);
+      const w = await queueCli(["worker", "--queue", redis.url, "--model", F32, "--until-empty", "--stalled-interval", "1000"]);
+      assert.equal(w.code, 0, w.stderr);
+      const reports = w.stdout.trim().split("\n").map((l) => JSON.parse(l) as { files: number; frames: number; written: number });
+      assert.deepEqual(reports.map((r) => [r.files, r.frames, r.written]).sort(), [[1, 6, 1], [2, 0, 2]]); // 6 s at 1 fps
+      const want = await rows(local);
+      const got = await rows(db);
+      assert.deepEqual(got.map((r) => [r.path, r.timeS]), want.map((r) => [r.path, r.timeS]));
+      assert.equal(got.filter((r) => r.timeS !== undefined).length, 6);
+      for (const [i, r] of got.entries()) assert.ok(r.vector.every((x, j) => Math.abs(x - want[i]!.vector[j]!) <= 1e-6), `${r.path} @ ${r.timeS}`);
+      const again = await queueCli(["index", dir, "--queue", redis.url, "--db", db, "--model", F32, "--video-fps", "1"]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual([(JSON.parse(again.stdout) as { unchanged: number }).unchanged, (JSON.parse(again.stdout) as { enqueued: number }).enqueued], [3, 0]);
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it("a queued video job's data is checked: one file, a sampling within the CLI's bounds", () => {
+    const job = { v: 1, db: "/tmp/db", table: "images", fingerprint: "ab".repeat(32), files: [{ path: "/tmp/a.mp4", size: 1, mtimeMs: 1, sha256: "0".repeat(64) }] };
+    assert.deepEqual(parseBatchJob({ ...job, video: { mode: "fps", fps: 0.5, maxFrames: 10 } }).video, { mode: "fps", fps: 0.5, maxFrames: 10 });
+    assert.deepEqual(parseBatchJob({ ...job, video: { mode: "scenes", threshold: 0.3, maxFrames: 5 } }).video, { mode: "scenes", threshold: 0.3, maxFrames: 5 });
+    assert.equal(parseBatchJob(job).video, undefined);
+    const bad: [unknown, RegExp][] = [
+      [{ ...job, files: [job.files[0], { ...job.files[0], path: "/tmp/b.mp4" }], video: { mode: "fps", fps: 1, maxFrames: 1 } }, /a video job holds 2 files, not 1/],
+      [{ ...job, video: { mode: "fps", fps: 0, maxFrames: 10 } }, /"video": --video-fps must be a number above 0/],
+      [{ ...job, video: { mode: "fps", fps: 1, maxFrames: 1.5 } }, /"video": --video-max-frames must be an integer/],
+      [{ ...job, video: { mode: "blink", maxFrames: 1 } }, /"video.mode" is neither "fps" nor "scenes"/],
+      [{ ...job, video: { mode: "scenes", threshold: "0.3", maxFrames: 1 } }, /"video.threshold" is not a number/],
+      [{ ...job, video: [1] }, /"video" is not an object/],
+    ];
+    for (const [data, re] of bad) assert.throws(() => parseBatchJob(data), (e: Error) => e instanceof SiglipError && /^malformed job data: /.test(e.message) && re.test(e.message), JSON.stringify(data));
   });
 });

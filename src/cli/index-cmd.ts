@@ -99,6 +99,7 @@ async function cmdQueue(ctx: CliContext, roots: string[], o: IndexOpts): Promise
   if (roots.length === 0) throw new SiglipError("usage", "no folders given: siglip2 index DIR [DIR ...] --queue URL --model M");
   if (o.model === undefined) throw new SiglipError("usage", "--model is required to enqueue (the table records which model its vectors come from)");
   if (o.rebuild || o.prune) throw new SiglipError("usage", `--${o.rebuild ? "rebuild" : "prune"} is for local runs; with --queue, run it without --queue first`);
+  const videos = samplingOf(o);
   const { embeddingSetup, modelName } = await import("../search/identity.js");
   const { openForIndexing } = await import("../search/indexer.js");
   const { ImageStore } = await import("../search/store.js");
@@ -117,6 +118,7 @@ async function cmdQueue(ctx: CliContext, roots: string[], o: IndexOpts): Promise
     const summary = await q.enqueueIndex(redis, target, store, roots, {
       name,
       batchSize: o.batchSize ?? q.DEFAULT_QUEUE_BATCH,
+      videos,
       ...(o.redisTimeout !== undefined ? { redisTimeoutS: o.redisTimeout } : {}),
       onNote: note,
       ...enqueueTestPause(),
@@ -129,7 +131,7 @@ async function cmdQueue(ctx: CliContext, roots: string[], o: IndexOpts): Promise
     progress?.stop();
     const seconds = (Date.now() - t0) / 1000;
     process.stdout.write(`${JSON.stringify({ ...summary, model: setup.model, fingerprint: setup.fingerprint, seconds })}\n`);
-    note(`enqueued ${summary.enqueued} of ${summary.files} files in ${summary.batches} batches on queue ${summary.queue} (${summary.redis}) in ${seconds.toFixed(1)} s; ${summary.unchanged} unchanged${summary.alreadyQueued ? `, ${summary.alreadyQueued} batches already queued` : ""}; start workers with: siglip2 worker --queue ${summary.redis} --model ${o.model}${o.queueName !== undefined ? ` --queue-name ${name}` : o.table !== DEFAULT_TABLE ? ` --table ${o.table}` : ""}`);
+    note(`enqueued ${summary.enqueued} of ${summary.files} files${summary.videos > 0 ? ` (${summary.videos} video${summary.videos === 1 ? "" : "s"}, one job each)` : ""} in ${summary.batches} batches on queue ${summary.queue} (${summary.redis}) in ${seconds.toFixed(1)} s; ${summary.unchanged} unchanged${summary.alreadyQueued ? `, ${summary.alreadyQueued} batches already queued` : ""}; start workers with: siglip2 worker --queue ${summary.redis} --model ${o.model}${o.queueName !== undefined ? ` --queue-name ${name}` : o.table !== DEFAULT_TABLE ? ` --table ${o.table}` : ""}`);
   } finally {
     store?.close();
     await model?.close();

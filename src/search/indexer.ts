@@ -280,7 +280,7 @@ export async function indexQueuedBatch(
   model: SigLIP2,
   store: ImageStore,
   files: QueuedFile[],
-  options: { gen: number; maxPatches?: number; onError?: (e: SiglipError) => void; afterWrite?: IndexOptions["afterWrite"] },
+  options: { gen: number; maxPatches?: number; video?: VideoSampling; onError?: (e: SiglipError) => void; afterWrite?: IndexOptions["afterWrite"] },
 ): Promise<IndexSummary> {
   if (model.dim !== store.meta.dim) throw new SiglipError("index", `${store.where} holds ${store.meta.dim}-dim vectors; the model gives ${model.dim}`);
   const summary: IndexSummary = {
@@ -313,7 +313,11 @@ export async function indexQueuedBatch(
     if (options.maxPatches !== undefined) runOptions.maxPatches = options.maxPatches;
     if (options.afterWrite) runOptions.afterWrite = options.afterWrite;
     const run: IndexRun = { model, store, options: runOptions, onError: options.onError ?? (() => {}), summary, state, knownHashes, gen: options.gen - 1, time: (_stage, fn) => fn() };
-    await indexBatch(run, 0, await prepareBatch(run, pending, true));
+    if (options.video) {
+      // A video job (queue.ts: one video each): its frames in one commit, as in a local run.
+      run.sampling = options.video;
+      for (const p of pending) await indexVideo(run, p, 0);
+    } else await indexBatch(run, 0, await prepareBatch(run, pending, true));
   }
   return summary;
 }
@@ -403,14 +407,15 @@ async function indexBatch(run: IndexRun, batchNo: number, prepared: Prepared): P
 }
 
 /** A queued file whose content is not what was enqueued: reported, not written, its old row kept (false: leave it out). */
-function changedSinceEnqueued(run: IndexRun, h: Hashed): false {
+function changedSinceEnqueued(run: IndexRun, h: Pick<Hashed, "file" | "sha256" | "expected">): false {
   run.summary.failed++;
   run.onError(new SiglipError("image", `cannot index ${shownPath(h.file.path)}: its content changed after it was enqueued (SHA-256 ${h.sha256.slice(0, 12)}, enqueued as ${h.expected!.slice(0, 12)}); enqueue it again to index its new content`, { subject: h.file.path }));
   return false;
 }
 
 /**
- * Step 3b, one video: hash it; reuse the frames of a video with the same content (touched,
+ * Step 3b, one video (also a queue's video job, {@link indexQueuedBatch}; a hash other than the
+ * enqueued one is reported, not written): hash it; reuse the frames of a video with the same content (touched,
  * copied, renamed) or sample and embed its frames; write all its frame rows in ONE commit;
  * then delete the rows they replace. A video that fails (damaged, ffmpeg error, changed while
  * read) writes nothing; its old rows are removed as for an image that became unreadable.
@@ -427,6 +432,10 @@ async function indexVideo(run: IndexRun, p: Pending, batchNo: number): Promise<b
   const path = p.file.path;
   try {
     const sha256 = await sha256File(path);
+    if (p.expected !== undefined && p.expected !== sha256) {
+      changedSinceEnqueued(run, { file: p.file, sha256, expected: p.expected });
+      return true;
+    }
     const touched = p.prev !== undefined && p.prev.sha256 === sha256;
     let frames = run.knownHashes.has(sha256) ? await store.framesByHash(sha256) : [];
     let meta = p.prev?.meta;

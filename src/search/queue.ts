@@ -33,6 +33,7 @@ import { assertSameModel, type EmbeddingSetup } from "./identity.js";
 import { indexQueuedBatch, openForIndexing, type QueuedFile } from "./indexer.js";
 import { oneLine } from "./paths.js";
 import { ImageStore, META_UNREAD, lanceUri, type ImageRow, type TableMeta } from "./store.js";
+import { DEFAULT_VIDEO_SAMPLING, checkSampling, ffmpegAvailable, isVideoPath, type VideoSampling } from "./video.js";
 import { sha256File, walkImages } from "./walk.js";
 
 /** Files per job (one LanceDB commit each), as for a local run. */
@@ -303,13 +304,15 @@ export interface JobFile {
   sha256: string;
 }
 
-/** A job: one batch of files for one table. */
+/** A job: one batch of images for one table, or one video (`video`: how to sample its frames). */
 export interface BatchJob {
   v: number;
   db: string;
   table: string;
   fingerprint: string;
   files: JobFile[];
+  /** A video job (one file): the frame sampling of the enqueuing run, the same for every worker. */
+  video?: VideoSampling;
 }
 
 /** Validate job data (anything can be pushed into a Redis list): a malformed job is one line. */
@@ -335,18 +338,43 @@ export function parseBatchJob(data: unknown): BatchJob {
     return { path, size, mtimeMs, sha256: sha };
   });
   if (new Set(out.map((f) => f.path)).size !== out.length) throw bad("a path appears twice");
-  return { v: JOB_FORMAT, db: d["db"] as string, table: d["table"] as string, fingerprint: d["fingerprint"] as string, files: out };
+  const job: BatchJob = { v: JOB_FORMAT, db: d["db"] as string, table: d["table"] as string, fingerprint: d["fingerprint"] as string, files: out };
+  if (d["video"] !== undefined) {
+    if (out.length !== 1) throw bad(`a video job holds ${out.length} files, not 1`);
+    job.video = parseSampling(d["video"], bad);
+  }
+  return job;
+}
+
+/** The `video` field of a job: a {@link VideoSampling} within the CLI's bounds. */
+function parseSampling(v: unknown, bad: (why: string) => SiglipError): VideoSampling {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw bad("\"video\" is not an object");
+  const r = v as Record<string, unknown>;
+  const num = (k: string): number => {
+    if (typeof r[k] !== "number") throw bad(`"video.${k}" is not a number`);
+    return r[k] as number;
+  };
+  const s: VideoSampling = r["mode"] === "fps" ? { mode: "fps", fps: num("fps"), maxFrames: num("maxFrames") }
+    : r["mode"] === "scenes" ? { mode: "scenes", threshold: num("threshold"), maxFrames: num("maxFrames") }
+    : (() => { throw bad("\"video.mode\" is neither \"fps\" nor \"scenes\""); })();
+  try {
+    return checkSampling(s);
+  } catch (e) {
+    throw bad(`"video": ${errorMessage(e)}`);
+  }
 }
 
 /** The content-derived id of a job (BullMQ ignores an add whose id exists). */
 function jobId(job: BatchJob): string {
-  const h = createHash("sha256").update(JSON.stringify([job.db, job.table, job.fingerprint, job.files.map((f) => [f.path, f.size, f.mtimeMs, f.sha256])]));
+  const h = createHash("sha256").update(JSON.stringify([job.db, job.table, job.fingerprint, job.files.map((f) => [f.path, f.size, f.mtimeMs, f.sha256]), ...(job.video ? [job.video] : [])]));
   return `b-${h.digest("hex").slice(0, 32)}`;
 }
 
 export interface EnqueueOptions {
   name: string;
   batchSize?: number;
+  /** Videos: how their frames are sampled (one job per video), or false to leave them out; default {@link DEFAULT_VIDEO_SAMPLING}, as a local run. */
+  videos?: VideoSampling | false;
   /** An unreadable file or folder (the run goes on). */
   onError?: (e: SiglipError) => void;
   /** Files hashed so far out of those to enqueue. */
@@ -364,8 +392,10 @@ export interface EnqueueSummary {
   redis: string;
   db: string;
   table: string;
-  /** Image files found. */
+  /** Files found (images, and videos unless left out). */
   files: number;
+  /** Of the enqueued files, videos (one job each). */
+  videos: number;
   /** Files whose row has their size and mtime (not enqueued). */
   unchanged: number;
   /** Files put into jobs. */
@@ -386,7 +416,7 @@ export interface EnqueueSummary {
 export async function enqueueIndex(redis: Redis, target: RedisTarget, store: ImageStore, roots: string[], options: EnqueueOptions): Promise<EnqueueSummary> {
   const name = checkQueueName(options.name);
   const watch = new RedisWatch(redis, options.redisTimeoutS ?? DEFAULT_REDIS_TIMEOUT_S, (s) => options.onNote?.(backAgain(target, s)));
-  const summary: EnqueueSummary = { queue: name, redis: target.shown, db: lanceUri(store.dbPath), table: store.tableName, files: 0, unchanged: 0, enqueued: 0, batches: 0, alreadyQueued: 0, failed: 0 };
+  const summary: EnqueueSummary = { queue: name, redis: target.shown, db: lanceUri(store.dbPath), table: store.tableName, files: 0, unchanged: 0, enqueued: 0, videos: 0, batches: 0, alreadyQueued: 0, failed: 0 };
   let queue: Queue | undefined;
   try {
     return await orLost(enqueueWatched(redis, target, store, roots, options, name, summary, watch, (q) => (queue = q)), watch, (why) =>
@@ -417,7 +447,8 @@ async function enqueueWatched(redis: Redis, target: RedisTarget, store: ImageSto
     const p = state.get(r.path);
     if (!p || r.gen > p.gen) state.set(r.path, r);
   }
-  const walked = await walkImages(roots, { exclude: [store.dbPath], onError });
+  const sampling = options.videos === undefined ? DEFAULT_VIDEO_SAMPLING : options.videos;
+  const walked = await walkImages(roots, { videos: sampling !== false, exclude: [store.dbPath], onError });
   summary.files = walked.length;
   const todo = walked.filter((f) => {
     const prev = state.get(f.path);
@@ -465,7 +496,14 @@ async function enqueueWatched(redis: Redis, target: RedisTarget, store: ImageSto
     };
     for (const f of todo) {
       try {
-        batch.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, sha256: await sha256File(f.path) });
+        const file: JobFile = { path: f.path, size: f.size, mtimeMs: f.mtimeMs, sha256: await sha256File(f.path) };
+        if (sampling !== false && isVideoPath(f.path)) {
+          // A video is its own job (its frames are one commit, as in a local run).
+          pendingJobs.push({ v: JOB_FORMAT, db, table: store.tableName, fingerprint: store.meta.fingerprint, files: [file], video: sampling });
+          summary.enqueued++;
+          summary.videos++;
+          if (pendingJobs.length >= ADD_CHUNK) await flushJobs();
+        } else batch.push(file);
       } catch (e) {
         if (!(e instanceof SiglipError)) throw e;
         onError(e);
@@ -593,6 +631,8 @@ export interface JobReport {
   written: number;
   unchanged: number;
   embedded: number;
+  /** Video frames embedded (a video job). */
+  frames: number;
   reused: number;
   recovered: number;
   /** Files not written, with the reason (changed since enqueued, unreadable). */
@@ -683,6 +723,8 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
     if (data.fingerprint !== setup.fingerprint) {
       throw new UnrecoverableError(`job ${job.id} was enqueued for the checkpoint with fingerprint ${data.fingerprint.slice(0, 12)}, this worker has ${setup.fingerprint.slice(0, 12)} (${setup.model}); vectors of two models are never mixed`);
     }
+    // Not this job's fault: failed (and retried, by this or another worker) without an attempt at it.
+    if (data.video && !ffmpegAvailable()) throw new Error(`job ${job.id} is a video (${oneLine(data.files[0]!.path)}); this worker has no ffmpeg/ffprobe (apt-get install ffmpeg), so another worker (or a local siglip2 index) must take it`);
     let store: ImageStore;
     try {
       store = await storeFor(options.db ?? data.db, data.table);
@@ -699,6 +741,7 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
         // and writes nothing twice), so the job, which stays queued, loses nothing either way.
         const w = indexQueuedBatch(gated, store, data.files, {
           gen,
+          ...(data.video ? { video: data.video } : {}),
           ...(setup.maxPatches !== undefined ? { maxPatches: setup.maxPatches } : {}),
           onError: (e) => skipped.push({ path: e.subject ?? "", reason: oneLine(e.message) }),
           ...(options.afterWrite ? { afterWrite: () => options.afterWrite!(String(job.id)) } : {}),
@@ -706,7 +749,7 @@ export async function runWorker(model: SigLIP2, setup: EmbeddingSetup, redis: Re
         writes.add(w);
         const s = await w.finally(() => writes.delete(w));
         await redis.hset(k.done, String(job.id), String(data.files.length));
-        return { job: String(job.id), files: data.files.length, written: s.added + s.updated + s.touched, unchanged: s.unchanged, embedded: s.embedded, reused: s.reused, recovered: s.recovered, skipped, attempt: job.attemptsMade + 1 };
+        return { job: String(job.id), files: data.files.length, written: s.added + s.updated + s.touched, unchanged: s.unchanged, embedded: s.embedded, frames: s.frames, reused: s.reused, recovered: s.recovered, skipped, attempt: job.attemptsMade + 1 };
       } catch (e) {
         if (e instanceof SiglipError && e.code === "workers") {
           // Not this job's fault: it goes back to the wait list untouched (no attempt counted) for
