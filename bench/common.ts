@@ -49,3 +49,12 @@ export function decoderRowFlops(o: { L: number; D: number; M: number; layers: nu
   const layer = 2 * L * (4 * D * D + 2 * D * D + 2 * D * M) + 2 * P * 2 * Dv * D + 2 * 2 * L * L * D + 2 * 2 * L * P * D;
   return layers * layer + 2 * L * D * V;
 }
+
+/** The value after `--name` on this process's command line, else `dflt`. */
+export function opt(name: string, dflt: string): string;
+export function opt(name: string, dflt?: string): string | undefined;
+export function opt(name: string, dflt?: string): string | undefined {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? (argv[i + 1] ?? dflt) : dflt;
+}

@@ -24,14 +24,10 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, homedir, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO, childJson, referencePython } from "./common.js";
+import { REPO, childJson, referencePython, opt } from "./common.js";
 import { PHOTO_SIZES, writePhotos } from "./photos.js";
 
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : dflt;
-};
 const N = Number(opt("photos", "10000"));
 const bases = Number(opt("bases", "48"));
 const sample = Number(opt("sample", "32"));

@@ -14,12 +14,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { SigLIP2 } from "../src/api.js";
 import type { Int8Options } from "../src/models/loader.js";
 import type { FixresVisionTower } from "../src/models/siglip.js";
+import { opt } from "./common.js";
 
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt?: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : dflt;
-};
 const threads = Number(opt("threads", "2"));
 const dtype = opt("dtype", "fp32") as "fp32" | "int8";
 const int8 = JSON.parse(opt("int8", "{}")!) as Int8Options;

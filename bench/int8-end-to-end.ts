@@ -22,13 +22,9 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { cpus, homedir, loadavg } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { REPO, childJson, referencePython } from "./common.js";
+import { REPO, childJson, referencePython, opt } from "./common.js";
 
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : dflt;
-};
 const reps = Number(opt("reps", "3"));
 const threads = Number(opt("threads", String(Math.min(2, cpus().length))));
 const cache = process.env["SIGLIP2_BENCH_CACHE"] ?? join(homedir(), ".cache", "siglip2-bench");

@@ -12,13 +12,10 @@ import { Pipeline, ort } from "../src/graph/runtime.js";
 import type { FixresVisionTower } from "../src/models/siglip.js";
 import { rowCosines } from "../src/tasks/similarity.js";
 import type { NaflexVisionTower } from "../src/models/siglip2.js";
+import { opt } from "./common.js";
 
 const argv = process.argv.slice(2);
 const mode = argv[0];
-const opt = (name: string, dflt?: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : dflt;
-};
 const threads = Number(opt("threads", "2"));
 const minSeconds = Number(opt("min-seconds", "3"));
 

@@ -21,14 +21,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, homedir, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { REPO, childJson, encoderFlops, referencePython } from "./common.js";
+import { REPO, childJson, encoderFlops, referencePython, opt } from "./common.js";
 import { writePhotos } from "./photos.js";
 
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : dflt;
-};
 const cache = process.env["SIGLIP2_BENCH_CACHE"] ?? join(homedir(), ".cache", "siglip2-bench");
 const modelDir = join(cache, "b16-224");
 const QUERIES = ["a red car parked in the street", "two dogs playing on a beach", "a bowl of ramen", "sunset over the mountains",

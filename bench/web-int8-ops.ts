@@ -23,13 +23,10 @@ import { exportModel } from "../src/models/export.js";
 import type { Int8Options } from "../src/models/loader.js";
 import { Checkpoint } from "../src/weights/checkpoint.js";
 import { startServer } from "../tests/browser/server.js";
+import { opt } from "./common.js";
 
 const REPO = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : dflt;
-};
 const reps = Number(opt("reps", "3"));
 const threads = Number(opt("threads", String(Math.min(2, cpus().length))));
 const cache = process.env["SIGLIP2_BENCH_CACHE"] ?? join(homedir(), ".cache", "siglip2-bench");

@@ -20,13 +20,10 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { startServer } from "../tests/browser/server.js";
+import { opt } from "./common.js";
 
 const REPO = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : dflt;
-};
 const reps = Number(opt("reps", "3"));
 const threads = Number(opt("threads", String(Math.min(2, cpus().length))));
 const dtypes = opt("dtypes", "int8,fp32").split(",");
