@@ -51,13 +51,22 @@ async function enqueue(url: string, dir: string, db: string): Promise<void> {
   assert.equal(r.code, 0, r.stderr);
 }
 
+/** A fresh redis-server and `n` photos (seeds from `seed0`) with their DB path, enqueued unless `enqueued` is false; the server is stopped after `body`. */
+async function withQueue(n: number, seed0: number, body: (q: { redis: RedisServer; dir: string; db: string }) => Promise<void>, enqueued = true): Promise<void> {
+  const redis = await startRedis();
+  try {
+    const dir = await photos(n, seed0);
+    const db = join(tempDir("siglip2-outage-db-"), "db");
+    if (enqueued) await enqueue(redis.url, dir, db);
+    await body({ redis, dir, db });
+  } finally {
+    await redis.stop();
+  }
+}
+
 describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout: 300_000 }, () => {
   it("Redis killed under an idle worker: exit 3 within the timeout + 5 s, one line, no stack trace", async () => {
-    const redis = await startRedis();
-    try {
-      const dir = await photos(2, 300);
-      const db = join(tempDir("siglip2-outage-db-"), "db");
-      await enqueue(redis.url, dir, db);
+    await withQueue(2, 300, async ({ redis, dir, db }) => {
       const w = start(["worker", "--queue", redis.url, "--model", F32, "--redis-timeout", "3", "--stalled-interval", "1000"]);
       await w.waitFor(/"job"[^\n]*\n[^\n]*"job"/, 60_000, "stdout"); // both jobs done, the worker waits for more
       const t0 = Date.now();
@@ -72,17 +81,11 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
       assert.match(lines(r)[0]!, /; 2 jobs done by this worker; the rest stay queued and another worker \(or this one, rerun\) will take them$/);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
       assert.equal((await paths(db)).length, 2);
-    } finally {
-      await redis.stop();
-    }
+    });
   });
 
   it("Redis killed while a batch is being written: the worker finishes the write, then exits 3 with one line", async () => {
-    const redis = await startRedis();
-    try {
-      const dir = await photos(3, 310);
-      const db = join(tempDir("siglip2-outage-db-"), "db");
-      await enqueue(redis.url, dir, db);
+    await withQueue(3, 310, async ({ redis, dir, db }) => {
       // The hook pauses 6 s inside the write (after the commit): the exit must wait for it.
       const w = start(["worker", "--queue", redis.url, "--model", F32, "--redis-timeout", "3", "--until-empty", "--stalled-interval", "1000"], { SIGLIP2_WORKER_TEST_PAUSE_MS: "6000" });
       await w.waitFor(/test pause after the commit of job/);
@@ -97,9 +100,7 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
       assert.match(lines(r)[0]!, LOST);
       assert.match(lines(r)[0]!, /; 0 jobs done by this worker;/);
       assert.equal((await paths(db)).length, 1, "the batch in flight was committed");
-    } finally {
-      await redis.stop();
-    }
+    });
   });
 
   it("Redis restarted with its data within the timeout: the worker goes on; every file exactly once", async () => {
@@ -134,10 +135,7 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
   });
 
   it("Redis killed in the middle of an enqueue: exit 3 with one line", async () => {
-    const redis = await startRedis();
-    try {
-      const dir = await photos(3, 330);
-      const db = join(tempDir("siglip2-outage-db-"), "db");
+    await withQueue(3, 330, async ({ redis, dir, db }) => {
       const e = start(["index", dir, "--queue", redis.url, "--db", db, "--model", F32, "--batch-size", "1", "--redis-timeout", "3"], { SIGLIP2_ENQUEUE_TEST_PAUSE_MS: "1000" });
       await e.waitFor(/test pause before adding the batches/);
       const t0 = Date.now();
@@ -151,9 +149,7 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
       assert.match(lines(r)[0]!, LOST);
       assert.match(lines(r)[0]!, /rerun the same command/);
       assert.equal(r.stdout, "");
-    } finally {
-      await redis.stop();
-    }
+    }, false);
   });
 
   it("--redis-timeout is bounds-checked in one line", async () => {
@@ -167,11 +163,7 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
   });
 
   it("a queue worker whose preprocessing threads cannot start stops (exit 2, one line) and its job goes to the next worker", async () => {
-    const redis = await startRedis();
-    try {
-      const dir = await photos(3, 340);
-      const db = join(tempDir("siglip2-outage-db-"), "db");
-      await enqueue(redis.url, dir, db);
+    await withQueue(3, 340, async ({ redis, dir, db }) => {
       const short = ["--until-empty", "--lock-duration", "4000", "--stalled-interval", "1000"];
       const bad = await cli(["worker", "--queue", redis.url, "--model", F32, ...short], { SIGLIP2_TEST_WORKER_FAULT: "start:crash" });
       assert.equal(bad.guarded, false, `hung (killed by the 90 s guard); stderr: ${bad.stderr}`);
@@ -184,8 +176,6 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
       const good = await cli(["worker", "--queue", redis.url, "--model", F32, ...short]);
       assert.equal(good.code, 0, good.stderr);
       assert.deepEqual((await paths(db)).map((p) => p.slice(dir.length + 1)), ["p0.png", "p1.png", "p2.png"]);
-    } finally {
-      await redis.stop();
-    }
+    });
   });
 });
