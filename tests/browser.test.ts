@@ -135,6 +135,12 @@ describe("siglip2/web in chromium", { timeout: 120_000 }, () => {
       await m.close();
       return out;`, { images, texts: man.texts });
     console.log(`# backend ${r.backend}, WASM threads ${r.threads}, WebGPU adapter offered: ${r.webgpu ? "yes" : "no"}`);
+    // WASM runs on onnxruntime-web's CPU-only build (src/web/ort.ts: its own module and binary), WebGPU on the bundled default build.
+    const ortFetched = server.log.map((l: RequestLog) => l.path).filter((p) => /\/ort[.-][^/]*$/.test(p));
+    if (r.backend === "wasm") {
+      for (const f of ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"]) assert.ok(ortFetched.some((p) => p.endsWith(`/${f}`)), `${f} not fetched: ${ortFetched.join(", ")}`);
+      assert.ok(!ortFetched.some((p) => p.endsWith(".jsep.wasm")), `the JSEP binary was fetched for WASM: ${ortFetched.join(", ")}`);
+    } else assert.ok(ortFetched.some((p) => p.endsWith("/ort-wasm-simd-threaded.jsep.wasm")), ortFetched.join(", "));
     const D = 32;
     const gi = golden.readFloat32("image.embeds");
     const gt = golden.readFloat32("text.embeds");

@@ -23,8 +23,8 @@ const OUT_DIR = join(REPO, "dist", "web");
 export const BUNDLE = join(OUT_DIR, "siglip2.js");
 /** The Web Worker entry (src/web/worker.ts), loaded by SigLIP2Worker from next to the bundle. */
 export const WORKER_BUNDLE = join(OUT_DIR, "siglip2.worker.js");
-/** The onnxruntime-web binary the default (JSEP: WASM + WebGPU) bundle loads. */
-export const WASM_FILES = ["ort-wasm-simd-threaded.jsep.wasm"];
+/** The onnxruntime-web files the bundle may load: the default build's .wasm (JSEP: WASM + WebGPU) and the CPU-only build (module, loader, .wasm; src/web/ort.ts). */
+export const WASM_FILES = ["ort-wasm-simd-threaded.jsep.wasm", "ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"];
 
 /** Node-only modules: they must never be reached by browser code. */
 const NODE_ONLY = /^(node:|sharp$|onnxruntime-node$|@lancedb\/|apache-arrow|fastify|@fastify\/|commander$|cli-progress$|(fs|path|os|crypto|url|worker_threads|stream|util|child_process)(\/.*)?$)/;

@@ -16,7 +16,6 @@
  * Reference: src/api.ts (the Node class; same semantics), onnxruntime-web `env.wasm`,
  * `navigator.gpu.requestAdapter()`.
  */
-import * as ort from "onnxruntime-web";
 import { SiglipError } from "../errors.js";
 import type { Int8Options } from "../models/loader.js";
 import { FixresVisionTower, TextTower } from "../models/siglip.js";
@@ -38,6 +37,7 @@ import type { SiglipConfig } from "../weights/config.js";
 import { WebCheckpoint, checkpointBaseUrl, fetchJson } from "./checkpoint.js";
 import type { FetchProgress, HttpOptions } from "./http-source.js";
 import { toRgbImage, webImageName, WEB_MAX_PIXELS, type WebImageInput } from "./image.js";
+import { chooseOrt } from "./ort.js";
 import { webRuntime } from "./runtime.js";
 
 export type { FetchProgress } from "./http-source.js";
@@ -59,7 +59,7 @@ export interface WebLoadOptions {
   backend?: "auto" | WebBackend;
   /** Hub revision when `model` is a Hub id (default "main"). */
   revision?: string;
-  /** Base URL where onnxruntime-web's ort-wasm-simd-threaded.jsep.wasm is served (default: next to this bundle). */
+  /** Base URL where onnxruntime-web's .wasm files are served (default: next to this bundle): `ort-wasm-simd-threaded.jsep.wasm` for WebGPU, `ort-wasm-simd-threaded.wasm` for WASM (src/web/ort.ts). */
   wasmPaths?: string;
   /** WASM threads (only when the page is crossOriginIsolated; default: navigator.hardwareConcurrency). */
   threads?: number;
@@ -105,8 +105,6 @@ const TOWER_PREFIXES: Record<string, string[]> = {
   "vision-naflex": ["vision_model."],
   text: ["text_model."],
 };
-/** onnxruntime-web's binary, copied next to the bundle by tools/build-web.ts. */
-const WASM_FILE = "ort-wasm-simd-threaded.jsep.wasm";
 const TOKEN_TABLE = "text_model.embeddings.token_embedding.weight";
 const NAFLEX_POSITIONS = "vision_model.embeddings.position_embedding.weight";
 
@@ -150,8 +148,9 @@ export class SigLIP2 {
     const offered = await webgpuAdapter();
     const backend: WebBackend = options.backend === "wasm" ? "wasm" : options.backend === "webgpu" || offered ? "webgpu" : "wasm";
     if (options.backend === "webgpu" && !offered) throw new SiglipError("runtime", "backend \"webgpu\" asked for, but navigator.gpu gave no adapter");
-    // Only the .wasm is fetched: its JavaScript loader is inside this bundle.
-    ort.env.wasm.wasmPaths = { wasm: new URL(WASM_FILE, options.wasmPaths ?? new URL("./", import.meta.url).href).href };
+    // WebGPU runs on onnxruntime-web's default (JSEP) build; WASM alone on its CPU-only build, which
+    // is faster there (src/web/ort.ts), loaded from next to this bundle.
+    const ort = await chooseOrt(backend, new URL("./", options.wasmPaths ?? new URL("./", import.meta.url).href).href);
     const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
     const threads = isolated ? Math.max(1, options.threads ?? globalThis.navigator?.hardwareConcurrency ?? 1) : 1;
     ort.env.wasm.numThreads = threads;

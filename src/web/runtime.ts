@@ -13,10 +13,11 @@
  * Reference: onnxruntime-web `InferenceSession.create(bytes, { executionProviders })`, `env.wasm`;
  * the Cache API (https://developer.mozilla.org/docs/Web/API/Cache).
  */
-import * as ort from "onnxruntime-web";
+import type * as OrtTypes from "onnxruntime-web";
 import { SiglipError } from "../errors.js";
 import { releaseStages, runStages } from "../graph/stages.js";
 import type { Graph } from "../graph/graph.js";
+import { ort } from "./ort.js";
 import { webSessionOptions, type WebSessionSettings } from "./session-options.js";
 
 /** Bump when the graphs a given checkpoint and options produce change (as src/graph/runtime.ts). */
@@ -25,7 +26,6 @@ export const GRAPH_VERSION = 2;
 export const PACKAGE_VERSION: string = typeof __SIGLIP2_VERSION__ === "string" ? __SIGLIP2_VERSION__ : "dev";
 declare const __SIGLIP2_VERSION__: string | undefined;
 
-ort.env.logLevel = "fatal";
 
 export { CARRY_IN, CARRY_OUT } from "../graph/stages.js";
 
@@ -115,7 +115,7 @@ async function readEntry(cache: Cache, id: string): Promise<{ m: WebManifest; by
   }
 }
 
-async function createSession(model: Uint8Array, name: string, options: RuntimeOptions): Promise<ort.InferenceSession> {
+async function createSession(model: Uint8Array, name: string, options: RuntimeOptions): Promise<OrtTypes.InferenceSession> {
   try {
     return await ort.InferenceSession.create(model, webSessionOptions(options, webRuntime.executionProviders));
   } catch (e) {
@@ -125,7 +125,7 @@ async function createSession(model: Uint8Array, name: string, options: RuntimeOp
 
 /** A sequence of onnxruntime-web sessions run as one model (as src/graph/runtime.ts). */
 export class Pipeline {
-  private constructor(private readonly sessions: ort.InferenceSession[], private readonly names: string[]) {}
+  private constructor(private readonly sessions: OrtTypes.InferenceSession[], private readonly names: string[]) {}
 
   /** The stages cached under the key of `spec` in the Cache API, or built (and stored). */
   static async cached(spec: CacheSpec, build: () => Graph[], options: RuntimeOptions = {}): Promise<Pipeline> {
@@ -162,7 +162,7 @@ export class Pipeline {
   }
 
   private static async fromBytes(bytes: Uint8Array[], names: string[], options: RuntimeOptions): Promise<Pipeline> {
-    const sessions: ort.InferenceSession[] = [];
+    const sessions: OrtTypes.InferenceSession[] = [];
     try {
       for (const [i, b] of bytes.entries()) sessions.push(await createSession(b, names[i] ?? `stage ${i}`, options));
     } catch (e) {
@@ -177,7 +177,7 @@ export class Pipeline {
   }
 
   /** Run all stages; returns every non-carry output of every stage plus the final carry (src/graph/stages.ts). */
-  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  run(feeds: Record<string, OrtTypes.Tensor>): Promise<Record<string, OrtTypes.Tensor>> {
     return runStages(this.sessions, this.names, feeds, ortError);
   }
 
