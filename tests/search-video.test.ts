@@ -328,7 +328,9 @@ describe("videos in the index", { skip: HAVE_FFMPEG ? false : "ffmpeg is not ins
     mkdirSync(dir);
     writeFileSync(join(dir, "a.png"), await sharp({ create: { width: 16, height: 16, channels: 3, background: "#204060" } }).png().toBuffer());
     const v = join(dir, "long.mp4");
-    ffmpeg(["-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=60", "-pix_fmt", "yuv420p", v]);
+    // 900 frames to embed: long enough (seconds) that the kill below lands inside the video, also
+    // with the fast resampler (60 s / 300 frames were written within the 300 ms before the kill).
+    ffmpeg(["-f", "lavfi", "-i", "testsrc=size=64x48:rate=10:duration=180", "-pix_fmt", "yuv420p", v]);
     const db = join(tempDir(), "db");
     const versions = join(db, "images.lance", "_versions");
     const args = [BIN, "index", dir, "--model", F32, "--db", db, "--video-fps", "5", "--threads", "1"];
@@ -364,9 +366,9 @@ describe("videos in the index", { skip: HAVE_FFMPEG ? false : "ffmpeg is not ins
     const r = cli(args.slice(1));
     assert.equal(r.code, 0, r.stderr);
     const s = lastJson<IndexSummary>(r.stdout);
-    assert.deepEqual([s.unchanged, s.added, s.frames, s.total], [1, 1, 300, 301]);
+    assert.deepEqual([s.unchanged, s.added, s.frames, s.total], [1, 1, 900, 901]);
     const frames = (await rows(db)).filter((x) => x.path === v);
-    assert.deepEqual(frames.map((x) => x.timeS), Array.from({ length: 300 }, (_, i) => Math.round(i * 0.2 * 1e6) / 1e6));
+    assert.deepEqual(frames.map((x) => x.timeS), Array.from({ length: 900 }, (_, i) => Math.round(i * 0.2 * 1e6) / 1e6));
   });
 
   it("a relative --db starting with \"db\" is a folder, not a LanceDB Cloud URI", { skip: existsSync(BIN) ? false : "dist/ not built" }, () => {
