@@ -8,7 +8,7 @@
 // inference decoder (src/models/locca-infer.ts LoccaDecoderModel, greedy `decode` of src/tasks/caption.ts)
 // on held-out memories: Acc@0.5, mIoU, and teacher-forced accuracy of each coordinate's first digit.
 //
-//   node --import tsx tools/locca-diag/synthetic.ts --threads 1 --steps 300 [--objs 2] [--amp 3] [--format canonical|padded]
+//   node --import tsx tools/locca-diag/synthetic.ts --threads 1 --steps 300 [--objs 2] [--amp 3] [--ln] [--format canonical|padded]
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -19,7 +19,7 @@ import { sessionOptions } from "../../src/graph/session-options.js";
 import { decoderConfig, gatherPerSequence, loccaDecoder, selfAttentionMask } from "../../src/models/locca.js";
 import { DECODER_FILE, DECODER_FORMAT, DECODER_VERSION, LoccaDecoderModel } from "../../src/models/locca-infer.js";
 import { InputParams } from "../../src/models/params.js";
-import { BINS, dequantizeBox, parseArefOutput, quantizeBox, type PixelBox, boxToText } from "../../src/tasks/boxes.js";
+import { BINS, dequantizeBox, parseArefOutput, quantizeBox, type BoxFormat, type PixelBox, boxToText } from "../../src/tasks/boxes.js";
 import { decode, logSoftmax, referPrompt } from "../../src/tasks/caption.js";
 import { safetensorsBytes } from "../../src/train/checkpoint.js";
 import { decoderTokenizer } from "../../src/train/data.js";
@@ -41,8 +41,9 @@ const { values: a } = parseArgs({ options: {
   threads: { type: "string", default: "1" }, seed: { type: "string", default: "7" }, evaln: { type: "string", default: "200" },
   objs: { type: "string", default: "1" }, amp: { type: "string", default: "3" }, width: { type: "string", default: "128" },
   layers: { type: "string", default: "4" }, grid: { type: "string", default: "8" }, ln: { type: "boolean", default: false },
-  name: { type: "string", default: "synthetic" },
+  name: { type: "string", default: "synthetic" }, format: { type: "string", default: "canonical" },
 } });
+const FORMAT = a.format as BoxFormat;
 const STEPS = Number(a.steps), LR = Number(a.lr), B = Number(a.batch), THREADS = Number(a.threads), SEED = Number(a.seed);
 const N = Number(a.evaln), OBJS = Number(a.objs), AMP = Number(a.amp), WIDTH = Number(a.width), G = Number(a.grid);
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -122,7 +123,7 @@ let acc = 0, arefAcc = 0, cnt = 0;
 for (let step = 0; step < STEPS; step++) {
   const ex = Array.from({ length: B }, () => example(dataRng));
   const rng = new Rng(mixSeed(mixSeed(SEED, 0x1cca), step)); // as the trainer: one RNG per step for rows
-  const rows = ex.map((e) => locCaTargets({ text: e.caption, regions: e.regions }, IMAGE, IMAGE, rng));
+  const rows = ex.map((e) => locCaTargets({ text: e.caption, regions: e.regions }, IMAGE, IMAGE, rng, 1, FORMAT));
   const db = buildDecoderBatch(rows, { length: L, sequences: S, specials: dt.specials, tokenize: dt.tokenize, rng });
   const mem = new Float32Array(B * P * Dv);
   ex.forEach((e, i) => mem.set(e.memory, i * P * Dv));
@@ -150,7 +151,7 @@ const dir = `/tmp/locca-exp/${a.name}`;
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 writeFileSync(join(dir, "config.json"), JSON.stringify(configJson));
-writeFileSync(join(dir, DECODER_FILE), safetensorsBytes(specs.map((s) => ({ name: s.name, shape: s.shape, data: params.get(s.name)! })), { format: DECODER_FORMAT, version: DECODER_VERSION, layers: String(dc.layers), box_bins: String(BINS) }));
+writeFileSync(join(dir, DECODER_FILE), safetensorsBytes(specs.map((s) => ({ name: s.name, shape: s.shape, data: params.get(s.name)! })), { format: DECODER_FORMAT, version: DECODER_VERSION, layers: String(dc.layers), box_bins: String(BINS), ...(FORMAT !== "canonical" ? { box_format: FORMAT } : {}) }));
 const model = await LoccaDecoderModel.load(new Checkpoint(dir), { threads: THREADS });
 const evalRng = new Rng(9_000_003);
 const held = Array.from({ length: N }, () => example(evalRng));
@@ -170,7 +171,7 @@ for (let s = 0; s < N; s += 16) {
   const res = await decode(next, prompts, spec);
   for (let i = 0; i < chunk.length; i++) {
     const r = chunk[i]!.regions[0]!;
-    const parsed = parseArefOutput(tok.decode(res[i]!.tokens));
+    const parsed = parseArefOutput(tok.decode(res[i]!.tokens), model.boxFormat);
     if (!parsed.ok) { if (unparsed++ < 3) log(`unparsed: ${JSON.stringify(tok.decode(res[i]!.tokens))} (${parsed.reason})`); continue; }
     const v = iou(dequantizeBox(parsed.box, IMAGE, IMAGE), r.box);
     sumIou += v; hits += v >= 0.5 ? 1 : 0;
@@ -178,7 +179,7 @@ for (let s = 0; s < N; s += 16) {
   // teacher-forced: the first digit of each coordinate
   const rows = chunk.map((e, i) => {
     const r = e.regions[0]!;
-    const boxText = boxToText(quantizeBox(r.box, IMAGE, IMAGE));
+    const boxText = boxToText(quantizeBox(r.box, IMAGE, IMAGE), model.boxFormat);
     const pre = [2, ...tok.tokenize(referPrompt(r.text), { lowercase: false })];
     const ids = [...pre, ...tok.tokenize(` ${boxText}`, { lowercase: false })];
     const firsts: number[] = []; // index in ids of each coordinate's first digit token
@@ -193,4 +194,4 @@ for (let s = 0; s < N; s += 16) {
   }));
 }
 await model.release();
-log(`RESULT ${a.name} objs ${OBJS} amp ${AMP} ln ${a.ln} lr ${LR} steps ${STEPS} batch ${B} seed ${SEED}: held-out Acc@0.5 ${(hits / N).toFixed(3)} mIoU ${(sumIou / N).toFixed(3)} unparsed ${unparsed} | TF first-digit acc ymin ${d0[0]!.toFixed(2)} xmin ${d0[1]!.toFixed(2)} ymax ${d0[2]!.toFixed(2)} xmax ${d0[3]!.toFixed(2)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+log(`RESULT ${a.name} format ${model.boxFormat} objs ${OBJS} amp ${AMP} ln ${a.ln} lr ${LR} steps ${STEPS} batch ${B} seed ${SEED}: held-out Acc@0.5 ${(hits / N).toFixed(3)} mIoU ${(sumIou / N).toFixed(3)} unparsed ${unparsed} | TF first-digit acc ymin ${d0[0]!.toFixed(2)} xmin ${d0[1]!.toFixed(2)} ymax ${d0[2]!.toFixed(2)} xmax ${d0[3]!.toFixed(2)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
