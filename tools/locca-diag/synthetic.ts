@@ -34,6 +34,8 @@ import { locCaTargets } from "../../src/train/scenes/locca.js";
 import type { Params } from "../../src/train/session.js";
 import { GemmaTokenizer } from "../../src/tokenizer/gemma.js";
 import { Checkpoint } from "../../src/weights/checkpoint.js";
+import { SigLIP2 } from "../../src/api.js";
+import { generateScenes, renderScenes } from "../../src/train/scenes/index.js";
 import { parseConfig } from "../../src/weights/config.js";
 
 const { values: a } = parseArgs({ options: {
@@ -42,6 +44,7 @@ const { values: a } = parseArgs({ options: {
   objs: { type: "string", default: "1" }, amp: { type: "string", default: "3" }, width: { type: "string", default: "128" },
   layers: { type: "string", default: "4" }, grid: { type: "string", default: "8" }, ln: { type: "boolean", default: false },
   name: { type: "string", default: "synthetic" }, format: { type: "string", default: "canonical" },
+  tower: { type: "string" }, train: { type: "string", default: "4000" },
 } });
 const FORMAT = a.format as BoxFormat;
 const STEPS = Number(a.steps), LR = Number(a.lr), B = Number(a.batch), THREADS = Number(a.threads), SEED = Number(a.seed);
@@ -73,7 +76,25 @@ const posVec = new Float32Array(P * Dv); // the from-scratch --posemb sincos tab
   }
 }
 interface Example { memory: Float32Array; regions: Array<{ box: PixelBox; text: string }>; caption: string }
+// --tower DIR: the memory is that checkpoint's real post-LN patch tokens of generated scenes (≤ --objs objects),
+// computed once (train: --train scenes of seed 7000; held-out: seed 9_000_002 as from-scratch.ts's held-1obj)
+async function towerSet(dir: string, seed: number, count: number): Promise<Example[]> {
+  const m = await SigLIP2.load(dir, { threads: THREADS });
+  const sc = generateScenes({ seed, count, size: IMAGE, maxObjects: OBJS });
+  const out: Example[] = [];
+  for (let s = 0; s < count; s += 256) {
+    const part = sc.slice(s, s + 256);
+    const f = await m.imageFeatures(await renderScenes(part), { patches: true });
+    f.forEach((ff, i) => out.push({ memory: ff.patches!, regions: part[i]!.regions.map((r) => ({ box: r.box, text: r.text })), caption: part[i]!.caption }));
+  }
+  await m.close();
+  return out;
+}
+const towerTrain = a.tower ? await towerSet(a.tower, 7000, Number(a.train)) : null;
+const towerHeld = a.tower ? await towerSet(a.tower, 9_000_002, N) : null;
+let heldNext = 0;
 function example(rng: Rng): Example {
+  if (towerTrain) return rng === evalRng ? towerHeld![heldNext++]! : towerTrain[rng.int(towerTrain.length)]!;
   const memory = posVec.slice();
   const regions: Example["regions"] = [];
   const n = 1 + rng.int(OBJS);
@@ -119,6 +140,7 @@ const dt = decoderTokenizer(tok, dc.vocab);
 
 // ---- train
 const dataRng = new Rng(mixSeed(SEED, 0x5e7));
+const evalRng = new Rng(9_000_003);
 let acc = 0, arefAcc = 0, cnt = 0;
 for (let step = 0; step < STEPS; step++) {
   const ex = Array.from({ length: B }, () => example(dataRng));
@@ -153,7 +175,6 @@ mkdirSync(dir, { recursive: true });
 writeFileSync(join(dir, "config.json"), JSON.stringify(configJson));
 writeFileSync(join(dir, DECODER_FILE), safetensorsBytes(specs.map((s) => ({ name: s.name, shape: s.shape, data: params.get(s.name)! })), { format: DECODER_FORMAT, version: DECODER_VERSION, layers: String(dc.layers), box_bins: String(BINS), ...(FORMAT !== "canonical" ? { box_format: FORMAT } : {}) }));
 const model = await LoccaDecoderModel.load(new Checkpoint(dir), { threads: THREADS });
-const evalRng = new Rng(9_000_003);
 const held = Array.from({ length: N }, () => example(evalRng));
 const iou = (p: readonly number[], t: readonly number[]) => {
   const w = Math.max(0, Math.min(p[2]!, t[2]!) - Math.max(p[0]!, t[0]!)), h = Math.max(0, Math.min(p[3]!, t[3]!) - Math.max(p[1]!, t[1]!));
@@ -194,4 +215,4 @@ for (let s = 0; s < N; s += 16) {
   }));
 }
 await model.release();
-log(`RESULT ${a.name} format ${model.boxFormat} objs ${OBJS} amp ${AMP} ln ${a.ln} lr ${LR} steps ${STEPS} batch ${B} seed ${SEED}: held-out Acc@0.5 ${(hits / N).toFixed(3)} mIoU ${(sumIou / N).toFixed(3)} unparsed ${unparsed} | TF first-digit acc ymin ${d0[0]!.toFixed(2)} xmin ${d0[1]!.toFixed(2)} ymax ${d0[2]!.toFixed(2)} xmax ${d0[3]!.toFixed(2)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+log(`RESULT ${a.name} memory ${a.tower ?? "synthetic"} format ${model.boxFormat} objs ${OBJS} amp ${AMP} ln ${a.ln} lr ${LR} steps ${STEPS} batch ${B} seed ${SEED}: held-out Acc@0.5 ${(hits / N).toFixed(3)} mIoU ${(sumIou / N).toFixed(3)} unparsed ${unparsed} | TF first-digit acc ymin ${d0[0]!.toFixed(2)} xmin ${d0[1]!.toFixed(2)} ymax ${d0[2]!.toFixed(2)} xmax ${d0[3]!.toFixed(2)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
