@@ -382,6 +382,31 @@ describe("siglip2 train --objectives sigmoid,locca (CLI, COCO data)", async () =
     assert.equal(c.status, 0, c.stderr);
     assert.deepEqual(readFileSync(join(next, DECODER_FILE)), readFileSync(join(full, DECODER_FILE)));
   });
+
+  it("--box-format padded is recorded in decoder.safetensors and kept by a fine-tune; a bad value or no LocCa objective is one line", () => {
+    const base = ["--steps", "1", "--batch-size", "4", "--lr", "1e-3"];
+    const out = tempDir();
+    const r = run("--out", out, ...base, "--objectives", "sigmoid,locca", "--box-format", "padded");
+    assert.equal(r.status, 0, r.stderr);
+    const meta = () => { const f = SafetensorsFile.open(join(out, DECODER_FILE)); try { return f.metadata; } finally { f.close(); } };
+    assert.equal(meta()["box_format"], "padded");
+    assert.equal(JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")).run.boxFormat, "padded");
+    // fine-tuning that decoder (no --box-format) keeps its format
+    const next = tempDir();
+    const c = spawnSync(process.execPath, [BIN, "train", "--model", out, "--threads", "1", "--data", join(dir, "coco.json"), "--out", next, ...base, "--objectives", "sigmoid,locca", "--freeze", "vision,text"], { encoding: "utf8" });
+    assert.equal(c.status, 0, c.stderr);
+    const f = SafetensorsFile.open(join(next, DECODER_FILE));
+    assert.equal(f.metadata["box_format"], "padded");
+    f.close();
+    const bad = run("--out", tempDir(), ...base, "--objectives", "sigmoid,locca", "--box-format", "hex");
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--box-format.*hex.*(canonical|padded)/);
+    assert.ok(!/\n\s+at /.test(bad.stderr), bad.stderr);
+    const noLocca = run("--out", tempDir(), ...base, "--box-format", "padded");
+    assert.notEqual(noLocca.status, 0);
+    assert.equal(noLocca.stderr.trim().split("\n").length, 1, noLocca.stderr);
+    assert.match(noLocca.stderr, /--box-format applies to the LocCa decoder/);
+  });
 });
 
 describe("runSynthetic with objectives (for the ablation)", () => {
