@@ -45,6 +45,9 @@ const { values: a } = parseArgs({ options: {
   layers: { type: "string", default: "4" }, grid: { type: "string", default: "8" }, ln: { type: "boolean", default: false },
   name: { type: "string", default: "synthetic" }, format: { type: "string", default: "canonical" },
   tower: { type: "string" }, train: { type: "string", default: "4000" },
+  // decoder kernel init: "bv" (src/train/init.ts, N(0, 0.02²)) or "lecun" (N(0, 1/fan_in), as the towers), optionally only
+  // for the tensors matching --init-only (a regex, e.g. "cross_attn\\.(q|k)_proj")
+  init: { type: "string", default: "bv" }, "init-only": { type: "string", default: "" },
 } });
 const FORMAT = a.format as BoxFormat;
 const STEPS = Number(a.steps), LR = Number(a.lr), B = Number(a.batch), THREADS = Number(a.threads), SEED = Number(a.seed);
@@ -135,6 +138,15 @@ emit(loss.perSequence, "per_seq", [S]);
 for (const s of specs) emit(grads[s.name]!, `grad.${s.name}`, s.shape);
 const session = await ort.InferenceSession.create(g.toModelBytes(), sessionOptions({ threads: THREADS }));
 const params: Params = initDecoderParams(specs, SEED);
+if (a.init === "lecun") {
+  const only = a["init-only"] ? new RegExp(a["init-only"]) : null;
+  for (const s of specs) {
+    if (!s.decay || s.name.startsWith("decoder.lm_head.") || (only && !only.test(s.name))) continue; // kernels only; lm_head stays zero
+    const f = 1 / Math.sqrt(s.shape[s.shape.length - 1]!) / 0.02;
+    const v = params.get(s.name)!;
+    for (let i = 0; i < v.length; i++) v[i] = v[i]! * f;
+  }
+}
 const opt = new AdamW({ ...DEFAULT_OPTIMIZER, lr: LR, totalSteps: STEPS, warmupSteps: Math.round(STEPS * 0.05) }, specs, names);
 const dt = decoderTokenizer(tok, dc.vocab);
 
@@ -215,4 +227,4 @@ for (let s = 0; s < N; s += 16) {
   }));
 }
 await model.release();
-log(`RESULT ${a.name} memory ${a.tower ?? "synthetic"} format ${model.boxFormat} objs ${OBJS} amp ${AMP} ln ${a.ln} lr ${LR} steps ${STEPS} batch ${B} seed ${SEED}: held-out Acc@0.5 ${(hits / N).toFixed(3)} mIoU ${(sumIou / N).toFixed(3)} unparsed ${unparsed} | TF first-digit acc ymin ${d0[0]!.toFixed(2)} xmin ${d0[1]!.toFixed(2)} ymax ${d0[2]!.toFixed(2)} xmax ${d0[3]!.toFixed(2)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+log(`RESULT ${a.name} memory ${a.tower ?? "synthetic"} init ${a.init}${a["init-only"] ? `(${a["init-only"]})` : ""} format ${model.boxFormat} objs ${OBJS} amp ${AMP} ln ${a.ln} lr ${LR} steps ${STEPS} batch ${B} seed ${SEED}: held-out Acc@0.5 ${(hits / N).toFixed(3)} mIoU ${(sumIou / N).toFixed(3)} unparsed ${unparsed} | TF first-digit acc ymin ${d0[0]!.toFixed(2)} xmin ${d0[1]!.toFixed(2)} ymax ${d0[2]!.toFixed(2)} xmax ${d0[3]!.toFixed(2)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
