@@ -47,7 +47,10 @@ const { values: a } = parseArgs({ options: {
   tower: { type: "string" }, train: { type: "string", default: "4000" },
   // decoder kernel init: "bv" (src/train/init.ts, N(0, 0.02²)) or "lecun" (N(0, 1/fan_in), as the towers), optionally only
   // for the tensors matching --init-only (a regex, e.g. "cross_attn\\.(q|k)_proj")
-  init: { type: "string", default: "bv" }, "init-only": { type: "string", default: "" },
+  init: { type: "string", default: "bv" },
+  // --tower only, bridging tests: add the clean sincos cell code (× this) / the clean object vector (× --amp) on the
+  // cells whose centre lies in the region's box, to the real tokens
+  "add-pos": { type: "string", default: "0" }, "add-obj": { type: "boolean", default: false }, "init-only": { type: "string", default: "" },
 } });
 const FORMAT = a.format as BoxFormat;
 const STEPS = Number(a.steps), LR = Number(a.lr), B = Number(a.batch), THREADS = Number(a.threads), SEED = Number(a.seed);
@@ -88,7 +91,18 @@ async function towerSet(dir: string, seed: number, count: number): Promise<Examp
   for (let s = 0; s < count; s += 256) {
     const part = sc.slice(s, s + 256);
     const f = await m.imageFeatures(await renderScenes(part), { patches: true });
-    f.forEach((ff, i) => out.push({ memory: ff.patches!, regions: part[i]!.regions.map((r) => ({ box: r.box, text: r.text })), caption: part[i]!.caption }));
+    f.forEach((ff, i) => {
+      const memory = ff.patches!.slice();
+      const addPos = Number(a["add-pos"]);
+      if (addPos) for (let k = 0; k < memory.length; k++) memory[k]! += addPos * posVec[k]!;
+      if (a["add-obj"]) for (const r of part[i]!.regions.slice(0, 1)) {
+        for (let y = 0; y < G; y++) for (let x = 0; x < G; x++) {
+          const cy = (y + 0.5) * PATCH, cx = (x + 0.5) * PATCH;
+          if (cx >= r.box[0] && cx < r.box[2] && cy >= r.box[1] && cy < r.box[3]) for (let k = 0; k < Dv; k++) memory[(y * G + x) * Dv + k]! += AMP * objectVec[0]![k]!;
+        }
+      }
+      out.push({ memory, regions: part[i]!.regions.map((r) => ({ box: r.box, text: r.text })), caption: part[i]!.caption });
+    });
   }
   await m.close();
   return out;
@@ -227,4 +241,4 @@ for (let s = 0; s < N; s += 16) {
   }));
 }
 await model.release();
-log(`RESULT ${a.name} memory ${a.tower ?? "synthetic"} init ${a.init}${a["init-only"] ? `(${a["init-only"]})` : ""} format ${model.boxFormat} objs ${OBJS} amp ${AMP} ln ${a.ln} lr ${LR} steps ${STEPS} batch ${B} seed ${SEED}: held-out Acc@0.5 ${(hits / N).toFixed(3)} mIoU ${(sumIou / N).toFixed(3)} unparsed ${unparsed} | TF first-digit acc ymin ${d0[0]!.toFixed(2)} xmin ${d0[1]!.toFixed(2)} ymax ${d0[2]!.toFixed(2)} xmax ${d0[3]!.toFixed(2)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+log(`RESULT ${a.name} memory ${a.tower ?? "synthetic"} init ${a.init}${a["init-only"] ? `(${a["init-only"]})` : ""} add-pos ${a["add-pos"]} add-obj ${a["add-obj"]} format ${model.boxFormat} objs ${OBJS} amp ${AMP} ln ${a.ln} lr ${LR} steps ${STEPS} batch ${B} seed ${SEED}: held-out Acc@0.5 ${(hits / N).toFixed(3)} mIoU ${(sumIou / N).toFixed(3)} unparsed ${unparsed} | TF first-digit acc ymin ${d0[0]!.toFixed(2)} xmin ${d0[1]!.toFixed(2)} ymax ${d0[2]!.toFixed(2)} xmax ${d0[3]!.toFixed(2)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
