@@ -398,7 +398,7 @@ export class SigLIP2 {
       if (d instanceof SiglipError) return d;
       const text = tok.decode(d.tokens);
       const name = typeof images[i] === "string" ? (images[i] as string) : `image ${i}`;
-      const parsed = parseArefOutput(text);
+      const parsed = parseArefOutput(text, decoder.boxFormat);
       if (!parsed.ok) {
         const shown = JSON.stringify(text.length > 60 ? `${text.slice(0, 60)}…` : text);
         return new SiglipError("output", `${name}: the decoder's answer to ${textName(query).slice(5)} is not a box: ${shown} (${parsed.reason})`, { subject: name });

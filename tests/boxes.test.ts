@@ -7,8 +7,8 @@ import { describe, it } from "node:test";
 import { isSiglipError } from "../src/errors.js";
 import { Rng } from "../src/train/rng.js";
 import {
-  BINS, arefPrompt, boxToText, capPrompt, dequantizeBox, gcapPrompt, parseArefOutput, parseBoxText, pixelBoxToText, quantizeBox,
-  type PixelBox, type QuantizedBox,
+  BINS, BOX_FORMATS, DEFAULT_BOX_FORMAT, arefPrompt, boxToText, capPrompt, dequantizeBox, gcapPrompt, parseArefOutput, parseBoxText, pixelBoxToText, quantizeBox,
+  type BoxFormat, type PixelBox, type QuantizedBox,
 } from "../src/tasks/boxes.js";
 
 function randomQuantized(r: Rng): QuantizedBox {
@@ -124,5 +124,47 @@ describe("boxes: LocCa prompts", () => {
     assert.deepEqual(parseArefOutput("ARef: the star : 1 2 3 4"), { ok: true, box: [1, 2, 3, 4] });
     assert.deepEqual(parseArefOutput("1 2 3 4"), { ok: true, box: [1, 2, 3, 4] });
     assert.equal(parseArefOutput("the star : 1 2 3").ok, false);
+  });
+});
+
+describe("boxes: the padded (fixed-width) format", () => {
+  const q: QuantizedBox = [12, 40, 300, 410];
+  it("writes every coordinate with 3 digits; canonical stays the default", () => {
+    assert.deepEqual(BOX_FORMATS, ["canonical", "padded"]);
+    assert.equal(DEFAULT_BOX_FORMAT, "canonical");
+    assert.equal(boxToText(q, "padded"), "012 040 300 410");
+    assert.equal(boxToText([0, 5, 99, 499], "padded"), "000 005 099 499");
+    assert.equal(boxToText(q), "12 40 300 410");
+    assert.equal(boxToText(q, "canonical"), "12 40 300 410");
+    assert.equal(pixelBoxToText([10, 20, 30, 40], 100, 200, "padded"), "050 050 100 150");
+    assert.equal(arefPrompt("the red circle", q, "padded").text, "ARef: the red circle : 012 040 300 410");
+    assert.equal(gcapPrompt(q, "the red circle", "padded").text, "GCap: 012 040 300 410 : the red circle");
+    assert.throws(() => boxToText(q, "hex" as BoxFormat), (e: unknown) => isSiglipError(e) && /unknown box format "hex"/.test(e.message));
+  });
+
+  it("box → text → box is exact in both formats (2000 random boxes and the corners)", () => {
+    const r = new Rng(12);
+    const cases: QuantizedBox[] = [[0, 0, 0, 0], [0, 0, 499, 499], [499, 499, 499, 499], [7, 0, 7, 499], [9, 10, 99, 100]];
+    for (let i = 0; i < 2000; i++) cases.push(randomQuantized(r));
+    for (const f of BOX_FORMATS) {
+      for (const q2 of cases) {
+        const t = boxToText(q2, f);
+        assert.deepEqual(parseBoxText(t, f), { ok: true, box: q2 }, `${f}: ${t}`);
+        assert.deepEqual(parseArefOutput(arefPrompt("a star", q2, f).target, f), { ok: true, box: q2 });
+        if (f === "padded") assert.match(t, /^[0-9]{3} [0-9]{3} [0-9]{3} [0-9]{3}$/);
+      }
+    }
+  });
+
+  it("each format parses only its own text (a decoder's answer is read in its checkpoint's format)", () => {
+    assert.deepEqual(parseBoxText("012 040 300 410", "padded"), { ok: true, box: q });
+    assert.deepEqual(parseBoxText(" 000 000 499 499 ", "padded"), { ok: true, box: [0, 0, 499, 499] });
+    const p = parseBoxText("012 040 300 410"); // canonical: leading zeros are not canonical
+    assert.equal(p.ok, false);
+    assert.equal(parseBoxText("12 40 300 410", "padded").ok, false);
+    for (const s of ["12 040 300 410", "0012 040 300 410", "012 040 300 41", "500 000 500 000", "400 000 300 000", "-01 000 000 000", "0a1 000 000 000", "012  040 300 410"]) {
+      assert.equal(parseBoxText(s, "padded").ok, false, s);
+    }
+    assert.equal(parseBoxText("012 040 300 410", "hex" as BoxFormat).ok, false);
   });
 });

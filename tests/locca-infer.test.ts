@@ -208,6 +208,44 @@ describe("SigLIP2.caption / locate", () => {
     }
   });
 
+  it("locate reads the answer in the decoder's recorded box_format (padded); a file without the field is canonical; an unknown one is one line", async () => {
+    const withFormat = (answer: string, format?: string) => loccaCheckpoint({ edit: (t, meta) => {
+      scriptDecoder(t, ids("ARef: red :").length, [...ids(answer), EOS]);
+      if (format !== undefined) meta["box_format"] = format;
+    } });
+    const padded = await SigLIP2.load(withFormat(" 012 040 300 410", "padded"), { tower: { cacheDir: null } });
+    try {
+      assert.equal((await padded.loccaDecoder()).boxFormat, "padded");
+      assert.deepEqual((await padded.locate("red", [PHOTO]))[0]!.box, dequantizeBox(BOX, 300, 200));
+    } finally {
+      await padded.close();
+    }
+    // the same answer from a decoder that records no format (every older checkpoint): canonical, so not a box
+    const old = await SigLIP2.load(withFormat(" 012 040 300 410"), { tower: { cacheDir: null } });
+    try {
+      assert.equal((await old.loccaDecoder()).boxFormat, "canonical");
+      const [r] = await old.locateSettled("red", [PHOTO]);
+      assert.ok(r instanceof SiglipError && r.code === "output" && /"012" is not a canonical decimal integer/.test(r.message), String(r));
+    } finally {
+      await old.close();
+    }
+    // a canonical answer from a padded decoder is not a box either
+    const mixed = await SigLIP2.load(withFormat(" 12 40 300 410", "padded"), { tower: { cacheDir: null } });
+    try {
+      const [r] = await mixed.locateSettled("red", [PHOTO]);
+      assert.ok(r instanceof SiglipError && r.code === "output" && /"12" is not a 3-digit zero-padded integer/.test(r.message), String(r));
+    } finally {
+      await mixed.close();
+    }
+    const bogusDir = withFormat(" 12 40 300 410", "hexadecimal");
+    const bogus = await SigLIP2.load(bogusDir, { tower: { cacheDir: null } });
+    try {
+      await assert.rejects(bogus.locate("red", [PHOTO]), (e: unknown) => e instanceof SiglipError && e.code === "checkpoint" && e.message === `${join(bogusDir, "decoder.safetensors")}: unknown box_format "hexadecimal" (this build reads canonical or padded)`);
+    } finally {
+      await bogus.close();
+    }
+  });
+
   it("NaFlex: images of different patch counts decode in one batch as they do alone (memory mask)", async () => {
     const m = await SigLIP2.load(loccaCheckpoint({ base: "naflex-f32" }), { tower: { cacheDir: null } });
     try {

@@ -26,6 +26,8 @@ import { Rng } from "../src/train/rng.js";
 import { parseImageProcessorConfig } from "../src/preprocess/index.js";
 import { Checkpoint } from "../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
+import { decoderFileBoxFormat } from "../src/models/locca-infer.js";
+import { parseBoxText, type BoxFormat } from "../src/tasks/boxes.js";
 import { tempDir } from "./harness/files.js";
 import { REPO } from "./harness/paths.js";
 import { SOURCE_FIXTURE } from "./harness/trained-fixture.js";
@@ -205,6 +207,44 @@ describe("LocCa training: trainer, decoder checkpoint, resume", async () => {
     assert.throws(() => loadDecoderParams(other, s.specs), /not a LocCa decoder file/);
   });
 
+  it("boxFormat padded: the rows write 3-digit boxes (same draws as canonical), decoder.safetensors records box_format, resume checks it", async () => {
+    const tok = await GemmaTokenizer.fromFile(s.ckpt.tokenizerPath());
+    const boxes = async (t: Trainer, format: BoxFormat) => {
+      const d = await (t["decoderRows"] as Trainer["decoderRows"]).call(t, s.data, [0, 1, 2, 3, 4, 5, 6, 7], new Rng(3));
+      const L = d.inputIds.length / d.causal.length;
+      const out: Array<readonly number[]> = [];
+      for (let r = 0; r < d.causal.length; r++) {
+        const row = Array.from(d.targets.subarray(r * L, (r + 1) * L), Number).filter((id, k) => d.weights[r * L + k]! > 0 && id !== tok.eosId);
+        const text = tok.decode(row);
+        const m = / : ([0-9 ]+)$/.exec(text) ?? /^ ?([0-9 ]+) : /.exec(text); // ARef: "… : box", GCap: "box : …"
+        if (!m) continue;
+        const p = parseBoxText(m[1]!, format);
+        assert.ok(p.ok, `${format}: ${JSON.stringify(text)}`);
+        if (format === "padded") assert.match(m[1]!.trim(), /^[0-9]{3} [0-9]{3} [0-9]{3} [0-9]{3}$/);
+        out.push(p.box);
+      }
+      return out;
+    };
+    const canonical = await s.make();
+    const padded = await s.make({ extra: { boxFormat: "padded" } });
+    const bc = await boxes(canonical, "canonical");
+    assert.equal(bc.length, 12); // 6 examples with regions: an ARef and a GCap row each
+    assert.deepEqual(await boxes(padded, "padded"), bc);
+    await canonical.release();
+    await padded.trainStep(s.data);
+    const dir = tempDir();
+    padded.save(dir, configJson, SOURCE_FIXTURE);
+    await padded.release();
+    const dec = SafetensorsFile.open(join(dir, DECODER_FILE));
+    assert.deepEqual(dec.metadata, { format: "siglip2-locca-decoder", version: "1", layers: "1", box_bins: "500", step: "1", box_format: "padded" });
+    dec.close();
+    assert.equal(decoderFileBoxFormat(dir), "padded");
+    const again = await s.make();
+    assert.throws(() => again.resume(dir), (e: unknown) => e instanceof SiglipError && e.code === "usage" && /boxFormat "padded" → unset/.test(e.message));
+    await again.release();
+    await assert.rejects(s.make({ extra: { boxFormat: "hex" as BoxFormat } }), (e: unknown) => e instanceof SiglipError && e.code === "usage" && e.message === '--box-format must be canonical or padded (got "hex")');
+  });
+
   it("the decoder rows are a pure function of (seed, step): two runs give identical parameters", async () => {
     const a = await s.make({ freeze: ["vision", "text"], steps: 2 });
     const b = await s.make({ freeze: ["vision", "text"], steps: 2 });
@@ -341,6 +381,31 @@ describe("siglip2 train --objectives sigmoid,locca (CLI, COCO data)", async () =
     const c = spawnSync(process.execPath, [BIN, "train", "--model", full, "--threads", "1", "--data", join(dir, "coco.json"), "--out", next, "--steps", "1", "--batch-size", "4"], { encoding: "utf8" });
     assert.equal(c.status, 0, c.stderr);
     assert.deepEqual(readFileSync(join(next, DECODER_FILE)), readFileSync(join(full, DECODER_FILE)));
+  });
+
+  it("--box-format padded is recorded in decoder.safetensors and kept by a fine-tune; a bad value or no LocCa objective is one line", () => {
+    const base = ["--steps", "1", "--batch-size", "4", "--lr", "1e-3"];
+    const out = tempDir();
+    const r = run("--out", out, ...base, "--objectives", "sigmoid,locca", "--box-format", "padded");
+    assert.equal(r.status, 0, r.stderr);
+    const meta = () => { const f = SafetensorsFile.open(join(out, DECODER_FILE)); try { return f.metadata; } finally { f.close(); } };
+    assert.equal(meta()["box_format"], "padded");
+    assert.equal(JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")).run.boxFormat, "padded");
+    // fine-tuning that decoder (no --box-format) keeps its format
+    const next = tempDir();
+    const c = spawnSync(process.execPath, [BIN, "train", "--model", out, "--threads", "1", "--data", join(dir, "coco.json"), "--out", next, ...base, "--objectives", "sigmoid,locca", "--freeze", "vision,text"], { encoding: "utf8" });
+    assert.equal(c.status, 0, c.stderr);
+    const f = SafetensorsFile.open(join(next, DECODER_FILE));
+    assert.equal(f.metadata["box_format"], "padded");
+    f.close();
+    const bad = run("--out", tempDir(), ...base, "--objectives", "sigmoid,locca", "--box-format", "hex");
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--box-format.*hex.*(canonical|padded)/);
+    assert.ok(!/\n\s+at /.test(bad.stderr), bad.stderr);
+    const noLocca = run("--out", tempDir(), ...base, "--box-format", "padded");
+    assert.notEqual(noLocca.status, 0);
+    assert.equal(noLocca.stderr.trim().split("\n").length, 1, noLocca.stderr);
+    assert.match(noLocca.stderr, /--box-format applies to the LocCa decoder/);
   });
 });
 

@@ -33,6 +33,7 @@ import type { SigLIP2 } from "../api.js";
 import type { Trainer } from "../train/trainer.js";
 import { DEFAULT_DISTILL, type DistillConfig } from "../train/distill-config.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
+import { BOX_FORMATS, type BoxFormat } from "../tasks/boxes.js";
 import { CPU_BOUND, intOption, numOption } from "./args.js";
 import { Bar, barsEnabled, downloadProgress } from "./progress.js";
 import { onStdoutClosed } from "./stdout.js";
@@ -55,6 +56,8 @@ interface TrainOpts {
   freeze: Tower[];
   objectives: Objective[];
   vocabChunk?: number;
+  /** LocCa box text (default: a loaded decoder's recorded format, else canonical). */
+  boxFormat?: BoxFormat;
   images?: string;
   lossChunk?: number;
   seed: number;
@@ -190,6 +193,7 @@ function trainerConfig(o: TrainOpts, maxPatches?: PatchBudgets): TrainerConfig {
   if (o.langMix !== undefined) tc.langMix = o.langMix;
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
   if (o.vocabChunk !== undefined) tc.vocabChunk = o.vocabChunk;
+  if (o.boxFormat !== undefined) tc.boxFormat = o.boxFormat;
   if (o.threads !== undefined) tc.threads = o.threads;
   const d = distillConfig(o);
   if (d) tc.distill = d;
@@ -249,6 +253,7 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     throw new SiglipError("usage", "--freeze vision,text with --objectives sigmoid leaves nothing to train; add the LocCa decoder (--objectives sigmoid,locca or locca) or unfreeze a tower");
   }
   if (o.vocabChunk !== undefined && !locca) throw new SiglipError("usage", "--vocab-chunk applies to the LocCa loss; add --objectives sigmoid,locca (or locca)");
+  if (o.boxFormat !== undefined && !locca) throw new SiglipError("usage", "--box-format applies to the LocCa decoder; add --objectives sigmoid,locca (or locca)");
   if (o.curateRatio !== undefined && o.curateTeacher === undefined) throw new SiglipError("usage", "--curate-ratio applies to curation; add --curate-teacher MODEL");
   if (o.curateDtype !== "fp32" && o.curateTeacher === undefined) throw new SiglipError("usage", "--curate-dtype applies to curation; add --curate-teacher MODEL");
   if (o.images !== undefined && !(existsSync(o.images) && statSync(o.images).isDirectory())) throw new SiglipError("usage", `--images ${o.images}: not a folder`);
@@ -268,7 +273,14 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     throw new SiglipError("usage", `--batch-size ${o.batchSize} is more than the ${records.length} pairs of ${o.data}; use --batch-size ${records.length} or fewer`);
   }
   const specs = paramSpecs(config, { objectives: o.objectives });
-  const params = o.fromScratch ? initParams(specs, o.seed) : startingParams(ckpt.weights, dir, specs, o.seed).params;
+  const start = o.fromScratch ? { params: initParams(specs, o.seed), decoder: null } : startingParams(ckpt.weights, dir, specs, o.seed);
+  const params = start.params;
+  // a fine-tuned decoder keeps the box format it was trained with unless --box-format says otherwise
+  if (locca && o.boxFormat === undefined && start.decoder === "loaded") {
+    const { decoderFileBoxFormat } = await import("../models/locca-infer.js");
+    const f = decoderFileBoxFormat(dir);
+    if (f !== "canonical") o = { ...o, boxFormat: f };
+  }
   const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
   const T = config.text_config.max_position_embeddings;
   let data: PairDataset;
@@ -428,6 +440,7 @@ export function registerTrainCommand(program: Command): void {
     .option("--clip <x>", "global gradient-norm clip (0: off)", nonNegative("--clip"), DEFAULT_OPTIMIZER.clipNorm)
     .addOption(new Option("--freeze <towers>", "freeze towers: vision (LiT), text, vision,text (only the LocCa decoder trains), or none").argParser(freezeOption).default([] as Tower[], "none"))
     .addOption(new Option("--objectives <list>", "sigmoid, sigmoid,locca (adds the LocCa decoder: captions, referring expressions, grounded captions; saved in decoder.safetensors), or locca (decoder loss only: the text tower, MAP head, t' and b do not train)").argParser(objectivesOption).default(["sigmoid"] as Objective[], "sigmoid"))
+    .addOption(new Option("--box-format <f>", "LocCa: how boxes are written in the decoder's text: canonical (\"12 40 300 410\") or padded (3 digits each, \"012 040 300 410\"); recorded in decoder.safetensors, which locate reads (default: the loaded decoder's format, else canonical)").choices([...BOX_FORMATS]))
     .option("--vocab-chunk <n>", "LocCa loss over the vocabulary in chunks of n rows (default: 8192 when the vocabulary is larger, else the full logits)", posInt("--vocab-chunk"))
     .option("--distill", "from --distill-start of the run on, add self-distillation (SILC: V local views match an EMA teacher's global view) and masked prediction (TIPS: 50% of the patches masked), weights 1 and 0.25 × --distill-size-factor; heads and teacher are saved in distill.safetensors, not in model.safetensors")
     .option("--distill-start <x>", "fraction of the run after which self-distillation is on (default 0.8)", unitInterval("--distill-start"))

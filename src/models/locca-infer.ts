@@ -9,7 +9,10 @@
  * `decoder.safetensors` (written by `siglip2 train --objectives sigmoid,locca`, beside
  * model.safetensors so that transformers still loads the towers): tensors named `decoder.*`
  * exactly as ./locca.ts asks for them, `__metadata__`
- * `{"format":"siglip2-locca-decoder","version":"1","layers":"<n>","box_bins":"500"}`.
+ * `{"format":"siglip2-locca-decoder","version":"1","layers":"<n>","box_bins":"500"}`, and
+ * `"box_format"` (src/tasks/boxes.ts `BoxFormat`, e.g. "padded") when the decoder was trained on
+ * boxes in a format other than the default; absent = "canonical" (every older file).
+ * {@link LoccaDecoderModel.boxFormat} is what `locate` parses the answer with.
  *
  * Graphs are built per length bucket ({@link LENGTH_BUCKETS}, capped at L =
  * `max_position_embeddings`, the position table), on first use: a call runs the smallest bucket
@@ -33,6 +36,7 @@ import { contentIdentity } from "../weights/fingerprint.js";
 import { decoderConfig, gatherPerSequence, loccaDecoder, selfAttentionMask, DECODER_PREFIX, type DecoderConfig } from "./locca.js";
 import { MASK_FILTER, WeightLoader } from "./loader.js";
 import { InputParams } from "./params.js";
+import { BOX_FORMATS, DEFAULT_BOX_FORMAT, isBoxFormat, type BoxFormat } from "../tasks/boxes.js";
 import { buildMode, emit, runtimeOptions, type TowerOptions } from "./tower.js";
 
 /** File name of the decoder weights in a checkpoint folder. */
@@ -40,6 +44,28 @@ export const DECODER_FILE = "decoder.safetensors";
 /** `__metadata__.format` of {@link DECODER_FILE}. */
 export const DECODER_FORMAT = "siglip2-locca-decoder";
 export const DECODER_VERSION = "1";
+
+/** `__metadata__` key of the decoder's box format (absent: {@link DEFAULT_BOX_FORMAT}). */
+export const BOX_FORMAT_KEY = "box_format";
+
+/** The box format a decoder file's metadata records (absent: canonical); an unknown one is a one-line checkpoint error. */
+export function decoderBoxFormat(metadata: Record<string, string>, path: string): BoxFormat {
+  const v = metadata[BOX_FORMAT_KEY];
+  if (v === undefined) return DEFAULT_BOX_FORMAT;
+  if (!isBoxFormat(v)) throw new SiglipError("checkpoint", `${path}: unknown box_format ${JSON.stringify(v.slice(0, 40))} (this build reads ${BOX_FORMATS.join(" or ")})`, { subject: path });
+  return v;
+}
+
+/** The box format recorded in `dir`'s decoder.safetensors (canonical when it records none). */
+export function decoderFileBoxFormat(dir: string): BoxFormat {
+  const path = join(dir, DECODER_FILE);
+  const store = WeightStore.openFile(path);
+  try {
+    return decoderBoxFormat(store.metadata(), path);
+  } finally {
+    store.close();
+  }
+}
 
 /** Row lengths the decoder graph is built for (then L itself). */
 export const LENGTH_BUCKETS: readonly number[] = [16, 32];
@@ -88,6 +114,8 @@ export class LoccaDecoderModel {
   private constructor(
     readonly config: DecoderConfig,
     readonly path: string,
+    /** How this decoder writes boxes (its file's `box_format`, default canonical). */
+    readonly boxFormat: BoxFormat,
     private readonly store: WeightStore,
     private readonly dir: string,
     private readonly opts: TowerOptions,
@@ -107,7 +135,7 @@ export class LoccaDecoderModel {
     const store = WeightStore.openFile(path);
     try {
       checkDecoderFile(store, path, c, boxBins);
-      const m = new LoccaDecoderModel(c, path, store, ckpt.dir, opts);
+      const m = new LoccaDecoderModel(c, path, decoderBoxFormat(store.metadata(), path), store, ckpt.dir, opts);
       await m.pipeline(c.positions); // build problems surface at load
       return m;
     } catch (e) {

@@ -11,8 +11,17 @@
  * - Normalised: each coordinate divided by the image side, clamped to [0, 1].
  * - Quantised: `q = min(BINS − 1, floor(v · BINS))` with {@link BINS} = 500, i.e. an integer in
  *   [0, 499]; held as {@link QuantizedBox} in text order `[ymin, xmin, ymax, xmax]`.
- * - Text: the four integers as canonical decimals (no sign, no leading zeros) joined by single
- *   spaces, e.g. `"12 40 300 410"`.
+ * - Text: the four integers joined by single spaces, in one of two {@link BoxFormat}s:
+ *   - `"canonical"` (the default, and what every checkpoint without a recorded format uses):
+ *     canonical decimals (no sign, no leading zeros), e.g. `"12 40 300 410"`;
+ *   - `"padded"`: fixed width, each zero-padded to 3 digits (the width of BINS − 1), e.g.
+ *     `"012 040 300 410"`. With the digit-by-digit tokenizers of SigLIP 2 (Gemma, the demo's), a
+ *     coordinate's first token then always means hundreds, its second tens, its third units, so
+ *     the token at a given place has one meaning; in the canonical format the first digit of "12"
+ *     and of "120" is the same token for different magnitudes.
+ *   A decoder's format is recorded in its `decoder.safetensors` metadata as `box_format`
+ *   (src/train/checkpoint.ts writes it for a non-default format; src/models/locca-infer.ts reads
+ *   it, absent = canonical), so training, `locate` and evaluation agree.
  * - Back to pixels: bin centres, `(q + 0.5) / BINS · side`, so the error of a box inside the
  *   image is at most `side / (2 · BINS)` per coordinate.
  *
@@ -37,6 +46,23 @@ export type PixelBox = readonly [x0: number, y0: number, x1: number, y1: number]
 
 /** A quantised box in text order `[ymin, xmin, ymax, xmax]`, integers in [0, BINS − 1]. */
 export type QuantizedBox = readonly [ymin: number, xmin: number, ymax: number, xmax: number];
+
+/** How box coordinates are written as text (see the module comment). */
+export type BoxFormat = "canonical" | "padded";
+
+/** The box formats, default first. */
+export const BOX_FORMATS: readonly BoxFormat[] = ["canonical", "padded"];
+
+/** The format of a decoder that records none (every checkpoint before `box_format` existed). */
+export const DEFAULT_BOX_FORMAT: BoxFormat = "canonical";
+
+/** Digits of the widest coordinate, BINS − 1 (3): the width of the padded format. */
+const DIGITS = String(BINS - 1).length;
+
+/** Whether `v` names a box format. */
+export function isBoxFormat(v: unknown): v is BoxFormat {
+  return typeof v === "string" && (BOX_FORMATS as readonly string[]).includes(v);
+}
 
 /** Result of {@link parseBoxText}. */
 export type BoxParse = { ok: true; box: QuantizedBox } | { ok: false; reason: string };
@@ -77,32 +103,42 @@ function checkQuantized(q: QuantizedBox): string | null {
   return null;
 }
 
-/** The text of a quantised box: `"ymin xmin ymax xmax"`. Throws {@link SiglipError} for an invalid box. */
-export function boxToText(q: QuantizedBox): string {
+function checkFormat(format: BoxFormat): void {
+  if (!isBoxFormat(format)) fail(`box: unknown box format ${JSON.stringify(format)} (expected ${BOX_FORMATS.join(" or ")})`);
+}
+
+/**
+ * The text of a quantised box: `"ymin xmin ymax xmax"` in `format` (default canonical).
+ * Throws {@link SiglipError} for an invalid box or format.
+ */
+export function boxToText(q: QuantizedBox, format: BoxFormat = DEFAULT_BOX_FORMAT): string {
+  checkFormat(format);
   const bad = checkQuantized(q);
   if (bad) fail(`box: ${bad}`);
-  return q.join(" ");
+  return format === "padded" ? q.map((v) => String(v).padStart(DIGITS, "0")).join(" ") : q.join(" ");
 }
 
 /** Longest valid box text: four 3-digit numbers and three spaces. */
-const MAX_TEXT = 4 * String(BINS - 1).length + 3;
-const NUMBER = /^(0|[1-9][0-9]*)$/;
+const MAX_TEXT = 4 * DIGITS + 3;
+const NUMBER: Record<BoxFormat, RegExp> = { canonical: /^(0|[1-9][0-9]*)$/, padded: new RegExp(`^[0-9]{${DIGITS}}$`) };
 
 /**
- * Parse box text strictly: exactly four canonical decimal integers (ASCII digits, no sign, no
- * leading zeros) separated by single spaces, each in [0, BINS − 1], with ymin ≤ ymax and
- * xmin ≤ xmax. Spaces around the whole text are allowed (decoders often emit one); anything
- * else fails. Never throws.
+ * Parse box text strictly: exactly four integers separated by single spaces, each in
+ * [0, BINS − 1], with ymin ≤ ymax and xmin ≤ xmax, written in `format` (default canonical):
+ * canonical decimals (ASCII digits, no sign, no leading zeros), or, padded, exactly 3 ASCII
+ * digits each. Spaces around the whole text are allowed (decoders often emit one); anything
+ * else fails — also a box in the other format. Never throws (an unknown format is a failure).
  */
-export function parseBoxText(s: string): BoxParse {
+export function parseBoxText(s: string, format: BoxFormat = DEFAULT_BOX_FORMAT): BoxParse {
   if (typeof s !== "string") return { ok: false, reason: "not a string" };
+  if (!isBoxFormat(format)) return { ok: false, reason: `unknown box format ${JSON.stringify(format)}` };
   const t = s.replace(/^ +| +$/g, "");
   if (t.length > MAX_TEXT) return { ok: false, reason: `too long (${s.length} characters)` };
   const parts = t.split(" ");
   if (parts.length !== 4) return { ok: false, reason: `expected 4 numbers separated by single spaces, got ${parts.length} fields` };
   const q: number[] = [];
   for (const p of parts) {
-    if (!NUMBER.test(p)) return { ok: false, reason: `${JSON.stringify(p)} is not a canonical decimal integer` };
+    if (!NUMBER[format].test(p)) return { ok: false, reason: `${JSON.stringify(p)} is not ${format === "padded" ? `a ${DIGITS}-digit zero-padded` : "a canonical decimal"} integer` };
     q.push(Number(p));
   }
   const box = q as unknown as QuantizedBox;
@@ -121,8 +157,8 @@ export function dequantizeBox(q: QuantizedBox, width: number, height: number): [
 }
 
 /** Pixel box → box text in one step. */
-export function pixelBoxToText(box: PixelBox, width: number, height: number): string {
-  return boxToText(quantizeBox(box, width, height));
+export function pixelBoxToText(box: PixelBox, width: number, height: number, format: BoxFormat = DEFAULT_BOX_FORMAT): string {
+  return boxToText(quantizeBox(box, width, height), format);
 }
 
 /** The three LocCa tasks. */
@@ -156,23 +192,24 @@ export function capPrompt(caption: string): LocCaPrompt {
 }
 
 /** Automatic referring expression (caption → box): `"ARef: {caption} : {box}"`. */
-export function arefPrompt(caption: string, box: QuantizedBox): LocCaPrompt {
+export function arefPrompt(caption: string, box: QuantizedBox, format: BoxFormat = DEFAULT_BOX_FORMAT): LocCaPrompt {
   checkCaption(caption);
-  return prompt("aref", "ARef:", `${caption} : ${boxToText(box)}`);
+  return prompt("aref", "ARef:", `${caption} : ${boxToText(box, format)}`);
 }
 
 /** Grounded captioning (box → caption): `"GCap: {box} : {caption}"`. */
-export function gcapPrompt(box: QuantizedBox, caption: string): LocCaPrompt {
+export function gcapPrompt(box: QuantizedBox, caption: string, format: BoxFormat = DEFAULT_BOX_FORMAT): LocCaPrompt {
   checkCaption(caption);
-  return prompt("gcap", "GCap:", `${boxToText(box)} : ${caption}`);
+  return prompt("gcap", "GCap:", `${boxToText(box, format)} : ${caption}`);
 }
 
 /**
  * The box of an ARef decoder output (`"{caption} : {box}"` or just the box; a leading
- * "ARef:" prefix is accepted too): the text after the last " : ". Never throws.
+ * "ARef:" prefix is accepted too): the text after the last " : ", in the decoder's `format`
+ * (default canonical). Never throws.
  */
-export function parseArefOutput(s: string): BoxParse {
+export function parseArefOutput(s: string, format: BoxFormat = DEFAULT_BOX_FORMAT): BoxParse {
   if (typeof s !== "string") return { ok: false, reason: "not a string" };
   const i = s.lastIndexOf(" : ");
-  return parseBoxText(i >= 0 ? s.slice(i + 3) : s.replace(/^ARef:/, ""));
+  return parseBoxText(i >= 0 ? s.slice(i + 3) : s.replace(/^ARef:/, ""), format);
 }

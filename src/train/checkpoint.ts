@@ -15,7 +15,9 @@
  * The LocCa decoder's parameters (`decoder.*`, src/models/locca.ts) are not in
  * model.safetensors, which stays a plain transformers SiglipModel: they go to
  * `decoder.safetensors` beside it (F32, the same `decoder.*` names, `__metadata__` {format:
- * "siglip2-locca-decoder", version: "1", layers, box_bins: "500", step}). Their AdamW moments
+ * "siglip2-locca-decoder", version: "1", layers, box_bins: "500", step}, plus `box_format` (e.g.
+ * "padded", src/tasks/boxes.ts `BoxFormat`) when the run wrote its boxes in a format other than the
+ * default: a file without it is canonical, so canonical files are byte-for-byte as before). Their AdamW moments
  * are in optimizer.safetensors with the others. A run without the decoder that starts from a
  * checkpoint with one copies its decoder.safetensors along unchanged.
  *
@@ -27,7 +29,7 @@ import type { CurationStats } from "./curate.js";
 import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { SiglipError } from "../errors.js";
-import { BINS } from "../tasks/boxes.js";
+import { BINS, DEFAULT_BOX_FORMAT, type BoxFormat } from "../tasks/boxes.js";
 import { SafetensorsFile } from "../weights/safetensors.js";
 import type { ParamSpec } from "../models/params.js";
 import type { AdamW } from "./optim.js";
@@ -148,7 +150,7 @@ export function recoverCheckpointDir(dir: string): void {
 
 /** The decoder's weights file and its metadata `format` / `version` (defined once, with the decoder's loader). */
 export { DECODER_FILE, DECODER_FORMAT, DECODER_VERSION as DECODER_FORMAT_VERSION } from "../models/locca-infer.js";
-import { DECODER_FILE, DECODER_FORMAT, DECODER_VERSION as DECODER_FORMAT_VERSION } from "../models/locca-infer.js";
+import { BOX_FORMAT_KEY, DECODER_FILE, DECODER_FORMAT, DECODER_VERSION as DECODER_FORMAT_VERSION } from "../models/locca-infer.js";
 
 export const isDecoderParam = (name: string): boolean => name.startsWith("decoder.");
 
@@ -215,6 +217,8 @@ export function saveCheckpoint(
     configJson: unknown; specs: readonly ParamSpec[]; params: Params; sourceDir?: string; optimizer?: AdamW; state?: TrainerState;
     /** Self-distillation state beside the `distill.*` parameters (teacher, centres): see the module comment. */
     distillState?: readonly NamedTensor[];
+    /** How the decoder's boxes are written (default canonical: not recorded). */
+    boxFormat?: BoxFormat;
   },
 ): void {
   const target = checkpointTarget(dir);
@@ -233,7 +237,8 @@ export function saveCheckpoint(
     if (distill.length > 0) writeDurable(join(tmp, DISTILL_FILE), safetensorsBytes(distill, { format: DISTILL_FORMAT, step }));
     const dec = tensors.filter((t) => isDecoderParam(t.name));
     if (dec.length > 0) {
-      const meta = { format: DECODER_FORMAT, version: DECODER_FORMAT_VERSION, layers: String(decoderLayers(o.specs)), box_bins: String(BINS), step };
+      const meta: Record<string, string> = { format: DECODER_FORMAT, version: DECODER_FORMAT_VERSION, layers: String(decoderLayers(o.specs)), box_bins: String(BINS), step };
+      if (o.boxFormat !== undefined && o.boxFormat !== DEFAULT_BOX_FORMAT) meta[BOX_FORMAT_KEY] = o.boxFormat;
       writeDurable(join(tmp, DECODER_FILE), safetensorsBytes(dec, meta));
     } else if (o.sourceDir && existsSync(join(o.sourceDir, DECODER_FILE))) {
       copyFileSync(join(o.sourceDir, DECODER_FILE), join(tmp, DECODER_FILE));

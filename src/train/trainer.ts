@@ -20,6 +20,11 @@
  * example with regions k referring-expression rows instead of one (S = (2 + k)m): the LocCa loss
  * is the mean over rows, so the ARef share of it goes from 1/3 to k/(2 + k).
  *
+ * `boxFormat` (default "canonical"; src/tasks/boxes.ts `BoxFormat`): how the referring-expression
+ * and grounded-caption rows write their boxes ("padded": three digits per coordinate); it is in
+ * the run settings (when not the default) and in the saved decoder.safetensors metadata
+ * (`box_format`), which `locate` reads.
+ *
  * `freezeParams` (default none): parameter names that never train (no update, no weight decay),
  * e.g. "vision_model.embeddings.position_embedding.weight" to keep a sine–cosine position table
  * fixed.
@@ -52,6 +57,7 @@ import { loadTrainingState, readTrainerState, saveCheckpoint, type TrainerState 
 import { batchIndices, type PairDataset } from "./data.js";
 import type { ParamSpec } from "../models/params.js";
 import { decoderConfig } from "../models/locca.js";
+import { BOX_FORMATS, DEFAULT_BOX_FORMAT, isBoxFormat, type BoxFormat } from "../tasks/boxes.js";
 import { buildDecoderBatch } from "./locca-batch.js";
 import { towerOf, type Objective, type Tower } from "./model.js";
 import { Rng, mixSeed } from "./rng.js";
@@ -108,6 +114,8 @@ export interface TrainConfig {
   arefRows?: number;
   /** Parameters by name that never train (default none). */
   freezeParams?: readonly string[];
+  /** LocCa: how boxes are written in the decoder's rows (default canonical; see the module comment). */
+  boxFormat?: BoxFormat;
   /** Chunked loss block size (default: the full m×m loss). */
   lossChunk?: number;
   threads?: number;
@@ -161,6 +169,7 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   if (c.langMix) r["langMix"] = langMixString(c.langMix);
   if ((c.arefRows ?? 1) !== 1) r["arefRows"] = c.arefRows;
   if (c.freezeParams?.length) r["freezeParams"] = [...c.freezeParams];
+  if ((c.boxFormat ?? DEFAULT_BOX_FORMAT) !== DEFAULT_BOX_FORMAT) r["boxFormat"] = c.boxFormat;
   return r;
 }
 
@@ -258,6 +267,7 @@ export class Trainer {
     const arefRows = c.arefRows ?? 1;
     if (!Number.isInteger(arefRows) || arefRows < 1) throw new SiglipError("usage", `--aref-rows must be a positive integer (got ${c.arefRows})`);
     if (arefRows !== 1 && !locca) throw new SiglipError("usage", "--aref-rows is for the LocCa objective; add locca to --objectives");
+    if (c.boxFormat !== undefined && !isBoxFormat(c.boxFormat)) throw new SiglipError("usage", `--box-format must be ${BOX_FORMATS.join(" or ")} (got ${JSON.stringify(c.boxFormat)})`);
     const fixed = new Set(c.freezeParams ?? []);
     const trainable = (p: ParamSpec): boolean => {
       if (fixed.has(p.name)) return false;
@@ -340,7 +350,7 @@ export class Trainer {
     const examples: LocCaTargets[] = [];
     for (const i of indices) {
       const { row, width, height } = await ld.row(i);
-      examples.push(locCaTargets(row, width, height, rng, this.config.arefRows ?? 1));
+      examples.push(locCaTargets(row, width, height, rng, this.config.arefRows ?? 1, this.config.boxFormat ?? DEFAULT_BOX_FORMAT));
     }
     return buildDecoderBatch(examples, { length: lo.length, sequences: lo.sequences, specials: ld.specials, tokenize: ld.tokenize, rng });
   }
@@ -474,6 +484,7 @@ export class Trainer {
       state: { step: this.step, run: runSettings(this.config, this.locca?.vocabChunk ?? null), history: this.history },
     };
     if (this.distill) o.distillState = this.distill.stateTensors();
+    if (this.config.boxFormat !== undefined) o.boxFormat = this.config.boxFormat;
     if (sourceDir !== undefined) o.sourceDir = sourceDir;
     saveCheckpoint(dir, o);
   }

@@ -14,13 +14,16 @@ import { parseConfig } from "../../src/weights/config.js";
 import { GemmaTokenizer } from "../../src/tokenizer/gemma.js";
 import { tinyConfigJson } from "../../src/train/experiment.js";
 import { predictLinearProbe, standardize, trainLinearProbe } from "../../src/tasks/probe.js";
+import type { BoxFormat } from "../../src/tasks/boxes.js";
 
 const { values: a } = parseArgs({ options: {
   steps: { type: "string", default: "400" }, lr: { type: "string", default: "1e-3" }, objs: { type: "string", default: "3" },
   train: { type: "string", default: "6000" }, batch: { type: "string", default: "32" }, threads: { type: "string", default: "1" }, evaln: { type: "string", default: "100" },
   name: { type: "string", default: "exp" }, seed: { type: "string", default: "7" }, posemb: { type: "string", default: "learn" }, width: { type: "string", default: "128" }, layers: { type: "string", default: "4" },
   "aref-rows": { type: "string", default: "1" }, "freeze-pos": { type: "boolean", default: false },
+  "box-format": { type: "string", default: "canonical" },
 } });
+const BOX_FORMAT = a["box-format"] as BoxFormat;
 const AREF_ROWS = Number(a["aref-rows"]), FREEZE_POS = a["freeze-pos"]!;
 const STEPS = Number(a.steps), LR = Number(a.lr), OBJS = Number(a.objs), BATCH = Number(a.batch), THREADS = Number(a.threads), N = Number(a.evaln), SEED = Number(a.seed);
 const WIDTH = Number(a.width), LAYERS = Number(a.layers);
@@ -52,7 +55,7 @@ if (a.posemb === "sincos") {
 }
 const trainer = await Trainer.create(config, params, {
   batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze: [], threads: THREADS, objectives: ["sigmoid", "locca"],
-  arefRows: AREF_ROWS, freezeParams: FREEZE_POS ? ["vision_model.embeddings.position_embedding.weight"] : [],
+  arefRows: AREF_ROWS, boxFormat: BOX_FORMAT, freezeParams: FREEZE_POS ? ["vision_model.embeddings.position_embedding.weight"] : [],
   optimizer: { ...DEFAULT_OPTIMIZER, lr: LR, totalSteps: STEPS, warmupSteps: Math.round(STEPS * 0.05) },
 });
 const out = `/tmp/locca-exp/${a.name}`;
@@ -79,4 +82,4 @@ const st = standardize(A.x); standardize(B.x, st);
 const pred = predictLinearProbe(trainLinearProbe(A.x, A.row, 8, {}), B.x);
 let hit = 0; pred.forEach((p, i) => (hit += p === B.row[i] ? 1 : 0));
 await m.close();
-log(`RESULT ${a.name} posemb ${a.posemb}${FREEZE_POS ? " (frozen)" : ""} aref-rows ${AREF_ROWS} seed ${SEED} lr ${LR} steps ${STEPS} batch ${BATCH}: locate train ${tr.accuracy.toFixed(3)}/${tr.meanIoU.toFixed(3)} held ${he.accuracy.toFixed(3)}/${he.meanIoU.toFixed(3)} held-1obj ${h1.accuracy.toFixed(3)}/${h1.meanIoU.toFixed(3)} (Acc@0.5/mIoU) | zs-en ${zs.en.toFixed(3)} | row-probe ${(hit / pred.length).toFixed(3)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+log(`RESULT ${a.name} posemb ${a.posemb}${FREEZE_POS ? " (frozen)" : ""} aref-rows ${AREF_ROWS} box-format ${BOX_FORMAT} seed ${SEED} lr ${LR} steps ${STEPS} batch ${BATCH}: locate train ${tr.accuracy.toFixed(3)}/${tr.meanIoU.toFixed(3)} held ${he.accuracy.toFixed(3)}/${he.meanIoU.toFixed(3)} held-1obj ${h1.accuracy.toFixed(3)}/${h1.meanIoU.toFixed(3)} (Acc@0.5/mIoU) | zs-en ${zs.en.toFixed(3)} | row-probe ${(hit / pred.length).toFixed(3)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);

@@ -13,13 +13,14 @@ import { startingParams } from "../../src/train/session.js";
 import { Trainer } from "../../src/train/trainer.js";
 import { Checkpoint } from "../../src/weights/checkpoint.js";
 import { GemmaTokenizer } from "../../src/tokenizer/gemma.js";
+import type { BoxFormat } from "../../src/tasks/boxes.js";
 
 const { values: a } = parseArgs({ options: {
   model: { type: "string", default: "models/siglip2-demo" }, steps: { type: "string", default: "300" }, lr: { type: "string", default: "1e-3" },
   objs: { type: "string", default: "1" }, fresh: { type: "boolean", default: false }, freeze: { type: "string", default: "vision,text" },
   train: { type: "string", default: "3000" }, batch: { type: "string", default: "32" }, threads: { type: "string", default: "1" }, evaln: { type: "string", default: "100" },
   name: { type: "string", default: "exp" }, seed: { type: "string", default: "7" }, evalonly: { type: "boolean", default: false },
-  "aref-rows": { type: "string", default: "1" },
+  "aref-rows": { type: "string", default: "1" }, "box-format": { type: "string", default: "canonical" },
 } });
 const MODEL = a.model!, STEPS = Number(a.steps), LR = Number(a.lr), OBJS = Number(a.objs), BATCH = Number(a.batch), THREADS = Number(a.threads), N = Number(a.evaln), SEED = Number(a.seed);
 const log = (m: string) => process.stderr.write(`${m}\n`);
@@ -51,7 +52,7 @@ const params = startingParams(ckpt.weights, MODEL, specs, SEED).params;
 if (a.fresh) for (const [n, v] of initDecoderParams(specs, SEED + 1)) params.set(n, v);
 const freeze = (a.freeze === "none" ? [] : a.freeze!.split(",")) as Tower[];
 const trainer = await Trainer.create(config, params, {
-  batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze, threads: THREADS, objectives: ["sigmoid", "locca"], arefRows: Number(a["aref-rows"]),
+  batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze, threads: THREADS, objectives: ["sigmoid", "locca"], arefRows: Number(a["aref-rows"]), boxFormat: a["box-format"] as BoxFormat,
   optimizer: { ...DEFAULT_OPTIMIZER, lr: LR, totalSteps: STEPS, warmupSteps: Math.round(STEPS * 0.05) },
 });
 const out = `/tmp/locca-exp/${a.name}`;
@@ -68,5 +69,5 @@ while (trainer.step < STEPS) {
 }
 trainer.save(out, configJson, side);
 await trainer.release();
-await evalDir(out, `${a.name} lr ${LR} steps ${STEPS} objs ${OBJS} fresh ${a.fresh} freeze ${a.freeze} aref-rows ${a["aref-rows"]}`);
+await evalDir(out, `${a.name} lr ${LR} steps ${STEPS} objs ${OBJS} fresh ${a.fresh} freeze ${a.freeze} aref-rows ${a["aref-rows"]} box-format ${a["box-format"]}`);
 log(`total ${((performance.now() - t0) / 1000).toFixed(0)} s`);

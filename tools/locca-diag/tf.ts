@@ -1,7 +1,7 @@
 // Diagnosis scripts of the LocCa locate problem (h11-locca); findings in README "Two commands". Run with `npx tsx tools/locca-diag/<name>.ts`.
 // Teacher-forced per-token analysis of ARef rows: CE and accuracy of each box token.
 import { SigLIP2 } from "../../src/api.js";
-import { arefPrompt, quantizeBox } from "../../src/tasks/boxes.js";
+import { arefPrompt, boxToText, quantizeBox } from "../../src/tasks/boxes.js";
 import { generateScenes, renderScenes } from "../../src/train/scenes/index.js";
 import { logSoftmax } from "../../src/tasks/caption.js";
 const dir = process.argv[2] ?? "models/siglip2-demo";
@@ -18,17 +18,17 @@ const stats: Record<string, { ce: number; acc: number; n: number }> = {};
 for (let i = 0; i < scenes.length; i++) {
   const r = scenes[i]!.regions[0]!;
   const q = quantizeBox(r.box, 64, 64);
-  const p = arefPrompt(r.text, q);
+  const p = arefPrompt(r.text, q, dec.boxFormat);
   const ids = tok.tokenize(p.text, { lowercase: false });
   const pre = tok.tokenize(`ARef: ${r.text} :`, { lowercase: false }).length;
   const row = [2, ...ids, tok.eosId];
   const positions = Array.from({ length: row.length - 1 - pre }, (_, k) => pre + k); // predict token row[pos+1]
   const lg = await dec.logits([{ ids: row, image: 0 }], [{ patches: feats[i]!.patches! }], [positions]);
   // label each box token: which coordinate and digit
-  const boxText = q.join(" ");
+  const boxText = boxToText(q, dec.boxFormat);
   const labels: string[] = [];
   let c = 0, d = 0;
-  for (const ch of " " + boxText) { if (ch === " ") { labels.push("sp"); if (labels.length > 1) { c++; d = 0; } } else { labels.push(`c${c}d${d}/${String(q[c]).length}`); d++; } }
+  for (const ch of " " + boxText) { if (ch === " ") { labels.push("sp"); if (labels.length > 1) { c++; d = 0; } } else { labels.push(`c${c}d${d}/${dec.boxFormat === "padded" ? 3 : String(q[c]).length}`); d++; } }
   labels.push("eos");
   positions.forEach((pos, k) => {
     const lp = logSoftmax(lg, k * V, V);

@@ -8,8 +8,11 @@
  * `arefRows` k > 1 (the trainer's `arefRows`, an experiment on the task mix: more weight on the
  * referring expression) adds k − 1 more referring expressions in `extraArefs`, each region drawn
  * after the two above, so k = 1 draws exactly what it always did.
+ *
+ * `format` (the trainer's `boxFormat`, default canonical) is how the boxes are written
+ * (src/tasks/boxes.ts `BoxFormat`); it changes the text only, never the draws.
  */
-import { arefPrompt, capPrompt, gcapPrompt, quantizeBox, type LocCaPrompt, type PixelBox } from "../../tasks/boxes.js";
+import { DEFAULT_BOX_FORMAT, arefPrompt, capPrompt, gcapPrompt, quantizeBox, type BoxFormat, type LocCaPrompt, type PixelBox } from "../../tasks/boxes.js";
 import type { Rng } from "../rng.js";
 
 export interface RegionRow {
@@ -26,7 +29,7 @@ export interface LocCaTargets {
   extraArefs?: LocCaPrompt[];
 }
 
-export function locCaTargets(row: RegionRow, width: number, height: number, rng: Rng, arefRows = 1): LocCaTargets {
+export function locCaTargets(row: RegionRow, width: number, height: number, rng: Rng, arefRows = 1, format: BoxFormat = DEFAULT_BOX_FORMAT): LocCaTargets {
   if (!Number.isInteger(arefRows) || arefRows < 1) throw new Error(`internal: arefRows ${arefRows} < 1`);
   const regions = row.regions ?? [];
   if (regions.length === 0) return { cap: capPrompt(row.text), aref: null, gcap: null, extraArefs: [] };
@@ -35,12 +38,12 @@ export function locCaTargets(row: RegionRow, width: number, height: number, rng:
   const extraArefs: LocCaPrompt[] = [];
   for (let k = 1; k < arefRows; k++) {
     const e = regions[rng.int(regions.length)]!;
-    extraArefs.push(arefPrompt(e.text, quantizeBox(e.box, width, height)));
+    extraArefs.push(arefPrompt(e.text, quantizeBox(e.box, width, height), format));
   }
   return {
     cap: capPrompt(row.text),
-    aref: arefPrompt(a.text, quantizeBox(a.box, width, height)),
-    gcap: gcapPrompt(quantizeBox(g.box, width, height), g.text),
+    aref: arefPrompt(a.text, quantizeBox(a.box, width, height), format),
+    gcap: gcapPrompt(quantizeBox(g.box, width, height), g.text, format),
     extraArefs,
   };
 }
