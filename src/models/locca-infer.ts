@@ -36,7 +36,7 @@ import { contentIdentity } from "../weights/fingerprint.js";
 import { decoderConfig, gatherPerSequence, loccaDecoder, selfAttentionMask, DECODER_PREFIX, type DecoderConfig } from "./locca.js";
 import { MASK_FILTER, WeightLoader } from "./loader.js";
 import { InputParams } from "./params.js";
-import { BOX_FORMATS, DEFAULT_BOX_FORMAT, isBoxFormat, type BoxFormat } from "../tasks/boxes.js";
+import { BOX_FORMATS, DEFAULT_BOX_FORMAT, isBoxFormat, type BoxFormat } from "./box-format.js";
 import { buildMode, emit, runtimeOptions, type TowerOptions } from "./tower.js";
 
 /** File name of the decoder weights in a checkpoint folder. */

@@ -37,6 +37,9 @@
  * so that evaluation can count an unparsable prediction as a miss.
  */
 import { SiglipError } from "../errors.js";
+import { BOX_FORMATS, DEFAULT_BOX_FORMAT, isBoxFormat, type BoxFormat } from "../models/box-format.js";
+
+export { BOX_FORMATS, DEFAULT_BOX_FORMAT, isBoxFormat, type BoxFormat };
 
 /** Number of quantisation bins per coordinate. */
 export const BINS = 500;
@@ -47,22 +50,9 @@ export type PixelBox = readonly [x0: number, y0: number, x1: number, y1: number]
 /** A quantised box in text order `[ymin, xmin, ymax, xmax]`, integers in [0, BINS − 1]. */
 export type QuantizedBox = readonly [ymin: number, xmin: number, ymax: number, xmax: number];
 
-/** How box coordinates are written as text (see the module comment). */
-export type BoxFormat = "canonical" | "padded";
-
-/** The box formats, default first. */
-export const BOX_FORMATS: readonly BoxFormat[] = ["canonical", "padded"];
-
-/** The format of a decoder that records none (every checkpoint before `box_format` existed). */
-export const DEFAULT_BOX_FORMAT: BoxFormat = "canonical";
-
 /** Digits of the widest coordinate, BINS − 1 (3): the width of the padded format. */
 const DIGITS = String(BINS - 1).length;
 
-/** Whether `v` names a box format. */
-export function isBoxFormat(v: unknown): v is BoxFormat {
-  return typeof v === "string" && (BOX_FORMATS as readonly string[]).includes(v);
-}
 
 /** Result of {@link parseBoxText}. */
 export type BoxParse = { ok: true; box: QuantizedBox } | { ok: false; reason: string };
