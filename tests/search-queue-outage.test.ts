@@ -51,6 +51,16 @@ async function enqueue(url: string, dir: string, db: string): Promise<void> {
   assert.equal(r.code, 0, r.stderr);
 }
 
+/** The run stopped with exit 3 and one "lost the queue" line, without the kill guard; returns that line and the seconds since `t0`. */
+function assertLost(r: Run, t0: number): { line: string; s: number } {
+  const s = (Date.now() - t0) / 1000;
+  assert.equal(r.guarded, false, `hung (killed by the 90 s guard); stderr: ${r.stderr}`);
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(lines(r).length, 1, r.stderr);
+  assert.match(lines(r)[0]!, LOST);
+  return { line: lines(r)[0]!, s };
+}
+
 /** A fresh redis-server and `n` photos (seeds from `seed0`) with their DB path, enqueued unless `enqueued` is false; the server is stopped after `body`. */
 async function withQueue(n: number, seed0: number, body: (q: { redis: RedisServer; dir: string; db: string }) => Promise<void>, enqueued = true): Promise<void> {
   const redis = await startRedis();
@@ -72,12 +82,8 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
       const t0 = Date.now();
       await killed(redis);
       const r = await w.done;
-      const s = (Date.now() - t0) / 1000;
-      assert.equal(r.guarded, false, `hung (killed by the 90 s guard); stderr: ${r.stderr}`);
-      assert.equal(r.code, 3, r.stderr);
+      const { s } = assertLost(r, t0);
       assert.ok(s < 8, `exited ${s.toFixed(1)} s after the kill`);
-      assert.equal(lines(r).length, 1, r.stderr);
-      assert.match(lines(r)[0]!, LOST);
       assert.match(lines(r)[0]!, /; 2 jobs done by this worker; the rest stay queued and another worker \(or this one, rerun\) will take them$/);
       assert.doesNotMatch(r.stderr, /\n\s+at /);
       assert.equal((await paths(db)).length, 2);
@@ -92,12 +98,8 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
       const t0 = Date.now();
       await killed(redis);
       const r = await w.done;
-      const s = (Date.now() - t0) / 1000;
-      assert.equal(r.guarded, false, `hung (killed by the 90 s guard); stderr: ${r.stderr}`);
-      assert.equal(r.code, 3, r.stderr);
+      const { s } = assertLost(r, t0);
       assert.ok(s >= 5 && s < 12, `exited ${s.toFixed(1)} s after the kill (the write in flight ends ~6 s after it)`);
-      assert.equal(lines(r).length, 1, r.stderr);
-      assert.match(lines(r)[0]!, LOST);
       assert.match(lines(r)[0]!, /; 0 jobs done by this worker;/);
       assert.equal((await paths(db)).length, 1, "the batch in flight was committed");
     });
@@ -141,12 +143,8 @@ describe("Redis dies under a worker or an enqueue (--redis-timeout)", { timeout:
       const t0 = Date.now();
       await killed(redis);
       const r = await e.done;
-      const s = (Date.now() - t0) / 1000;
-      assert.equal(r.guarded, false, `hung (killed by the 90 s guard); stderr: ${r.stderr}`);
-      assert.equal(r.code, 3, r.stderr);
+      const { s } = assertLost(r, t0);
       assert.ok(s < 9, `exited ${s.toFixed(1)} s after the kill`);
-      assert.equal(lines(r).length, 1, r.stderr);
-      assert.match(lines(r)[0]!, LOST);
       assert.match(lines(r)[0]!, /rerun the same command/);
       assert.equal(r.stdout, "");
     }, false);
