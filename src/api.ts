@@ -426,7 +426,7 @@ export class SigLIP2 {
     const ready: Array<{ slot: number; memory: DecoderMemory }> = [];
     feats.forEach((f, k) => {
       if (f instanceof SiglipError) out[ok[k]!] = f;
-      else ready.push({ slot: ok[k]!, memory: { patches: f.patches! } });
+      else ready.push({ slot: ok[k]!, memory: { patches: f.patches!, gridH: f.gridH, gridW: f.gridW } });
     });
     const tok = await this.tokenizer();
     const c = decoder.config;

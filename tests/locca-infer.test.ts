@@ -46,7 +46,7 @@ describe("LocCa inference decoder", () => {
 
   for (const fused of [true, false]) {
     it(`logits of the causal rows equal the PyTorch golden (fused ${fused})`, async () => {
-      const memory = (await imageTokens(ckpt)).map((patches) => ({ patches }));
+      const memory = (await imageTokens(ckpt)).map((patches) => ({ patches, gridH: 4, gridW: 4 }));
       const dec = await LoccaDecoderModel.load(ckpt, { fused, cacheDir: null });
       try {
         const ids = gold.readFloat32("inputs.decoder_input_ids");
@@ -88,7 +88,7 @@ interface DecodeGolden {
 describe("LocCa inference decoder, int8", () => {
   it("int8 weights: logits close to the golden (cosine per row ≥ 0.98; measured 0.989 on these random 32-wide weights)", async () => {
     const ckpt = new Checkpoint(loccaCheckpoint());
-    const memory = (await imageTokens(ckpt)).map((patches) => ({ patches }));
+    const memory = (await imageTokens(ckpt)).map((patches) => ({ patches, gridH: 4, gridW: 4 }));
     const dec = await LoccaDecoderModel.load(ckpt, { dtype: "int8", cacheDir: null });
     try {
       const ids = gold.readFloat32("inputs.decoder_input_ids");
@@ -122,7 +122,7 @@ describe("LocCa decoding (greedy, beam) against tools/reference/locca_decode_gol
         },
       });
       const ckpt = new Checkpoint(dir);
-      const memory = (await imageTokens(ckpt)).map((patches) => ({ patches }));
+      const memory = (await imageTokens(ckpt)).map((patches) => ({ patches, gridH: 4, gridW: 4 }));
       const dec = await LoccaDecoderModel.load(ckpt, { cacheDir: null });
       try {
         const next: NextLogits = (rows) => dec.logits(rows, memory, rows.map((r) => [r.ids.length - 1]));

@@ -407,6 +407,32 @@ describe("siglip2 train --objectives sigmoid,locca (CLI, COCO data)", async () =
     assert.equal(noLocca.stderr.trim().split("\n").length, 1, noLocca.stderr);
     assert.match(noLocca.stderr, /--box-format applies to the LocCa decoder/);
   });
+
+  it("--memory-position: a new decoder gets sincos2d (recorded, and locate reads it); none is left out of the file; a fine-tune keeps the loaded decoder's; a bad value is one line", async () => {
+    const base = ["--steps", "1", "--batch-size", "4", "--lr", "1e-3", "--objectives", "sigmoid,locca"];
+    const meta = (d: string) => { const f = SafetensorsFile.open(join(d, DECODER_FILE)); try { return f.metadata; } finally { f.close(); } };
+    const fresh = tempDir();
+    assert.equal(run("--out", fresh, ...base).status, 0);
+    assert.equal(meta(fresh)["memory_position"], "sincos2d");
+    assert.equal(JSON.parse(readFileSync(join(fresh, "trainer_state.json"), "utf8")).run.memoryPosition, "sincos2d");
+    const { LoccaDecoderModel } = await import("../src/models/locca-infer.js");
+    const ck = new Checkpoint(fresh);
+    const dec = await LoccaDecoderModel.load(ck, { cacheDir: null });
+    assert.equal(dec.config.memoryPosition, "sincos2d");
+    await dec.release();
+    ck.close();
+    const none = tempDir();
+    assert.equal(run("--out", none, ...base, "--memory-position", "none").status, 0);
+    assert.equal(meta(none)["memory_position"], undefined);
+    const next = tempDir();
+    const c = spawnSync(process.execPath, [BIN, "train", "--model", none, "--threads", "1", "--data", join(dir, "coco.json"), "--out", next, ...base, "--freeze", "vision,text"], { encoding: "utf8" });
+    assert.equal(c.status, 0, c.stderr);
+    assert.equal(meta(next)["memory_position"], undefined, "the fine-tuned decoder keeps none");
+    const bad = run("--out", tempDir(), ...base, "--memory-position", "rope");
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--memory-position.*rope.*(none|sincos2d)/);
+    assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+  });
 });
 
 describe("runSynthetic with objectives (for the ablation)", () => {

@@ -34,9 +34,13 @@ import type { Trainer } from "../train/trainer.js";
 import { DEFAULT_DISTILL, type DistillConfig } from "../train/distill-config.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import { BOX_FORMATS, type BoxFormat } from "../tasks/boxes.js";
+import { MEMORY_POSITIONS, type MemoryPosition } from "../models/locca.js";
 import { CPU_BOUND, intOption, numOption } from "./args.js";
 import { Bar, barsEnabled, downloadProgress } from "./progress.js";
 import { onStdoutClosed } from "./stdout.js";
+
+/** The image-token position code of a decoder that `train` creates (README "LocCa": it is what lets the decoder place boxes). */
+export const NEW_DECODER_MEMORY_POSITION: MemoryPosition = "sincos2d";
 
 interface TrainOpts {
   model: string;
@@ -58,6 +62,8 @@ interface TrainOpts {
   vocabChunk?: number;
   /** LocCa box text (default: a loaded decoder's recorded format, else canonical). */
   boxFormat?: BoxFormat;
+  /** LocCa image-token position code (default: a loaded decoder's, else {@link NEW_DECODER_MEMORY_POSITION}). */
+  memoryPosition?: MemoryPosition;
   images?: string;
   lossChunk?: number;
   seed: number;
@@ -194,6 +200,7 @@ function trainerConfig(o: TrainOpts, maxPatches?: PatchBudgets): TrainerConfig {
   if (o.lossChunk !== undefined) tc.lossChunk = o.lossChunk;
   if (o.vocabChunk !== undefined) tc.vocabChunk = o.vocabChunk;
   if (o.boxFormat !== undefined) tc.boxFormat = o.boxFormat;
+  if (o.memoryPosition !== undefined) tc.memoryPosition = o.memoryPosition;
   if (o.threads !== undefined) tc.threads = o.threads;
   const d = distillConfig(o);
   if (d) tc.distill = d;
@@ -254,6 +261,7 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   }
   if (o.vocabChunk !== undefined && !locca) throw new SiglipError("usage", "--vocab-chunk applies to the LocCa loss; add --objectives sigmoid,locca (or locca)");
   if (o.boxFormat !== undefined && !locca) throw new SiglipError("usage", "--box-format applies to the LocCa decoder; add --objectives sigmoid,locca (or locca)");
+  if (o.memoryPosition !== undefined && !locca) throw new SiglipError("usage", "--memory-position applies to the LocCa decoder; add --objectives sigmoid,locca (or locca)");
   if (o.curateRatio !== undefined && o.curateTeacher === undefined) throw new SiglipError("usage", "--curate-ratio applies to curation; add --curate-teacher MODEL");
   if (o.curateDtype !== "fp32" && o.curateTeacher === undefined) throw new SiglipError("usage", "--curate-dtype applies to curation; add --curate-teacher MODEL");
   if (o.images !== undefined && !(existsSync(o.images) && statSync(o.images).isDirectory())) throw new SiglipError("usage", `--images ${o.images}: not a folder`);
@@ -276,10 +284,15 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   const start = o.fromScratch ? { params: initParams(specs, o.seed), decoder: null } : startingParams(ckpt.weights, dir, specs, o.seed);
   const params = start.params;
   // a fine-tuned decoder keeps the box format it was trained with unless --box-format says otherwise
-  if (locca && o.boxFormat === undefined && start.decoder === "loaded") {
-    const { decoderFileBoxFormat } = await import("../models/locca-infer.js");
-    const f = decoderFileBoxFormat(dir);
-    if (f !== "canonical") o = { ...o, boxFormat: f };
+  // a fine-tuned decoder keeps the position code it was trained with (its weights expect it);
+  // a new one gets NEW_DECODER_MEMORY_POSITION unless --memory-position says otherwise
+  if (locca && start.decoder === "loaded") {
+    const { decoderFileMetadata } = await import("../models/locca-infer.js");
+    const f = decoderFileMetadata(dir);
+    if (o.boxFormat === undefined && f.boxFormat !== "canonical") o = { ...o, boxFormat: f.boxFormat };
+    if (o.memoryPosition === undefined) o = { ...o, memoryPosition: f.memoryPosition };
+  } else if (locca && o.memoryPosition === undefined) {
+    o = { ...o, memoryPosition: NEW_DECODER_MEMORY_POSITION };
   }
   const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
   const T = config.text_config.max_position_embeddings;
@@ -441,6 +454,7 @@ export function registerTrainCommand(program: Command): void {
     .addOption(new Option("--freeze <towers>", "freeze towers: vision (LiT), text, vision,text (only the LocCa decoder trains), or none").argParser(freezeOption).default([] as Tower[], "none"))
     .addOption(new Option("--objectives <list>", "sigmoid, sigmoid,locca (adds the LocCa decoder: captions, referring expressions, grounded captions; saved in decoder.safetensors), or locca (decoder loss only: the text tower, MAP head, t' and b do not train)").argParser(objectivesOption).default(["sigmoid"] as Objective[], "sigmoid"))
     .addOption(new Option("--box-format <f>", "LocCa: how boxes are written in the decoder's text: canonical (\"12 40 300 410\") or padded (3 digits each, \"012 040 300 410\"); recorded in decoder.safetensors, which locate reads (default: the loaded decoder's format, else canonical)").choices([...BOX_FORMATS]))
+    .addOption(new Option("--memory-position <p>", `LocCa: sincos2d adds a fixed 2-D sine-cosine code of each image token's place to the image tokens the decoder cross-attends to (what lets it place boxes at small scale; README "LocCa"), none adds nothing; recorded in decoder.safetensors, which caption and locate read (default: the loaded decoder's, else ${NEW_DECODER_MEMORY_POSITION})`).choices([...MEMORY_POSITIONS]))
     .option("--vocab-chunk <n>", "LocCa loss over the vocabulary in chunks of n rows (default: 8192 when the vocabulary is larger, else the full logits)", posInt("--vocab-chunk"))
     .option("--distill", "from --distill-start of the run on, add self-distillation (SILC: V local views match an EMA teacher's global view) and masked prediction (TIPS: 50% of the patches masked), weights 1 and 0.25 × --distill-size-factor; heads and teacher are saved in distill.safetensors, not in model.safetensors")
     .option("--distill-start <x>", "fraction of the run after which self-distillation is on (default 0.8)", unitInterval("--distill-start"))

@@ -142,3 +142,28 @@ export function mapHead(p: ParamSource, d: LayerDims): (x: string, keyMask?: str
     return g.reshape(y, [-1, D]); // (B, D)
   };
 }
+
+/**
+ * Fixed 2-D sine–cosine code (big_vision `posemb_sincos_2d` generalised to fractional
+ * positions): row r of the (n, width) result is `[sin(x·ω), cos(x·ω), sin(y·ω), cos(y·ω)]` for
+ * `y = ys[r]`, `x = xs[r]`, with ω_k = 1 / temperature^(k / (q − 1)), k < q = width / 4.
+ */
+export function sincosCode(ys: ArrayLike<number>, xs: ArrayLike<number>, width: number, temperature = 10_000): Float32Array {
+  if (!Number.isInteger(width) || width < 8 || width % 4 !== 0) throw new Error(`internal: sincos width ${width} must be a multiple of 4, at least 8`);
+  if (ys.length !== xs.length) throw new Error("internal: sincos ys and xs differ in length");
+  const q = width / 4;
+  const omega = Float64Array.from({ length: q }, (_, k) => 1 / temperature ** (k / (q - 1)));
+  const out = new Float32Array(ys.length * width);
+  for (let r = 0; r < ys.length; r++) {
+    const y = ys[r]!;
+    const x = xs[r]!;
+    const o = r * width;
+    for (let k = 0; k < q; k++) {
+      out[o + k] = Math.sin(x * omega[k]!);
+      out[o + q + k] = Math.cos(x * omega[k]!);
+      out[o + 2 * q + k] = Math.sin(y * omega[k]!);
+      out[o + 3 * q + k] = Math.cos(y * omega[k]!);
+    }
+  }
+  return out;
+}

@@ -13,6 +13,8 @@
  * `"box_format"` (src/tasks/boxes.ts `BoxFormat`, e.g. "padded") when the decoder was trained on
  * boxes in a format other than the default; absent = "canonical" (every older file).
  * {@link LoccaDecoderModel.boxFormat} is what `locate` parses the answer with.
+ * `"memory_position"` (./locca.ts `MemoryPosition`, e.g. "sincos2d") when the decoder adds a
+ * position code to the image tokens; absent = "none" (every older file).
  *
  * Graphs are built per length bucket ({@link LENGTH_BUCKETS}, capped at L =
  * `max_position_embeddings`, the position table), on first use: a call runs the smallest bucket
@@ -22,7 +24,9 @@
  * Graph inputs: `decoder_inputs_embeds` (S, L, D) (token rows gathered here from the table on
  * disk, like the text tower), `memory` (N, P, Dv) the image tower's post-LN `last_hidden_state`
  * (before the MAP head), `memory_keep` (N, P) 1 = a real patch (NaFlex images padded to the
- * longest), `decoder_image` (S) int64 the image of each row, `decoder_positions` (S, K) int64.
+ * longest), `decoder_image` (S) int64 the image of each row, `decoder_positions` (S, K) int64,
+ * and with a memory position code `memory_position` (N, P, Dv) (./locca.ts `memoryPositionCode`
+ * of each image's grid, computed here).
  * Output: `logits` (S, K, V) at those positions.
  */
 import { existsSync } from "node:fs";
@@ -33,7 +37,10 @@ import { Pipeline, ort, type CacheSpec } from "../graph/runtime.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import { WeightStore } from "../weights/checkpoint.js";
 import { contentIdentity } from "../weights/fingerprint.js";
-import { decoderConfig, gatherPerSequence, loccaDecoder, selfAttentionMask, DECODER_PREFIX, type DecoderConfig } from "./locca.js";
+import {
+  decoderConfig, gatherPerSequence, isMemoryPosition, loccaDecoder, memoryGrid, memoryPositionCode, selfAttentionMask,
+  DECODER_PREFIX, MEMORY_POSITIONS, type DecoderConfig, type MemoryPosition,
+} from "./locca.js";
 import { MASK_FILTER, WeightLoader } from "./loader.js";
 import { InputParams } from "./params.js";
 import { BOX_FORMATS, DEFAULT_BOX_FORMAT, isBoxFormat, type BoxFormat } from "./box-format.js";
@@ -48,6 +55,17 @@ export const DECODER_VERSION = "1";
 /** `__metadata__` key of the decoder's box format (absent: {@link DEFAULT_BOX_FORMAT}). */
 export const BOX_FORMAT_KEY = "box_format";
 
+/** `__metadata__` key of the decoder's image-token position code (absent: "none"). */
+export const MEMORY_POSITION_KEY = "memory_position";
+
+/** The memory position code a decoder file's metadata records (absent: none); an unknown one is a one-line checkpoint error. */
+export function decoderMemoryPosition(metadata: Record<string, string>, path: string): MemoryPosition {
+  const v = metadata[MEMORY_POSITION_KEY];
+  if (v === undefined) return "none";
+  if (!isMemoryPosition(v)) throw new SiglipError("checkpoint", `${path}: unknown memory_position ${JSON.stringify(v.slice(0, 40))} (this build reads ${MEMORY_POSITIONS.join(" or ")})`, { subject: path });
+  return v;
+}
+
 /** The box format a decoder file's metadata records (absent: canonical); an unknown one is a one-line checkpoint error. */
 export function decoderBoxFormat(metadata: Record<string, string>, path: string): BoxFormat {
   const v = metadata[BOX_FORMAT_KEY];
@@ -58,10 +76,16 @@ export function decoderBoxFormat(metadata: Record<string, string>, path: string)
 
 /** The box format recorded in `dir`'s decoder.safetensors (canonical when it records none). */
 export function decoderFileBoxFormat(dir: string): BoxFormat {
+  return decoderFileMetadata(dir).boxFormat;
+}
+
+/** The box format and memory position code recorded in `dir`'s decoder file (one-line errors as above). */
+export function decoderFileMetadata(dir: string): { boxFormat: BoxFormat; memoryPosition: MemoryPosition } {
   const path = join(dir, DECODER_FILE);
   const store = WeightStore.openFile(path);
   try {
-    return decoderBoxFormat(store.metadata(), path);
+    const m = store.metadata();
+    return { boxFormat: decoderBoxFormat(m, path), memoryPosition: decoderMemoryPosition(m, path) };
   } finally {
     store.close();
   }
@@ -90,7 +114,8 @@ export function buildDecoderGraph(store: WeightStore, c: DecoderConfig, opts: To
   const mem = gatherPerSequence(g, memory, image); // (S, P, Dv)
   const memMask = gatherPerSequence(g, additive, image); // (S, 1, 1, P)
   const selfMask = selfAttentionMask(g, g.constI64([1]), L); // (1, 1, L, L): every row causal
-  const h = dec.hidden(mem, selfMask, memMask); // (S, L, D)
+  const memPos = c.memoryPosition === "none" ? undefined : gatherPerSequence(g, g.input("memory_position", "float32", ["images", "patches", c.memoryDim]), image); // (S, P, Dv)
+  const h = dec.hidden(mem, selfMask, memMask, memPos); // (S, L, D)
   const picked = g.op("GatherND", [h, g.reshape(positions, [0, 0, 1])], { batch_dims: { int: 1 } }); // (S, K, D)
   emit(g, dec.head(picked), "logits", ["seqs", "k", c.vocab]); // (S, K, V)
   return g;
@@ -102,9 +127,11 @@ export interface DecoderRow {
   image: number;
 }
 
-/** Image tokens of one image: `patches` (P, Dv) row-major. */
+/** Image tokens of one image: `patches` (gridH·gridW, Dv) row-major, on a gridH × gridW patch grid. */
 export interface DecoderMemory {
   patches: Float32Array;
+  gridH: number;
+  gridW: number;
 }
 
 /** The LocCa decoder of a checkpoint, ready to run. */
@@ -119,6 +146,8 @@ export class LoccaDecoderModel {
     private readonly store: WeightStore,
     private readonly dir: string,
     private readonly opts: TowerOptions,
+    /** Side of the tower's reference position grid (./locca.ts `memoryGrid`). */
+    private readonly grid: number,
   ) {}
 
   /**
@@ -131,11 +160,12 @@ export class LoccaDecoderModel {
     if (!existsSync(path)) {
       throw new SiglipError("checkpoint", `${ckpt.dir} has no LocCa decoder (${DECODER_FILE}); train one with siglip2 train --objectives sigmoid,locca`, { subject: ckpt.dir });
     }
-    const c = decoderConfig(ckpt.config.text_config, ckpt.config.vision_config);
     const store = WeightStore.openFile(path);
     try {
+      const meta = store.metadata();
+      const c = decoderConfig(ckpt.config.text_config, ckpt.config.vision_config, decoderMemoryPosition(meta, path));
       checkDecoderFile(store, path, c, boxBins);
-      const m = new LoccaDecoderModel(c, path, decoderBoxFormat(store.metadata(), path), store, ckpt.dir, opts);
+      const m = new LoccaDecoderModel(c, path, decoderBoxFormat(meta, path), store, ckpt.dir, opts, memoryGrid(ckpt.config));
       await m.pipeline(c.positions); // build problems surface at load
       return m;
     } catch (e) {
@@ -203,11 +233,19 @@ export class LoccaDecoderModel {
     const mem = new Float32Array(memory.length * P * Dv);
     const keep = new Float32Array(memory.length * P);
     memory.forEach((m, i) => {
+      if (m.patches.length !== m.gridH * m.gridW * Dv) throw new Error(`internal: decoder memory of ${m.patches.length} values on a ${m.gridH}×${m.gridW} grid`);
       mem.set(m.patches, i * P * Dv);
       keep.fill(1, i * P, i * P + m.patches.length / Dv);
     });
+    const extra: Record<string, ort.Tensor> = {};
+    if (c.memoryPosition !== "none") {
+      const code = new Float32Array(memory.length * P * Dv);
+      memory.forEach((m, i) => code.set(memoryPositionCode(Dv, m.gridH, m.gridW, this.grid, P), i * P * Dv));
+      extra["memory_position"] = new ort.Tensor("float32", code, [memory.length, P, Dv]);
+    }
     const pipeline = await this.pipeline(L);
     const out = await pipeline.run({
+      ...extra,
       decoder_inputs_embeds: new ort.Tensor("float32", this.embed(ids), [S, L, c.hidden]),
       memory: new ort.Tensor("float32", mem, [memory.length, P, Dv]),
       memory_keep: new ort.Tensor("float32", keep, [memory.length, P]),

@@ -150,7 +150,8 @@ export function recoverCheckpointDir(dir: string): void {
 
 /** The decoder's weights file and its metadata `format` / `version` (defined once, with the decoder's loader). */
 export { DECODER_FILE, DECODER_FORMAT, DECODER_VERSION as DECODER_FORMAT_VERSION } from "../models/locca-infer.js";
-import { BOX_FORMAT_KEY, DECODER_FILE, DECODER_FORMAT, DECODER_VERSION as DECODER_FORMAT_VERSION } from "../models/locca-infer.js";
+import { BOX_FORMAT_KEY, DECODER_FILE, DECODER_FORMAT, DECODER_VERSION as DECODER_FORMAT_VERSION, MEMORY_POSITION_KEY } from "../models/locca-infer.js";
+import type { MemoryPosition } from "../models/locca.js";
 
 export const isDecoderParam = (name: string): boolean => name.startsWith("decoder.");
 
@@ -219,6 +220,8 @@ export function saveCheckpoint(
     distillState?: readonly NamedTensor[];
     /** How the decoder's boxes are written (default canonical: not recorded). */
     boxFormat?: BoxFormat;
+    /** The decoder's image-token position code (default none: not recorded). */
+    memoryPosition?: MemoryPosition;
   },
 ): void {
   const target = checkpointTarget(dir);
@@ -239,6 +242,7 @@ export function saveCheckpoint(
     if (dec.length > 0) {
       const meta: Record<string, string> = { format: DECODER_FORMAT, version: DECODER_FORMAT_VERSION, layers: String(decoderLayers(o.specs)), box_bins: String(BINS), step };
       if (o.boxFormat !== undefined && o.boxFormat !== DEFAULT_BOX_FORMAT) meta[BOX_FORMAT_KEY] = o.boxFormat;
+      if (o.memoryPosition !== undefined && o.memoryPosition !== "none") meta[MEMORY_POSITION_KEY] = o.memoryPosition;
       writeDurable(join(tmp, DECODER_FILE), safetensorsBytes(dec, meta));
     } else if (o.sourceDir && existsSync(join(o.sourceDir, DECODER_FILE))) {
       copyFileSync(join(o.sourceDir, DECODER_FILE), join(tmp, DECODER_FILE));

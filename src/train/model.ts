@@ -13,7 +13,7 @@
  */
 import { backward, type Seed } from "../graph/autodiff.js";
 import { Graph, type Dim } from "../graph/graph.js";
-import { DECODER_PREFIX, decoderConfig, gatherPerSequence, loccaDecoder, selfAttentionMask } from "../models/locca.js";
+import { DECODER_PREFIX, decoderConfig, gatherPerSequence, loccaDecoder, memoryGrid, memoryPositionCode, selfAttentionMask, type MemoryPosition } from "../models/locca.js";
 import { InputParams, type ParamSpec } from "../models/params.js";
 import { fixresVision, textModel } from "../models/siglip.js";
 import { naflexVision } from "../models/siglip2.js";
@@ -100,6 +100,8 @@ export interface LoccaGraphOptions {
   vocabChunk?: number;
   /** Also output `decoder_logits` (S, L, V) (full loss only). */
   outputLogits?: boolean;
+  /** The decoder's image-token position code (src/models/locca.ts; default "none"). */
+  memoryPosition?: MemoryPosition;
 }
 
 /** Graph inputs of the LocCa objective (the golden's names, tools/reference/locca_goldens.py). */
@@ -160,7 +162,7 @@ export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGra
   const { zimg, ztxt, scale, bias, imageTokens } = forward(p, c, n, o.patches);
   const lo = o.locca;
   if (obj.locca && !lo) throw new Error("internal: the locca objective needs TrainGraphOptions.locca");
-  const dc = decoderConfig(c.text_config, c.vision_config);
+  const dc = decoderConfig(c.text_config, c.vision_config, lo?.memoryPosition);
   const decoder = obj.locca ? loccaDecoder(p, dc, lo!.sequences, lo!.length) : null;
   // SD/MP: the student's local and masked views through the same tower, the heads (./distill.ts)
   if (o.distill && o.patches !== undefined) throw new Error("internal: self-distillation is FixRes only (no NaFlex training graph with distill)");
@@ -197,7 +199,13 @@ export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGra
     const weights = g.input(LOCCA_INPUTS.weights, "float32", [S, L]);
     const causal = g.input(LOCCA_INPUTS.causal, "int64", [S]);
     const image = g.input(LOCCA_INPUTS.image, "int64", [S]);
-    const hidden = decoder.hidden(gatherPerSequence(g, imageTokens, image), selfAttentionMask(g, causal, L)); // (S, L, D)
+    let memoryPos: string | undefined;
+    if (dc.memoryPosition !== "none") {
+      if (o.patches !== undefined) throw new Error("internal: the LocCa training graph is FixRes only");
+      const R = memoryGrid(c);
+      memoryPos = g.init(g.fresh("memory_position"), memoryPositionCode(dc.memoryDim, R, R, R), [1, R * R, dc.memoryDim]); // (1, P, Dv), constant
+    }
+    const hidden = decoder.hidden(gatherPerSequence(g, imageTokens, image), selfAttentionMask(g, causal, L), undefined, memoryPos); // (S, L, D)
     let loc: { loss: string; perSequence: string };
     if (lo.vocabChunk === undefined) {
       const logits = decoder.head(hidden); // (S, L, V)

@@ -20,6 +20,7 @@
  */
 import type { VisionConfig } from "../weights/config.js";
 import { fixresGrid } from "../weights/config.js";
+import { sincosCode } from "../models/blocks.js";
 import type { Params } from "./session.js";
 
 /** Key of the fixed-resolution image tower's position table. */
@@ -28,22 +29,10 @@ export const POSITION_TABLE = "vision_model.embeddings.position_embedding.weight
 /** big_vision's `posemb_sincos_2d(h, w, width)`: (h·w, width) row-major, float32. */
 export function sincos2d(h: number, w: number, width: number, temperature = 10_000): Float32Array {
   if (!Number.isInteger(h) || !Number.isInteger(w) || h < 1 || w < 1) throw new Error(`internal: sincos grid ${h}×${w}`);
-  if (!Number.isInteger(width) || width < 8 || width % 4 !== 0) throw new Error(`internal: sincos width ${width} must be a multiple of 4, at least 8`);
-  const q = width / 4;
-  const omega = Float64Array.from({ length: q }, (_, k) => 1 / temperature ** (k / (q - 1)));
-  const out = new Float32Array(h * w * width);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const r = (y * w + x) * width;
-      for (let k = 0; k < q; k++) {
-        out[r + k] = Math.sin(x * omega[k]!);
-        out[r + q + k] = Math.cos(x * omega[k]!);
-        out[r + 2 * q + k] = Math.sin(y * omega[k]!);
-        out[r + 3 * q + k] = Math.cos(y * omega[k]!);
-      }
-    }
-  }
-  return out;
+  const ys: number[] = [];
+  const xs: number[] = [];
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) ys.push(y), xs.push(x);
+  return sincosCode(ys, xs, width, temperature);
 }
 
 /**

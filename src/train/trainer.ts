@@ -23,7 +23,9 @@
  * `boxFormat` (default "canonical"; src/tasks/boxes.ts `BoxFormat`): how the referring-expression
  * and grounded-caption rows write their boxes ("padded": three digits per coordinate); it is in
  * the run settings (when not the default) and in the saved decoder.safetensors metadata
- * (`box_format`), which `locate` reads.
+ * (`box_format`), which `locate` reads. `memoryPosition` (default "none"; src/models/locca.ts):
+ * the decoder's fixed position code on the image tokens, recorded the same way
+ * (`memory_position`), which `caption` and `locate` rebuild the decoder with.
  *
  * `freezeParams` (default none): parameter names that never train (no update, no weight decay),
  * e.g. "vision_model.embeddings.position_embedding.weight" to keep a sine–cosine position table
@@ -56,7 +58,7 @@ import type { SiglipConfig } from "../weights/config.js";
 import { loadTrainingState, readTrainerState, saveCheckpoint, type TrainerState } from "./checkpoint.js";
 import { batchIndices, type PairDataset } from "./data.js";
 import type { ParamSpec } from "../models/params.js";
-import { decoderConfig } from "../models/locca.js";
+import { decoderConfig, isMemoryPosition, MEMORY_POSITIONS, type MemoryPosition } from "../models/locca.js";
 import { BOX_FORMATS, DEFAULT_BOX_FORMAT, isBoxFormat, type BoxFormat } from "../tasks/boxes.js";
 import { buildDecoderBatch } from "./locca-batch.js";
 import { towerOf, type Objective, type Tower } from "./model.js";
@@ -116,6 +118,8 @@ export interface TrainConfig {
   freezeParams?: readonly string[];
   /** LocCa: how boxes are written in the decoder's rows (default canonical; see the module comment). */
   boxFormat?: BoxFormat;
+  /** LocCa: the decoder's image-token position code (default "none"; see the module comment). */
+  memoryPosition?: MemoryPosition;
   /** Chunked loss block size (default: the full m×m loss). */
   lossChunk?: number;
   threads?: number;
@@ -170,6 +174,7 @@ function runSettings(c: TrainConfig, vocabChunk: number | null): Record<string, 
   if ((c.arefRows ?? 1) !== 1) r["arefRows"] = c.arefRows;
   if (c.freezeParams?.length) r["freezeParams"] = [...c.freezeParams];
   if ((c.boxFormat ?? DEFAULT_BOX_FORMAT) !== DEFAULT_BOX_FORMAT) r["boxFormat"] = c.boxFormat;
+  if ((c.memoryPosition ?? "none") !== "none") r["memoryPosition"] = c.memoryPosition;
   return r;
 }
 
@@ -268,6 +273,8 @@ export class Trainer {
     if (!Number.isInteger(arefRows) || arefRows < 1) throw new SiglipError("usage", `--aref-rows must be a positive integer (got ${c.arefRows})`);
     if (arefRows !== 1 && !locca) throw new SiglipError("usage", "--aref-rows is for the LocCa objective; add locca to --objectives");
     if (c.boxFormat !== undefined && !isBoxFormat(c.boxFormat)) throw new SiglipError("usage", `--box-format must be ${BOX_FORMATS.join(" or ")} (got ${JSON.stringify(c.boxFormat)})`);
+    if (c.memoryPosition !== undefined && !isMemoryPosition(c.memoryPosition)) throw new SiglipError("usage", `--memory-position must be ${MEMORY_POSITIONS.join(" or ")} (got ${JSON.stringify(c.memoryPosition)})`);
+    if ((c.memoryPosition ?? "none") !== "none" && !locca) throw new SiglipError("usage", "--memory-position is for the LocCa decoder; add locca to --objectives");
     const fixed = new Set(c.freezeParams ?? []);
     const trainable = (p: ParamSpec): boolean => {
       if (fixed.has(p.name)) return false;
@@ -289,7 +296,7 @@ export class Trainer {
       if (c.vocabChunk !== undefined && (!Number.isInteger(c.vocabChunk) || c.vocabChunk < 1)) throw new SiglipError("usage", `--vocab-chunk ${c.vocabChunk} must be a positive integer`);
       const chunk = c.vocabChunk ?? (vocab > DEFAULT_VOCAB_CHUNK ? DEFAULT_VOCAB_CHUNK : null);
       lo = { sequences: (2 + arefRows) * micro, length: model.text_config.max_position_embeddings, vocabChunk: chunk !== null && chunk < vocab ? chunk : null };
-      opts.locca = { sequences: lo.sequences, length: lo.length, ...(lo.vocabChunk !== null ? { vocabChunk: lo.vocabChunk } : {}) };
+      opts.locca = { sequences: lo.sequences, length: lo.length, ...(lo.vocabChunk !== null ? { vocabChunk: lo.vocabChunk } : {}), ...(c.memoryPosition !== undefined ? { memoryPosition: c.memoryPosition } : {}) };
     }
     if (c.lossChunk !== undefined) opts.lossChunk = c.lossChunk;
     if (c.threads !== undefined) opts.threads = c.threads;
@@ -485,6 +492,7 @@ export class Trainer {
     };
     if (this.distill) o.distillState = this.distill.stateTensors();
     if (this.config.boxFormat !== undefined) o.boxFormat = this.config.boxFormat;
+    if (this.config.memoryPosition !== undefined) o.memoryPosition = this.config.memoryPosition;
     if (sourceDir !== undefined) o.sourceDir = sourceDir;
     saveCheckpoint(dir, o);
   }

@@ -12,17 +12,23 @@ import { generateScenes, renderScenes, sceneLocate, scenePreprocessorConfig, sce
 import { Trainer } from "../../src/train/trainer.js";
 import { parseConfig } from "../../src/weights/config.js";
 import { GemmaTokenizer } from "../../src/tokenizer/gemma.js";
+import { Checkpoint } from "../../src/weights/checkpoint.js";
+import { loadParams } from "../../src/train/session.js";
 import { tinyConfigJson } from "../../src/train/experiment.js";
 import { predictLinearProbe, standardize, trainLinearProbe } from "../../src/tasks/probe.js";
 import type { BoxFormat } from "../../src/tasks/boxes.js";
+import type { MemoryPosition } from "../../src/models/locca.js";
 
 const { values: a } = parseArgs({ options: {
   steps: { type: "string", default: "400" }, lr: { type: "string", default: "1e-3" }, objs: { type: "string", default: "3" },
   train: { type: "string", default: "6000" }, batch: { type: "string", default: "32" }, threads: { type: "string", default: "1" }, evaln: { type: "string", default: "100" },
   name: { type: "string", default: "exp" }, seed: { type: "string", default: "7" }, posemb: { type: "string", default: "learn" }, width: { type: "string", default: "128" }, layers: { type: "string", default: "4" },
   "aref-rows": { type: "string", default: "1" }, "freeze-pos": { type: "boolean", default: false },
-  "box-format": { type: "string", default: "canonical" },
+  "box-format": { type: "string", default: "canonical" }, "memory-position": { type: "string", default: "none" },
+  // --tower DIR: the paper's frozen-encoder protocol: both towers (and t', b) from DIR, frozen; a fresh decoder trains alone
+  tower: { type: "string" },
 } });
+const MEMORY_POSITION = a["memory-position"] as MemoryPosition;
 const BOX_FORMAT = a["box-format"] as BoxFormat;
 const AREF_ROWS = Number(a["aref-rows"]), FREEZE_POS = a["freeze-pos"]!;
 const STEPS = Number(a.steps), LR = Number(a.lr), OBJS = Number(a.objs), BATCH = Number(a.batch), THREADS = Number(a.threads), N = Number(a.evaln), SEED = Number(a.seed);
@@ -32,8 +38,8 @@ const t0 = performance.now();
 const DEMO = "models/siglip2-demo";
 const tok = await GemmaTokenizer.fromFile(join(DEMO, "tokenizer.json"));
 const IMAGE = 64, SEQ = 32;
-const configJson = tinyConfigJson({ width: WIDTH, layers: LAYERS, heads: 4, mlp: 4 * WIDTH, vocab: tok.vocabSize, seqLen: SEQ, image: IMAGE, patch: 8 });
-const config = parseConfig(configJson);
+const configJson: unknown = a.tower ? readFileSync(join(a.tower, "config.json"), "utf8") : tinyConfigJson({ width: WIDTH, layers: LAYERS, heads: 4, mlp: 4 * WIDTH, vocab: tok.vocabSize, seqLen: SEQ, image: IMAGE, patch: 8 });
+const config = parseConfig(typeof configJson === "string" ? JSON.parse(configJson) : configJson);
 const cfg = parseImageProcessorConfig(scenePreprocessorConfig(IMAGE), IMAGE);
 const train = generateScenes({ seed: SEED * 1000, count: Number(a.train), size: IMAGE, maxObjects: OBJS });
 const held = generateScenes({ seed: 9_000_001, count: N, size: IMAGE, maxObjects: OBJS });
@@ -45,6 +51,10 @@ const pixels = trainImg.map((im) => preprocessFixed(im, cfg));
 const data = new InMemoryPairs(pixels, train.map((s) => s.caption), tok, SEQ, { locca: { vocab: tok.vocabSize, regions: train.map((s) => s.regions), size: IMAGE } });
 const specs = paramSpecs(config, { objectives: ["sigmoid", "locca"] });
 const params = initParams(specs, SEED);
+if (a.tower) {
+  const store = new Checkpoint(a.tower).weights;
+  for (const [k, v] of loadParams(store, specs.filter((s) => !s.name.startsWith("decoder.")))) params.set(k, v);
+}
 if (a.posemb === "sincos") {
   const g = 8, D = WIDTH, q = D / 4;
   const pe = params.get("vision_model.embeddings.position_embedding.weight")!;
@@ -54,8 +64,8 @@ if (a.posemb === "sincos") {
   }
 }
 const trainer = await Trainer.create(config, params, {
-  batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze: [], threads: THREADS, objectives: ["sigmoid", "locca"],
-  arefRows: AREF_ROWS, boxFormat: BOX_FORMAT, freezeParams: FREEZE_POS ? ["vision_model.embeddings.position_embedding.weight"] : [],
+  batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze: a.tower ? ["vision", "text"] : [], threads: THREADS, objectives: ["sigmoid", "locca"],
+  arefRows: AREF_ROWS, boxFormat: BOX_FORMAT, memoryPosition: MEMORY_POSITION, freezeParams: FREEZE_POS ? ["vision_model.embeddings.position_embedding.weight"] : [],
   optimizer: { ...DEFAULT_OPTIMIZER, lr: LR, totalSteps: STEPS, warmupSteps: Math.round(STEPS * 0.05) },
 });
 const out = `/tmp/locca-exp/${a.name}`;
@@ -82,4 +92,4 @@ const st = standardize(A.x); standardize(B.x, st);
 const pred = predictLinearProbe(trainLinearProbe(A.x, A.row, 8, {}), B.x);
 let hit = 0; pred.forEach((p, i) => (hit += p === B.row[i] ? 1 : 0));
 await m.close();
-log(`RESULT ${a.name} posemb ${a.posemb}${FREEZE_POS ? " (frozen)" : ""} aref-rows ${AREF_ROWS} box-format ${BOX_FORMAT} seed ${SEED} lr ${LR} steps ${STEPS} batch ${BATCH}: locate train ${tr.accuracy.toFixed(3)}/${tr.meanIoU.toFixed(3)} held ${he.accuracy.toFixed(3)}/${he.meanIoU.toFixed(3)} held-1obj ${h1.accuracy.toFixed(3)}/${h1.meanIoU.toFixed(3)} (Acc@0.5/mIoU) | zs-en ${zs.en.toFixed(3)} | row-probe ${(hit / pred.length).toFixed(3)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+log(`RESULT ${a.name}${a.tower ? ` frozen towers ${a.tower}` : ""} posemb ${a.posemb}${FREEZE_POS ? " (frozen)" : ""} aref-rows ${AREF_ROWS} box-format ${BOX_FORMAT} memory-position ${MEMORY_POSITION} seed ${SEED} lr ${LR} steps ${STEPS} batch ${BATCH}: locate train ${tr.accuracy.toFixed(3)}/${tr.meanIoU.toFixed(3)} held ${he.accuracy.toFixed(3)}/${he.meanIoU.toFixed(3)} held-1obj ${h1.accuracy.toFixed(3)}/${h1.meanIoU.toFixed(3)} (Acc@0.5/mIoU) | zs-en ${zs.en.toFixed(3)} | row-probe ${(hit / pred.length).toFixed(3)} | ${((performance.now() - t0) / 1000).toFixed(0)} s`);

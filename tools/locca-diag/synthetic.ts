@@ -212,7 +212,7 @@ const d0 = [0, 0, 0, 0];
 const spec = { bos: 2, eos: tok.eosId, vocab: dc.vocab, length: L };
 for (let s = 0; s < N; s += 16) {
   const chunk = held.slice(s, s + 16);
-  const mem = chunk.map((e) => ({ patches: e.memory }));
+  const mem = chunk.map((e) => ({ patches: e.memory, gridH: G, gridW: G }));
   const next = (rows: Array<{ ids: ArrayLike<number>; image: number }>) => model.logits(rows, mem, rows.map((r) => [r.ids.length - 1]));
   const prompts = chunk.map((e, i) => ({ prompt: tok.tokenize(referPrompt(e.regions[0]!.text), { lowercase: false }), image: i }));
   const res = await decode(next, prompts, spec);

@@ -23,7 +23,7 @@ for (let i = 0; i < scenes.length; i++) {
   const pre = tok.tokenize(`ARef: ${r.text} :`, { lowercase: false }).length;
   const row = [2, ...ids, tok.eosId];
   const positions = Array.from({ length: row.length - 1 - pre }, (_, k) => pre + k); // predict token row[pos+1]
-  const lg = await dec.logits([{ ids: row, image: 0 }], [{ patches: feats[i]!.patches! }], [positions]);
+  const lg = await dec.logits([{ ids: row, image: 0 }], [{ patches: feats[i]!.patches!, gridH: feats[i]!.gridH, gridW: feats[i]!.gridW }], [positions]);
   // label each box token: which coordinate and digit
   const boxText = boxToText(q, dec.boxFormat);
   const labels: string[] = [];

@@ -19,6 +19,14 @@ its weights; this file is our reference of it, written from the recipe notes
   each sequence, then over all sequences of the batch (a caption for every example, plus one referring
   expression and one grounded caption for examples that have regions); total = sigmoid + LocCa.
 
+The decoder option `memory_position = "sincos2d"` adds, before the decoder (so to the inputs of every
+cross-attention's key and value projections), a fixed 2-D sine-cosine code of each image token's place
+(DETR-style, no parameters): the token at row y, column x of an h x w grid sits at the fractional place
+((y + 1/2) R / h - 1/2, (x + 1/2) R / w - 1/2) of the tower's R x R reference grid, and its code is
+[sin(x w_k), cos(x w_k), sin(y w_k), cos(y w_k)] for w_k = 1 / 10000^(k / (q - 1)), k < q = Dv / 4
+(big_vision's posemb_sincos_2d at fractional positions). The golden runs the same batch a second time
+with it (keys "pos.*"), and stores two code tables ("pos.code.*", a square and a non-square grid).
+
 The sequences are given here as explicit arrays (decoder inputs, targets, weights, causal flag, image
 index), so that the golden does not depend on how prompts are tokenised; the TypeScript side tests its
 prompt builder separately. Computed in float64; writes tests/fixtures/goldens/locca-grads.{safetensors,json}.
@@ -128,6 +136,16 @@ class Decoder(nn.Module):
         return self.lm_head(self.final_layer_norm(x))
 
 
+def memory_position_code(h, w, grid, width, temperature=10_000.0):
+    # (h*w, width) float64, row-major over the h x w grid (the module docstring)
+    q = width // 4
+    omega = 1.0 / temperature ** (torch.arange(q, dtype=torch.float64) / (q - 1))
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    ys = ((ys + 0.5) * grid / h - 0.5).reshape(-1, 1)
+    xs = ((xs + 0.5) * grid / w - 0.5).reshape(-1, 1)
+    return torch.cat([torch.sin(xs * omega), torch.cos(xs * omega), torch.sin(ys * omega), torch.cos(ys * omega)], dim=1)
+
+
 def locca_loss(logits, targets, weights):
     # per position CE, weighted mean per sequence, mean over sequences
     ce = torch.logsumexp(logits, -1) - logits.gather(-1, targets[..., None])[..., 0]  # (S, L)
@@ -209,6 +227,26 @@ def main():
         tensors[f"grad.{key}"] = p.grad.detach().float().contiguous()
         dec_weights[key] = p.detach().float().contiguous()
         names.append(key)
+    # the same batch with the memory position code (fixres-f32: 32 px in 8-px patches, R = 4)
+    vc = model.config.vision_config
+    grid = vc.image_size // vc.patch_size
+    code = memory_position_code(grid, grid, grid, vc.hidden_size)
+    for p in list(model.parameters()) + list(dec.parameters()):
+        p.grad = None
+    out2 = model(input_ids=ids, pixel_values=px.double(), return_loss=True)
+    mem2 = out2.vision_model_output.last_hidden_state + code[None]
+    logits2 = dec(dec_in, mem2[image], causal)
+    loc2, per_seq2 = locca_loss(logits2, targets, weights)
+    total2 = out2.loss + loc2
+    total2.backward()
+    tensors["pos.loss"] = total2.detach().reshape(1).contiguous()
+    tensors["pos.locca_loss"] = loc2.detach().reshape(1).contiguous()
+    tensors["pos.locca_per_sequence"] = per_seq2.detach().contiguous()
+    tensors["pos.decoder_logits"] = logits2.detach().float().contiguous()
+    tensors["pos.code.4x4.grid4"] = code.float().contiguous()
+    tensors["pos.code.3x5.grid4"] = memory_position_code(3, 5, 4, vc.hidden_size).float().contiguous()
+    for name, p in list(model.named_parameters()) + [(f"decoder.{n}", q) for n, q in dec.named_parameters()]:
+        tensors[f"pos.grad.{name}"] = p.grad.detach().float().contiguous()
     save_file(dec_weights, os.path.join(GOLDENS, "locca-decoder.safetensors"))
     save_file(tensors, os.path.join(GOLDENS, "locca-grads.safetensors"))
     manifest = {
@@ -220,6 +258,9 @@ def main():
         "loss": total.item(),
         "sigmoid_loss": out.loss.item(),
         "locca_loss": loc.item(),
+        "pos_loss": total2.item(),
+        "pos_locca_loss": loc2.item(),
+        "memory_position": "pos.* keys: the same batch with memory_position sincos2d (grid 4); pos.code.HxW.gridR: code tables",
         "loss_definition": "sigmoid (SiglipModel return_loss=True) + mean over sequences of (sum_k w_k CE_k / sum_k w_k)",
         "precision": "float64 compute; gradients and logits stored as float32, losses as float64",
         "parameters": names,
