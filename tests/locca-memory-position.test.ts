@@ -104,3 +104,20 @@ describe("LocCa memory position code at inference (decoder.safetensors memory_po
     }
   });
 });
+
+describe("LocCa memory position code: a width it cannot code", () => {
+  it("sincos2d on an image width that is not a multiple of 4 is one usage line, before any graph is built", async () => {
+    const { tinyConfigJson } = await import("../src/train/experiment.js");
+    const { parseConfig } = await import("../src/weights/config.js");
+    const { paramSpecs } = await import("../src/train/model.js");
+    const { initParams } = await import("../src/train/init.js");
+    const { Trainer } = await import("../src/train/trainer.js");
+    const { DEFAULT_OPTIMIZER } = await import("../src/train/optim.js");
+    const config = parseConfig(tinyConfigJson({ width: 42, layers: 2, heads: 6, mlp: 84, vocab: 1024, seqLen: 16, image: 32, patch: 8 }));
+    const params = initParams(paramSpecs(config, { objectives: ["sigmoid", "locca"] }), 1);
+    await assert.rejects(
+      Trainer.create(config, params, { batchSize: 2, accumSteps: 1, steps: 1, seed: 1, freeze: [], objectives: ["sigmoid", "locca"], memoryPosition: "sincos2d", optimizer: { ...DEFAULT_OPTIMIZER, warmupSteps: 0, totalSteps: 1 } }),
+      (err: unknown) => err instanceof SiglipError && err.code === "usage" && err.message === "--memory-position sincos2d needs an image width that is a multiple of 4 (at least 8); this model's is 42: use --memory-position none",
+    );
+  });
+});

@@ -275,6 +275,8 @@ export class Trainer {
     if (c.boxFormat !== undefined && !isBoxFormat(c.boxFormat)) throw new SiglipError("usage", `--box-format must be ${BOX_FORMATS.join(" or ")} (got ${JSON.stringify(c.boxFormat)})`);
     if (c.memoryPosition !== undefined && !isMemoryPosition(c.memoryPosition)) throw new SiglipError("usage", `--memory-position must be ${MEMORY_POSITIONS.join(" or ")} (got ${JSON.stringify(c.memoryPosition)})`);
     if ((c.memoryPosition ?? "none") !== "none" && !locca) throw new SiglipError("usage", "--memory-position is for the LocCa decoder; add locca to --objectives");
+    const dv = model.vision_config.hidden_size;
+    if (c.memoryPosition === "sincos2d" && (dv % 4 !== 0 || dv < 8)) throw new SiglipError("usage", `--memory-position sincos2d needs an image width that is a multiple of 4 (at least 8); this model's is ${dv}: use --memory-position none`);
     const fixed = new Set(c.freezeParams ?? []);
     const trainable = (p: ParamSpec): boolean => {
       if (fixed.has(p.name)) return false;
