@@ -18,6 +18,12 @@ import { Checkpoint } from "../src/weights/checkpoint.js";
 import { loccaCheckpoint } from "./harness/locca-checkpoint.js";
 import { loccaGolden, loccaStep, maxErr } from "./harness/locca-golden.js";
 import { FIXTURES } from "./harness/paths.js";
+import { tinyConfigJson } from "../src/train/experiment.js";
+import { parseConfig } from "../src/weights/config.js";
+import { paramSpecs } from "../src/train/model.js";
+import { initParams } from "../src/train/init.js";
+import { Trainer } from "../src/train/trainer.js";
+import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
 
 const manifest = JSON.parse(readFileSync(join(FIXTURES, "goldens", "locca-grads.json"), "utf8")) as { pos_loss: number; pos_locca_loss: number; locca_loss: number };
 const e = (x: number): string => x.toExponential(1);
@@ -107,12 +113,6 @@ describe("LocCa memory position code at inference (decoder.safetensors memory_po
 
 describe("LocCa memory position code: a width it cannot code", () => {
   it("sincos2d on an image width that is not a multiple of 4 is one usage line, before any graph is built", async () => {
-    const { tinyConfigJson } = await import("../src/train/experiment.js");
-    const { parseConfig } = await import("../src/weights/config.js");
-    const { paramSpecs } = await import("../src/train/model.js");
-    const { initParams } = await import("../src/train/init.js");
-    const { Trainer } = await import("../src/train/trainer.js");
-    const { DEFAULT_OPTIMIZER } = await import("../src/train/optim.js");
     const config = parseConfig(tinyConfigJson({ width: 42, layers: 2, heads: 6, mlp: 84, vocab: 1024, seqLen: 16, image: 32, patch: 8 }));
     const params = initParams(paramSpecs(config, { objectives: ["sigmoid", "locca"] }), 1);
     await assert.rejects(

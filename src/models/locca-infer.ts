@@ -191,6 +191,16 @@ export class LoccaDecoderModel {
     return p;
   }
 
+  /** The memory position code of an h × w grid (unpadded), computed once per grid: decoding asks for it every token. */
+  private positionCode(h: number, w: number): Float32Array {
+    const key = `${h}x${w}`;
+    let code = this.codes.get(key);
+    if (!code) this.codes.set(key, (code = memoryPositionCode(this.config.memoryDim, h, w, this.grid)));
+    return code;
+  }
+
+  private readonly codes = new Map<string, Float32Array>();
+
   /** Longest row (BOS included): the position table's rows. */
   get length(): number {
     return this.config.positions;
@@ -240,7 +250,7 @@ export class LoccaDecoderModel {
     const extra: Record<string, ort.Tensor> = {};
     if (c.memoryPosition !== "none") {
       const code = new Float32Array(memory.length * P * Dv);
-      memory.forEach((m, i) => code.set(memoryPositionCode(Dv, m.gridH, m.gridW, this.grid, P), i * P * Dv));
+      memory.forEach((m, i) => code.set(this.positionCode(m.gridH, m.gridW), i * P * Dv));
       extra["memory_position"] = new ort.Tensor("float32", code, [memory.length, P, Dv]);
     }
     const pipeline = await this.pipeline(L);
