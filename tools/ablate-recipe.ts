@@ -27,6 +27,10 @@
  *
  *   nice -n 10 npx tsx tools/ablate-recipe.ts [--seeds 1,2,3] [--steps 700] [--probe-steps 500] [--threads 2]
  *     [--jobs 1] [--arms A,B,C,D,E] [--teacher-arm B] [--ratio 0.5] [--student 48,2] [--json FILE]
+ *     [--memory-position sincos2d|none]
+ *
+ * Every LocCa decoder (B and C, and the frozen-encoder probes) gets `--memory-position` (default
+ * sincos2d, what `siglip2 train` gives a new decoder: src/models/locca.ts).
  *
  * `--jobs J` runs J (seed, arm) tasks at once as child processes (onnxruntime's run blocks its
  * process); D waits for its teacher. `tools/ablate-locca.ts` is this script with `--arms A,B --probe-all`.
@@ -40,6 +44,7 @@ import { cpus, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { spawn } from "node:child_process";
+import { isMemoryPosition, MEMORY_POSITIONS, type MemoryPosition } from "../src/models/locca.js";
 import { fileURLToPath } from "node:url";
 import { SigLIP2 } from "../src/api.js";
 import { parseImageProcessorConfig, preprocessFixed } from "../src/preprocess/index.js";
@@ -74,6 +79,7 @@ const { values: args } = parseArgs({
     ratio: { type: "string", default: "0.5" },
     student: { type: "string", default: "48,2" },
     "probe-all": { type: "boolean", default: false },
+    "memory-position": { type: "string", default: "sincos2d" },
     json: { type: "string", default: join(tmpdir(), "siglip2-ablate-recipe.json") },
     title: { type: "string", default: "Recipe ablation" },
     script: { type: "string", default: "tools/ablate-recipe.ts" },
@@ -100,6 +106,8 @@ const RATIO = Number(args.ratio);
 const [STUDENT_WIDTH, STUDENT_LAYERS] = args.student!.split(",").map(Number) as [number, number];
 const TEACHER_ARM = args["teacher-arm"] as Arm;
 const ARM_LIST = args.arms!.split(",") as Arm[];
+const MEMORY_POSITION = args["memory-position"]!;
+if (!isMemoryPosition(MEMORY_POSITION)) bad(`--memory-position must be ${MEMORY_POSITIONS.join(" or ")}, got ${MEMORY_POSITION}`);
 for (const [name, v] of [["--steps", STEPS], ["--probe-steps", PROBE_STEPS], ["--threads", THREADS], ["--train", TRAIN], ["--jobs", JOBS], ["--student width", STUDENT_WIDTH], ["--student layers", STUDENT_LAYERS]] as const) {
   if (!Number.isInteger(v) || v < 1) bad(`${name} must be a positive integer, got ${v}`);
 }
@@ -207,6 +215,7 @@ async function runTask(S: Setup, seed: number, arm: Arm): Promise<ArmResult> {
   const run = async (name: string, objectives: Objective[], params: Params, steps: number, freeze: readonly Tower[], extra: Pick<TrainConfig, "distill" | "curate"> = {}): Promise<Run> => {
     const trainer = await Trainer.create(model.config, params, {
       batchSize: BATCH, accumSteps: 1, steps, seed, freeze, threads: THREADS, objectives, ...extra,
+      ...(objectives.includes("locca") ? { memoryPosition: MEMORY_POSITION as MemoryPosition } : {}),
       optimizer: { ...DEFAULT_OPTIMIZER, lr: LR, totalSteps: steps, warmupSteps: Math.round(steps * 0.05) },
     });
     const data = dataset(objectives, extra.curate !== undefined);
@@ -318,7 +327,7 @@ async function inChildren(work: string): Promise<ArmResult[]> {
   const done = new Set<string>();
   const results: ArmResult[] = [];
   const key = (seed: number, arm: Arm) => `${seed}:${arm}`;
-  const passOn = ["--steps", String(STEPS), "--probe-steps", String(PROBE_STEPS), "--threads", String(THREADS), "--train", String(TRAIN), "--arms", ARM_LIST.join(","), "--teacher-arm", TEACHER_ARM, "--ratio", String(RATIO), "--student", args.student!, ...(args["probe-all"] ? ["--probe-all"] : [])];
+  const passOn = ["--steps", String(STEPS), "--probe-steps", String(PROBE_STEPS), "--threads", String(THREADS), "--train", String(TRAIN), "--arms", ARM_LIST.join(","), "--teacher-arm", TEACHER_ARM, "--ratio", String(RATIO), "--student", args.student!, "--memory-position", MEMORY_POSITION, ...(args["probe-all"] ? ["--probe-all"] : [])];
   const one = (seed: number, arm: Arm) => new Promise<ArmResult>((ok, fail) => {
     const argv = ["--import", "tsx", fileURLToPath(import.meta.url), ...passOn, "--seeds", String(seed), "--task", key(seed, arm), "--work", work];
     const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
@@ -381,7 +390,7 @@ function table(rs: ArmResult[], minutes: number, note = ""): string[] {
   lines.push(`## ${args.title}: ${SEEDS.length} seed${SEEDS.length > 1 ? "s" : ""} (${SEEDS.join(", ")}), mean ± sd, %`, "");
   lines.push(`Command: \`nice -n 10 npx tsx ${args.script} ${commandArgs().join(" ")}\``);
   lines.push(`Machine: ${cpu}, ${cpus().length} cores, ${THREADS} onnxruntime thread${THREADS > 1 ? "s" : ""} per job, ${JOBS} job${JOBS > 1 ? "s" : ""}; ${minutes.toFixed(1)} min wall.${note}`);
-  lines.push(`Model (A, B, C): width ${WIDTH}, ${LAYERS} layers, 4 heads, ${IMAGE} px, patch ${PATCH}, ${SEQ} tokens; ${STEPS} steps of ${BATCH} pairs from ${TRAIN} scenes per seed, lr ${LR}.`);
+  lines.push(`Model (A, B, C): width ${WIDTH}, ${LAYERS} layers, 4 heads, ${IMAGE} px, patch ${PATCH}, ${SEQ} tokens; ${STEPS} steps of ${BATCH} pairs from ${TRAIN} scenes per seed, lr ${LR}; LocCa decoders: memory position ${MEMORY_POSITION}.`);
   if (arms.includes("C")) lines.push(`C: \`distill\` with the defaults of \`siglip2 train --distill\`: on from step ${switchStep(DEFAULT_DISTILL.start, STEPS)} (80 %), ${DEFAULT_DISTILL.localViews} local views, EMA ${DEFAULT_DISTILL.emaMomentum}, size factor ${DEFAULT_DISTILL.sizeFactor}.`);
   if (arms.includes("D") || arms.includes("E")) lines.push(`D, E: student width ${STUDENT_WIDTH}, ${STUDENT_LAYERS} layers, same data, steps and batch; D keeps the most learnable ${RATIO} of super-batches of ${Math.round(BATCH / RATIO)}, teacher = arm ${TEACHER_ARM} of the same seed.`);
   lines.push(`Within noise: |Δ| ≤ 2 sd (sd: the larger of the two arms' seed sds); ↑k ↓m: seeds where the second arm is above / below.`, "");
@@ -414,7 +423,7 @@ function table(rs: ArmResult[], minutes: number, note = ""): string[] {
 function commandArgs(): string[] {
   const preset = args.script !== "tools/ablate-recipe.ts";
   return ["--seeds", ASKED.join(","), "--steps", String(STEPS), "--probe-steps", String(PROBE_STEPS), "--threads", String(THREADS), "--train", String(TRAIN), "--jobs", String(JOBS),
-    ...(preset ? [] : ["--arms", ARM_LIST.join(","), "--teacher-arm", TEACHER_ARM, "--ratio", String(RATIO), "--student", args.student!, ...(args["probe-all"] ? ["--probe-all"] : [])])];
+    ...(preset ? [] : ["--arms", ARM_LIST.join(","), "--teacher-arm", TEACHER_ARM, "--ratio", String(RATIO), "--student", args.student!, "--memory-position", MEMORY_POSITION, ...(args["probe-all"] ? ["--probe-all"] : [])])];
 }
 
 if (args["from-json"] !== undefined) {

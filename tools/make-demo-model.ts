@@ -7,12 +7,16 @@
  *
  *   npx tsx tools/make-demo-model.ts [--out models/siglip2-demo] [--steps N] [--threads N] [--lr X]
  *                                    [--distill on|off] [--posemb sincos|learn]
+ *                                    [--memory-position sincos2d|none] [--aref-rows K]
  *
  * The whole SigLIP 2 recipe: the sigmoid loss, the LocCa decoder (captions, referring expressions,
  * grounded captions), and from 80 % of the run self-distillation + masked prediction (`--distill on`,
  * the default; src/train/distill.ts with its defaults). `--posemb sincos` starts the image tower's
  * learned position table from the 2-D sine–cosine table (src/train/posemb-init.ts) instead of the
- * default random one (`learn`).
+ * default random one (`learn`). `--memory-position` (default sincos2d, what `siglip2 train` gives a
+ * new decoder) adds the fixed 2-D sine–cosine code of each image token's place to the decoder's
+ * memory (src/models/locca.ts); `--aref-rows K` (default 1) gives each example K referring-expression
+ * rows instead of one (the task mix of the trainer's `arefRows`).
  *
  * The committed models/siglip2-demo is the sigmoid + LocCa model: rebuild it with
  * `--distill off` (the other defaults: 2,500 steps, lr 1e-3, `--posemb learn`, 2 threads). A retrain
@@ -40,6 +44,7 @@ import { tinyConfigJson } from "../src/train/experiment.js";
 import { initParams } from "../src/train/init.js";
 import { paramSpecs } from "../src/train/model.js";
 import { DEFAULT_DISTILL } from "../src/train/distill-config.js";
+import { isMemoryPosition, MEMORY_POSITIONS, type MemoryPosition } from "../src/models/locca.js";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
 import { sincosPositionInit } from "../src/train/posemb-init.js";
 import { encodePng, generateScenes, renderScene, SCENE_LANGUAGES, sceneCorpus, sceneLabels, scenePreprocessorConfig, sceneTokenizer, writeSceneModelFiles, type SceneRecord } from "../src/train/scenes/index.js";
@@ -59,8 +64,13 @@ const { values: args } = parseArgs({
     lr: { type: "string", default: "1e-3" },
     distill: { type: "string", default: "on" },
     posemb: { type: "string", default: "learn" },
+    "memory-position": { type: "string", default: "sincos2d" },
+    "aref-rows": { type: "string", default: "1" },
   },
 });
+const fail = (m: string): never => {
+  throw new Error(m);
+};
 const OUT = resolve(args.out!);
 const STEPS = Number(args.steps);
 const THREADS = Number(args.threads);
@@ -71,7 +81,9 @@ if (args.distill !== "on" && args.distill !== "off") throw new Error(`--distill 
 const DISTILL = args.distill === "on";
 if (args.posemb !== "sincos" && args.posemb !== "learn") throw new Error(`--posemb must be sincos or learn (got ${args.posemb})`);
 const POSEMB = args.posemb;
-for (const [name, v] of [["--steps", STEPS], ["--threads", THREADS], ["--train", TRAIN]] as const) if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
+const MEMORY_POSITION: MemoryPosition = isMemoryPosition(args["memory-position"]) ? args["memory-position"] : fail(`--memory-position must be ${MEMORY_POSITIONS.join(" or ")} (got ${args["memory-position"]})`);
+const AREF_ROWS = Number(args["aref-rows"]);
+for (const [name, v] of [["--steps", STEPS], ["--threads", THREADS], ["--train", TRAIN], ["--aref-rows", AREF_ROWS]] as const) if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
 if (!(LR > 0 && LR < 1)) throw new Error(`--lr must be in (0, 1) (got ${args.lr})`);
 
 // Model: ViT with 8×8 patches on 64×64 images (64 tokens), 4 layers of width 128 in both towers.
@@ -130,10 +142,11 @@ async function main(): Promise<void> {
   if (POSEMB === "sincos") sincosPositionInit(params, config.vision_config);
   const trainer = await Trainer.create(config, params, {
     batchSize: BATCH, accumSteps: 1, steps: STEPS, seed: SEED, freeze: "none", threads: THREADS, objectives: OBJECTIVES,
+    ...(OBJECTIVES.includes("locca") ? { memoryPosition: MEMORY_POSITION, arefRows: AREF_ROWS } : {}),
     optimizer: { ...DEFAULT_OPTIMIZER, lr: LR, totalSteps: STEPS, warmupSteps: Math.round(STEPS * 0.05) },
     ...(DISTILL ? { distill: { ...DEFAULT_DISTILL } } : {}),
   });
-  log(`training: ${STEPS} steps of ${BATCH}, lr ${LR}, position init ${POSEMB}, self-distillation ${DISTILL ? `from step ${trainer.distillStart}` : "off"}`);
+  log(`training: ${STEPS} steps of ${BATCH}, lr ${LR}, position init ${POSEMB}, memory position ${OBJECTIVES.includes("locca") ? MEMORY_POSITION : "-"}, referring rows ${AREF_ROWS}, self-distillation ${DISTILL ? `from step ${trainer.distillStart}` : "off"}`);
   const tTrain = performance.now();
   while (trainer.step < STEPS) {
     const s = await trainer.trainStep(data);
@@ -222,7 +235,7 @@ async function main(): Promise<void> {
   }
   await model.close();
   evalJson["seconds"] = Math.round((performance.now() - t0) / 1000);
-  evalJson["settings"] = { lr: LR, batch: BATCH, threads: THREADS, position_init: POSEMB, distill: DISTILL ? { start: DEFAULT_DISTILL.start } : null };
+  evalJson["settings"] = { lr: LR, batch: BATCH, threads: THREADS, position_init: POSEMB, ...(OBJECTIVES.includes("locca") ? { memory_position: MEMORY_POSITION, aref_rows: AREF_ROWS } : {}), distill: DISTILL ? { start: DEFAULT_DISTILL.start } : null };
   writeFileSync(join(OUT, "eval.json"), `${JSON.stringify(evalJson, null, 2)}\n`);
   rmSync(staging, { recursive: true, force: true });
   log(`wrote ${OUT} in ${evalJson["seconds"]} s`);
