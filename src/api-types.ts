@@ -95,6 +95,18 @@ export interface CaptionOptions {
   lengthPenalty?: number;
 }
 
+/** Options for `SigLIP2.locate`: decoding, and whether the answer is held to the box grammar. */
+export interface LocateOptions extends CaptionOptions {
+  /**
+   * Constrained decoding (default true): at each step only tokens that keep the answer the start
+   * of a valid box (`ymin xmin ymax xmax`, integers in [0, 499], ymax ≥ ymin, xmax ≥ xmin, in the
+   * decoder's box format) are ranked, and EOS only after a whole box, so every answer is a box.
+   * The score stays the decoder's own probability of that answer. `false`: free decoding, as in
+   * training; an answer that is not a box is then an error for that image.
+   */
+  constrained?: boolean;
+}
+
 /** One image's caption. */
 export interface CaptionResult {
   caption: string;

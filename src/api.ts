@@ -31,14 +31,14 @@ import {
 import { PreprocessPool, workerStartTimeoutMs } from "./preprocess/pool.js";
 import { prepareImage, type PrepareTask, type Prepared } from "./preprocess/task.js";
 import { runImagePipeline, type ImageFeatures, type ImageInput, type ImageOptions, type ImageProgress, type ImageResult } from "./tasks/image-pipeline.js";
-import { BINS, dequantizeBox, parseArefOutput } from "./tasks/boxes.js";
-import { CAPTION_PROMPT, checkCaptionOptions, decode, referPrompt, tokenScore, type Decoded } from "./tasks/caption.js";
+import { BINS, boxTokenConstraint, dequantizeBox, parseArefOutput } from "./tasks/boxes.js";
+import { CAPTION_PROMPT, checkCaptionOptions, decode, referPrompt, tokenScore, type Decoded, type TokenConstraint } from "./tasks/caption.js";
 import type { LogitParams } from "./tasks/similarity.js";
 import { embedTokenRows, type TextEmbedLoop } from "./tasks/text-embed.js";
 import { applyTemplate, labelScores, readLogitParams, similarityTable, textName } from "./tasks/scoring.js";
 import { LruCache } from "./lru.js";
 import {
-  DEFAULT_TEMPLATE, LABEL_CACHE_SETS, type CaptionOptions, type CaptionResult, type ClassifyOptions, type LocateResult, type EmbedOptions, type LabelScore, type LoadOptions, type TextOptions, type TokenizedText,
+  DEFAULT_TEMPLATE, LABEL_CACHE_SETS, type CaptionOptions, type CaptionResult, type LocateOptions, type ClassifyOptions, type LocateResult, type EmbedOptions, type LabelScore, type LoadOptions, type TextOptions, type TokenizedText,
 } from "./api-types.js";
 import { GemmaTokenizer } from "./tokenizer/gemma.js";
 import { Checkpoint } from "./weights/checkpoint.js";
@@ -52,6 +52,7 @@ export class SigLIP2 {
   private text?: Promise<TextTower>;
   private decoder?: Promise<LoccaDecoderModel>;
   private tokenizerP?: Promise<GemmaTokenizer>;
+  private boxRule?: TokenConstraint;
   private imageCfg?: ImageProcessorConfig;
   private naflexCfg?: NaflexProcessorConfig;
   private pool?: PreprocessPool;
@@ -368,12 +369,16 @@ export class SigLIP2 {
    * decoder completes with a box "ymin xmin ymax xmax" in 500 bins). Per input: the box in the
    * original image's pixels (the preprocessing stretches the whole image onto the patch grid,
    * fixed resolution and NaFlex alike, so bins scale by the original width and height), or a
-   * SiglipError: a bad image, or a decoder output that is not a box (named, with its text).
+   * SiglipError: a bad image, or (with `constrained: false`) a decoder output that is not a box
+   * (named, with its text). By default decoding follows the box grammar, so every answer is a box
+   * ({@link LocateOptions.constrained}).
    */
-  async locateSettled(query: string, images: ImageInput[], options: CaptionOptions = {}): Promise<Array<LocateResult | SiglipError>> {
+  async locateSettled(query: string, images: ImageInput[], options: LocateOptions = {}): Promise<Array<LocateResult | SiglipError>> {
     checkCaptionOptions(options);
+    if (options.constrained !== undefined && typeof options.constrained !== "boolean") throw new SiglipError("usage", `constrained must be true or false (got ${JSON.stringify(options.constrained)})`);
     const decoder = await this.loccaDecoder();
     const tok = await this.tokenizer();
+    const constraint = options.constrained === false ? undefined : this.boxConstraint(decoder, tok);
     // a prompt longer than the decoder is cut by tokenizeHead (a huge query is not tokenised whole)
     const prompt = tok.tokenizeHead(referPrompt(query), decoder.length, { lowercase: false });
     const room = decoder.length - 1 - prompt.length;
@@ -393,7 +398,7 @@ export class SigLIP2 {
         throw e;
       }
     }));
-    const decoded = await this.decodeImages(decoder, decodedInputs, () => prompt, options);
+    const decoded = await this.decodeImages(decoder, decodedInputs, () => prompt, options, constraint);
     return decoded.map((d, i) => {
       if (d instanceof SiglipError) return d;
       const text = tok.decode(d.tokens);
@@ -409,7 +414,7 @@ export class SigLIP2 {
   }
 
   /** {@link locateSettled}, throwing the first error. */
-  async locate(query: string, images: ImageInput[], options: CaptionOptions = {}): Promise<LocateResult[]> {
+  async locate(query: string, images: ImageInput[], options: LocateOptions = {}): Promise<LocateResult[]> {
     return (await this.locateSettled(query, images, options)).map(throwIfError);
   }
 
@@ -418,7 +423,7 @@ export class SigLIP2 {
    * batches of `imageBatchSize` images (every live beam of a batch in one decoder run).
    */
   private async decodeImages(
-    decoder: LoccaDecoderModel, images: Array<ImageInput | SiglipError>, prompt: (i: number) => number[], options: CaptionOptions,
+    decoder: LoccaDecoderModel, images: Array<ImageInput | SiglipError>, prompt: (i: number) => number[], options: CaptionOptions, constraint?: TokenConstraint,
   ): Promise<Array<Decoded | SiglipError>> {
     const ok = images.flatMap((x, i) => (x instanceof SiglipError ? [] : [i]));
     const feats = await this.imageFeaturesSettled(ok.map((i) => images[i] as ImageInput), { patches: true });
@@ -440,10 +445,16 @@ export class SigLIP2 {
       if (options.beam !== undefined) o.beam = options.beam;
       if (options.maxTokens !== undefined) o.maxTokens = options.maxTokens;
       if (options.lengthPenalty !== undefined) o.lengthPenalty = options.lengthPenalty;
-      const res = await decode(next, chunk.map((r, image) => ({ prompt: prompt(r.slot), image })), spec, o);
+      const res = await decode(next, chunk.map((r, image) => ({ prompt: prompt(r.slot), image })), spec, o, constraint);
       res.forEach((d, k) => (out[chunk[k]!.slot] = d));
     }
     return out;
+  }
+
+  /** The box grammar of constrained `locate` for this decoder (its vocabulary scanned once, then kept). */
+  private boxConstraint(decoder: LoccaDecoderModel, tok: GemmaTokenizer): TokenConstraint {
+    this.boxRule ??= boxTokenConstraint((ids) => tok.decode(ids), Math.min(decoder.config.vocab, tok.vocabSize), tok.eosId, decoder.boxFormat);
+    return this.boxRule;
   }
 
   /** Free the onnxruntime sessions and close the weight files. */

@@ -5,7 +5,7 @@
 export { SigLIP2, applyTemplate, DEFAULT_TEMPLATE, LABEL_CACHE_SETS } from "./api.js";
 export type {
   ImageInput, ImageOptions, ImageFeatures, ImageResult, ImageProgress, LoadOptions, EmbedOptions, TextOptions, TokenizedText, LabelScore, ClassifyOptions,
-  CaptionOptions, CaptionResult, LocateResult,
+  CaptionOptions, CaptionResult, LocateOptions, LocateResult,
 } from "./api.js";
 export { LoccaDecoderModel, DECODER_FILE, DECODER_FORMAT } from "./models/locca-infer.js";
 export { SiglipError, isSiglipError } from "./errors.js";

@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import { isSiglipError } from "../src/errors.js";
 import { Rng } from "../src/train/rng.js";
 import {
-  BINS, BOX_FORMATS, DEFAULT_BOX_FORMAT, arefPrompt, boxToText, capPrompt, dequantizeBox, gcapPrompt, parseArefOutput, parseBoxText, pixelBoxToText, quantizeBox,
+  BINS, BOX_FORMATS, DEFAULT_BOX_FORMAT, arefPrompt, boxToText, boxTokenConstraint, capPrompt, dequantizeBox, gcapPrompt, isBoxTextPrefix, parseArefOutput, parseBoxText, pixelBoxToText, quantizeBox,
   type BoxFormat, type PixelBox, type QuantizedBox,
 } from "../src/tasks/boxes.js";
 
@@ -166,5 +166,58 @@ describe("boxes: the padded (fixed-width) format", () => {
       assert.equal(parseBoxText(s, "padded").ok, false, s);
     }
     assert.equal(parseBoxText("012 040 300 410", "hex" as BoxFormat).ok, false);
+  });
+});
+
+describe("boxes: the grammar of constrained locate decoding", () => {
+  it("every prefix of every valid box text (one leading space or none) is a prefix, in both formats", () => {
+    const r = new Rng(13);
+    const cases: QuantizedBox[] = [[0, 0, 0, 0], [0, 0, 499, 499], [499, 499, 499, 499], [12, 40, 300, 410]];
+    for (let i = 0; i < 300; i++) cases.push(randomQuantized(r));
+    for (const f of BOX_FORMATS) {
+      for (const q of cases) {
+        for (const t of [boxToText(q, f), ` ${boxToText(q, f)}`]) {
+          for (let k = 0; k <= t.length; k++) assert.ok(isBoxTextPrefix(t.slice(0, k), f), `${f}: ${JSON.stringify(t.slice(0, k))}`);
+        }
+      }
+    }
+  });
+
+  it("refuses what no box can start with: out of range, leading zeros (canonical), short fields (padded), order, spacing, a fifth number", () => {
+    const no: Array<[string, BoxFormat]> = [
+      ["500", "canonical"], ["5000", "canonical"], ["01", "canonical"], ["12 40 300 410 ", "canonical"], ["12 40 300 410 1", "canonical"],
+      ["12  40", "canonical"], ["  12", "canonical"], ["120 40 11", "canonical"], ["12 400 300 39", "canonical"], ["300 0 2", "canonical"],
+      ["12 ", "padded"], ["1234", "padded"], ["012 04 ", "padded"], ["500", "padded"], ["012 040 011", "padded"],
+      ["a", "canonical"], ["-1", "canonical"], ["1.5", "canonical"], ["12,40", "canonical"],
+    ];
+    for (const [t, f] of no) {
+      assert.equal(isBoxTextPrefix(t, f), false, `${f}: ${JSON.stringify(t)}`);
+    }
+    // order bounds look ahead: "3" after ymin 12 can still become 30–39 or 300–399; "1" after ymin 200 cannot
+    assert.equal(isBoxTextPrefix("12 40 3"), true);
+    assert.equal(isBoxTextPrefix("200 40 1"), false);
+    assert.equal(isBoxTextPrefix("200 40 2"), true);
+    assert.equal(isBoxTextPrefix("012 040 00", "padded"), false);
+    assert.equal(isBoxTextPrefix("12", "hex" as BoxFormat), false);
+  });
+
+  it("the token rule: only digit/space tokens that keep a prefix, and EOS only after a whole box", () => {
+    // a toy vocabulary: 0 pad, 1 eos, 2 bos, 3 "▁" (space), 4–13 the digits, 14 "▁1", 15 "a", 16 "12"
+    const pieces = ["", "", "", " ", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", " 1", "a", "12"];
+    const text = (ids: readonly number[]) => ids.map((i) => pieces[i]!).join("");
+    const EOS = 1;
+    const rule = boxTokenConstraint(text, pieces.length, EOS);
+    const d = (c: string) => 4 + Number(c);
+    assert.deepEqual(rule([]), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16]); // a space or any digit; never EOS, "a"
+    assert.deepEqual(rule([3]), [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16].filter((i) => i !== 14)); // no second space
+    assert.deepEqual(rule([d("0")]), [3, 14]); // "0" is whole: only a separator
+    assert.deepEqual(rule([d("4"), d("9")]), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]); // "49" → "490".."499", or a space
+    assert.deepEqual(rule([d("5"), d("0")]), [3, 14]); // "500" is out of range
+    const whole = [d("1"), d("2"), 3, d("4"), d("0"), 3, d("3"), d("0"), d("0"), 3, d("4"), d("1"), d("0")];
+    assert.equal(text(whole), "12 40 300 410");
+    assert.deepEqual(rule(whole), [EOS]); // a fourth coordinate 410 can take no more digits (4100 > 499)
+    assert.ok(rule(whole.slice(0, -1)).includes(EOS)); // "12 40 300 41" is a whole box too…
+    assert.ok(rule(whole.slice(0, -1)).includes(d("9"))); // …or may go on to 410–419
+    assert.deepEqual(boxTokenConstraint(text, pieces.length, EOS, "padded")([d("1"), d("2")]), [4, 5, 6, 7, 8, 9, 10, 11, 12, 13]); // padded: a third digit only
   });
 });

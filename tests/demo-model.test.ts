@@ -10,6 +10,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { SigLIP2 } from "../src/api.js";
+import { boxIoU } from "../src/tasks/metrics.js";
+import { generateScenes } from "../src/train/scenes/index.js";
 import { FIXTURES, REPO } from "./harness/paths.js";
 
 const DEMO = join(REPO, "models", "siglip2-demo");
@@ -48,5 +50,24 @@ describe("demo model (models/siglip2-demo)", () => {
     assert.equal(scores![0]!.label, "green triangle");
     const [cap] = await model.caption([images[1]!]);
     assert.equal(cap!.caption, "a green triangle");
+  });
+
+  it("locates: the README's query finds the green square of example-1 (IoU ≥ 0.5 with the renderer's box)", async () => {
+    // example-1 is scene 0 of tools/make-demo-model.ts's examples (seed SEED + 4, 128 px); its
+    // regions are the renderer's boxes. A decoder that ignored where things are would miss it.
+    const [scene] = generateScenes({ seed: 20261202 + 4, count: 2, size: 128, langs: ["en"] });
+    const truth = scene!.regions.find((r) => r.text === "the green square")!;
+    const [hit] = await model.locate("the green square", [images[0]!]);
+    const iou = boxIoU(hit!.box, truth.box);
+    assert.ok(iou >= 0.5, `IoU ${iou.toFixed(3)}: box ${JSON.stringify(hit!.box)} vs ${JSON.stringify(truth.box)}`);
+  });
+
+  it("constrained decoding turns an answer that is not a box into one (the query \"red circle\", which training never phrased so)", async () => {
+    const [free] = await model.locateSettled("red circle", [images[0]!], { constrained: false });
+    assert.ok(free instanceof Error && /is not a box: " 1 218 108 240 200"/.test(free.message), String(free));
+    const [boxed] = await model.locateSettled("red circle", [images[0]!]);
+    assert.ok(!(boxed instanceof Error), String(boxed));
+    const [x0, y0, x1, y1] = boxed.box;
+    assert.ok(0 <= x0 && x0 <= x1 && x1 <= 128 && 0 <= y0 && y0 <= y1 && y1 <= 128, JSON.stringify(boxed.box));
   });
 });

@@ -146,6 +146,31 @@ describe("LocCa decoding (greedy, beam) against tools/reference/locca_decode_gol
   }
 });
 
+describe("LocCa decoding with a token constraint", () => {
+  // logits v for token v at every step: unconstrained greedy would always pick the top id (5)
+  const W = 6;
+  const next: NextLogits = async (rows) => {
+    const out = new Float32Array(rows.length * W);
+    rows.forEach((_, r) => { for (let v = 0; v < W; v++) out[r * W + v] = v; });
+    return out;
+  };
+  const spec = { bos: 2, eos: 1, vocab: W, length: 16 };
+  const lse = Math.log([0, 1, 2, 3, 4, 5].reduce((a, v) => a + Math.exp(v), 0));
+  it("ranks only the allowed ids, by the decoder's own log-probabilities; nothing allowed ends the hypothesis unfinished", async () => {
+    const rule = (g: readonly number[]) => (g.length === 0 ? [0, 3] : g.length === 1 ? [4, 99] : [1]);
+    for (const beam of [1, 3]) {
+      const [d] = await decode(next, [{ prompt: [0], image: 0 }], spec, { beam }, rule);
+      assert.deepEqual(d!.tokens, [3, 4, 1], `beam ${beam}`);
+      assert.equal(d!.finished, true);
+      assert.ok(Math.abs(d!.logProb - (3 + 4 + 1 - 3 * lse)) < 1e-9, `beam ${beam}: ${d!.logProb}`); // not renormalised
+    }
+    const [free] = await decode(next, [{ prompt: [0], image: 0 }], spec, { maxTokens: 2 });
+    assert.deepEqual(free!.tokens, [5, 5]);
+    const [none] = await decode(next, [{ prompt: [0], image: 0 }], spec, {}, () => []);
+    assert.deepEqual(none, { tokens: [], logProb: 0, finished: false });
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // The library and CLI contract, on decoders scripted to answer a known text (harness scriptDecoder)
 
@@ -195,14 +220,32 @@ describe("SigLIP2.caption / locate", () => {
     }
   });
 
-  it("locate: an answer that is not a box is a SiglipError naming the image and the text", async () => {
+  it("locate, unconstrained: an answer that is not a box is a SiglipError naming the image and the text", async () => {
+    const m = await SigLIP2.load(scripted("ARef: red :", " 12 40"), { tower: { cacheDir: null } });
+    try {
+      const [r] = await m.locateSettled("red", [PHOTO], { constrained: false });
+      assert.ok(r instanceof SiglipError && r.code === "output");
+      assert.match(r.message, /photo_200x300\.png: the decoder's answer to "red" is not a box: " 12 40" \(expected 4 numbers/);
+      await assert.rejects(m.locate("red", [PHOTO], { constrained: "no" as unknown as boolean }), /constrained must be true or false/);
+      await assert.rejects(m.locate("  ", [PHOTO]), /the query is empty/);
+      await assert.rejects(m.locate("x ".repeat(40), [PHOTO]), /is too long: the prompt takes (more than )?\d+ of the decoder's 64 positions, leaving \d+ for the box/);
+    } finally {
+      await m.close();
+    }
+  });
+
+  it("locate, constrained (the default): the same decoder's answer is a box that keeps its scripted start (ymin 12, xmin 40), and its score is the decoder's own probability", async () => {
     const m = await SigLIP2.load(scripted("ARef: red :", " 12 40"), { tower: { cacheDir: null } });
     try {
       const [r] = await m.locateSettled("red", [PHOTO]);
-      assert.ok(r instanceof SiglipError && r.code === "output");
-      assert.match(r.message, /photo_200x300\.png: the decoder's answer to "red" is not a box: " 12 40" \(expected 4 numbers/);
-      await assert.rejects(m.locate("  ", [PHOTO]), /the query is empty/);
-      await assert.rejects(m.locate("x ".repeat(40), [PHOTO]), /is too long: the prompt takes (more than )?\d+ of the decoder's 64 positions, leaving \d+ for the box/);
+      assert.ok(!(r instanceof SiglipError), String(r));
+      const [x0, y0, x1, y1] = r.box;
+      const start = dequantizeBox([12, 40, 12, 40], 300, 200);
+      assert.equal(y0, start[1]);
+      assert.equal(x0, start[0]);
+      assert.ok(y1 >= y0 && x1 >= x0 && x1 <= 300 && y1 <= 200, JSON.stringify(r.box));
+      // past the scripted tokens the decoder wanted EOS; the grammar made it go on, at a cost
+      assert.ok(r.score > 0 && r.score < 0.9, `score ${r.score}`);
     } finally {
       await m.close();
     }
@@ -224,16 +267,21 @@ describe("SigLIP2.caption / locate", () => {
     const old = await SigLIP2.load(withFormat(" 012 040 300 410"), { tower: { cacheDir: null } });
     try {
       assert.equal((await old.loccaDecoder()).boxFormat, "canonical");
-      const [r] = await old.locateSettled("red", [PHOTO]);
+      const [r] = await old.locateSettled("red", [PHOTO], { constrained: false });
       assert.ok(r instanceof SiglipError && r.code === "output" && /"012" is not a canonical decimal integer/.test(r.message), String(r));
+      // constrained, a canonical decoder cannot write "012": its leading "0" is a whole coordinate
+      const [c] = await old.locateSettled("red", [PHOTO]);
+      assert.ok(!(c instanceof SiglipError) && c.box[1] === dequantizeBox([0, 0, 0, 0], 300, 200)[1], String(c instanceof SiglipError ? c : JSON.stringify(c.box)));
     } finally {
       await old.close();
     }
     // a canonical answer from a padded decoder is not a box either
     const mixed = await SigLIP2.load(withFormat(" 12 40 300 410", "padded"), { tower: { cacheDir: null } });
     try {
-      const [r] = await mixed.locateSettled("red", [PHOTO]);
+      const [r] = await mixed.locateSettled("red", [PHOTO], { constrained: false });
       assert.ok(r instanceof SiglipError && r.code === "output" && /"12" is not a 3-digit zero-padded integer/.test(r.message), String(r));
+      const [c] = await mixed.locateSettled("red", [PHOTO]);
+      assert.ok(!(c instanceof SiglipError), String(c));
     } finally {
       await mixed.close();
     }
@@ -291,6 +339,19 @@ describe("siglip2 caption / locate (CLI)", () => {
     });
     assert.equal(r.stderr.trim().split("\n").length, 2, r.stderr); // the bad image, then "1 input failed"
     assert.match(r.stderr, /bad_text\.txt/);
+  });
+
+  it("locate decodes under the box grammar; --unconstrained prints the decoder's non-box answer as one line and exits 1", () => {
+    const dir = scripted("ARef: red :", " 12 40");
+    const c = cli(["locate", "--model", dir, "red", PHOTO]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(c.lines.length, 1);
+    const [x0, y0] = c.lines[0]!["box"] as number[];
+    assert.deepEqual([x0, y0], dequantizeBox([12, 40, 12, 40], 300, 200).slice(0, 2));
+    const u = cli(["locate", "--unconstrained", "--model", dir, "red", PHOTO]);
+    assert.equal(u.code, 1);
+    assert.deepEqual(u.lines, []);
+    assert.match(u.stderr, /the decoder's answer to "red" is not a box: " 12 40"/);
   });
 
   it("caption prints {input, caption, score}; --beam works; no decoder is one line and exit 2", () => {

@@ -4,12 +4,13 @@
  * `SigLIP2.captionSettled` / `locateSettled`, decoding in src/tasks/caption.ts).
  *
  * Output: one JSON line per image, in input order — caption `{"input","caption","score"}`, locate
- * `{"input","query","box":[x0,y0,x1,y1],"score"}` (pixels of the original image). A bad image, or
- * a decoder answer that is not a box, is one line on stderr (exit 1); a checkpoint without a
- * decoder is one line and exit 2.
+ * `{"input","query","box":[x0,y0,x1,y1],"score"}` (pixels of the original image). `locate` decodes
+ * under the box grammar, so its answer is always a box; `--unconstrained` decodes freely. A bad
+ * image, or (unconstrained) a decoder answer that is not a box, is one line on stderr (exit 1); a
+ * checkpoint without a decoder is one line and exit 2.
  */
 import type { Command } from "commander";
-import type { CaptionOptions, SigLIP2 } from "../api.js";
+import type { CaptionOptions, LocateOptions, SigLIP2 } from "../api.js";
 import { SiglipError } from "../errors.js";
 import { intOption } from "./args.js";
 import type { CliContext, ModelOpts } from "./context.js";
@@ -17,6 +18,7 @@ import type { CliContext, ModelOpts } from "./context.js";
 interface DecodeOpts extends ModelOpts {
   beam?: number;
   maxTokens?: number;
+  unconstrained?: boolean;
 }
 
 /** Images decoded per library call (the CLI prints each chunk as soon as it is done). */
@@ -68,6 +70,7 @@ export function registerCaptionCommands(program: Command, ctx: CliContext): void
   withDecodeOptions(ctx.withModelOptions(
     program.command("locate").description('locate TEXT in images with the LocCa decoder: {"input","query","box":[x0,y0,x1,y1],"score"} per image (pixels)'),
   ))
+    .option("--unconstrained", "decode freely instead of under the box grammar (an answer that is not a box is then an error for that image)")
     .argument("<text>", "what to locate (a referring expression)")
     .argument("[images...]", "image files")
     .action(async (query: string, images: string[], o: DecodeOpts) => {
@@ -75,6 +78,6 @@ export function registerCaptionCommands(program: Command, ctx: CliContext): void
       needImages(images);
       const model: SigLIP2 = await ctx.loadModel(o);
       await model.loccaDecoder();
-      await inChunks(images, ctx, (paths) => model.locateSettled(query, paths, decodeOptions(o)), (input, r) => line({ input, query, box: r.box, score: r.score }));
+      await inChunks(images, ctx, (paths) => model.locateSettled(query, paths, { ...decodeOptions(o), ...(o.unconstrained ? { constrained: false } : {}) } satisfies LocateOptions), (input, r) => line({ input, query, box: r.box, score: r.score }));
     });
 }

@@ -203,3 +203,64 @@ export function parseArefOutput(s: string, format: BoxFormat = DEFAULT_BOX_FORMA
   const i = s.lastIndexOf(" : ");
   return parseBoxText(i >= 0 ? s.slice(i + 3) : s.replace(/^ARef:/, ""), format);
 }
+
+/** The formatted text of coordinate value `n` in `format`. */
+function coordText(n: number, format: BoxFormat): string {
+  return format === "padded" ? String(n).padStart(DIGITS, "0") : String(n);
+}
+
+/**
+ * Whether `s` can still grow into a box text of `format` that {@link parseBoxText} accepts —
+ * the grammar of constrained `locate` decoding. At most one leading space (the one training puts
+ * before the box), then up to four coordinates separated by single spaces. Every finished
+ * coordinate must be valid in `format` and in [0, BINS − 1], with ymax ≥ ymin and xmax ≥ xmin; the
+ * unfinished last one must be the start of such a coordinate. The empty text is a prefix; a
+ * finished box followed by anything is not. Never throws.
+ */
+export function isBoxTextPrefix(s: string, format: BoxFormat = DEFAULT_BOX_FORMAT): boolean {
+  if (typeof s !== "string" || !isBoxFormat(format)) return false;
+  const t = s.startsWith(" ") ? s.slice(1) : s;
+  if (t === "") return true;
+  const parts = t.split(" ");
+  if (parts.length > 4) return false;
+  const values: number[] = [];
+  for (let i = 0; i < parts.length; i++) {
+    const p = parts[i]!;
+    const lo = i >= 2 ? values[i - 2]! : 0; // ymax ≥ ymin, xmax ≥ xmin
+    if (i < parts.length - 1) {
+      if (!NUMBER[format].test(p)) return false;
+      const v = Number(p);
+      if (v < lo || v >= BINS) return false;
+      values.push(v);
+    } else if (p !== "") {
+      if (!/^[0-9]+$/.test(p) || p.length > DIGITS) return false;
+      let completable = false;
+      for (let n = lo; n < BINS && !completable; n++) completable = coordText(n, format).startsWith(p);
+      if (!completable) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * The next-token rule of constrained `locate` decoding (src/tasks/caption.ts `TokenConstraint`):
+ * after the generated ids, only tokens that keep the answer a prefix of a valid box
+ * ({@link isBoxTextPrefix}), and EOS only once the answer is a whole box. `text` is the
+ * tokenizer's decoding of ids; the tokens considered are those of the first `vocab` ids whose
+ * text is digits and spaces (found once, here). Pure: the same ids give the same answer.
+ */
+export function boxTokenConstraint(text: (ids: readonly number[]) => string, vocab: number, eos: number, format: BoxFormat = DEFAULT_BOX_FORMAT): (generated: readonly number[]) => number[] {
+  checkFormat(format);
+  const pieces: Array<{ id: number; text: string }> = [];
+  for (let id = 0; id < vocab; id++) {
+    if (id === eos) continue;
+    const t = text([id]);
+    if (/^[ 0-9]+$/.test(t)) pieces.push({ id, text: t });
+  }
+  return (generated) => {
+    const so = text(generated);
+    const allowed = pieces.filter((p) => isBoxTextPrefix(so + p.text, format)).map((p) => p.id);
+    if (parseBoxText(so, format).ok) allowed.push(eos);
+    return allowed;
+  };
+}

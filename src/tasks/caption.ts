@@ -17,6 +17,8 @@
  * - decoding of an image stops when it has B finished hypotheses, or nothing is left to feed; the
  *   result is the finished hypothesis with the best `logProb / tokens^α` (α = `lengthPenalty`,
  *   default 1; tokens = generated tokens, EOS included). Beam width 1 is greedy decoding.
+ * - with a {@link TokenConstraint} (what `locate` uses by default: the box grammar), a beam's
+ *   candidates are its best 2B *allowed* tokens; the rest is unchanged.
  *
  * Every step re-runs the decoder over whole rows (no key/value cache); the live beams of every
  * image go through the decoder as one batch.
@@ -41,6 +43,15 @@ export interface DecodeOptions {
   /** Most generated tokens (EOS included); default and cap: what the decoder's positions allow. */
   maxTokens?: number;
 }
+
+/**
+ * Which next tokens a hypothesis may take, given the ids it has generated so far (prompt not
+ * included): the allowed ids, EOS among them when the answer may end here. Decoding ranks only
+ * these, by the decoder's own log-probabilities (not renormalised, so a score still says how
+ * likely the decoder found the answer). A hypothesis with no allowed token ends unfinished.
+ * src/tasks/boxes.ts `boxTokenConstraint` is the box grammar of `locate`.
+ */
+export type TokenConstraint = (generated: readonly number[]) => readonly number[];
 
 /** The special ids and sizes decoding needs. */
 export interface DecodeSpec {
@@ -132,13 +143,19 @@ function topK(lp: Float64Array, k: number): number[] {
   return best;
 }
 
+/** The `k` ids of `allowed` (inside the vocabulary) with the highest log-probability (ties: lower id). */
+function topOf(lp: Float64Array, allowed: readonly number[], k: number): number[] {
+  return allowed.filter((v) => Number.isInteger(v) && v >= 0 && v < lp.length).sort((a, b) => lp[b]! - lp[a]! || a - b).slice(0, k);
+}
+
 /** The final ranking score of a hypothesis. */
+
 export function normalizedScore(d: { tokens: readonly number[]; logProb: number }, alpha: number): number {
   return d.logProb / Math.max(1, d.tokens.length) ** alpha;
 }
 
 /** Decode every prompt (see the module comment); one result per prompt, in order. */
-export async function decode(next: NextLogits, prompts: readonly DecodePrompt[], spec: DecodeSpec, o: DecodeOptions = {}): Promise<Decoded[]> {
+export async function decode(next: NextLogits, prompts: readonly DecodePrompt[], spec: DecodeSpec, o: DecodeOptions = {}, constraint?: TokenConstraint): Promise<Decoded[]> {
   const B = o.beam ?? DEFAULT_BEAM;
   const alpha = o.lengthPenalty ?? DEFAULT_LENGTH_PENALTY;
   const V = spec.vocab;
@@ -165,9 +182,16 @@ export async function decode(next: NextLogits, prompts: readonly DecodePrompt[],
       const cands: Array<{ beam: number; token: number; score: number }> = [];
       st.alive.forEach((b, bi) => {
         const lp = logSoftmax(logits, (r + bi) * V, V);
-        for (const v of topK(lp, Math.min(V, 2 * B))) cands.push({ beam: bi, token: v, score: b.logProb + lp[v]! });
+        const ids = constraint ? topOf(lp, constraint(b.tokens), 2 * B) : topK(lp, Math.min(V, 2 * B));
+        for (const v of ids) cands.push({ beam: bi, token: v, score: b.logProb + lp[v]! });
       });
       r += st.alive.length;
+      if (cands.length === 0) {
+        // the constraint allowed nothing after any live beam: they end here, unfinished
+        for (const b of st.alive) st.done.push({ ...b, finished: false });
+        st.alive = [];
+        continue;
+      }
       cands.sort((a, b) => b.score - a.score || a.beam - b.beam || a.token - b.token);
       const nextAlive: Beam[] = [];
       for (let rank = 0; rank < cands.length && nextAlive.length < B; rank++) {
