@@ -4,7 +4,7 @@
  * with centring; 50% of the patches masked; backward; AdamW; EMA and centre updates), ours vs
  * PyTorch (bench/train_step_distill.py: the same sizes and steps, fp32, eager autograd) in one run.
  *
- *   npx tsx bench/train-step-distill.ts [--width 192] [--layers 4] [--image 64] [--batch 8] [--steps 4]
+ *   npx tsx bench/train-step-distill.ts [--width 192] [--layers 4] [--image 64] [--patch 8] [--local 24] [--batch 8] [--steps 5] [--threads 1]
  *
  * Prints the machine, the fp32 GEMM peak measured in this run (bench/ours.ts / reference_bench.py
  * `gemm`), seconds per step (median of --steps after one warm-up step, which also builds our
@@ -35,13 +35,14 @@ const arg = (name: string, dflt: number): number => {
 const width = arg("width", 192);
 const layers = arg("layers", 4);
 const image = arg("image", 64);
-const patch = 8;
+const patch = arg("patch", 8);
 const batch = arg("batch", 8);
 const steps = arg("steps", 5);
 // default 1 thread: on a loaded machine PyTorch's OpenMP teams of 2+ threads stall (measured: 0.29 → 13.5 s/step at 2 threads, load 24)
 const threads = arg("threads", Number(process.env["SIGLIP2_BENCH_THREADS"] ?? 1));
 const views = 8;
-const local = 24; // DINO's 96/224 of 64 px, in whole 8-px patches
+// DINO's 96/224 of the image side, in whole patches (24 px at 64 px)
+const local = arg("local", Math.max(patch, Math.round((image * 96) / 224 / patch) * patch));
 const head = { hidden: 256, bottleneck: 64, out: 1024 };
 const seqLen = 16;
 const python = process.env["SIGLIP2_REF_PYTHON"] ?? join(REPO, ".venv-ref", "bin", "python");

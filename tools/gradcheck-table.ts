@@ -17,7 +17,8 @@ import { loccaGolden, loccaStep, maxErr } from "../tests/harness/locca-golden.js
 import { naflexCheckpoint, naflexGold, naflexGoldenBatch } from "../tests/harness/naflex-golden.js";
 import { FIXTURES } from "../tests/harness/paths.js";
 import { distillGolden, distillManifest } from "../tests/harness/distill-golden.js";
-import { TeacherSession, teacherProbs } from "../src/train/distill.js";
+import { TeacherSession, emaUpdate, teacherProbs, updateCenter } from "../src/train/distill.js";
+import { cropResize } from "../src/train/views.js";
 
 const e = (x: number) => x.toExponential(1);
 
@@ -90,8 +91,33 @@ for (const chunk of [undefined, 128]) {
     const m = maxErr(got, dg.gold.readFloat32(k));
     process.stdout.write(`| teacher head outputs (${k}) | 1 | ${e(m.abs)} | ${e(m.abs / Math.max(1, m.scale))} |\n`);
   }
-  const m = maxErr(teacherProbs(dg.gold.readFloat32("teacher_sd"), K, dg.gold.readFloat32("center.sd"), distillManifest.teacher_temp), dg.gold.readFloat32("sd_teacher_probs"));
-  process.stdout.write(`| centred teacher probabilities (image) | 1 | ${e(m.abs)} | ${e(m.abs)} |\n`);
+  for (const [which, label] of [["sd", "image"], ["mp", "patch"]] as const) {
+    const m = maxErr(teacherProbs(dg.gold.readFloat32(`teacher_${which}`), K, dg.gold.readFloat32(`center.${which}`), distillManifest.teacher_temp), dg.gold.readFloat32(`${which}_teacher_probs`));
+    process.stdout.write(`| centred, sharpened teacher probabilities (${label}) | 1 | ${e(m.abs)} | ${e(m.abs)} |\n`);
+  }
+  // centre EMA from the step's teacher outputs: c ← μc + (1−μ)·mean of the rows
+  for (const [which, rows] of [["sd", distillManifest.images], ["mp", distillManifest.images * 16]] as const) {
+    const c = dg.gold.readFloat32(`center.${which}`).slice();
+    const sum = new Float64Array(K);
+    const logits = dg.gold.readFloat32(`teacher_${which}`);
+    for (let i = 0; i < logits.length; i++) sum[i % K] = sum[i % K]! + logits[i]!;
+    updateCenter(c, sum, rows, distillManifest.center_momentum);
+    const m = maxErr(c, dg.gold.readFloat32(`center_after.${which}`));
+    process.stdout.write(`| centre update (${which}, momentum ${distillManifest.center_momentum}) | 1 | ${e(m.abs)} | ${e(m.abs / Math.max(1, m.scale))} |\n`);
+  }
+  // EMA teacher update θ_t ← μθ_t + (1−μ)θ_s over the image tower and both heads
+  {
+    const t = new Map([...dg.teacher].map(([n, v]) => [n, v.slice()]));
+    emaUpdate(t, dg.params, distillManifest.ema_momentum);
+    const groups = groupErrors(t, (name) => dg.gold.readFloat32(`ema.${name}`), () => "all");
+    const gr = groups.get("all")!;
+    process.stdout.write(`| EMA teacher update (momentum ${distillManifest.ema_momentum}) | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
+  }
+  // the view resampler: crop + antialiased bilinear resize + flip against torch interpolate
+  {
+    const m = maxErr(cropResize(dg.gold.readFloat32("crop.src"), 3, 32, 32, { top: 3, left: 5, height: 13, width: 20, flip: true }, 16), dg.gold.readFloat32("crop.out"));
+    process.stdout.write(`| view crop + resize + flip (13×20 → 16×16) | 1 | ${e(m.abs)} | ${e(m.abs / Math.max(1, m.scale))} |\n`);
+  }
   const s = await TrainSession.create(dg.ckpt.config, { batch: distillManifest.images, threads: 1, distill: dg.opts });
   const r = await s.step(dg.params, dg.batch);
   await s.release();

@@ -50,13 +50,21 @@ export function scheduleMultiplier(step: number, warmup: number, total: number):
 /** ‖g‖₂ over every tensor. */
 export function globalNorm(grads: Iterable<Float32Array>): number {
   let s = 0;
-  for (const g of grads) for (let i = 0; i < g.length; i++) s += g[i]! * g[i]!;
+  for (const g of grads) {
+    const n = g.length;
+    for (let i = 0; i < n; i++) {
+      const x = g[i]!;
+      s += x * x;
+    }
+  }
   return Math.sqrt(s);
 }
 
-/** Scale all gradients in place so that their global norm is at most `maxNorm`; returns the norm before clipping. */
-export function clipByGlobalNorm(grads: Params, maxNorm: number): number {
-  const norm = globalNorm(grads.values());
+/**
+ * Scale all gradients in place so that their global norm is at most `maxNorm`; returns the norm
+ * before clipping (`norm`: that norm when the caller has it already).
+ */
+export function clipByGlobalNorm(grads: Params, maxNorm: number, norm = globalNorm(grads.values())): number {
   if (maxNorm > 0 && Number.isFinite(maxNorm) && norm > maxNorm) {
     const f = maxNorm / norm;
     for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i] = g[i]! * f;
@@ -110,11 +118,17 @@ export class AdamW {
     return this.config.lr * this.multiplier;
   }
 
-  /** Clip `grads` (in place) and update `params` in place. Returns the pre-clip global norm. */
-  update(params: Params, grads: Params): number {
+  /**
+   * Clip `grads` (in place) and update `params` in place. Returns the pre-clip global norm
+   * (`norm`: the caller's {@link globalNorm} of `grads`, not computed again).
+   */
+  update(params: Params, grads: Params, norm?: number): number {
     const c = this.config;
-    const norm = clipByGlobalNorm(grads, c.clipNorm);
+    const preClip = clipByGlobalNorm(grads, c.clipNorm, norm);
     const sched = this.multiplier;
+    const { beta1: b1, beta2: b2, eps } = c;
+    const ob1 = 1 - b1;
+    const ob2 = 1 - b2;
     for (const name of this.trainable) {
       const t = this.step + 1 - (this.born.get(name) ?? 0);
       const bc1 = 1 - c.beta1 ** t;
@@ -126,17 +140,19 @@ export class AdamW {
       const wd = this.decay.get(name) ? c.weightDecay : 0;
       const decayScale = c.decayConvention === "big_vision" ? sched * wd : sched * c.lr * wd;
       const stepScale = sched * c.lr;
-      for (let i = 0; i < p.length; i++) {
+      const n = p.length;
+      for (let i = 0; i < n; i++) {
         const gi = g[i]!;
-        const mi = c.beta1 * m[i]! + (1 - c.beta1) * gi;
-        const vi = c.beta2 * v[i]! + (1 - c.beta2) * gi * gi;
+        const mi = b1 * m[i]! + ob1 * gi;
+        const vi = b2 * v[i]! + ob2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        const d = mi / bc1 / (Math.sqrt(vi / bc2) + c.eps);
-        p[i] = p[i]! - stepScale * d - decayScale * p[i]!;
+        const d = mi / bc1 / (Math.sqrt(vi / bc2) + eps);
+        const pi = p[i]!;
+        p[i] = pi - stepScale * d - decayScale * pi;
       }
     }
     this.step++;
-    return norm;
+    return preClip;
   }
 }

@@ -461,7 +461,7 @@ export class Trainer {
     if (!Number.isFinite(loss)) throw diverged(step, `the loss is ${loss}`, lr);
     const norm = globalNorm(grads!.values());
     if (!Number.isFinite(norm)) throw diverged(step, `the gradient norm is ${norm}`, lr);
-    const gradNorm = this.optimizer.update(this.params, grads!);
+    const gradNorm = this.optimizer.update(this.params, grads!, norm);
     const bad = firstNonFinite(this.params);
     if (bad) throw diverged(step, `the update made ${bad} non-finite`, lr);
     this.distill?.afterUpdate(this.params);

@@ -50,22 +50,16 @@ export function randomCropBox(H: number, W: number, scale: CropScale, rng: Rng):
   return { ...box, flip: rng.next() < 0.5 };
 }
 
-/** Dense (out, n) 1-D resampling matrix of an axis of n samples to `out`. */
-function axisMatrix(n: number, out: number): Float64Array {
-  const w = triangleWeights(n, out);
-  const m = new Float64Array(out * n);
-  for (let i = 0; i < out; i++) for (let j = 0; j < w.size[i]!; j++) m[i * n + w.start[i]! + j] = w.weights[i]![j]!;
-  return m;
-}
-
 /**
  * Crop `box` of `src` (C, H, W) and resize it to (C, out, out): width pass, then height pass,
- * float64 accumulation, float32 result; `box.flip` mirrors the columns.
+ * float64 accumulation over each output sample's support only (the taps outside it are zero:
+ * the sums equal the dense matrix product bit for bit), float32 result; `box.flip` mirrors
+ * the columns.
  */
 export function cropResize(src: Float32Array, C: number, H: number, W: number, box: CropBox, out: number): Float32Array {
   const { top, left, height: h, width: w } = box;
-  const mx = axisMatrix(w, out); // (out, w)
-  const my = axisMatrix(h, out); // (out, h)
+  const wx = triangleWeights(w, out); // out samples over the crop's w columns
+  const wy = triangleWeights(h, out); // out samples over its h rows
   const tmp = new Float64Array(h * out); // one channel after the width pass: (h, out)
   const dst = new Float32Array(C * out * out);
   for (let c = 0; c < C; c++) {
@@ -73,15 +67,19 @@ export function cropResize(src: Float32Array, C: number, H: number, W: number, b
     for (let y = 0; y < h; y++) {
       const row = base + (top + y) * W + left;
       for (let x = 0; x < out; x++) {
+        const k0 = wx.start[x]!;
+        const wk = wx.weights[x]!;
         let s = 0;
-        for (let k = 0; k < w; k++) s += mx[x * w + k]! * src[row + k]!;
+        for (let k = 0; k < wk.length; k++) s += wk[k]! * src[row + k0 + k]!;
         tmp[y * out + (box.flip ? out - 1 - x : x)] = s;
       }
     }
     for (let y = 0; y < out; y++) {
+      const k0 = wy.start[y]!;
+      const wk = wy.weights[y]!;
       for (let x = 0; x < out; x++) {
         let s = 0;
-        for (let k = 0; k < h; k++) s += my[y * h + k]! * tmp[k * out + x]!;
+        for (let k = 0; k < wk.length; k++) s += wk[k]! * tmp[(k0 + k) * out + x]!;
         dst[c * out * out + y * out + x] = s;
       }
     }
