@@ -3,8 +3,9 @@
  * and the whole tiny SigLIP's loss and parameter gradients against PyTorch autograd
  * (tests/fixtures/goldens/train-grads.safetensors, float64), full and chunked loss; then the
  * same with the LocCa decoder (tests/fixtures/goldens/locca-grads.safetensors), the NaFlex
- * tower (tests/fixtures/goldens/naflex-train-grads.safetensors: in-graph position resize, masks), and
- * self-distillation + masked prediction (tests/fixtures/goldens/distill-grads.safetensors).
+ * tower (tests/fixtures/goldens/naflex-train-grads.safetensors: in-graph position resize, masks),
+ * self-distillation + masked prediction (tests/fixtures/goldens/distill-grads.safetensors), and
+ * LocCa on the NaFlex tower (tests/fixtures/goldens/naflex-locca-grads.safetensors).
  *
  *   npx tsx tools/gradcheck-table.ts
  */
@@ -14,7 +15,7 @@ import { TrainSession, loadParams } from "../src/train/session.js";
 import { Checkpoint } from "../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { loccaGolden, loccaStep, maxErr } from "../tests/harness/locca-golden.js";
-import { naflexCheckpoint, naflexGold, naflexGoldenBatch } from "../tests/harness/naflex-golden.js";
+import { naflexCheckpoint, naflexGold, naflexGoldenBatch, naflexLoccaGolden, naflexLoccaStep } from "../tests/harness/naflex-golden.js";
 import { FIXTURES } from "../tests/harness/paths.js";
 import { distillGolden, distillManifest } from "../tests/harness/distill-golden.js";
 import { TeacherSession, emaUpdate, teacherProbs, updateCenter } from "../src/train/distill.js";
@@ -145,4 +146,23 @@ for (const chunk of [undefined, 3]) {
       .replace(/^(vision_model|text_model)\.(encoder|head|post_layernorm|final_layer_norm).*$/, "$1.$2").replace(/^text_model\.embeddings.*$/, "text_model.embeddings"));
   for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
   await s.release();
+}
+
+// NaFlex + LocCa (tests/fixtures/goldens/naflex-locca-grads.safetensors, tools/reference/naflex_locca_goldens.py):
+// the decoder's cross-attention key-masked by the tower's padding, and each image's own memory position code.
+{
+  const lg = naflexLoccaGolden();
+  process.stdout.write("\nNaFlex + LocCa: naflex-f32 (the 4 grids above, padded to 20) + 8 decoder sequences of 12 vs PyTorch float64 autograd; tolerance 1e-5·max(1, ‖ref‖∞)\n\n| memory position, LocCa loss | tensor group | tensors | worst max-abs | worst max-abs / max(1, ‖ref‖∞) |\n|---|---|---|---|---|\n");
+  for (const [prefix, memoryPosition] of [["", "none"], ["pos.", "sincos2d"]] as const) {
+    for (const vocabChunk of [undefined, 128]) {
+      const r = await naflexLoccaStep(lg, { memoryPosition, ...(vocabChunk === undefined ? {} : { vocabChunk }) });
+      const label = `${memoryPosition}, ${vocabChunk === undefined ? "full (autodiff)" : `chunked (vocab ${vocabChunk})`}`;
+      for (const [k, got] of [["loss", r.loss], ["locca_loss", r.loccaLoss!]] as const) {
+        process.stdout.write(`| ${label} | ${k} | 1 | ${e(Math.abs(got - lg.gold.readFloat32(`${prefix}${k}`)[0]!))} | – |\n`);
+      }
+      const groups = groupErrors(r.grads, (name) => lg.gold.readFloat32(`${prefix}grad.${name}`), (name) =>
+        name.startsWith("decoder.") ? name.replace(/\.layers\.\d+\./, ".layers.*.").replace(/^(decoder\.(?:layers\.\*\.)?[a-z_0-9]+)\..*$/, "$1") : name.startsWith("vision_model.embeddings.position_embedding") ? "vision_model.embeddings.position_embedding" : name.split(".")[0]!);
+      for (const [k, gr] of groups) process.stdout.write(`| ${label} | ${k} | ${gr.n} | ${e(gr.abs)} | ${e(gr.rel)} |\n`);
+    }
+  }
 }

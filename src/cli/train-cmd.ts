@@ -274,7 +274,6 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   const naflex = config.model_type === "siglip2";
   if (!naflex && o.budgetDraw !== undefined) throw new SiglipError("usage", `--budget-draw is for NaFlex (model_type "siglip2") checkpoints; ${dir} is fixed-resolution`);
   if (!naflex && o.maxPatches !== undefined) throw new SiglipError("usage", `--max-patches is for NaFlex (model_type "siglip2") checkpoints; ${dir} is fixed-resolution`);
-  if (naflex && locca) throw new SiglipError("usage", `${dir} is a NaFlex checkpoint: the LocCa objective does not train NaFlex checkpoints yet; use --objectives sigmoid`);
   const records = readManifest(o.data, o.images !== undefined ? { images: o.images } : {});
   checkManifestImages(records);
   if (o.batchSize > records.length) {
@@ -303,15 +302,17 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     const [{ parseNaflexProcessorConfig, decodeImage }, { NaflexPairs, parsePatchBudgets }] = await Promise.all([import("../preprocess/index.js"), import("../train/naflex-data.js")]);
     const nproc = parseNaflexProcessorConfig(ckpt.preprocessorConfig, config.vision_config.patch_size);
     budgets = parsePatchBudgets(o.maxPatches ?? String(nproc.maxNumPatches));
-    data = new NaflexPairs((i) => decodeImage(records[i]!.image), records.map((r) => r.caption), nproc, tok, T, o.lowercase);
+    const langs = records.every((r) => r.lang !== undefined) ? { langs: records.map((r) => r.lang!) } : {};
+    const regions = locca ? { locca: { vocab: config.text_config.vocab_size, regions: records.map((r) => r.regions ?? []), sources: records.map((r) => r.source ?? r.image) } } : {};
+    data = new NaflexPairs((i) => decodeImage(records[i]!.image), records.map((r) => r.caption), nproc, tok, T, o.lowercase, { ...langs, ...regions });
   } else {
     const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
     data = new FilePairs(records, processor, tok, T, o.lowercase, locca ? config.text_config.vocab_size : undefined);
   }
   const tc = trainerConfig(o, budgets);
-  if (tc.distill && naflex) throw new SiglipError("usage", "--distill does not train NaFlex checkpoints yet (its local views and masks are fixed-resolution); drop --distill or use a FixRes checkpoint");
+  if (tc.distill && naflex) throw new SiglipError("usage", "--distill is for fixed-resolution checkpoints: SigLIP 2 trains its NaFlex variants without self-distillation or masked prediction (paper §2.4.2); drop --distill or use a FixRes checkpoint");
   if (tc.distill && o.curateTeacher !== undefined) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
-  if (naflex && (o.langMix !== undefined || o.curateTeacher !== undefined)) throw new SiglipError("usage", `${o.langMix !== undefined ? "--lang-mix" : "--curate-teacher"} is not supported for NaFlex (model_type \"siglip2\") checkpoints yet`);
+  if (naflex && o.curateTeacher !== undefined) throw new SiglipError("usage", "--curate-teacher is not supported for NaFlex (model_type \"siglip2\") checkpoints yet");
   // --- curation (src/train/curate.ts) and language mix (src/train/lang-mix.ts) ---
   if (o.langMix !== undefined && !data.langs) {
     const r = records.find((x) => x.lang === undefined)!;

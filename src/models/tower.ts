@@ -151,8 +151,12 @@ export function encoderLayerBytes(d: LayerDims): number {
   return p.specs.reduce((acc, s) => acc + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
 }
 
-/** The whole tower in one graph on source `p` (training): → last hidden state (B, S, D) and pooled (B, pooledDim). */
-export function towerForward(root: ParamSource, def: TowerDef, batch: Dim): { last: string; pooled: string } {
+/**
+ * The whole tower in one graph on source `p` (training): → last hidden state (B, S, D), pooled
+ * (B, pooledDim), and with a key mask its {@link LayerMask} (the LocCa decoder masks its
+ * cross-attention with the same padding).
+ */
+export function towerForward(root: ParamSource, def: TowerDef, batch: Dim): { last: string; pooled: string; mask?: LayerMask } {
   const p = root.at(def.prefix);
   const d = dims(def.config);
   let x = def.embeddings(p, batch);
@@ -161,7 +165,9 @@ export function towerForward(root: ParamSource, def: TowerDef, batch: Dim): { la
   for (let i = 0; i < def.config.num_hidden_layers; i++) x = encoderLayer(p.at(`encoder.layers.${i}`), d)(x, mask);
   const head = def.head(p);
   const last = head.norm(x);
-  return { last, pooled: head.pool(last, mask) };
+  const out: { last: string; pooled: string; mask?: LayerMask } = { last, pooled: head.pool(last, mask) };
+  if (mask) out.mask = mask;
+  return out;
 }
 
 /** Name a value as a graph output. */

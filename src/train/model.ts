@@ -50,21 +50,24 @@ function checkLength(c: SiglipConfig, length: number | undefined): void {
 }
 
 /** Last hidden state (B, S, D) and pooled output (B, D) of one tower, built on the training source. */
-function towerOut(p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim, length?: number): { last: string; pooled: string } {
+function towerOut(p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim, length?: number): ReturnType<typeof towerForward> {
   return towerForward(p, tower === "vision" ? visionDef(c, length) : textModel(c.text_config), batch);
 }
 
 const pooled = (p: InputParams, c: SiglipConfig, tower: Tower, batch: Dim): string => towerOut(p, c, tower, batch).pooled;
 
 /**
- * The two towers' embeddings (n, D), L2-normalised, the loss scalars t' and b, and the image
- * tokens (n, P, Dv) (post-LN, before the MAP head: what the LocCa decoder attends to).
+ * The two towers' embeddings (n, D), L2-normalised, the loss scalars t' and b, the image
+ * tokens (n, P, Dv) (post-LN, before the MAP head: what the LocCa decoder attends to), and for
+ * NaFlex the additive key mask of the padded patches (n, 1, 1, P).
  */
-function forward(p: InputParams, c: SiglipConfig, batch: Dim, length?: number): { zimg: string; ztxt: string; scale: string; bias: string; imageTokens: string } {
+function forward(p: InputParams, c: SiglipConfig, batch: Dim, length?: number): { zimg: string; ztxt: string; scale: string; bias: string; imageTokens: string; imageMask?: string } {
   const vision = towerOut(p, c, "vision", batch, length);
   const zimg = l2normalize(p.g, vision.pooled);
   const ztxt = l2normalize(p.g, pooled(p, c, "text", batch));
-  return { zimg, ztxt, scale: p.tensor("logit_scale", [1]), bias: p.tensor("logit_bias", [1]), imageTokens: vision.last };
+  const out: ReturnType<typeof forward> = { zimg, ztxt, scale: p.tensor("logit_scale", [1]), bias: p.tensor("logit_bias", [1]), imageTokens: vision.last };
+  if (vision.mask) out.imageMask = vision.mask.additive;
+  return out;
 }
 
 /** Training objectives: the sigmoid loss (always in a SigLIP model) and the LocCa decoder loss. */
@@ -111,6 +114,7 @@ export const LOCCA_INPUTS = {
   weights: "decoder_weights", // (S, L) float32: 0 on prefix and pad
   causal: "decoder_causal", // (S) int64: 1 causal, 0 parallel
   image: "decoder_image", // (S) int64: the image of each sequence
+  memoryPosition: "decoder_memory_position", // NaFlex with a position code: (n, P, Dv) float32, each image's code (./session.ts)
 } as const;
 
 /** Options of a training graph. */
@@ -159,7 +163,7 @@ export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGra
   const g = new Graph("siglip.train");
   const p = InputParams.root(g);
   const n = o.batch;
-  const { zimg, ztxt, scale, bias, imageTokens } = forward(p, c, n, o.patches);
+  const { zimg, ztxt, scale, bias, imageTokens, imageMask } = forward(p, c, n, o.patches);
   const lo = o.locca;
   if (obj.locca && !lo) throw new Error("internal: the locca objective needs TrainGraphOptions.locca");
   const dc = decoderConfig(c.text_config, c.vision_config, lo?.memoryPosition);
@@ -200,12 +204,16 @@ export function buildTrainGraph(c: SiglipConfig, o: TrainGraphOptions): TrainGra
     const causal = g.input(LOCCA_INPUTS.causal, "int64", [S]);
     const image = g.input(LOCCA_INPUTS.image, "int64", [S]);
     let memoryPos: string | undefined;
-    if (dc.memoryPosition !== "none") {
-      if (o.patches !== undefined) throw new Error("internal: the LocCa training graph is FixRes only");
+    if (dc.memoryPosition !== "none" && o.patches === undefined) {
       const R = memoryGrid(c);
       memoryPos = g.init(g.fresh("memory_position"), memoryPositionCode(dc.memoryDim, R, R, R), [1, R * R, dc.memoryDim]); // (1, P, Dv), constant
+    } else if (dc.memoryPosition !== "none") {
+      // NaFlex: every image has its own grid, so its code is an input (zero rows on the padding)
+      memoryPos = gatherPerSequence(g, g.input(LOCCA_INPUTS.memoryPosition, "float32", [n, o.patches!, dc.memoryDim]), image); // (S, P, Dv)
     }
-    const hidden = decoder.hidden(gatherPerSequence(g, imageTokens, image), selfAttentionMask(g, causal, L), undefined, memoryPos); // (S, L, D)
+    // NaFlex: the cross-attention sees each image's real patches only (the tower's key mask)
+    const memoryMask = imageMask === undefined ? undefined : gatherPerSequence(g, imageMask, image); // (S, 1, 1, P)
+    const hidden = decoder.hidden(gatherPerSequence(g, imageTokens, image), selfAttentionMask(g, causal, L), memoryMask, memoryPos); // (S, L, D)
     let loc: { loss: string; perSequence: string };
     if (lo.vocabChunk === undefined) {
       const logits = decoder.head(hidden); // (S, L, V)

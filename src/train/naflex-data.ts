@@ -19,7 +19,7 @@ import { SiglipError } from "../errors.js";
 import { preprocessNaflex, type NaflexPatches, type NaflexProcessorConfig } from "../preprocess/naflex.js";
 import type { RgbImage } from "../preprocess/decode.js";
 import type { GemmaTokenizer } from "../tokenizer/gemma.js";
-import { tokenizeCaptions, type PairDataset } from "./data.js";
+import { clampRegions, decoderTokenizer, tokenizeCaptions, type LoccaData, type PairDataset, type Region } from "./data.js";
 import type { Rng } from "./rng.js";
 import type { Batch } from "./session.js";
 
@@ -84,12 +84,25 @@ export function padNaflex(images: readonly NaflexPatches[], length: number): Pic
   return { pixelValues: px, naflex: { length, spatialShapes: spatial, keyMask: mask } };
 }
 
+/** What a NaFlex dataset can feed besides the sigmoid loss. */
+export interface NaflexPairsOptions {
+  /**
+   * The LocCa objective: the decoder's vocabulary size and each pair's regions (boxes in the
+   * pixels of its original image, clamped to it; `sources[i]` names pair i in errors).
+   */
+  locca?: { vocab: number; regions?: ReadonlyArray<readonly Region[]>; sources?: readonly string[] };
+  /** Each pair's language (the language mix, ./lang-mix.ts). */
+  langs?: readonly string[];
+}
+
 /** Image–caption pairs for NaFlex training: decoded images (kept), patchified per draw. */
 export class NaflexPairs implements PairDataset {
   private readonly ids: BigInt64Array;
   private readonly cache = new Map<number, RgbImage>();
+  readonly locca?: LoccaData;
+  readonly langs?: readonly string[];
 
-  /** `decodeAt(i)` decodes image i (called once per image); `names(i)` names it in errors. */
+  /** `decodeAt(i)` decodes image i (called once per image). */
   constructor(
     private readonly decodeAt: (i: number) => Promise<RgbImage>,
     private readonly captions: readonly string[],
@@ -97,8 +110,26 @@ export class NaflexPairs implements PairDataset {
     tok: GemmaTokenizer,
     private readonly seqLen: number,
     lowercase = true,
+    o: NaflexPairsOptions = {},
   ) {
     this.ids = tokenizeCaptions(tok, captions, seqLen, lowercase);
+    if (o.langs) {
+      if (o.langs.length !== captions.length) throw new Error("internal: langs and captions differ in length");
+      this.langs = o.langs;
+    }
+    const lo = o.locca;
+    if (lo) {
+      // boxes are in the original image's pixels: the decoder's box text is relative to it, as
+      // `locate` maps answers back onto it (the NaFlex resize keeps the aspect ratio)
+      this.locca = {
+        ...decoderTokenizer(tok, lo.vocab),
+        row: async (i) => {
+          const img = await this.rgb(i);
+          const regions = clampRegions(lo.regions?.[i] ?? [], img.width, img.height, lo.sources?.[i] ?? `pair ${i}`);
+          return { row: { text: captions[i]!, regions }, width: img.width, height: img.height };
+        },
+      };
+    }
   }
 
   get size(): number {

@@ -13,6 +13,7 @@ import type { SiglipConfig } from "../weights/config.js";
 import { isDecoderParam, loadDecoderParams } from "./checkpoint.js";
 import { DISTILL_INPUTS, type DistillBatch } from "./distill.js";
 import { fixresGrid } from "../weights/config.js";
+import { memoryGrid, memoryPositionCode } from "../models/locca.js";
 import { initDecoderParams } from "./init.js";
 
 /** Parameter values by checkpoint key. */
@@ -169,6 +170,7 @@ export class TrainSession {
       feeds[LOCCA_INPUTS.weights] = new ort.Tensor("float32", d.weights, [S, L]);
       feeds[LOCCA_INPUTS.causal] = new ort.Tensor("int64", d.causal, [S]);
       feeds[LOCCA_INPUTS.image] = new ort.Tensor("int64", d.image, [S]);
+      if (this.inputs.includes(LOCCA_INPUTS.memoryPosition)) feeds[LOCCA_INPUTS.memoryPosition] = this.memoryCodes(batch);
     }
     if (this.distill) {
       const d = batch.distill;
@@ -195,6 +197,30 @@ export class TrainSession {
     if (out["sd_loss"]) r.sdLoss = Number(out["sd_loss"].data[0]);
     if (out["mp_loss"]) r.mpLoss = Number(out["mp_loss"].data[0]);
     return r;
+  }
+
+  /** Memory position codes of a cached (h, w) grid, padded to the graph's patch rows. */
+  private readonly codes = new Map<string, Float32Array>();
+
+  /** NaFlex + LocCa with a position code: (n, P, Dv), each image's code of its own grid, zero rows on its padding. */
+  private memoryCodes(batch: Batch): ort.Tensor {
+    const nf = batch.naflex;
+    if (!nf) throw new Error("internal: a NaFlex LocCa graph needs batches with NaFlex inputs");
+    const Dv = this.config.vision_config.hidden_size;
+    const R = memoryGrid(this.config);
+    const out = new Float32Array(batch.n * nf.length * Dv);
+    for (let i = 0; i < batch.n; i++) {
+      const h = Number(nf.spatialShapes[2 * i]);
+      const w = Number(nf.spatialShapes[2 * i + 1]);
+      const key = `${h}x${w}`;
+      let code = this.codes.get(key);
+      if (!code) {
+        code = memoryPositionCode(Dv, h, w, R);
+        this.codes.set(key, code);
+      }
+      out.set(code, i * nf.length * Dv);
+    }
+    return new ort.Tensor("float32", out, [batch.n, nf.length, Dv]);
   }
 
   async release(): Promise<void> {

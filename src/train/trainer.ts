@@ -307,9 +307,8 @@ export class Trainer {
     if (naflex && !c.maxPatches) throw new SiglipError("usage", "NaFlex training needs patch budgets (--max-patches)");
     if (!naflex && c.maxPatches) throw new SiglipError("usage", "--max-patches is for NaFlex (model_type \"siglip2\") checkpoints; this one is fixed-resolution");
     if (c.budgetDraw !== undefined && c.budgetDraw !== "example" && c.budgetDraw !== "batch") throw new SiglipError("usage", `--budget-draw must be example or batch, got ${JSON.stringify(c.budgetDraw)}`);
-    if (naflex && locca) throw new SiglipError("usage", "the LocCa objective does not train NaFlex checkpoints yet (its cross-attention has no patch mask); use --objectives sigmoid");
     if (naflex) opts.patches = paddedLength(maxBudget(c.maxPatches!), c.maxPatches!);
-    if (c.distill && naflex) throw new SiglipError("usage", "--distill does not train NaFlex checkpoints yet (its local views and masks are fixed-resolution); drop --distill or use a FixRes checkpoint");
+    if (c.distill && naflex) throw new SiglipError("usage", "--distill is for fixed-resolution checkpoints: SigLIP 2 trains its NaFlex variants without self-distillation or masked prediction (paper §2.4.2); drop --distill or use a FixRes checkpoint");
     if (c.distill && c.curate) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
     // ----
     const session = await TrainSession.create(model, opts);

@@ -1,6 +1,10 @@
-/** The NaFlex training golden (tools/reference/naflex_train_goldens.py): its batch as our trainer takes it. */
+/**
+ * The NaFlex training goldens (tools/reference/naflex_train_goldens.py, naflex_locca_goldens.py):
+ * their batches as our trainer takes them.
+ */
 import { join } from "node:path";
-import type { Batch } from "../../src/train/session.js";
+import { paramSpecs, type LoccaGraphOptions } from "../../src/train/model.js";
+import { TrainSession, loadParams, type Batch, type Params, type StepResult } from "../../src/train/session.js";
 import { Checkpoint } from "../../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../../src/weights/safetensors.js";
 import { FIXTURES } from "./paths.js";
@@ -18,4 +22,43 @@ export function naflexGoldenBatch(gold: SafetensorsFile): Batch {
     n,
     naflex: { length: mask.length / n, keyMask: mask, spatialShapes: BigInt64Array.from(gold.readFloat32("inputs.spatial_shapes"), (v) => BigInt(v)) },
   };
+}
+
+const big = (a: Float32Array): BigInt64Array => BigInt64Array.from(a, (v) => BigInt(v));
+
+/**
+ * The NaFlex + LocCa golden (tools/reference/naflex_locca_goldens.py): the NaFlex batch above
+ * with locca_goldens.py's 8 decoder sequences of 12 tokens, and the towers' and decoder's values.
+ */
+export function naflexLoccaGolden() {
+  const gold = SafetensorsFile.open(join(FIXTURES, "goldens", "naflex-locca-grads.safetensors"));
+  const dec = SafetensorsFile.open(join(FIXTURES, "goldens", "naflex-locca-decoder.safetensors"));
+  const ckpt = naflexCheckpoint();
+  const batch: Batch = {
+    ...naflexGoldenBatch(naflexGold()),
+    decoder: {
+      inputIds: big(gold.readFloat32("inputs.decoder_input_ids")),
+      targets: big(gold.readFloat32("inputs.decoder_targets")),
+      weights: gold.readFloat32("inputs.decoder_weights"),
+      causal: big(gold.readFloat32("inputs.decoder_causal")),
+      image: big(gold.readFloat32("inputs.decoder_image")),
+    },
+  };
+  const specs = paramSpecs(ckpt.config, { objectives: ["sigmoid", "locca"] });
+  const params: Params = loadParams(ckpt.weights, specs.filter((s) => !s.name.startsWith("decoder.")));
+  for (const s of specs) if (s.name.startsWith("decoder.")) params.set(s.name, dec.readFloat32(s.name).slice());
+  return { gold, ckpt, batch, specs, params };
+}
+
+/** One training step of the NaFlex + LocCa golden batch (8 sequences of 12, padded to 20 patch rows). */
+export async function naflexLoccaStep(g: ReturnType<typeof naflexLoccaGolden>, locca: Partial<LoccaGraphOptions> = {}, batch: Batch = g.batch): Promise<StepResult> {
+  const s = await TrainSession.create(g.ckpt.config, {
+    batch: 4, patches: batch.naflex!.length, threads: 1, objectives: ["sigmoid", "locca"],
+    locca: { sequences: 8, length: 12, ...locca },
+  });
+  try {
+    return await s.step(g.params, batch);
+  } finally {
+    await s.release();
+  }
 }

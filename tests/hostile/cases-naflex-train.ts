@@ -1,8 +1,8 @@
 /**
  * Hostile and careless `siglip2 train` runs on NaFlex checkpoints (model_type "siglip2"): bad
  * `--max-patches` values (not numbers, zero, empty ranges, beyond the bound), `--max-patches` on a
- * fixed-resolution checkpoint, the LocCa objective (not supported for NaFlex yet), and a
- * resume under other budgets. Each is one line and exit 2; nothing is written.
+ * fixed-resolution checkpoint, LocCa regions outside their image, curation (not supported for
+ * NaFlex yet), and a resume under other budgets. Each is one line and exit 2; nothing is written.
  */
 import { join } from "node:path";
 import { writeNaflexPairs } from "../harness/naflex-data.js";
@@ -42,7 +42,19 @@ export const cases: HostileCase[] = [
   usage("naflex-train-max-patches-on-fixres", ["--max-patches", "16"], ["--max-patches is for NaFlex"], F32),
   usage("naflex-train-budget-draw-unknown", ["--budget-draw", "sometimes"], ["--budget-draw", "sometimes"]),
   usage("naflex-train-budget-draw-on-fixres", ["--budget-draw", "batch"], ["--budget-draw is for NaFlex"], F32),
-  usage("naflex-train-locca", ["--objectives", "sigmoid,locca"], ["NaFlex", "LocCa", "--objectives sigmoid"]),
+  {
+    id: "naflex-train-locca-region-outside-image",
+    area: "train",
+    expect: "clean-error",
+    timeoutMs: 60_000,
+    run: async () => {
+      // pair 2's box lies wholly to the right of its image: one line naming the row, nothing trained
+      const dir = await writeNaflexPairs(8, 3, { regions: (i, w, h, text) => [{ box: i === 2 ? [w + 5, 1, w + 9, h - 1] : [1, 1, w - 1, h - 1], text }] });
+      const r = await runCli(["train", "--model", NAFLEX, "--data", dir, "--out", join(tempDir(), "out"), ...COMMON, "--objectives", "sigmoid,locca"], { timeoutMs: 60_000 });
+      return expectCleanError(r, { code: 2, mentions: ["metadata.jsonl:3", "region 0", "outside"] });
+    },
+  },
+  usage("naflex-train-curate", ["--curate-teacher", F32], ["--curate-teacher", "NaFlex"]),
   {
     id: "naflex-train-resume-with-other-budgets",
     area: "train",

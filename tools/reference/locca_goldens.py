@@ -103,11 +103,11 @@ class DecoderLayer(nn.Module):
         self.layer_norm3 = nn.LayerNorm(d, eps=eps)
         self.mlp = Mlp(d, m, act)
 
-    def forward(self, x, mem, self_allowed):
+    def forward(self, x, mem, self_allowed, mem_allowed=None):
         h = self.layer_norm1(x)
         x = x + self.self_attn(h, h, self_allowed)
         h = self.layer_norm2(x)
-        x = x + self.cross_attn(h, mem, None)
+        x = x + self.cross_attn(h, mem, mem_allowed)
         h = self.layer_norm3(x)
         return x + self.mlp(h)
 
@@ -125,14 +125,16 @@ class Decoder(nn.Module):
         self.final_layer_norm = nn.LayerNorm(d, eps=eps)
         self.lm_head = nn.Linear(d, self.vocab)
 
-    def forward(self, ids, mem, causal):
-        # ids (S, L) int, mem (S, P, Dv), causal (S,) bool → logits (S, L, V)
+    def forward(self, ids, mem, causal, mem_keep=None):
+        # ids (S, L) int, mem (S, P, Dv), causal (S,) bool, mem_keep (S, P) bool or None
+        # (NaFlex: the real patches of each sequence's image) → logits (S, L, V)
         s, l = ids.shape
         x = self.embed_tokens(ids) + self.position_embedding.weight[:l][None]
         tri = torch.tril(torch.ones(l, l, dtype=torch.bool))
         allowed = torch.where(causal[:, None, None], tri[None], torch.ones(1, l, l, dtype=torch.bool))
+        mem_allowed = None if mem_keep is None else mem_keep[:, None, :].expand(s, l, mem.shape[1])
         for layer in self.layers:
-            x = layer(x, mem, allowed)
+            x = layer(x, mem, allowed, mem_allowed)
         return self.lm_head(self.final_layer_norm(x))
 
 
@@ -144,6 +146,21 @@ def memory_position_code(h, w, grid, width, temperature=10_000.0):
     ys = ((ys + 0.5) * grid / h - 0.5).reshape(-1, 1)
     xs = ((xs + 0.5) * grid / w - 0.5).reshape(-1, 1)
     return torch.cat([torch.sin(xs * omega), torch.cos(xs * omega), torch.sin(ys * omega), torch.cos(ys * omega)], dim=1)
+
+
+def random_decoder(text_cfg, vision_width, seed=7):
+    """A float64 decoder with non-trivial values everywhere (no zero-init head), so that every gradient is tested."""
+    torch.manual_seed(seed)
+    dec = Decoder(text_cfg, vision_width).double()
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+        for name, p in dec.named_parameters():
+            if "layer_norm" in name and name.endswith("weight"):
+                p.add_(1.0)
+        for p in dec.parameters():
+            p.copy_(p.float().double())  # exactly representable in float32: both sides use the same values
+    return dec
 
 
 def locca_loss(logits, targets, weights):
@@ -186,16 +203,7 @@ def main():
     model_dir = os.path.join(FIXTURES, "models", "fixres-f32")
     model = SiglipModel.from_pretrained(model_dir, attn_implementation="eager").double().eval()
     tc = model.config.text_config
-    torch.manual_seed(7)
-    dec = Decoder(tc, model.config.vision_config.hidden_size).double()
-    with torch.no_grad():  # non-trivial values everywhere (no zero-init head) so that every gradient is tested
-        for p in dec.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-        for name, p in dec.named_parameters():
-            if "layer_norm" in name and name.endswith("weight"):
-                p.add_(1.0)
-        for p in dec.parameters():
-            p.copy_(p.float().double())  # exactly representable in float32: both sides use the same values
+    dec = random_decoder(tc, model.config.vision_config.hidden_size)
     px, ids, dec_in, targets, weights, causal, image = batch()
     out = model(input_ids=ids, pixel_values=px.double(), return_loss=True)
     mem = out.vision_model_output.last_hidden_state  # (N, P, Dv), post-LN, before the MAP head

@@ -46,7 +46,7 @@ EOF
 status=0
 for script in "$ROOT"/tools/reference/*_goldens.py; do
   [[ -e "$script" ]] || continue
-  case "$(basename "$script")" in train_goldens.py|locca_goldens.py|locca_decode_goldens.py|naflex_train_goldens.py|curate_goldens.py|demo_goldens.py|distill_goldens.py) continue ;; esac  # need the model fixtures: run last
+  case "$(basename "$script")" in train_goldens.py|locca_goldens.py|locca_decode_goldens.py|naflex_train_goldens.py|naflex_locca_goldens.py|curate_goldens.py|demo_goldens.py|distill_goldens.py) continue ;; esac  # need the model fixtures: run last
   echo "== $(basename "$script")" >&2
   if ! "$PY" "$script"; then
     echo "!! $(basename "$script") failed" >&2
@@ -74,6 +74,8 @@ echo "== make-trained-fixture.ts + train_goldens.py" >&2
 "$PY" "$ROOT/tools/reference/train_goldens.py" || status=1
 echo "== naflex_train_goldens.py" >&2
 "$PY" "$ROOT/tools/reference/naflex_train_goldens.py" || status=1
+echo "== naflex_locca_goldens.py" >&2
+"$PY" "$ROOT/tools/reference/naflex_locca_goldens.py" || status=1
 
 # The committed demo model (tools/make-demo-model.ts): transformers loads it and embeds its examples.
 echo "== demo_goldens.py" >&2
