@@ -10,7 +10,10 @@
  * the same mixed aspect ratios from another seed, before and after, at each budget and for each
  * prompt language, plus the loss curve.
  *
- *   nice -n 10 npx tsx tools/naflex-learn.ts [--steps 1500] [--batch 64] [--lr 3e-3] [--max-patches 16,24,36] [--seed 7] [--threads 2]
+ * `--budget-draw batch` draws one budget per batch (the paper's draw) instead of one per example;
+ * the report gives the share of padding rows in the training batches either way.
+ *
+ *   nice -n 10 npx tsx tools/naflex-learn.ts [--steps 1500] [--batch 64] [--lr 3e-3] [--max-patches 16,24,36] [--budget-draw example|batch] [--seed 7] [--threads 2]
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -35,6 +38,7 @@ const { values } = parseArgs({
     "max-patches": { type: "string", default: "16,24,36" },
     train: { type: "string", default: "4096" },
     threads: { type: "string" },
+    "budget-draw": { type: "string", default: "example" },
   },
 });
 const t0 = performance.now();
@@ -59,6 +63,17 @@ const T = config.text_config.max_position_embeddings;
 
 const train = synthesizeMixed(Number(values.train), SIZES, seed);
 const data = new NaflexPairs(async (i) => toRgb8(train[i]!.pixels, train[i]!.width, train[i]!.height), train.map((p) => p.caption), processor, tok, T);
+// the share of padding rows in the training batches
+const rows = { valid: 0, padded: 0 };
+const batchOf = data.batch.bind(data);
+data.batch = async (indices, o) => {
+  const b = await batchOf(indices, o);
+  rows.valid += b.naflex!.keyMask.reduce((a, v) => a + v, 0);
+  rows.padded += b.n * b.naflex!.length;
+  return b;
+};
+const budgetDraw = values["budget-draw"];
+if (budgetDraw !== "example" && budgetDraw !== "batch") throw new Error(`--budget-draw must be example or batch, got ${budgetDraw}`);
 const test = synthesizeMixed(512, SIZES, seed + 1_000_003);
 const testData = new NaflexPairs(async (i) => toRgb8(test[i]!.pixels, test[i]!.width, test[i]!.height), test.map((p) => p.caption), processor, tok, T);
 const cls = classes();
@@ -73,7 +88,7 @@ for (const b of evalBudgets) {
 const threads = values.threads ? Number(values.threads) : undefined;
 const params = initParams(paramSpecs(config), seed);
 const trainer = await Trainer.create(config, params, {
-  batchSize: Number(values.batch), accumSteps: 1, steps, seed, freeze: "none", maxPatches: budgets,
+  batchSize: Number(values.batch), accumSteps: 1, steps, seed, freeze: "none", maxPatches: budgets, budgetDraw,
   optimizer: { ...DEFAULT_OPTIMIZER, lr: Number(values.lr), totalSteps: steps, warmupSteps: Math.round(0.05 * steps) },
   ...(threads === undefined ? {} : { threads }),
 });
@@ -89,11 +104,13 @@ const evalAll = async (): Promise<Map<number, Record<string, number>>> => {
 };
 const before = await evalAll();
 const curve: number[] = [];
+const tTrain = performance.now();
 while (trainer.step < steps) {
   const s = await trainer.trainStep(data);
   curve.push(s.loss);
   if (s.step % 100 === 0 || s.step === 1) process.stdout.write(`step ${String(s.step).padStart(5)}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  |g| ${s.gradNorm.toFixed(2)}  ${s.pairsPerSecond.toFixed(0)} pairs/s\n`);
 }
+const trainMs = performance.now() - tTrain;
 const after = await evalAll();
 await evaluator.release();
 await trainer.release();
@@ -113,5 +130,5 @@ for (const [b, batch] of testBatches) {
   const cells = LANGUAGES.map((l) => `${pct(before.get(b)![l]!)} → ${pct(after.get(b)![l]!)}`);
   process.stdout.write(`| ${b} | ${[...grids].join(", ")} | ${cells.join(" | ")} |\n`);
 }
-process.stdout.write(`\n${steps} steps, batch ${values.batch}, budgets ${values["max-patches"]}, seed ${seed}, in ${((performance.now() - t0) / 1000).toFixed(0)} s\n`);
-process.stdout.write(`command: nice -n 10 npx tsx tools/naflex-learn.ts --steps ${steps} --batch ${values.batch} --lr ${values.lr} --max-patches ${values["max-patches"]} --seed ${seed}\n`);
+process.stdout.write(`\n${steps} steps, batch ${values.batch}, budgets ${values["max-patches"]} drawn per ${budgetDraw}, seed ${seed}, in ${((performance.now() - t0) / 1000).toFixed(0)} s (training ${(trainMs / 1000).toFixed(0)} s); padding: ${((1 - rows.valid / rows.padded) * 100).toFixed(1)} % of the training batches' patch rows\n`);
+process.stdout.write(`command: nice -n 10 npx tsx tools/naflex-learn.ts --steps ${steps} --batch ${values.batch} --lr ${values.lr} --max-patches ${values["max-patches"]} --budget-draw ${budgetDraw} --seed ${seed}\n`);
