@@ -14,7 +14,7 @@ import { GemmaTokenizer } from "../src/tokenizer/gemma.js";
 import { InMemoryPairs } from "../src/train/data.js";
 import {
   DEFAULT_DISTILL, DISTILL_FILE, TeacherSession, checkDistill, distillSpecs, emaUpdate, initDistillParams, isDistillParam,
-  switchStep, teacherProbs, updateCenter, type DistillConfig,
+  switchStep, teacherProbs, type DistillConfig,
 } from "../src/train/distill.js";
 import { paramSpecs } from "../src/train/model.js";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
@@ -27,7 +27,7 @@ import { Checkpoint } from "../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../src/weights/safetensors.js";
 import { tempDir } from "./harness/files.js";
 import { maxErr } from "./harness/locca-golden.js";
-import { distillGolden as golden, distillManifest as manifest } from "./harness/distill-golden.js";
+import { distillGolden as golden, distillManifest as manifest, goldenCentreUpdate } from "./harness/distill-golden.js";
 import { REPO } from "./harness/paths.js";
 import { SOURCE_FIXTURE } from "./harness/trained-fixture.js";
 
@@ -53,14 +53,7 @@ describe("self-distillation + masked prediction vs PyTorch float64", async () =>
     close(teacherProbs(g.gold.readFloat32("teacher_mp"), K, g.gold.readFloat32("center.mp"), manifest.teacher_temp), g.gold.readFloat32("mp_teacher_probs"), 1e-5, "P_t (patch)");
     // centring matters: without it the probabilities differ
     assert.ok(maxErr(teacherProbs(g.gold.readFloat32("teacher_sd"), K, new Float32Array(K), manifest.teacher_temp), g.gold.readFloat32("sd_teacher_probs")).abs > 1e-3);
-    for (const [which, rows] of [["sd", manifest.images], ["mp", manifest.images * 16]] as const) {
-      const c = g.gold.readFloat32(`center.${which}`).slice();
-      const sum = new Float64Array(K);
-      const logits = g.gold.readFloat32(`teacher_${which}`);
-      for (let i = 0; i < logits.length; i++) sum[i % K] = sum[i % K]! + logits[i]!;
-      updateCenter(c, sum, rows, manifest.center_momentum);
-      close(c, g.gold.readFloat32(`center_after.${which}`), 1e-6, `centre ${which}`);
-    }
+    for (const which of ["sd", "mp"] as const) close(goldenCentreUpdate(g.gold, which), g.gold.readFloat32(`center_after.${which}`), 1e-6, `centre ${which}`);
   });
 
   it("the losses and every gradient (towers, t', b, both heads, the mask token) match autograd", async () => {

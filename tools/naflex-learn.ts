@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 import { parseNaflexProcessorConfig } from "../src/preprocess/naflex.js";
 import { GemmaTokenizer } from "../src/tokenizer/gemma.js";
 import { ZeroShotEvaluator } from "../src/train/eval.js";
-import { tinyConfigJson } from "../src/train/experiment.js";
+import { tinyNaflexConfigJson } from "../src/train/experiment.js";
 import { initParams } from "../src/train/init.js";
 import { paramSpecs } from "../src/train/model.js";
 import { NaflexPairs, maxBudget, padNaflex, parsePatchBudgets } from "../src/train/naflex-data.js";
@@ -47,15 +47,7 @@ const seed = Number(values.seed);
 const budgets = parsePatchBudgets(values["max-patches"]!);
 const SIZES = [[64, 96], [96, 64], [64, 64]] as const; // [W, H]
 
-const base = tinyConfigJson({ width: 64, layers: 2, heads: 4, mlp: 128, vocab: 1024, seqLen: 24, image: 32, patch: 8 });
-const vc = base["vision_config"] as Record<string, unknown>;
-delete vc["image_size"];
-const configJson = {
-  ...base, architectures: ["Siglip2Model"], model_type: "siglip2",
-  text_config: { ...(base["text_config"] as object), model_type: "siglip2_text_model" },
-  vision_config: { ...vc, num_patches: 16, model_type: "siglip2_vision_model" },
-};
-const config = parseConfig(configJson);
+const config = parseConfig(tinyNaflexConfigJson({ width: 64, layers: 2, heads: 4, mlp: 128, vocab: 1024, seqLen: 24, patch: 8, numPatches: 16 }));
 const fixture = join(import.meta.dirname, "..", "tests", "fixtures", "models", "fixres-f32");
 const tok = await GemmaTokenizer.fromFile(join(fixture, "tokenizer.json"));
 const processor = parseNaflexProcessorConfig(undefined, 8);

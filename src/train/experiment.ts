@@ -34,6 +34,20 @@ export function tinyConfigJson(o: { width: number; layers: number; heads: number
   };
 }
 
+/**
+ * The NaFlex (model_type "siglip2") variant of {@link tinyConfigJson}: no image size, a learned
+ * position grid of `numPatches` rows (a square number: √numPatches per side).
+ */
+export function tinyNaflexConfigJson(o: Omit<Parameters<typeof tinyConfigJson>[0], "image"> & { numPatches: number }): Record<string, unknown> {
+  const base = tinyConfigJson({ ...o, image: o.patch });
+  const { image_size: _, ...vision } = base["vision_config"] as Record<string, unknown>;
+  return {
+    ...base, architectures: ["Siglip2Model"], model_type: "siglip2",
+    text_config: { ...(base["text_config"] as object), model_type: "siglip2_text_model" },
+    vision_config: { ...vision, num_patches: o.numPatches, model_type: "siglip2_vision_model" },
+  };
+}
+
 export interface SyntheticRunOptions {
   tokenizerPath: string;
   trainPairs: number;

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { isDistillParam } from "../../src/train/distill.js";
+import { isDistillParam, updateCenter } from "../../src/train/distill.js";
 import { paramSpecs } from "../../src/train/model.js";
 import { loadParams, type Batch, type Params } from "../../src/train/session.js";
 import { Checkpoint } from "../../src/weights/checkpoint.js";
@@ -43,4 +43,19 @@ export function distillGolden() {
     },
   };
   return { gold, ckpt, v, opts, specs, params, teacher, batch };
+}
+
+/**
+ * The centre after one update from the golden's teacher outputs (`which`: "sd" image rows, "mp"
+ * patch rows): c ← μc + (1−μ)·mean of the rows, by src/train/distill.ts `updateCenter`.
+ */
+export function goldenCentreUpdate(gold: SafetensorsFile, which: "sd" | "mp"): Float32Array {
+  const K = manifest.head.out;
+  const rows = which === "sd" ? manifest.images : manifest.images * 16;
+  const c = gold.readFloat32(`center.${which}`).slice();
+  const sum = new Float64Array(K);
+  const logits = gold.readFloat32(`teacher_${which}`);
+  for (let i = 0; i < logits.length; i++) sum[i % K] = sum[i % K]! + logits[i]!;
+  updateCenter(c, sum, rows, manifest.center_momentum);
+  return c;
 }

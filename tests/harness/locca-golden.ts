@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { paramSpecs, type LoccaGraphOptions } from "../../src/train/model.js";
-import { TrainSession, loadParams, type Batch, type Params, type StepResult } from "../../src/train/session.js";
+import { TrainSession, loadParams, type Batch, type DecoderBatch, type Params, type StepResult } from "../../src/train/session.js";
 import { Checkpoint } from "../../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../../src/weights/safetensors.js";
 import { FIXTURES } from "./paths.js";
@@ -17,27 +17,37 @@ export const GOLD_LENGTH = 12;
 
 const big = (a: Float32Array): BigInt64Array => BigInt64Array.from(a, (v) => BigInt(v));
 
+/** A LocCa golden's decoder sequences (`inputs.decoder_*`, the names of locca_goldens.py). */
+export function goldenDecoderBatch(gold: SafetensorsFile): DecoderBatch {
+  return {
+    inputIds: big(gold.readFloat32("inputs.decoder_input_ids")),
+    targets: big(gold.readFloat32("inputs.decoder_targets")),
+    weights: gold.readFloat32("inputs.decoder_weights"),
+    causal: big(gold.readFloat32("inputs.decoder_causal")),
+    image: big(gold.readFloat32("inputs.decoder_image")),
+  };
+}
+
+/** Parameters of towers + decoder: the towers from `ckpt`, the decoder from the golden's decoder file. */
+export function towersAndDecoder(ckpt: Checkpoint, decoderFile: string): { specs: ReturnType<typeof paramSpecs>; params: Params } {
+  const dec = SafetensorsFile.open(join(FIXTURES, "goldens", decoderFile));
+  const specs = paramSpecs(ckpt.config, { objectives: ["sigmoid", "locca"] });
+  const params: Params = loadParams(ckpt.weights, specs.filter((s) => !s.name.startsWith("decoder.")));
+  for (const s of specs) if (s.name.startsWith("decoder.")) params.set(s.name, dec.readFloat32(s.name).slice());
+  return { specs, params };
+}
+
 /** The golden file, the checkpoint, the batch and the parameter values (towers + decoder). */
 export function loccaGolden() {
   const gold = SafetensorsFile.open(join(FIXTURES, "goldens", "locca-grads.safetensors"));
-  const dec = SafetensorsFile.open(join(FIXTURES, "goldens", "locca-decoder.safetensors"));
   const ckpt = new Checkpoint(join(FIXTURES, "models", "fixres-f32"));
   const batch: Batch = {
     pixelValues: gold.readFloat32("inputs.pixel_values"),
     inputIds: big(gold.readFloat32("inputs.input_ids")),
     n: GOLD_IMAGES,
-    decoder: {
-      inputIds: big(gold.readFloat32("inputs.decoder_input_ids")),
-      targets: big(gold.readFloat32("inputs.decoder_targets")),
-      weights: gold.readFloat32("inputs.decoder_weights"),
-      causal: big(gold.readFloat32("inputs.decoder_causal")),
-      image: big(gold.readFloat32("inputs.decoder_image")),
-    },
+    decoder: goldenDecoderBatch(gold),
   };
-  const specs = paramSpecs(ckpt.config, { objectives: ["sigmoid", "locca"] });
-  const params: Params = loadParams(ckpt.weights, specs.filter((s) => !s.name.startsWith("decoder.")));
-  for (const s of specs) if (s.name.startsWith("decoder.")) params.set(s.name, dec.readFloat32(s.name).slice());
-  return { gold, ckpt, batch, specs, params };
+  return { gold, ckpt, batch, ...towersAndDecoder(ckpt, "locca-decoder.safetensors") };
 }
 
 /** One training step of the golden batch with both objectives. */

@@ -3,10 +3,11 @@
  * their batches as our trainer takes them.
  */
 import { join } from "node:path";
-import { paramSpecs, type LoccaGraphOptions } from "../../src/train/model.js";
-import { TrainSession, loadParams, type Batch, type Params, type StepResult } from "../../src/train/session.js";
+import type { LoccaGraphOptions } from "../../src/train/model.js";
+import { TrainSession, type Batch, type StepResult } from "../../src/train/session.js";
 import { Checkpoint } from "../../src/weights/checkpoint.js";
 import { SafetensorsFile } from "../../src/weights/safetensors.js";
+import { goldenDecoderBatch, towersAndDecoder } from "./locca-golden.js";
 import { FIXTURES } from "./paths.js";
 
 export const naflexGold = (): SafetensorsFile => SafetensorsFile.open(join(FIXTURES, "goldens", "naflex-train-grads.safetensors"));
@@ -24,30 +25,15 @@ export function naflexGoldenBatch(gold: SafetensorsFile): Batch {
   };
 }
 
-const big = (a: Float32Array): BigInt64Array => BigInt64Array.from(a, (v) => BigInt(v));
-
 /**
  * The NaFlex + LocCa golden (tools/reference/naflex_locca_goldens.py): the NaFlex batch above
  * with locca_goldens.py's 8 decoder sequences of 12 tokens, and the towers' and decoder's values.
  */
 export function naflexLoccaGolden() {
   const gold = SafetensorsFile.open(join(FIXTURES, "goldens", "naflex-locca-grads.safetensors"));
-  const dec = SafetensorsFile.open(join(FIXTURES, "goldens", "naflex-locca-decoder.safetensors"));
   const ckpt = naflexCheckpoint();
-  const batch: Batch = {
-    ...naflexGoldenBatch(naflexGold()),
-    decoder: {
-      inputIds: big(gold.readFloat32("inputs.decoder_input_ids")),
-      targets: big(gold.readFloat32("inputs.decoder_targets")),
-      weights: gold.readFloat32("inputs.decoder_weights"),
-      causal: big(gold.readFloat32("inputs.decoder_causal")),
-      image: big(gold.readFloat32("inputs.decoder_image")),
-    },
-  };
-  const specs = paramSpecs(ckpt.config, { objectives: ["sigmoid", "locca"] });
-  const params: Params = loadParams(ckpt.weights, specs.filter((s) => !s.name.startsWith("decoder.")));
-  for (const s of specs) if (s.name.startsWith("decoder.")) params.set(s.name, dec.readFloat32(s.name).slice());
-  return { gold, ckpt, batch, specs, params };
+  const batch: Batch = { ...naflexGoldenBatch(naflexGold()), decoder: goldenDecoderBatch(gold) };
+  return { gold, ckpt, batch, ...towersAndDecoder(ckpt, "naflex-locca-decoder.safetensors") };
 }
 
 /** One training step of the NaFlex + LocCa golden batch (8 sequences of 12, padded to 20 patch rows). */
