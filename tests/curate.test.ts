@@ -3,24 +3,29 @@
  * tools/reference/curate_goldens.py: the per-example losses and learnability scores (from
  * embeddings, and end to end from two checkpoints of different image size and width through
  * our engine), the top-k selection with its tie rule, the trainer's selection at step 0, and a
- * planted-signal check that curation keeps what the teacher finds easy and the student does not.
+ * planted-signal check that curation keeps what the teacher finds easy and the student does not;
+ * a NaFlex student (its scores equal our inference engine's, `siglip2 train` with curation).
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { SigLIP2 } from "../src/api.js";
 import { SiglipError } from "../src/errors.js";
-import { parseImageProcessorConfig } from "../src/preprocess/index.js";
+import { decodeImage, parseImageProcessorConfig, parseNaflexProcessorConfig } from "../src/preprocess/index.js";
 import { GemmaTokenizer } from "../src/tokenizer/gemma.js";
 import { Curator, checkRatio, exampleLosses, select, superBatchSize, topK, type TeacherModel } from "../src/train/curate.js";
 import { FilePairs, type PairRecord } from "../src/train/data.js";
 import { paramSpecs } from "../src/train/model.js";
+import { NaflexPairs } from "../src/train/naflex-data.js";
 import { DEFAULT_OPTIMIZER } from "../src/train/optim.js";
 import { loadParams } from "../src/train/session.js";
 import { Trainer } from "../src/train/trainer.js";
 import { Checkpoint } from "../src/weights/checkpoint.js";
-import { FIXTURES } from "./harness/paths.js";
+import { tempDir } from "./harness/files.js";
+import { writeNaflexPairs } from "./harness/naflex-data.js";
+import { FIXTURES, REPO } from "./harness/paths.js";
 
 interface Side { image: number[]; text: number[]; dim: number; scale: number; bias: number }
 const golden = JSON.parse(readFileSync(join(FIXTURES, "goldens", "curate.json"), "utf8")) as {
@@ -189,6 +194,66 @@ describe("curation through our engine (two checkpoints, float64 golden)", () => 
       await assert.rejects(cur.teacherLosses(data, [0, 1]), (e: unknown) => e instanceof SiglipError && /image embeddings have 3 values, text embeddings 2/.test(e.message));
     } finally {
       await cur.release();
+    }
+  });
+});
+
+describe("curation with a NaFlex student (naflex-f32; teacher: the FixRes fixres-odd)", () => {
+  const g = golden.models;
+  const naflexDir = join(FIXTURES, "models", "naflex-f32");
+  const paths = g.images.map((f) => join(FIXTURES, "images", f));
+  let teacher: SigLIP2;
+  let student: SigLIP2;
+  let ckpt: Checkpoint;
+  let data: NaflexPairs;
+  before(async () => {
+    teacher = await SigLIP2.load(join(FIXTURES, "..", "..", g.teacher_model), { threads: 1 });
+    student = await SigLIP2.load(naflexDir, { threads: 1 });
+    ckpt = new Checkpoint(naflexDir);
+    const tok = await GemmaTokenizer.fromFile(ckpt.tokenizerPath());
+    const processor = parseNaflexProcessorConfig(ckpt.preprocessorConfig, ckpt.config.vision_config.patch_size);
+    data = new NaflexPairs((i) => decodeImage(paths[i]!), g.captions, processor, tok, ckpt.config.text_config.max_position_embeddings, true, { image: (i) => paths[i]! });
+  });
+  after(async () => {
+    await teacher.close();
+    await student.close();
+    ckpt.close();
+  });
+
+  it("the student's per-example losses are those of our inference engine's embeddings of the same images (at max_num_patches)", async () => {
+    const params = loadParams(ckpt.weights, paramSpecs(ckpt.config));
+    const cur = await Curator.create(ckpt.config, teacher, 0.5, 1);
+    try {
+      const idx = paths.map((_, i) => i);
+      const got = await cur.studentLosses(params, data, idx);
+      const img = await student.embedImages(paths);
+      const txt = await student.embedTexts(g.captions);
+      const { logitScale, logitBias } = student.logitParams();
+      const d = img[0]!.length;
+      const want = exampleLosses(Float32Array.from(img.flatMap((e) => [...e])), Float32Array.from(txt.flatMap((e) => [...e])), idx.length, d, Math.exp(logitScale), logitBias);
+      assert.ok(maxRel(got, want) < 1e-4, `student ${maxRel(got, want)}`);
+      // the teacher reads the original files through its own (FixRes) preprocessing: the golden's values
+      const sel = await cur.select(params, data, idx, g.keep);
+      assert.ok(maxRel(sel.teacher, g.teacher_losses) < 2e-5, `teacher ${maxRel(sel.teacher, g.teacher_losses)}`);
+      assert.equal(sel.indices.length, g.keep);
+    } finally {
+      await cur.release();
+    }
+  });
+
+  it("siglip2 train on a NaFlex checkpoint with --curate-teacher logs the selection of every step", async () => {
+    const dir = await writeNaflexPairs(8, 3);
+    const out = join(tempDir(), "out");
+    const r = spawnSync(process.execPath, [join(REPO, "dist", "cli", "main.js"), "train", "--model", naflexDir, "--data", dir, "--out", out, "--threads", "1",
+      "--steps", "2", "--batch-size", "4", "--lr", "1e-3", "--seed", "1", "--max-patches", "8-30", "--curate-teacher", join(FIXTURES, "..", "..", g.teacher_model), "--curate-ratio", "0.5"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { step: number; curation?: { super_batch: number; kept: number; score_kept: number; score_all: number } });
+    const steps = lines.slice(0, -1); // then the run's summary line
+    assert.deepEqual(steps.map((l) => l.step), [1, 2]);
+    for (const s of steps) {
+      assert.equal(s.curation!.super_batch, 8);
+      assert.equal(s.curation!.kept, 4);
+      assert.ok(s.curation!.score_kept >= s.curation!.score_all);
     }
   });
 });

@@ -304,7 +304,7 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     budgets = parsePatchBudgets(o.maxPatches ?? String(nproc.maxNumPatches));
     const langs = records.every((r) => r.lang !== undefined) ? { langs: records.map((r) => r.lang!) } : {};
     const regions = locca ? { locca: { vocab: config.text_config.vocab_size, regions: records.map((r) => r.regions ?? []), sources: records.map((r) => r.source ?? r.image) } } : {};
-    data = new NaflexPairs((i) => decodeImage(records[i]!.image), records.map((r) => r.caption), nproc, tok, T, o.lowercase, { ...langs, ...regions });
+    data = new NaflexPairs((i) => decodeImage(records[i]!.image), records.map((r) => r.caption), nproc, tok, T, o.lowercase, { ...langs, ...regions, image: (i) => records[i]!.image });
   } else {
     const processor = parseImageProcessorConfig(ckpt.preprocessorConfig, config.vision_config.image_size);
     data = new FilePairs(records, processor, tok, T, o.lowercase, locca ? config.text_config.vocab_size : undefined);
@@ -312,7 +312,6 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
   const tc = trainerConfig(o, budgets);
   if (tc.distill && naflex) throw new SiglipError("usage", "--distill is for fixed-resolution checkpoints: SigLIP 2 trains its NaFlex variants without self-distillation or masked prediction (paper §2.4.2); drop --distill or use a FixRes checkpoint");
   if (tc.distill && o.curateTeacher !== undefined) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
-  if (naflex && o.curateTeacher !== undefined) throw new SiglipError("usage", "--curate-teacher is not supported for NaFlex (model_type \"siglip2\") checkpoints yet");
   // --- curation (src/train/curate.ts) and language mix (src/train/lang-mix.ts) ---
   if (o.langMix !== undefined && !data.langs) {
     const r = records.find((x) => x.lang === undefined)!;

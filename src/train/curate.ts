@@ -16,7 +16,8 @@
  * the independent top-k the paper's "learnability" scoring reduces to with one chunk.)
  *
  * The student's scores come from forward-only graphs on the current parameters (./session.ts
- * EmbedSession: no gradients). The teacher is any model with the {@link TeacherModel} methods —
+ * EmbedSession: no gradients); a NaFlex student scores each image at its preprocessor's
+ * `max_num_patches` (the budgets of the training step are drawn after the selection). The teacher is any model with the {@link TeacherModel} methods —
  * the library's `SigLIP2` (src/api.ts, fp32 or int8) fits — so it reads each example through
  * its own preprocessing and tokenizer (another image size, vocabulary or NaFlex is fine). A
  * teacher is fixed, so its embeddings are computed once per example and kept.
@@ -167,8 +168,8 @@ export class Curator {
 
   /** The student's per-example losses of `indices` with parameters `params`. */
   async studentLosses(params: Params, data: PairDataset, indices: readonly number[]): Promise<Float64Array> {
-    const b = await data.batch(indices);
-    const img = await this.vision.embed(params, b.pixelValues, b.n);
+    const b = await data.batch(indices); // NaFlex: every image at the processor's max_num_patches
+    const img = await this.vision.embed(params, b.naflex ? { pixelValues: b.pixelValues, naflex: b.naflex } : b.pixelValues, b.n);
     const txt = await this.text.embed(params, b.inputIds, b.n);
     const d = this.config.vision_config.hidden_size;
     return exampleLosses(img, txt, b.n, d, Math.exp(params.get("logit_scale")![0]!), params.get("logit_bias")![0]!);

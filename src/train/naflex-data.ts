@@ -18,6 +18,7 @@
 import { SiglipError } from "../errors.js";
 import { preprocessNaflex, type NaflexPatches, type NaflexProcessorConfig } from "../preprocess/naflex.js";
 import type { RgbImage } from "../preprocess/decode.js";
+import type { ImageInput } from "../tasks/image-pipeline.js";
 import type { GemmaTokenizer } from "../tokenizer/gemma.js";
 import { clampRegions, decoderTokenizer, tokenizeCaptions, type LoccaData, type PairDataset, type Region } from "./data.js";
 import type { Rng } from "./rng.js";
@@ -93,6 +94,8 @@ export interface NaflexPairsOptions {
   locca?: { vocab: number; regions?: ReadonlyArray<readonly Region[]>; sources?: readonly string[] };
   /** Each pair's language (the language mix, ./lang-mix.ts). */
   langs?: readonly string[];
+  /** Pair i's original image as a curation teacher reads it (a path, bytes or pixels; ./curate.ts). */
+  image?: (i: number) => ImageInput;
 }
 
 /** Image–caption pairs for NaFlex training: decoded images (kept), patchified per draw. */
@@ -101,6 +104,7 @@ export class NaflexPairs implements PairDataset {
   private readonly cache = new Map<number, RgbImage>();
   readonly locca?: LoccaData;
   readonly langs?: readonly string[];
+  readonly image?: (i: number) => ImageInput;
 
   /** `decodeAt(i)` decodes image i (called once per image). */
   constructor(
@@ -113,6 +117,7 @@ export class NaflexPairs implements PairDataset {
     o: NaflexPairsOptions = {},
   ) {
     this.ids = tokenizeCaptions(tok, captions, seqLen, lowercase);
+    if (o.image) this.image = o.image;
     if (o.langs) {
       if (o.langs.length !== captions.length) throw new Error("internal: langs and captions differ in length");
       this.langs = o.langs;

@@ -1,8 +1,8 @@
 /**
  * Hostile and careless `siglip2 train` runs on NaFlex checkpoints (model_type "siglip2"): bad
  * `--max-patches` values (not numbers, zero, empty ranges, beyond the bound), `--max-patches` on a
- * fixed-resolution checkpoint, LocCa regions outside their image, curation (not supported for
- * NaFlex yet), and a resume under other budgets. Each is one line and exit 2; nothing is written.
+ * fixed-resolution checkpoint, LocCa regions outside their image, and a resume under other
+ * budgets. Each is one line and exit 2; nothing is written.
  */
 import { join } from "node:path";
 import { writeNaflexPairs } from "../harness/naflex-data.js";
@@ -54,7 +54,6 @@ export const cases: HostileCase[] = [
       return expectCleanError(r, { code: 2, mentions: ["metadata.jsonl:3", "region 0", "outside"] });
     },
   },
-  usage("naflex-train-curate", ["--curate-teacher", F32], ["--curate-teacher", "NaFlex"]),
   {
     id: "naflex-train-resume-with-other-budgets",
     area: "train",
