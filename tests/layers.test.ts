@@ -13,7 +13,7 @@ const SRC = join(REPO, "src");
 
 /** Layer of each folder of src/ (and of the top-level files), lowest first; keep in step with ARCHITECTURE.md. */
 export const LAYERS: ReadonlyArray<readonly string[]> = [
-  ["errors", "user-dirs", "lru"], // shared basics
+  ["errors", "user-dirs", "lru", "wasm-simd"], // shared basics
   ["weights"], // safetensors, config.json, checkpoints, fingerprints
   ["load-options", "hub"], // option bounds; Hub download into the HF cache
   ["preprocess", "tokenizer"], // pure-TS image and text preprocessing

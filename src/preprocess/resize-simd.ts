@@ -10,6 +10,7 @@
  * image size. Without WebAssembly SIMD (or with SIGLIP2_RESIZE_SIMD=0) resize.ts keeps its
  * JavaScript kernels.
  */
+import { ensureMemory, instantiateSimd, type WasmMemory } from "../wasm-simd.js";
 import { RESIZE_SIMD_WASM } from "./resize-simd-bytes.js";
 
 /** One axis's integer coefficients, as resize.ts builds them (`k` holds exact integers). */
@@ -21,15 +22,8 @@ export interface SimdAxis {
   precision: number;
 }
 
-/** The part of the WebAssembly API used here (the Node typings leave the global out). */
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-}
-
 interface Kernels {
-  memory: { buffer: ArrayBuffer; grow(pages: number): number };
+  memory: WasmMemory;
   hpass: (src: number, rows: number, rowIn: number, out: number, wOut: number, start: number, pairs: number, wts: number, shift: number) => void;
   vpass: (src: number, rowLen: number, out: number, hOut: number, start: number, pairs: number, wts: number, shift: number) => void;
 }
@@ -39,29 +33,9 @@ export const DEFAULT_STRIP_BYTES = 4 << 20;
 
 let kernels: Kernels | null | undefined;
 
-function decodeBase64(s: string): Uint8Array {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-function simdDisabled(): boolean {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.["SIGLIP2_RESIZE_SIMD"] === "0";
-}
-
 /** The instantiated kernels, or null where WebAssembly SIMD is unavailable or disabled. */
 function load(): Kernels | null {
-  if (kernels !== undefined) return kernels;
-  kernels = null;
-  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  if (simdDisabled() || wasm === undefined) return kernels;
-  const bytes = decodeBase64(RESIZE_SIMD_WASM);
-  if (!wasm.validate(bytes)) return kernels; // no SIMD in this engine
-  const inst = new wasm.Instance(new wasm.Module(bytes), {});
-  const e = inst.exports as unknown as Kernels;
-  kernels = { memory: e.memory, hpass: e.hpass, vpass: e.vpass };
+  if (kernels === undefined) kernels = instantiateSimd<Kernels>(RESIZE_SIMD_WASM, "SIGLIP2_RESIZE_SIMD");
   return kernels;
 }
 
@@ -86,8 +60,7 @@ export function simdFits(ax: SimdAxis): boolean {
 
 /** Memory of at least `bytes` bytes, with fresh views. */
 function memory(k: Kernels, bytes: number): ArrayBuffer {
-  const have = k.memory.buffer.byteLength;
-  if (have < bytes) k.memory.grow(Math.ceil((bytes - have) / 65536));
+  ensureMemory(k.memory, bytes);
   return k.memory.buffer;
 }
 

@@ -1,7 +1,9 @@
 /**
  * AdamW with an explicit weight-decay convention, global-norm clipping and the warm-up +
  * cosine schedule (training-recipe §6). Plain typed-array code: exact, simple to test and to
- * checkpoint (the state is two float32 moment tensors per parameter plus a step count).
+ * checkpoint (the state is two float32 moment tensors per parameter plus a step count). The
+ * per-element update runs in a WebAssembly SIMD kernel with the same arithmetic where the
+ * engine has one (./adamw-simd.ts: the same bits, about twice as fast).
  *
  * Update of a parameter θ with gradient g at step s (s = updates done so far, from 0):
  *
@@ -15,6 +17,7 @@
  *   sched(s) = min(1, s / warmup) · ½(1 + cos(π · clamp((s − warmup) / (total − warmup), 0, 1)))
  */
 import type { ParamSpec } from "../models/params.js";
+import { adamwSimd } from "./adamw-simd.js";
 import type { Params } from "./session.js";
 
 export type DecayConvention = "big_vision" | "torch";
@@ -82,6 +85,8 @@ export class AdamW {
   /** The step at which a parameter added by {@link addParams} joined (its bias correction counts from there). */
   private readonly born = new Map<string, number>();
   readonly trainable: readonly string[];
+  /** Use the WebAssembly SIMD kernel where the engine has it (false: always the JavaScript loop; tests compare the two). */
+  simd = true;
 
   constructor(readonly config: OptimizerConfig, specs: readonly ParamSpec[], trainable: readonly string[]) {
     this.decay = new Map();
@@ -140,6 +145,8 @@ export class AdamW {
       const wd = this.decay.get(name) ? c.weightDecay : 0;
       const decayScale = c.decayConvention === "big_vision" ? sched * wd : sched * c.lr * wd;
       const stepScale = sched * c.lr;
+      // the same arithmetic in WebAssembly SIMD, bit for bit, where available (./adamw-simd.ts)
+      if (this.simd && adamwSimd(p, g, m, v, { beta1: b1, beta2: b2, eps, bc1, bc2, stepScale, decayScale })) continue;
       const n = p.length;
       for (let i = 0; i < n; i++) {
         const gi = g[i]!;
