@@ -14,6 +14,7 @@ import { isDecoderParam, loadDecoderParams } from "./checkpoint.js";
 import { DISTILL_INPUTS, type DistillBatch } from "./distill.js";
 import { fixresGrid } from "../weights/config.js";
 import { memoryGrid, memoryPositionCode } from "../models/locca.js";
+import { LruCache } from "../lru.js";
 import { initDecoderParams } from "./init.js";
 
 /** Parameter values by checkpoint key. */
@@ -199,8 +200,8 @@ export class TrainSession {
     return r;
   }
 
-  /** Memory position codes of a cached (h, w) grid, padded to the graph's patch rows. */
-  private readonly codes = new Map<string, Float32Array>();
+  /** Memory position codes by (h, w) grid (bounded: "every cache of this project is bounded"). */
+  private readonly codes = new LruCache<string, Float32Array>(64);
 
   /** NaFlex + LocCa with a position code: (n, P, Dv), each image's code of its own grid, zero rows on its padding. */
   private memoryCodes(batch: Batch): ort.Tensor {
