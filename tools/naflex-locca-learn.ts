@@ -8,8 +8,8 @@
  * Then, through the public API (`SigLIP2.load` on the saved checkpoint, NaFlex preprocessing at
  * `--eval-patches`), on held-out scenes of the same three shapes: zero-shot top-1 (single-object
  * scenes, 16 classes, 5 languages), retrieval R@1 (multi-object scenes), and referring expressions
- * (`locate`, Acc@0.5 and mean IoU) on single- and multi-object scenes, against the best constant
- * box (the mean of the training boxes, in each image's own frame) as the floor.
+ * (`locate`, Acc@0.5 and mean IoU) on single- and multi-object scenes, against one constant box
+ * (the mean of the training boxes, in each image's own frame) as the floor.
  *
  *   nice -n 10 npx tsx tools/naflex-locca-learn.ts [--steps 2000] [--train 9000] [--max-patches 48,64,80]
  *     [--eval-patches 64] [--memory-position sincos2d|none] [--aref-rows 3] [--seed 11] [--threads 2] [--json FILE]
