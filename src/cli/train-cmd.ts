@@ -31,7 +31,7 @@ import type { PatchBudgets } from "../train/naflex-data.js";
 import { LangMixSampler, parseLangMix, shares, type LangMixSpec } from "../train/lang-mix.js";
 import type { SigLIP2 } from "../api.js";
 import type { Trainer } from "../train/trainer.js";
-import { DEFAULT_DISTILL, type DistillConfig } from "../train/distill-config.js";
+import { DEFAULT_DISTILL, NAFLEX_DISTILL_REFUSED, type DistillConfig } from "../train/distill-config.js";
 import type { Checkpoint } from "../weights/checkpoint.js";
 import { BOX_FORMATS, type BoxFormat } from "../tasks/boxes.js";
 import { MEMORY_POSITIONS, type MemoryPosition } from "../models/locca.js";
@@ -310,7 +310,7 @@ async function setUpRun(o: TrainOpts): Promise<{ dir: string; ckpt: Checkpoint; 
     data = new FilePairs(records, processor, tok, T, o.lowercase, locca ? config.text_config.vocab_size : undefined);
   }
   const tc = trainerConfig(o, budgets);
-  if (tc.distill && naflex) throw new SiglipError("usage", "--distill is for fixed-resolution checkpoints: SigLIP 2 trains its NaFlex variants without self-distillation or masked prediction (paper §2.4.2); drop --distill or use a FixRes checkpoint");
+  if (tc.distill && naflex) throw new SiglipError("usage", NAFLEX_DISTILL_REFUSED);
   if (tc.distill && o.curateTeacher !== undefined) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
   // --- curation (src/train/curate.ts) and language mix (src/train/lang-mix.ts) ---
   if (o.langMix !== undefined && !data.langs) {

@@ -169,7 +169,7 @@ export class Curator {
   /** The student's per-example losses of `indices` with parameters `params`. */
   async studentLosses(params: Params, data: PairDataset, indices: readonly number[]): Promise<Float64Array> {
     const b = await data.batch(indices); // NaFlex: every image at the processor's max_num_patches
-    const img = await this.vision.embed(params, b.naflex ? { pixelValues: b.pixelValues, naflex: b.naflex } : b.pixelValues, b.n);
+    const img = await this.vision.embed(params, b, b.n);
     const txt = await this.text.embed(params, b.inputIds, b.n);
     const d = this.config.vision_config.hidden_size;
     return exampleLosses(img, txt, b.n, d, Math.exp(params.get("logit_scale")![0]!), params.get("logit_bias")![0]!);

@@ -34,6 +34,9 @@ export interface DistillConfig {
   sizeFactor: number;
 }
 
+/** The one line for --distill on a NaFlex checkpoint (the trainer and the CLI both refuse it). */
+export const NAFLEX_DISTILL_REFUSED = "--distill is for fixed-resolution checkpoints: SigLIP 2 trains its NaFlex variants without self-distillation or masked prediction (paper §2.4.2); drop --distill or use a FixRes checkpoint";
+
 export const DEFAULT_DISTILL: DistillConfig = {
   start: 0.8, emaMomentum: 0.996, globalCrop: [0.4, 1], localCrop: [0.05, 0.4], localViews: 8,
   head: { hidden: 256, bottleneck: 64, out: 1024 }, studentTemp: 0.1, teacherTemp: 0.04, centerMomentum: 0.9,

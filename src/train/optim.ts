@@ -136,8 +136,8 @@ export class AdamW {
     const ob2 = 1 - b2;
     for (const name of this.trainable) {
       const t = this.step + 1 - (this.born.get(name) ?? 0);
-      const bc1 = 1 - c.beta1 ** t;
-      const bc2 = 1 - c.beta2 ** t;
+      const bc1 = 1 - b1 ** t;
+      const bc2 = 1 - b2 ** t;
       const p = params.get(name)!;
       const g = grads.get(name)!;
       const m = this.m.get(name)!;

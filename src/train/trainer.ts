@@ -67,6 +67,7 @@ import { locCaTargets, type LocCaTargets } from "./scenes/locca.js";
 import { AdamW, globalNorm, type OptimizerConfig } from "./optim.js";
 import { TrainSession, type DecoderBatch, type Params } from "./session.js";
 import { DistillPhase, checkDistill, distillSpecs, initDistillParams, isDistillParam, loadDistillState, switchStep, type DistillConfig } from "./distill.js";
+import { NAFLEX_DISTILL_REFUSED } from "./distill-config.js";
 import { drawBudget, maxBudget, paddedLength, type PatchBudgets } from "./naflex-data.js";
 import { Curator, superBatchSize, type CurationStats, type TeacherModel } from "./curate.js";
 import { LangMixSampler, countLangs, langMixString, type LangMixSpec } from "./lang-mix.js";
@@ -308,7 +309,7 @@ export class Trainer {
     if (!naflex && c.maxPatches) throw new SiglipError("usage", "--max-patches is for NaFlex (model_type \"siglip2\") checkpoints; this one is fixed-resolution");
     if (c.budgetDraw !== undefined && c.budgetDraw !== "example" && c.budgetDraw !== "batch") throw new SiglipError("usage", `--budget-draw must be example or batch, got ${JSON.stringify(c.budgetDraw)}`);
     if (naflex) opts.patches = paddedLength(maxBudget(c.maxPatches!), c.maxPatches!);
-    if (c.distill && naflex) throw new SiglipError("usage", "--distill is for fixed-resolution checkpoints: SigLIP 2 trains its NaFlex variants without self-distillation or masked prediction (paper §2.4.2); drop --distill or use a FixRes checkpoint");
+    if (c.distill && naflex) throw new SiglipError("usage", NAFLEX_DISTILL_REFUSED);
     if (c.distill && c.curate) throw new SiglipError("usage", "--distill cannot be combined with curation (--curate-teacher) yet; drop one of them");
     // ----
     const session = await TrainSession.create(model, opts);
